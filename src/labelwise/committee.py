@@ -1,0 +1,109 @@
+"""Committees for query-by-committee: bagged clones of one estimator, or models you supply.
+
+A bagged committee fits each member on a *stratified* bootstrap of the labeled set (each class
+resampled within itself), so every member sees every class even when only a handful of labels
+exist. The caller's estimator is never fitted: members are clones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import clone
+
+from labelwise import scorers
+from labelwise.exceptions import InvalidParameterError
+from labelwise.models import DEFAULT_CHUNK_SIZE, has_predict_proba, iter_chunks
+from labelwise.pool import Matrix, take_rows
+
+__all__ = ["Committee", "stratified_bootstrap"]
+
+
+def stratified_bootstrap(y: NDArray[Any], rng: np.random.Generator) -> NDArray[np.intp]:
+    """Bootstrap positions into ``y`` that keep every class's count (resampled within class)."""
+    positions = []
+    for cls in np.unique(y):
+        members = np.flatnonzero(y == cls)
+        positions.append(rng.choice(members, size=len(members), replace=True))
+    return np.sort(np.concatenate(positions)).astype(np.intp)
+
+
+class Committee:
+    """Several fitted classifiers sharing one label set.
+
+    Parameters
+    ----------
+    members : sequence of fitted classifiers
+        All must have been fitted on the same classes (``classes_`` equal).
+    """
+
+    def __init__(self, members: Sequence[Any]):
+        if len(members) < 2:
+            raise InvalidParameterError(f"a committee needs at least 2 members, got {len(members)}")
+        classes = [np.asarray(m.classes_) for m in members]
+        if any(len(c) != len(classes[0]) or (c != classes[0]).any() for c in classes[1:]):
+            raise InvalidParameterError("committee members were fitted on different classes")
+        self.members = list(members)
+        self.classes_ = classes[0]
+
+    @classmethod
+    def bagged(
+        cls,
+        estimator: Any,
+        X: Matrix,
+        y: NDArray[Any],
+        *,
+        n_members: int,
+        rng: np.random.Generator,
+    ) -> Committee:
+        """Fit ``n_members`` clones of ``estimator``, each on a stratified bootstrap sample."""
+        if n_members < 2:
+            raise InvalidParameterError(f"n_members must be at least 2, got {n_members}")
+        members = []
+        for _ in range(n_members):
+            rows = stratified_bootstrap(y, rng)
+            members.append(clone(estimator).fit(take_rows(X, rows), y[rows]))
+        return cls(members)
+
+    @property
+    def has_proba(self) -> bool:
+        return all(has_predict_proba(m) for m in self.members)
+
+    def disagreement(
+        self,
+        X: Matrix,
+        rows: NDArray[np.intp],
+        *,
+        kind: Literal["vote", "kl"] = "vote",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """How much the members disagree on each row, computed chunk by chunk.
+
+        Returns
+        -------
+        utilities : ndarray of shape (n_rows,)
+            Vote entropy (``kind="vote"``) or mean KL divergence to the consensus (``"kl"``).
+        votes : int array of shape (n_members, n_rows)
+            Class index each member predicts.
+        """
+        utilities = np.empty(len(rows))
+        votes = np.empty((len(self.members), len(rows)), dtype=np.intp)
+        n_classes = len(self.classes_)
+        for start, chunk in zip(
+            range(0, len(rows), chunk_size), iter_chunks(rows, chunk_size), strict=True
+        ):
+            Xc = take_rows(X, chunk)
+            part = slice(start, start + len(chunk))
+            if kind == "kl":
+                proba = np.stack([m.predict_proba(Xc) for m in self.members])
+                utilities[part] = scorers.kl_to_consensus(proba)
+                votes[:, part] = proba.argmax(axis=2)
+            else:
+                # scikit-learn keeps classes_ sorted, so a binary search maps labels to indices.
+                for m, member in enumerate(self.members):
+                    votes[m, part] = np.searchsorted(self.classes_, np.asarray(member.predict(Xc)))
+                utilities[part] = scorers.vote_entropy(votes[:, part], n_classes)
+        return utilities, votes

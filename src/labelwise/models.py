@@ -1,0 +1,241 @@
+"""Models: named scikit-learn classifiers, and reading their outputs over a pool in chunks.
+
+Any scikit-learn classifier or ``Pipeline`` works; the names here are the shortcuts the CLI and
+project settings use. A strategy never fits the caller's estimator: it works on a fitted clone.
+
+:func:`model_outputs` reads a fitted model's probabilities (``predict_proba``) or, for a model
+without them, its ``decision_function``, over selected rows of the pool, chunk by chunk, so a pool
+of millions of rows never needs more than one chunk of outputs in memory at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import ComplementNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
+from labelwise.pool import Matrix, take_rows
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ModelOutputs",
+    "available_models",
+    "fit_clone",
+    "has_decision_function",
+    "has_predict_proba",
+    "iter_chunks",
+    "make_model",
+    "map_outputs",
+    "model_outputs",
+]
+
+DEFAULT_CHUNK_SIZE = 65_536
+
+OutputKind = Literal["proba", "decision"]
+
+
+def _logreg(random_state: int | None) -> BaseEstimator:
+    # MaxAbsScaler keeps sparse TF-IDF sparse and leaves [0, 1] pixels alone, while taming
+    # tabular columns on very different scales; lbfgs then converges in a few hundred steps.
+    return make_pipeline(
+        MaxAbsScaler(), LogisticRegression(max_iter=2000, random_state=random_state)
+    )
+
+
+def _svm(random_state: int | None) -> BaseEstimator:
+    return SVC(kernel="rbf", gamma="auto", C=1.0, random_state=random_state)
+
+
+def _svm_proba(random_state: int | None) -> BaseEstimator:
+    return SVC(kernel="rbf", gamma="scale", C=1.0, probability=True, random_state=random_state)
+
+
+def _linear_svm(random_state: int | None) -> BaseEstimator:
+    return make_pipeline(MaxAbsScaler(), LinearSVC(random_state=random_state))
+
+
+def _forest(random_state: int | None) -> BaseEstimator:
+    return RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=random_state)
+
+
+def _naive_bayes(random_state: int | None) -> BaseEstimator:
+    return ComplementNB()
+
+
+def _knn(random_state: int | None) -> BaseEstimator:
+    return make_pipeline(StandardScaler(with_mean=False), KNeighborsClassifier(n_neighbors=5))
+
+
+_MODELS: dict[str, tuple[Callable[[int | None], BaseEstimator], str]] = {
+    "logreg": (_logreg, "logistic regression on max-abs scaled features (probabilities)"),
+    "svm": (_svm, "RBF support vector machine, gamma='auto', C=1 (decision values only)"),
+    "svm-proba": (_svm_proba, "RBF support vector machine with Platt probabilities"),
+    "linear-svm": (_linear_svm, "linear support vector machine (decision values only)"),
+    "forest": (_forest, "random forest, 100 trees (probabilities)"),
+    "naive-bayes": (_naive_bayes, "complement naive Bayes, for counts and TF-IDF (probabilities)"),
+    "knn": (_knn, "5 nearest neighbours (probabilities)"),
+}
+
+
+def available_models() -> dict[str, str]:
+    """Model names accepted by :func:`make_model`, with a one-line description each."""
+    return {name: description for name, (_, description) in sorted(_MODELS.items())}
+
+
+def make_model(name: str, *, random_state: int | None = None) -> BaseEstimator:
+    """A fresh, unfitted classifier by name (see :func:`available_models`)."""
+    try:
+        factory, _ = _MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(_MODELS))
+        raise InvalidParameterError(f"unknown model {name!r}; expected one of: {known}") from None
+    return factory(random_state)
+
+
+def _final_step(model: Any) -> Any:
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def has_predict_proba(model: Any) -> bool:
+    """Whether ``model`` (fitted or not) offers ``predict_proba``.
+
+    ``SVC(probability=False)`` exposes the attribute but raises when called; this says False.
+    """
+    final = _final_step(model)
+    if isinstance(final, SVC) and not final.probability:
+        return False
+    return hasattr(model, "predict_proba")
+
+
+def has_decision_function(model: Any) -> bool:
+    """Whether ``model`` offers ``decision_function``."""
+    return hasattr(model, "decision_function")
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """A fitted model's outputs on some rows of the pool.
+
+    Attributes
+    ----------
+    kind : {"proba", "decision"}
+        Which method produced ``values``.
+    values : ndarray of shape (n_rows, n_classes), or (n_rows,) for binary decision values
+    classes : ndarray of shape (n_classes,)
+        The model's ``classes_``, aligned with the columns of ``values``.
+    """
+
+    kind: OutputKind
+    values: NDArray[np.floating]
+    classes: NDArray[Any]
+
+    def predicted(self) -> NDArray[Any]:
+        """The predicted class of each row."""
+        v = self.values
+        if v.ndim == 1:
+            return self.classes[(v > 0).astype(np.intp)]
+        return self.classes[np.argmax(v, axis=1)]
+
+
+def iter_chunks(indices: NDArray[np.intp], chunk_size: int) -> Iterator[NDArray[np.intp]]:
+    """Consecutive slices of ``indices`` of at most ``chunk_size`` entries."""
+    for start in range(0, len(indices), chunk_size):
+        yield indices[start : start + chunk_size]
+
+
+def _choose_kind(model: ClassifierMixin, prefer: OutputKind | None) -> OutputKind:
+    proba, decision = has_predict_proba(model), has_decision_function(model)
+    if prefer == "proba" and not proba:
+        raise ModelCapabilityError(
+            f"{type(_final_step(model)).__name__} has no predict_proba; choose a strategy that "
+            "works from decision values (margin) or a model with probabilities"
+        )
+    if prefer == "decision" and not decision:
+        raise ModelCapabilityError(f"{type(_final_step(model)).__name__} has no decision_function")
+    if prefer is not None:
+        return prefer
+    if proba:
+        return "proba"
+    if decision:
+        return "decision"
+    raise ModelCapabilityError(
+        f"{type(_final_step(model)).__name__} has neither predict_proba nor decision_function"
+    )
+
+
+def map_outputs(
+    model: Any,
+    X: Matrix,
+    rows: NDArray[np.intp],
+    fn: Callable[[ModelOutputs], NDArray[Any]],
+    *,
+    prefer: OutputKind | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> NDArray[Any]:
+    """Apply ``fn`` to the model's outputs chunk by chunk and concatenate the results.
+
+    This is how a pool is scored: only one chunk of probabilities exists at a time, and ``fn``
+    reduces it (to utilities, predictions, ...) before the next chunk is predicted.
+    """
+    kind = _choose_kind(model, prefer)
+    method = model.predict_proba if kind == "proba" else model.decision_function
+    classes = np.asarray(model.classes_)
+    parts = [
+        fn(ModelOutputs(kind, np.asarray(method(take_rows(X, chunk))), classes))
+        for chunk in iter_chunks(rows, chunk_size)
+    ]
+    if parts:
+        return np.concatenate(parts, axis=0)
+    return fn(ModelOutputs(kind, _empty_values(kind, len(classes)), classes))
+
+
+def _empty_values(kind: OutputKind, n_classes: int) -> NDArray[np.float64]:
+    if kind == "decision" and n_classes == 2:
+        return np.empty((0,))
+    return np.empty((0, n_classes))
+
+
+def model_outputs(
+    model: Any,
+    X: Matrix,
+    rows: NDArray[np.intp] | None = None,
+    *,
+    prefer: OutputKind | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> ModelOutputs:
+    """Probabilities (or decision values) of a fitted ``model`` for ``rows`` of ``X``.
+
+    Parameters
+    ----------
+    model : fitted classifier
+    X : array-like or sparse matrix of shape (n_pool, n_features)
+    rows : int array of shape (n_rows,), optional
+        Which rows to read; all rows when omitted.
+    prefer : {"proba", "decision"}, optional
+        Demand one kind (``ModelCapabilityError`` when the model lacks it); by default
+        probabilities when available, else decision values.
+    chunk_size : int
+        Rows predicted per call, bounding the memory used at once.
+    """
+    kind = _choose_kind(model, prefer)
+    if rows is None:
+        rows = np.arange(X.shape[0], dtype=np.intp)
+    values = map_outputs(model, X, rows, lambda out: out.values, prefer=kind, chunk_size=chunk_size)
+    return ModelOutputs(kind=kind, values=values, classes=np.asarray(model.classes_))
+
+
+def fit_clone(estimator: BaseEstimator, X: Matrix, y: NDArray[Any]) -> BaseEstimator:
+    """A fitted clone of ``estimator``: the caller's object is never touched."""
+    return clone(estimator).fit(X, y)

@@ -1,0 +1,365 @@
+"""Building the batch an annotator receives: strategy picks, exploration and routine items.
+
+:func:`query` is the one entry point the learner, the simulation and the labeling worker share.
+A :class:`BatchMix` decides how a batch of ``b`` items splits into
+
+- **exploration** items, drawn uniformly at random from the unlabeled pool *before* the strategy
+  picks: they guard against sampling bias and, labeled, give an unbiased accuracy estimate;
+- **strategy** items, the strategy's most informative picks among the rest;
+- **routine** items, ones the model is confident about: easy for a tired annotator, and a quality
+  check on the annotator.
+
+Fractions are honoured in expectation: ``b × fraction`` is rounded up or down at random, so a mix
+of 10 % exploration still explores with batches of one. Every item carries a :class:`Reason`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
+from labelwise.models import DEFAULT_CHUNK_SIZE, ModelOutputs, model_outputs
+from labelwise.pool import Pool, as_indices
+from labelwise.scorers import decision_margin, least_confident
+from labelwise.strategies import QueryContext, Selection, Strategy, make_strategy
+
+__all__ = ["Batch", "BatchMix", "Reason", "as_generator", "query"]
+
+ReasonKind = Literal["strategy", "exploration", "routine", "cold-start"]
+
+# Routine items are drawn from the most confident tenth of a random sample of this many items.
+_ROUTINE_SAMPLE = 2000
+_ROUTINE_QUANTILE = 0.1
+
+
+def as_generator(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """A NumPy generator from a seed, an existing generator (used as is) or ``None``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is not None and not isinstance(random_state, (int, np.integer)):
+        raise InvalidParameterError(
+            f"random_state must be an int, a numpy Generator or None, got {random_state!r}"
+        )
+    return np.random.default_rng(random_state)
+
+
+@dataclass(frozen=True)
+class BatchMix:
+    """Fractions of each batch given to random exploration and to routine items.
+
+    Parameters
+    ----------
+    exploration : float in [0, 1]
+        Expected share of uniformly random items.
+    routine : float in [0, 1]
+        Expected share of high-confidence items. ``exploration + routine`` must not exceed 1.
+    """
+
+    exploration: float = 0.0
+    routine: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("exploration", "routine"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise InvalidParameterError(f"{name} must be a fraction in [0, 1], got {value!r}")
+        if self.exploration + self.routine > 1.0:
+            raise InvalidParameterError(
+                f"exploration + routine must be at most 1, got {self.exploration} + {self.routine}"
+            )
+
+    def split(self, batch_size: int, rng: np.random.Generator) -> tuple[int, int, int]:
+        """(exploration, strategy, routine) counts for one batch, rounded at random."""
+
+        def draw(fraction: float) -> int:
+            whole, part = divmod(batch_size * fraction, 1.0)
+            return int(whole) + int(rng.random() < part)
+
+        n_explore = draw(self.exploration) if self.exploration else 0
+        n_routine = min(draw(self.routine), batch_size - n_explore) if self.routine else 0
+        return n_explore, batch_size - n_explore - n_routine, n_routine
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why an item was put in front of an annotator.
+
+    Attributes
+    ----------
+    kind : {"strategy", "exploration", "routine", "cold-start"}
+    strategy : str
+        The strategy that built the batch.
+    summary : str
+        One sentence for the annotator ("the model splits 51/49 between spam and ham").
+    utility : float or None
+        The strategy's utility for this item (higher = more informative).
+    rank : int or None
+        1 for the strategy's top pick, 2 for the next, ...
+    class_split : tuple of (label, value)
+        The model's view, best class first: probabilities, or decision values for models
+        without probabilities (``output_kind`` says which).
+    output_kind : {"proba", "decision"} or None
+    details : dict
+        Strategy-specific facts (committee votes, distance to the labeled set).
+    """
+
+    kind: ReasonKind
+    strategy: str
+    summary: str
+    utility: float | None = None
+    rank: int | None = None
+    class_split: tuple[tuple[str, float], ...] = ()
+    output_kind: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        out = asdict(self)
+        out["class_split"] = [[label, value] for label, value in self.class_split]
+        return out
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Pool indices to label next, in the order to show them, each with its reason."""
+
+    indices: NDArray[np.intp]
+    reasons: tuple[Reason, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(r.kind for r in self.reasons)
+
+
+def _class_split(out: ModelOutputs, row: int, top: int = 3) -> tuple[tuple[str, float], ...]:
+    values = out.values[row]
+    if out.kind == "decision" and np.ndim(values) == 0:
+        # Binary decision value: positive means classes_[1].
+        v = float(values)
+        first, second = (1, 0) if v > 0 else (0, 1)
+        return ((str(out.classes[first]), abs(v)), (str(out.classes[second]), -abs(v)))
+    order = np.argsort(-values, kind="stable")[:top]
+    return tuple((str(out.classes[i]), float(values[i])) for i in order)
+
+
+def _describe(
+    kind: ReasonKind,
+    split: tuple[tuple[str, float], ...],
+    output_kind: str | None,
+    details: dict[str, Any],
+) -> str:
+    if kind == "cold-start":
+        return "random pick: fewer than two classes are labeled so far (cold start)"
+    if kind == "exploration":
+        return "random exploration pick: keeps the accuracy estimate unbiased"
+    confident = split[0] if split else None
+    if kind == "routine":
+        if confident and output_kind == "proba":
+            return f"routine check: the model is confident ({confident[1]:.0%} {confident[0]})"
+        return "routine check: the model is confident about this item"
+    if "votes" in details:
+        votes = ", ".join(f"{n} say {label}" for label, n in details["votes"].items())
+        return f"the committee disagrees: {votes}"
+    if "distance_to_labeled" in details:
+        return (
+            f"unlike anything labeled so far: nearest labeled item at distance "
+            f"{details['distance_to_labeled']:.3g}"
+        )
+    if len(split) >= 2 and output_kind == "proba":
+        (a, pa), (b, pb) = split[0], split[1]
+        total = pa + pb
+        share = round(100 * pa / total) if total > 0 else 50
+        return f"the model splits {share}/{100 - share} between {a} and {b}"
+    if len(split) >= 2:
+        return (
+            f"close to the boundary between {split[0][0]} and {split[1][0]} "
+            f"(decision gap {split[0][1] - split[1][1]:.3g})"
+        )
+    return "chosen by the strategy"
+
+
+def _routine_picks(
+    model: Any,
+    pool: Pool,
+    remaining: NDArray[np.intp],
+    n: int,
+    rng: np.random.Generator,
+    chunk_size: int,
+) -> NDArray[np.intp]:
+    sample = rng.choice(remaining, size=min(len(remaining), _ROUTINE_SAMPLE), replace=False)
+    out = model_outputs(model, pool.X, np.sort(sample), chunk_size=chunk_size)
+    uncertainty = (
+        least_confident(out.values) if out.kind == "proba" else decision_margin(out.values)
+    )
+    n_confident = max(n, int(np.ceil(len(sample) * _ROUTINE_QUANTILE)))
+    confident = np.sort(sample)[np.argsort(uncertainty, kind="stable")[:n_confident]]
+    return rng.choice(confident, size=n, replace=False).astype(np.intp)
+
+
+def query(
+    pool: Pool,
+    model: Any | None,
+    *,
+    strategy: str | Strategy = "default",
+    batch_size: int = 10,
+    mix: BatchMix | None = None,
+    random_state: int | np.random.Generator | None = None,
+    estimator: Any = None,
+    candidates: ArrayLike | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Batch:
+    """Choose the next ``batch_size`` items to label.
+
+    Parameters
+    ----------
+    pool : Pool
+        Features and the labels known so far.
+    model : fitted classifier or None
+        Trained on the labeled set. ``None`` (or fewer than two labeled classes) means a cold
+        start: the batch is drawn at random and says so.
+    strategy : str or Strategy
+        A registry name (see :func:`labelwise.available_strategies`) or a strategy object.
+    batch_size : int
+    mix : BatchMix, optional
+        Exploration and routine shares; none by default.
+    random_state : int, Generator or None
+        Same seed, same batch.
+    estimator : unfitted classifier, optional
+        The template ``model`` was cloned from (committees clone it again).
+    candidates : int array, optional
+        Pool indices to choose from; all unlabeled items by default. Must all be unlabeled.
+    chunk_size : int
+        Rows scored at once.
+
+    Raises
+    ------
+    PoolExhaustedError
+        Fewer than ``batch_size`` candidates remain.
+    InvalidParameterError
+        A bad batch size, strategy name or candidate index.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise InvalidParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be at least 1, got {batch_size}")
+    rng = as_generator(random_state)
+    strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    mix = mix or BatchMix()
+
+    labeled_mask = pool.labeled_mask
+    if candidates is None:
+        cand = np.flatnonzero(~labeled_mask)
+    else:
+        cand = np.unique(as_indices(candidates, pool.n_items, name="candidates"))
+        if labeled_mask[cand].any():
+            first = int(cand[np.flatnonzero(labeled_mask[cand])[0]])
+            raise InvalidParameterError(f"candidate {first} is already labeled")
+    if len(cand) == 0:
+        raise PoolExhaustedError("no unlabeled items left to query")
+    if batch_size > len(cand):
+        raise PoolExhaustedError(
+            f"asked for a batch of {batch_size} but only {len(cand)} unlabeled items remain"
+        )
+
+    n_features = getattr(model, "n_features_in_", None)
+    if n_features is not None and n_features != pool.X.shape[1]:
+        raise InvalidDataError(
+            f"the model was fitted on {n_features} features but the pool has {pool.X.shape[1]}"
+        )
+    labeled = np.flatnonzero(labeled_mask)
+    y_labeled = pool.labels_of(labeled) if len(labeled) else np.empty(0, dtype=object)
+    if model is None or len(np.unique(y_labeled)) < 2:
+        picks = rng.choice(cand, size=batch_size, replace=False).astype(np.intp)
+        reason = Reason("cold-start", strat.name, _describe("cold-start", (), None, {}))
+        return Batch(picks, (reason,) * batch_size)
+
+    n_explore, n_strategy, n_routine = mix.split(batch_size, rng)
+    available = np.zeros(pool.n_items, dtype=bool)
+    available[cand] = True
+    explore = rng.choice(cand, size=n_explore, replace=False).astype(np.intp)
+    available[explore] = False
+
+    selection = Selection(np.empty(0, np.intp), np.empty(0))
+    if n_strategy:
+        ctx = QueryContext(
+            X=pool.X,
+            candidates=np.flatnonzero(available),
+            labeled=labeled,
+            y_labeled=y_labeled,
+            model=model,
+            estimator=estimator,
+            chunk_size=chunk_size,
+        )
+        selection = strat.select(ctx, n_strategy, rng)
+        available[selection.indices] = False
+    routine = (
+        _routine_picks(model, pool, np.flatnonzero(available), n_routine, rng, chunk_size)
+        if n_routine
+        else np.empty(0, np.intp)
+    )
+
+    # Strategy picks first (in rank order), then everything random or routine.
+    details = selection.details or tuple({} for _ in selection.indices)
+    ranked = [i for i, d in enumerate(details) if not d.get("exploration")]
+    inner_explore = [i for i, d in enumerate(details) if d.get("exploration")]
+    indices = np.concatenate(
+        [selection.indices[ranked], selection.indices[inner_explore], explore, routine]
+    ).astype(np.intp)
+    kinds: list[ReasonKind] = []
+    kinds += ["strategy"] * len(ranked)
+    kinds += ["exploration"] * (len(inner_explore) + len(explore))
+    kinds += ["routine"] * len(routine)
+    out = model_outputs(model, pool.X, indices, chunk_size=chunk_size)
+    reasons = []
+    for row, kind in enumerate(kinds):
+        split = _class_split(out, row)
+        if kind == "strategy":
+            utility = float(selection.utilities[ranked[row]])
+            extra = details[ranked[row]]
+            reasons.append(
+                Reason(
+                    kind,
+                    strat.name,
+                    _describe(kind, split, out.kind, extra),
+                    utility=None if np.isnan(utility) else utility,
+                    rank=row + 1,
+                    class_split=split,
+                    output_kind=out.kind,
+                    details=extra,
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    kind,
+                    strat.name,
+                    _describe(kind, split, out.kind, {}),
+                    class_split=split,
+                    output_kind=out.kind,
+                )
+            )
+    order = _interleave(len(ranked), len(indices) - len(ranked), rng)
+    return Batch(indices[order], tuple(reasons[i] for i in order))
+
+
+def _interleave(n_strategy: int, n_other: int, rng: np.random.Generator) -> NDArray[np.intp]:
+    """Display order: strategy picks keep their rank order; the others are spread among them.
+
+    Annotators should not be able to tell exploration or routine items by their position.
+    """
+    total = n_strategy + n_other
+    others = np.arange(n_strategy, total)
+    slots = np.sort(rng.choice(total, size=len(others), replace=False))
+    order = np.empty(total, dtype=np.intp)
+    is_other = np.zeros(total, dtype=bool)
+    is_other[slots] = True
+    order[is_other] = rng.permutation(others)
+    order[~is_other] = np.arange(n_strategy)
+    return order

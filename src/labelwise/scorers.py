@@ -1,0 +1,153 @@
+"""Utility scorers: pure functions from model outputs to one informativeness score per row.
+
+Higher utility means more informative. Every scorer takes an array and returns a float64 array of
+shape ``(n_samples,)``; none of them needs a model, so they are tested on plain arrays.
+
+Probability scorers take ``proba`` of shape ``(n_samples, n_classes)`` (rows sum to one):
+
+- :func:`least_confident` ``1 - max_k p_k``
+- :func:`margin` ``1 - (p_(1) - p_(2))``, the gap between the two most probable classes
+- :func:`entropy` ``-sum_k p_k log p_k`` (natural log)
+
+Decision-value scorers serve models without probabilities (an ``SVC`` without
+``probability=True``): :func:`decision_margin` is ``-|f(x)|`` for binary decision values of shape
+``(n_samples,)`` and ``-(f_(1) - f_(2))`` for one-vs-rest values of shape
+``(n_samples, n_classes)``.
+
+Committee scorers take the members' outputs: :func:`vote_entropy` works from hard votes of shape
+``(n_members, n_samples)`` (class indices), :func:`kl_to_consensus` from probabilities of shape
+``(n_members, n_samples, n_classes)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "decision_margin",
+    "entropy",
+    "kl_to_consensus",
+    "least_confident",
+    "margin",
+    "random_utility",
+    "vote_entropy",
+]
+
+FloatArray = NDArray[np.float64]
+
+# Probabilities below this are treated as zero in logarithms (0 log 0 = 0).
+_TINY = 1e-12
+
+
+def _as_proba(proba: ArrayLike) -> NDArray[np.floating]:
+    p = np.asarray(proba)
+    if p.ndim != 2:
+        raise ValueError(f"proba must have shape (n_samples, n_classes), got shape {p.shape}")
+    if not np.issubdtype(p.dtype, np.floating):
+        p = p.astype(np.float64)
+    return p
+
+
+def least_confident(proba: ArrayLike) -> FloatArray:
+    """``1 - max_k p_k`` per row: how unsure the model is of its own top guess."""
+    p = _as_proba(proba)
+    return (1.0 - p.max(axis=1)).astype(np.float64, copy=False)
+
+
+def margin(proba: ArrayLike) -> FloatArray:
+    """``1 - (p_(1) - p_(2))`` per row: one minus the gap between the two most probable classes.
+
+    With a single class column the gap is taken to be ``p_(1)`` (the other class has zero mass).
+    """
+    p = _as_proba(proba)
+    if p.shape[1] == 1:
+        return (1.0 - p[:, 0]).astype(np.float64, copy=False)
+    if p.shape[1] == 2:
+        gap = np.abs(p[:, 0] - p[:, 1])
+    else:
+        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        gap = top2[:, 1] - top2[:, 0]
+    return (1.0 - gap).astype(np.float64, copy=False)
+
+
+def entropy(proba: ArrayLike) -> FloatArray:
+    """Shannon entropy ``-sum_k p_k log p_k`` per row, in nats; ``log K`` at the uniform split."""
+    p = _as_proba(proba).astype(np.float64, copy=False)
+    logp = np.log(np.maximum(p, _TINY))
+    return -np.einsum("ij,ij->i", p, logp)
+
+
+def decision_margin(decision: ArrayLike) -> FloatArray:
+    """Margin utility from decision values, for models without probabilities.
+
+    Parameters
+    ----------
+    decision : array-like of shape (n_samples,) or (n_samples, n_classes)
+        Binary decision values (signed distance to the boundary), or one-vs-rest scores.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        ``-|f(x)|`` for binary values; ``-(f_(1) - f_(2))`` for one-vs-rest scores. Both are at
+        most zero and largest for the items closest to the boundary.
+    """
+    d = np.asarray(decision, dtype=np.float64)
+    if d.ndim == 2 and d.shape[1] == 1:
+        d = d[:, 0]
+    if d.ndim == 1:
+        return -np.abs(d)
+    if d.ndim != 2:
+        raise ValueError(f"decision must be 1-D or 2-D, got shape {d.shape}")
+    top2 = np.partition(d, d.shape[1] - 2, axis=1)[:, -2:]
+    return -(top2[:, 1] - top2[:, 0])
+
+
+def vote_entropy(votes: ArrayLike, n_classes: int) -> FloatArray:
+    """Entropy of the committee's vote distribution per sample.
+
+    Parameters
+    ----------
+    votes : array-like of int, shape (n_members, n_samples)
+        Class index (0 … n_classes-1) each member predicts for each sample.
+    n_classes : int
+        Number of classes the indices refer to.
+    """
+    v = np.asarray(votes)
+    if v.ndim != 2:
+        raise ValueError(f"votes must have shape (n_members, n_samples), got shape {v.shape}")
+    n_members, n_samples = v.shape
+    counts = np.zeros((n_samples, n_classes), dtype=np.float64)
+    cols = np.arange(n_samples)
+    for member_votes in v:
+        # (sample, vote) pairs are unique within one member, so plain fancy-index += is exact.
+        counts[cols, member_votes] += 1.0
+    return entropy(counts / n_members)
+
+
+def kl_to_consensus(member_proba: ArrayLike) -> FloatArray:
+    """Mean KL divergence of each member's distribution from the committee consensus.
+
+    Parameters
+    ----------
+    member_proba : array-like of shape (n_members, n_samples, n_classes)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        ``mean_m KL(p_m || p_bar)`` with ``p_bar`` the members' mean; zero when they all agree.
+    """
+    p = np.asarray(member_proba, dtype=np.float64)
+    if p.ndim != 3:
+        raise ValueError(
+            f"member_proba must have shape (n_members, n_samples, n_classes), got {p.shape}"
+        )
+    consensus = p.mean(axis=0)
+    log_ratio = np.log(np.maximum(p, _TINY)) - np.log(np.maximum(consensus, _TINY))[None]
+    kl = np.einsum("msk,msk->ms", p, log_ratio)
+    return np.maximum(kl.mean(axis=0), 0.0)
+
+
+def random_utility(n_samples: int, rng: np.random.Generator) -> FloatArray:
+    """Independent uniform utilities: ranking by them is uniform random sampling."""
+    return rng.random(n_samples)

@@ -1,0 +1,266 @@
+"""Selectors: turn one utility per candidate into a batch of candidates.
+
+A selector sees the candidates' utilities (higher = more informative) and, for diversity, their
+feature rows; it returns *positions* into the candidate array, best first. Every random choice,
+tie-breaks included, goes through the ``rng`` it is given: same seed, same batch.
+
+- :func:`top_k`: the ``k`` highest utilities, ties broken at random.
+- :func:`weighted_kmeans`: k-means over the top candidates, weighted by utility, one pick per
+  cluster (Zhdanov 2019, "Diverse mini-batch active learning").
+- :func:`kcenter_greedy`: greedy k-center, each pick farthest from the labeled set and earlier
+  picks (Sener & Savarese 2018, "core-set").
+- :func:`kmeans_pp_factored`: k-means++ seeding on gradient embeddings ``a_i ⊗ h_i`` without
+  materialising them (Ash et al. 2020, BADGE).
+- :func:`density_weights`: how typical each candidate is of the pool (Settles & Craven 2008).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics.pairwise import euclidean_distances
+
+from labelwise.pool import Matrix
+
+__all__ = [
+    "density_weights",
+    "kcenter_greedy",
+    "kmeans_pp_factored",
+    "rank_order",
+    "top_k",
+    "weighted_kmeans",
+]
+
+# Rows per block when computing distances, bounding memory at about block × block × 8 bytes.
+_DISTANCE_BLOCK = 4096
+
+
+def rank_order(utilities: NDArray[np.floating], rng: np.random.Generator) -> NDArray[np.intp]:
+    """All positions sorted by utility, highest first, ties in random order."""
+    u = np.asarray(utilities, dtype=np.float64)
+    return np.lexsort((rng.random(len(u)), -u)).astype(np.intp)
+
+
+def top_k(utilities: NDArray[np.floating], k: int, rng: np.random.Generator) -> NDArray[np.intp]:
+    """Positions of the ``k`` highest utilities, best first; ties broken at random.
+
+    Runs in linear time (a partition, not a sort of the whole array), so it suits pools of
+    millions of candidates.
+    """
+    u = np.asarray(utilities, dtype=np.float64)
+    n = len(u)
+    if not 0 <= k <= n:
+        raise ValueError(f"k must be between 0 and {n}, got {k}")
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
+    threshold = np.partition(u, n - k)[n - k]
+    above = np.flatnonzero(u > threshold)
+    tied = np.flatnonzero(u == threshold)
+    chosen = np.concatenate([above, rng.choice(tied, size=k - len(above), replace=False)])
+    return chosen[rank_order(u[chosen], rng)]
+
+
+def _positive_weights(utilities: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Utilities shifted and scaled into (0, 1], usable as sample weights."""
+    u = np.asarray(utilities, dtype=np.float64)
+    span = float(u.max() - u.min()) if len(u) else 0.0
+    if span == 0.0:
+        return np.ones(len(u))
+    return (u - u.min()) / span * 0.99 + 0.01
+
+
+def weighted_kmeans(
+    X: Matrix,
+    utilities: NDArray[np.floating],
+    k: int,
+    rng: np.random.Generator,
+    *,
+    representative: Literal["centroid", "utility"] = "centroid",
+) -> NDArray[np.intp]:
+    """One representative per cluster of a utility-weighted k-means over ``X``.
+
+    Parameters
+    ----------
+    X : matrix of shape (n_candidates, n_features)
+        The candidates' representation (usually the top candidates by utility).
+    utilities : array of shape (n_candidates,)
+        Sample weights after a shift into (0, 1].
+    k : int
+        Number of clusters, and of positions returned.
+    representative : {"centroid", "utility"}
+        Which member stands for a cluster: the one nearest its centroid (Zhdanov's choice), or
+        the most useful one (with ``k = 1`` this is plain top-1 selection).
+
+    Returns
+    -------
+    positions : int array of shape (k,)
+        One per cluster, ordered by utility (best first).
+    """
+    n = X.shape[0]
+    u = np.asarray(utilities, dtype=np.float64)
+    if k >= n:
+        return rank_order(u, rng)[:k]
+    if k == 1 and representative == "utility":
+        return top_k(u, 1, rng)
+    km = KMeans(n_clusters=k, n_init=1, random_state=int(rng.integers(2**31 - 1)))
+    weights = _positive_weights(utilities)
+    with warnings.catch_warnings():
+        # Duplicate rows can leave fewer distinct clusters than k; the gap is filled below.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = km.fit_predict(X, sample_weight=weights)
+    # Score to minimise within a cluster: distance to its centroid, or minus the utility.
+    dist = km.transform(X)[np.arange(n), labels] if representative == "centroid" else -u
+    picked: list[int] = []
+    taken = np.zeros(n, dtype=bool)
+    for cluster in range(k):
+        members = np.flatnonzero(labels == cluster)
+        if len(members):
+            best = int(members[np.argmin(dist[members])])
+            picked.append(best)
+            taken[best] = True
+    # Empty clusters (duplicate points) leave gaps: fill them with the best remaining utilities.
+    if len(picked) < k:
+        rest = np.flatnonzero(~taken)
+        picked.extend(rest[top_k(u[rest], k - len(picked), rng)].tolist())
+    chosen = np.asarray(picked, dtype=np.intp)
+    return chosen[rank_order(u[chosen], rng)]
+
+
+def _min_distances(X: Matrix, centers: Matrix) -> NDArray[np.float64]:
+    """Distance from each row of ``X`` to its nearest row of ``centers``, computed in blocks."""
+    out = np.full(X.shape[0], np.inf)
+    if centers.shape[0] == 0:
+        return out
+    for start in range(0, X.shape[0], _DISTANCE_BLOCK):
+        block = X[start : start + _DISTANCE_BLOCK]
+        for c_start in range(0, centers.shape[0], _DISTANCE_BLOCK):
+            d = euclidean_distances(block, centers[c_start : c_start + _DISTANCE_BLOCK])
+            np.minimum(out[start : start + len(d)], d.min(axis=1), out=out[start : start + len(d)])
+    return out
+
+
+def kcenter_greedy(
+    X: Matrix, labeled: Matrix, k: int, rng: np.random.Generator
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Greedy k-center: repeatedly pick the candidate farthest from everything chosen so far.
+
+    Parameters
+    ----------
+    X : matrix of shape (n_candidates, n_features)
+    labeled : matrix of shape (n_labeled, n_features)
+        Rows already covered (may be empty: the first pick is then random).
+    k : int
+
+    Returns
+    -------
+    positions : int array of shape (k,), in pick order
+    distances : float array of shape (k,)
+        Each pick's distance to the nearest covered row at the time it was picked (inf for a
+        first pick with nothing labeled).
+    """
+    n = X.shape[0]
+    if k > n:
+        raise ValueError(f"k must be at most {n}, got {k}")
+    nearest = _min_distances(X, labeled)
+    picks = np.empty(k, dtype=np.intp)
+    gaps = np.empty(k)
+    for i in range(k):
+        best = np.flatnonzero(nearest == nearest.max())
+        pick = int(best[0] if len(best) == 1 else rng.choice(best))
+        picks[i], gaps[i] = pick, nearest[pick]
+        d = euclidean_distances(X, X[pick : pick + 1]).ravel()
+        np.minimum(nearest, d, out=nearest)
+        nearest[pick] = -np.inf
+    return picks, gaps
+
+
+def _row_dots(H: Matrix, h: Any) -> NDArray[np.float64]:
+    """Dot product of every row of ``H`` with the single row ``h``."""
+    hv = h.toarray().ravel() if sp.issparse(h) else np.ravel(h)
+    return np.asarray(H @ hv, dtype=np.float64).ravel()
+
+
+def _row_sq_norms(H: Any) -> NDArray[np.float64]:
+    if sp.issparse(H):
+        return np.asarray(H.multiply(H).sum(axis=1), dtype=np.float64).ravel()
+    return np.einsum("ij,ij->i", H, H, dtype=np.float64)
+
+
+def kmeans_pp_factored(
+    A: NDArray[np.floating], H: Matrix, k: int, rng: np.random.Generator
+) -> NDArray[np.intp]:
+    """k-means++ seeding on embeddings ``g_i = a_i ⊗ h_i``, never forming them.
+
+    ``<g_i, g_j> = <a_i, a_j> <h_i, h_j>``, so squared distances need only the factors: memory
+    stays at the size of ``A`` and ``H``, even for sparse ``H`` of many features. The first pick
+    is the largest ``||g||`` (as in BADGE); each later one is drawn with probability proportional
+    to the squared distance to the nearest pick so far.
+
+    Parameters
+    ----------
+    A : array of shape (n, n_classes)
+        For BADGE, ``p - onehot(argmax p)``: the loss gradient w.r.t. the logits.
+    H : matrix of shape (n, n_features)
+        The representation the last layer sees.
+    k : int
+    """
+    n = A.shape[0]
+    if k > n:
+        raise ValueError(f"k must be at most {n}, got {k}")
+    a_sq = np.einsum("ij,ij->i", A, A, dtype=np.float64)
+    g_sq = a_sq * _row_sq_norms(H)
+    first = int(np.argmax(g_sq))
+    picks = [first]
+    d2 = np.full(n, np.inf)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[first] = True
+    for _ in range(1, k):
+        c = picks[-1]
+        cross = (A @ A[c]) * _row_dots(H, H[c : c + 1])
+        np.minimum(d2, np.maximum(g_sq + g_sq[c] - 2.0 * cross, 0.0), out=d2)
+        weights = np.where(chosen, 0.0, d2)
+        total = weights.sum()
+        if total <= 0.0 or not np.isfinite(total):
+            # Every remaining embedding coincides with a pick: fall back to a uniform draw.
+            nxt = int(rng.choice(np.flatnonzero(~chosen)))
+        else:
+            nxt = int(rng.choice(n, p=weights / total))
+        picks.append(nxt)
+        chosen[nxt] = True
+    return np.asarray(picks, dtype=np.intp)
+
+
+def density_weights(
+    X: Matrix, rng: np.random.Generator, *, n_reference: int = 1000
+) -> NDArray[np.float64]:
+    """How typical each row is: mean Gaussian similarity to a random reference sample.
+
+    Parameters
+    ----------
+    X : matrix of shape (n, n_features)
+    n_reference : int
+        Size of the random reference sample, keeping the cost linear in ``n``.
+
+    Returns
+    -------
+    ndarray of shape (n,), values in (0, 1]
+        The bandwidth is the median distance between reference rows, so the weights do not
+        depend on the scale of the features.
+    """
+    n = X.shape[0]
+    ref_rows = rng.choice(n, size=min(n, n_reference), replace=False)
+    ref = X[np.sort(ref_rows)]
+    ref_d = euclidean_distances(ref, ref)
+    positive = ref_d[ref_d > 0]
+    bandwidth = float(np.median(positive)) if positive.size else 1.0
+    out = np.empty(n)
+    for start in range(0, n, _DISTANCE_BLOCK):
+        d = euclidean_distances(X[start : start + _DISTANCE_BLOCK], ref)
+        out[start : start + len(d)] = np.exp(-((d / bandwidth) ** 2) / 2.0).mean(axis=1)
+    return np.maximum(out, 1e-12)

@@ -1,0 +1,175 @@
+"""query(): batch mix, reasons, cold start, exploration and routine items."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
+
+from labelwise import BatchMix, InvalidParameterError, Pool, query
+from labelwise.strategies import Explore, UncertaintySampling
+
+
+@pytest.fixture(scope="module")
+def setup():
+    X, y = make_classification(n_samples=400, n_features=5, n_informative=3, random_state=1)
+    y = np.where(y == 1, "spam", "ham").astype(object)
+    pool = Pool(X)
+    labeled = np.arange(40)
+    pool.label(labeled, y[labeled])
+    model = LogisticRegression().fit(X[labeled], y[labeled].astype(str))
+    return X, y, pool, model
+
+
+def test_cold_start_queries_randomly_and_says_so():
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    pool = Pool(X)
+    pool.label([0, 1, 2], ["a", "a", "a"])
+    batch = query(pool, None, strategy="margin", batch_size=5, random_state=0)
+    assert len(batch) == 5
+    assert set(batch.kinds) == {"cold-start"}
+    assert "fewer than two classes" in batch.reasons[0].summary
+
+
+def test_cold_start_when_model_given_but_one_class_labeled():
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    pool = Pool(X)
+    pool.label([0, 1], ["a", "a"])
+    model = LogisticRegression().fit(X[:4], ["a", "b", "a", "b"])
+    batch = query(pool, model, strategy="entropy", batch_size=3, random_state=0)
+    assert set(batch.kinds) == {"cold-start"}
+
+
+def test_margin_reasons_give_the_class_split(setup):
+    X, y, pool, model = setup
+    batch = query(pool, model, strategy="margin", batch_size=3, random_state=0)
+    top = batch.reasons[0]
+    assert top.kind == "strategy" and top.rank == 1 and top.strategy == "margin"
+    labels = [label for label, _ in top.class_split]
+    assert set(labels) == {"spam", "ham"}
+    assert sum(v for _, v in top.class_split) == pytest.approx(1.0)
+    assert top.summary.startswith("the model splits ")
+    assert "between" in top.summary
+    # The top pick is the most uncertain: its split is closest to 50/50.
+    proba = model.predict_proba(X[batch.indices])
+    gaps = np.abs(proba[:, 0] - proba[:, 1])
+    assert gaps[0] == pytest.approx(gaps.min())
+    json.dumps([r.to_dict() for r in batch.reasons])  # serialisable for the app
+
+
+def test_decision_value_reasons(setup):
+    X, y, pool, _ = setup
+    svm = SVC().fit(X[:40], y[:40].astype(str))
+    batch = query(pool, svm, strategy="margin", batch_size=2, random_state=0)
+    r = batch.reasons[0]
+    assert r.output_kind == "decision"
+    assert "close to the boundary" in r.summary
+
+
+def test_committee_reasons_show_votes(setup):
+    X, y, pool, model = setup
+    batch = query(
+        pool, model, strategy="qbc", batch_size=4, random_state=0, estimator=LogisticRegression()
+    )
+    votes = batch.reasons[0].details["votes"]
+    assert sum(votes.values()) == 5
+    assert batch.reasons[0].summary.startswith("the committee disagrees")
+
+
+def test_coreset_reasons_mention_distance(setup):
+    X, y, pool, model = setup
+    batch = query(pool, model, strategy="coreset", batch_size=2, random_state=0)
+    assert "nearest labeled item" in batch.reasons[0].summary
+
+
+@pytest.mark.parametrize(("exploration", "routine"), [(0.3, 0.0), (0.0, 0.3), (0.2, 0.2)])
+def test_batch_mix_fractions_hold_in_expectation(setup, exploration, routine):
+    X, y, pool, model = setup
+    mix = BatchMix(exploration=exploration, routine=routine)
+    counts = {"exploration": 0, "routine": 0, "strategy": 0}
+    for seed in range(40):
+        batch = query(pool, model, strategy="margin", batch_size=10, mix=mix, random_state=seed)
+        assert len(set(batch.indices.tolist())) == 10
+        for kind in batch.kinds:
+            counts[kind] += 1
+    assert counts["exploration"] / 400 == pytest.approx(exploration, abs=0.06)
+    assert counts["routine"] / 400 == pytest.approx(routine, abs=0.06)
+
+
+def test_exploration_happens_with_batches_of_one(setup):
+    X, y, pool, model = setup
+    kinds = [
+        query(
+            pool,
+            model,
+            strategy="margin",
+            batch_size=1,
+            mix=BatchMix(exploration=0.5),
+            random_state=s,
+        ).kinds[0]
+        for s in range(60)
+    ]
+    assert 15 < kinds.count("exploration") < 45
+
+
+def test_routine_items_are_confident(setup):
+    X, y, pool, model = setup
+    batch = query(
+        pool, model, strategy="margin", batch_size=10, mix=BatchMix(routine=0.5), random_state=0
+    )
+    proba = model.predict_proba(X[batch.indices]).max(axis=1)
+    routine = np.array([k == "routine" for k in batch.kinds])
+    assert routine.any()
+    assert proba[routine].min() > proba[~routine].max()
+    assert "routine check" in batch.reasons[int(np.flatnonzero(routine)[0])].summary
+
+
+def test_exploration_items_are_uniform_over_the_pool(setup):
+    X, y, pool, model = setup
+    hits = np.zeros(len(X))
+    for seed in range(300):
+        batch = query(
+            pool,
+            model,
+            strategy="margin",
+            batch_size=5,
+            mix=BatchMix(exploration=0.4),
+            random_state=seed,
+        )
+        explore = [i for i, k in zip(batch.indices, batch.kinds, strict=True) if k == "exploration"]
+        hits[explore] += 1
+    assert hits[:40].sum() == 0  # never a labeled item
+    # Uniform: the most and least confident halves are drawn about equally often.
+    conf = model.predict_proba(X[40:]).max(axis=1)
+    order = np.argsort(conf)
+    low, high = hits[40:][order[:180]].sum(), hits[40:][order[180:]].sum()
+    assert 0.8 < low / high < 1.25
+
+
+def test_explore_wrapper_marks_its_random_picks(setup):
+    X, y, pool, model = setup
+    strategy = Explore(UncertaintySampling("margin", name="margin"), fraction=0.5, name="x")
+    seen = set()
+    for seed in range(10):
+        batch = query(pool, model, strategy=strategy, batch_size=6, random_state=seed)
+        seen |= set(batch.kinds)
+        ranks = [r.rank for r in batch.reasons if r.kind == "strategy"]
+        assert sorted(ranks) == list(range(1, len(ranks) + 1))
+    assert seen == {"strategy", "exploration"}
+
+
+def test_candidates_restrict_the_choice(setup):
+    X, y, pool, model = setup
+    cands = np.arange(100, 130)
+    batch = query(pool, model, strategy="entropy", batch_size=5, candidates=cands, random_state=0)
+    assert set(batch.indices.tolist()) <= set(cands.tolist())
+    with pytest.raises(InvalidParameterError, match="candidate 3 is already labeled"):
+        query(pool, model, strategy="entropy", batch_size=1, candidates=[3, 200])
+
+
+@pytest.mark.parametrize(("exploration", "routine"), [(-0.1, 0), (0, 1.5), (0.6, 0.6)])
+def test_bad_mix(exploration, routine):
+    with pytest.raises(InvalidParameterError, match="exploration|routine"):
+        BatchMix(exploration=exploration, routine=routine)
