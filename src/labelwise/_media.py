@@ -1,0 +1,237 @@
+"""LIBSVM files, ``.npz`` arrays and images (a folder of them, or a column of paths).
+
+Each reader returns a :class:`~labelwise.data.Dataset`, except :func:`_read_images`, which
+returns the pixel array for a folder or for a table's image column. Pillow is imported only
+when images are read (``pip install labelwise[images]``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from labelwise._dataset import Dataset, _row_ids
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
+
+_IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+_LIBSVM_LINE = re.compile(
+    r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(,\S+)*(\s+qid:\d+)?(\s+\d+:\S+)*\s*(#.*)?$"
+)
+
+
+# ---------------------------------------------------------------------------------------- LIBSVM
+
+
+def _looks_like_libsvm(sample: str) -> bool:
+    # The sample's last line may be cut short: leave it out unless it is the only one.
+    lines = [ln for ln in (sample.split("\n")[:-1] or [sample]) if ln.strip()][:20]
+    return (
+        bool(lines)
+        and all(_LIBSVM_LINE.match(ln) for ln in lines)
+        and any(re.search(r"\s\d+:", ln) for ln in lines)
+    )
+
+
+def _read_libsvm(path: Path) -> Dataset:
+    from sklearn.datasets import load_svmlight_file
+
+    try:
+        X, y = load_svmlight_file(str(path), dtype=np.float64)
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidDataError(f"{path} is not a valid LIBSVM file: {exc}") from None
+    return _matrix_dataset(path, sp.csr_matrix(X), y)
+
+
+# ------------------------------------------------------------------------------------- arrays
+
+
+def _read_npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InvalidDataError(f"cannot read {path} as .npz: {exc}") from None
+    splits = [s for s in ("train", "val", "valid", "validation", "test") if f"{s}_images" in arrays]
+    labels: np.ndarray | None
+    if splits:
+        items = np.concatenate([arrays[f"{s}_images"] for s in splits])
+        keys = [f"{s}_labels" for s in splits]
+        labels = None
+        if all(key in arrays for key in keys):
+            labels = np.concatenate([arrays[key].reshape(len(arrays[key]), -1) for key in keys])
+    elif {"data", "indices", "indptr", "shape", "format"} <= arrays.keys():
+        items, labels = sp.load_npz(path).tocsr(), None
+    else:
+        pair = next(
+            (p for p in (("images", "labels"), ("X", "y"), ("x", "y")) if p[0] in arrays), None
+        )
+        if pair is None and len(arrays) != 1:
+            raise InvalidDataError(
+                f"{path} holds arrays {sorted(arrays)}; expected images/labels, X/y, x/y or "
+                "train_images/train_labels, ..."
+            )
+        items = arrays[pair[0]] if pair else next(iter(arrays.values()))
+        labels = arrays.get(pair[1]) if pair else None
+    if labels is not None:
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels.ravel()
+        if labels.shape != (items.shape[0],):
+            raise InvalidDataError(
+                f"{path}: labels have shape {labels.shape}, expected ({items.shape[0]},)"
+            )
+    if sp.issparse(items) or items.ndim == 2:
+        return _matrix_dataset(path, items, labels)
+    if items.ndim not in (3, 4) or not (
+        np.issubdtype(items.dtype, np.number) or items.dtype == bool
+    ):
+        raise InvalidDataError(
+            f"{path}: expected images of shape (n, h, w) or (n, h, w, c), or a matrix (n, d); "
+            f"got {items.dtype} array of shape {items.shape}"
+        )
+    if np.issubdtype(items.dtype, np.floating) and not np.isfinite(items).all():
+        raise InvalidDataError(f"{path}: images hold NaN or infinity")
+    ids = _row_ids(items.shape[0])
+    return Dataset("image", items, _array_labels(labels, path), ids, (), str(path))
+
+
+def _matrix_dataset(path: Path, X: Any, y: np.ndarray | None) -> Dataset:
+    """A tabular Dataset from a matrix of shape (n, d) (dense or sparse) and labels (n,)."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(X.data))
+        if bad.size:
+            row = int(np.searchsorted(X.indptr, bad[0], side="right")) - 1
+            col = int(X.indices[bad[0]])
+            raise InvalidDataError(f"{path}: feature f{col + 1} holds NaN or infinity (row {row})")
+    else:
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidDataError(f"{path}: the matrix is not numeric ({X.dtype})") from None
+        finite = np.isfinite(X)
+        if not finite.all():
+            row, col = np.argwhere(~finite)[0]
+            raise InvalidDataError(f"{path}: feature f{col + 1} holds NaN or infinity (row {row})")
+    names = tuple(f"f{j + 1}" for j in range(X.shape[1]))
+    return Dataset("tabular", X, _array_labels(y, path), _row_ids(X.shape[0]), names, str(path))
+
+
+def _array_labels(y: np.ndarray | None, path: Path) -> np.ndarray | None:
+    """Labels of shape (n,) from an array: integers (integral floats too) as int64, else str."""
+    if y is None:
+        return None
+    if y.dtype == bool or np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64)
+    if np.issubdtype(y.dtype, np.floating):
+        present = ~np.isnan(y)
+        if np.isfinite(y[present]).all() and (y[present] == np.round(y[present])).all():
+            if present.all():
+                return y.astype(np.int64)
+            out = np.full(y.shape, None, dtype=object)
+            out[present] = [int(v) for v in y[present]]
+            return out
+        return np.array([None if np.isnan(v) else str(v) for v in y], dtype=object)
+    if y.dtype.kind in "US":
+        values = y.astype(str)
+        return np.array([v.strip() or None for v in values], dtype=object)
+    raise InvalidDataError(f"{path}: labels must be integers or strings, got {y.dtype}")
+
+
+# ------------------------------------------------------------------------------------- images
+
+
+def _read_image_folder(root: Path, *, max_pixels: int) -> Dataset:
+    """The images under ``root``: one sub-folder per class (the labels), or flat without labels."""
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    folders = [p for p in entries if p.is_dir()]
+    labels: list[str] | None = None
+    if folders:
+        stray = [p for p in entries if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES]
+        if stray:
+            raise InvalidDataError(
+                f"{root} has class folders and also images at its top level ({stray[0].name}); "
+                "move every image into its class folder"
+            )
+        files, labels = [], []
+        for folder in folders:
+            for file in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+                if file.is_dir():
+                    raise InvalidDataError(f"{file} is a folder inside class folder {folder.name}")
+                files.append(file)
+                labels.append(folder.name)
+    else:
+        files = entries
+    if not files:
+        raise InvalidDataError(f"no images found in {root}")
+    items = _read_images(files, max_pixels=max_pixels)
+    ids = np.array([f.relative_to(root).as_posix() for f in files], dtype=object)
+    y = None if labels is None else np.array(labels, dtype=object)
+    return Dataset("image", items, y, ids, (), str(root))
+
+
+def _read_images(files: Sequence[Path], *, max_pixels: int) -> np.ndarray:
+    """Images of one size as uint8 (n, h, w), or (n, h, w, 3) unless all are single-channel.
+
+    An image of more than ``max_pixels`` pixels (width times height) is refused before decoding.
+    """
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise InvalidParameterError(
+            "reading images needs Pillow: pip install labelwise[images]"
+        ) from None
+
+    def open_image(file: Path) -> Image.Image:
+        if not file.is_file():
+            raise InvalidDataError(f"no such image file: {file}")
+        if file.suffix.lower() not in _IMAGE_SUFFIXES:
+            raise InvalidDataError(f"{file} is not an image file (expected {_IMAGE_SUFFIXES})")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(file)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise InvalidDataError(f"{file} is too large to load as an image") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InvalidDataError(f"{file} is not a readable image: {exc}") from None
+        width, height = image.size
+        if width * height > max_pixels:
+            image.close()
+            raise InvalidDataError(
+                f"{file} has {width}x{height} pixels, more than the limit of "
+                f"{max_pixels:,}; resize it first"
+            )
+        return image
+
+    size, gray = None, True
+    for file in files:  # headers only: sizes and modes, before decoding any pixels
+        with open_image(file) as image:
+            if size is None:
+                size = image.size
+            elif image.size != size:
+                raise InvalidDataError(
+                    f"{file} is {image.size[0]}x{image.size[1]} pixels but {files[0]} is "
+                    f"{size[0]}x{size[1]}; all images must have one size"
+                )
+            gray = gray and image.mode in _GRAY_MODES
+    assert size is not None  # files is never empty here
+    mode = "L" if gray else "RGB"
+    shape = (len(files), size[1], size[0]) + (() if gray else (3,))
+    items = np.empty(shape, dtype=np.uint8)
+    for i, file in enumerate(files):
+        with open_image(file) as image:
+            try:
+                # Palette images go through RGBA so that transparency converts without a warning.
+                converted = image.convert("RGBA") if image.mode in ("P", "PA") else image
+                items[i] = np.asarray(converted.convert(mode))
+            except (OSError, ValueError) as exc:
+                raise InvalidDataError(f"{file} is not a readable image: {exc}") from None
+    return items

@@ -1,0 +1,133 @@
+"""Reading a dataset file into a :class:`Dataset`: items, labels and external ids.
+
+:func:`load_dataset` picks a reader from the path:
+
+* ``.csv`` (comma), ``.tsv`` (tab, quoting off), and ``.txt`` or any other suffix, which is
+  sniffed: LIBSVM lines (``+1 3:0.5 7:1``) or delimited text (tab, comma, semicolon, pipe);
+* ``.jsonl``/``.ndjson`` (one object per line) and ``.json`` (a list of objects);
+* ``.parquet`` (pandas and pyarrow: ``pip install labelwise[parquet]``);
+* ``.svm``/``.libsvm``/``.svmlight``: LIBSVM, kept as a sparse CSR matrix;
+* ``.npz``: ``images``/``labels``, ``X``/``y`` or ``x``/``y`` arrays, MedMNIST-style
+  ``train_images``/``val_images``/``test_images`` splits (concatenated in that order), or a
+  matrix saved with :func:`scipy.sparse.save_npz`;
+* a directory of images (Pillow: ``pip install labelwise[images]``), one sub-folder per class or
+  flat without labels.
+
+Rows count from 0 in file order, not counting a header; row numbers are the default ids and what
+error messages cite (JSONL errors cite the 1-based line instead). Every problem with the file is an
+:class:`~labelwise.exceptions.InvalidDataError` naming the file and what was wrong.
+
+The readers live in private modules: :mod:`labelwise._tables` (delimited text, JSON, Parquet
+and column inference) and :mod:`labelwise._media` (LIBSVM, ``.npz``, images).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Dataset", "load_dataset"]
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from labelwise._dataset import Dataset
+from labelwise._media import _looks_like_libsvm, _read_image_folder, _read_libsvm, _read_npz
+from labelwise._tables import (
+    _SNIFF_CHARS,
+    _decode,
+    _read_delimited,
+    _read_json,
+    _read_parquet,
+    _sniff_delimiter,
+    _Table,
+)
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
+
+# The readers take the limit as an argument, read from here at each call, so that this module
+# stays the one place to change it.
+_MAX_IMAGE_PIXELS = 50_000_000
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
+    id_column: str | None = None,
+) -> Dataset:
+    """Read a dataset file (or image folder) into a :class:`Dataset`.
+
+    Columns are named, or given by 0-based position as a string of digits (``"0"``) when no
+    column has that name; a headerless file's columns are named ``"0"``, ``"1"``, ... Columns not
+    given are inferred: the label from its name (label, class, target, ...) or, in a headerless
+    two-column file, as the column with few distinct values; the id from its name (id, item_id,
+    uid) when unique; the text from its name (text, message, sentence, ...) or as the longest
+    string column. With no text column, the numeric columns are the tabular features.
+    ``image_column`` names a column of image paths, relative to the file's folder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidDataError(f"no such file or directory: {path}")
+    if text_column is not None and image_column is not None:
+        raise InvalidParameterError("give text_column or image_column, not both")
+    if feature_columns is not None and (text_column is not None or image_column is not None):
+        raise InvalidParameterError("feature_columns is for tabular data: drop text/image_column")
+    named = [text_column, image_column, label_column, id_column, *(feature_columns or ())]
+    requested = {name for name in named if name is not None}
+    if path.is_dir():
+        _refuse_columns(requested, path, "an image folder")
+        return _read_image_folder(path, max_pixels=_MAX_IMAGE_PIXELS)
+    if path.stat().st_size == 0:
+        raise InvalidDataError(f"{path} is empty")
+    suffix = path.suffix.lower()
+    if suffix in (".svm", ".libsvm", ".svmlight"):
+        _refuse_columns(requested, path, "a LIBSVM file")
+        return _read_libsvm(path)
+    if suffix == ".npz":
+        _refuse_columns(requested, path, "an .npz file")
+        return _read_npz(path)
+    headerless = False
+    if suffix == ".parquet":
+        frame = _read_parquet(path)
+    else:
+        raw = path.read_bytes()
+        if b"\0" in raw[:_SNIFF_CHARS]:
+            raise InvalidDataError(
+                f"unsupported file type {suffix or '(no suffix)'}: {path} is binary; expected "
+                "delimited text, JSON, JSONL, Parquet, LIBSVM, .npz or a folder of images"
+            )
+        text = _decode(raw)
+        if not text.strip():
+            raise InvalidDataError(f"{path} is empty")
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            frame = _read_json(path, text, lines=suffix != ".json")
+        else:
+            delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
+            if delimiter is None:
+                if _looks_like_libsvm(text[:_SNIFF_CHARS]):
+                    _refuse_columns(requested, path, "a LIBSVM file")
+                    return _read_libsvm(path)
+                delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
+            # A digit string names a column by position, so it says nothing about a header.
+            names = {name for name in requested if not name.isdigit()}
+            frame, headerless = _read_delimited(path, text, delimiter, names)
+    if frame.shape[0] == 0:
+        raise InvalidDataError(f"{path} holds no rows")
+    table = _Table(frame, path)
+    return table.to_dataset(
+        text_column,
+        image_column,
+        label_column,
+        feature_columns,
+        id_column,
+        headerless=headerless,
+        max_pixels=_MAX_IMAGE_PIXELS,
+    )
+
+
+def _refuse_columns(requested: set[str], path: Path, what: str) -> None:
+    if requested:
+        raise InvalidParameterError(
+            f"{path} is {what}, which has no named columns; column options do not apply "
+            f"(got {sorted(requested)})"
+        )
