@@ -1,0 +1,268 @@
+"""The ``labelwise`` command: a thin adapter that parses, calls the library and maps errors.
+
+Every deliberate error (:class:`~labelwise.exceptions.LabelwiseError`) ends the command with one
+line on stderr and exit status 2; nothing else here prints tracebacks on bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from labelwise.exceptions import InvalidParameterError, LabelwiseError
+
+app = typer.Typer(
+    name="labelwise",
+    help="Human-in-the-loop active learning: let the model choose what your experts label next.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+benchmark_app = typer.Typer(
+    help="Reproduce published active-learning benchmarks.", no_args_is_help=True
+)
+app.add_typer(benchmark_app, name="benchmark")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def errors_to_exit(func: F) -> F:
+    """Map the library's errors, and unreadable files, to one line and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LabelwiseError as exc:
+            _fail(str(exc))
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            _fail(f"{exc.strerror}: {exc.filename}")
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0-9"``, ``"3"``, ``"0,2,5"`` or ``"0-4,10-12"`` as a tuple of seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise InvalidParameterError(
+                f"--seeds: cannot read {part!r}; use forms like 0-9, 3 or 0,2,5"
+            )
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise InvalidParameterError(f"--seeds: range {part!r} runs backwards")
+        seeds.extend(range(lo, hi + 1))
+    if len(set(seeds)) != len(seeds):
+        raise InvalidParameterError(f"--seeds: {text!r} repeats a seed")
+    return tuple(seeds)
+
+
+def parse_list(text: str, option: str) -> tuple[str, ...]:
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not items:
+        raise InvalidParameterError(f"{option}: give at least one name")
+    if len(set(items)) != len(items):
+        raise InvalidParameterError(f"{option}: {text!r} repeats a name")
+    return items
+
+
+def _progress() -> Any:
+    """A progress bar on stderr (silent when stderr is not a terminal, e.g. in CI logs)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+@app.command()
+@errors_to_exit
+def simulate(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="A labeled dataset (CSV/TSV/JSONL/Parquet/LIBSVM/.npz or an image folder), "
+            "or the name of a bundled one: sms-spam."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for results.json, curves.csv, the plot and summary.md."),
+    ],
+    text_column: Annotated[
+        str | None, typer.Option(help="Column holding the text (name or 0-based position).")
+    ] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label.")] = None,
+    image_column: Annotated[
+        str | None, typer.Option(help="Column holding image file paths.")
+    ] = None,
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategy names.")
+    ] = "random,margin,default",
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-9 or 0,3,7.")] = "0-4",
+    initial: Annotated[int, typer.Option(help="Random labels to start from.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Items queried per round.")] = 10,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="Total labels, initial set included (default: min(pool, 500))."),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model name; see `labelwise models`.")] = "logreg",
+    test_size: Annotated[
+        float, typer.Option(help="Share of the data held out for evaluation.")
+    ] = 0.3,
+    noise: Annotated[
+        float, typer.Option(help="Chance the simulated oracle answers a wrong class.")
+    ] = 0.0,
+    metric: Annotated[
+        str, typer.Option(help="Metric for AUBC and 'labels to reach': macro_f1, accuracy, ...")
+    ] = "macro_f1",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes.")] = 1,
+) -> None:
+    """Replay a labeled dataset to compare strategies: learning curves, AUBC, labels needed."""
+    from labelwise.data import load_dataset
+    from labelwise.datasets import resolve_data_path
+    from labelwise.features import featurize
+    from labelwise.report import summary_table, write_simulation
+    from labelwise.simulate import SimulationConfig
+    from labelwise.simulate import simulate as run_simulation
+
+    config = SimulationConfig(
+        strategies=parse_list(strategies, "--strategies"),
+        seeds=parse_seeds(seeds),
+        initial=initial,
+        batch_size=batch_size,
+        budget=budget,
+        model=model,
+        test_size=test_size,
+        noise=noise,
+        metric=metric,
+        n_jobs=jobs,
+    )
+    dataset = load_dataset(
+        resolve_data_path(data),
+        text_column=text_column,
+        label_column=label_column,
+        image_column=image_column,
+    )
+    y = dataset.require_labels()
+    X, _ = featurize(dataset)
+    typer.echo(
+        f"{dataset.kind} dataset {data.name}: {len(dataset)} items, {X.shape[1]} features, "
+        f"classes {', '.join(map(str, sorted(set(y.tolist()), key=str)))}",
+        err=True,
+    )
+    total = len(config.strategies) * len(config.seeds)
+    with _progress() as progress:
+        task = progress.add_task("simulating", total=total)
+        result = run_simulation(
+            X, y, config, on_progress=lambda done, _t: progress.update(task, completed=done)
+        )
+    paths = write_simulation(result, out)
+    typer.echo(summary_table(result))
+    typer.echo(f"\nwrote {', '.join(p.name for p in paths.values())} to {out}", err=True)
+
+
+@benchmark_app.command("lu2023")
+@errors_to_exit
+def benchmark_lu2023(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Folder of <name>-svmstyle.txt LIBSVM files.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for runs.jsonl, results.json and results.md.")
+    ],
+    datasets: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated dataset names (default: every one of the published table found)."
+        ),
+    ] = None,
+    strategies: Annotated[
+        str, typer.Option(help="uniform, us-c and/or Labelwise strategies (name or name@model).")
+    ] = "uniform,us-c,default",
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds (default: 0-99, or 0-9 for datasets of 2,000+ rows).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Queries per round (the paper: 1).")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes.")] = 1,
+) -> None:
+    """Lu, Li & Lin (2023): AUBC of the published protocol, beside the published table."""
+    from labelwise.benchmark.lu2023 import markdown_table, run_benchmark
+
+    names = parse_list(datasets, "--datasets") if datasets else None
+    seed_list = parse_seeds(seeds) if seeds else None
+
+    def report(done: int, total: int, res: Any) -> None:
+        value = "skipped (one class in the initial set)" if res.aubc is None else f"{res.aubc:.4f}"
+        typer.echo(
+            f"[{done}/{total}] {res.dataset} {res.strategy} seed {res.seed}: {value} "
+            f"({res.seconds:.1f} s)",
+            err=True,
+        )
+
+    results = run_benchmark(
+        data_dir,
+        out,
+        datasets=names,
+        strategies=parse_list(strategies, "--strategies"),
+        seeds=seed_list,
+        batch_size=batch_size,
+        n_jobs=jobs,
+        on_progress=report,
+    )
+    table = markdown_table(results, batch_size=batch_size)
+    (out / "results.md").write_text(table + "\n")
+    typer.echo(table)
+
+
+@app.command()
+def strategies() -> None:
+    """List the query strategies."""
+    from labelwise.strategies import available_strategies
+
+    for name, description in available_strategies().items():
+        typer.echo(f"{name:16s} {description}")
+
+
+@app.command()
+def models() -> None:
+    """List the model names."""
+    from labelwise.models import available_models
+
+    for name, description in available_models().items():
+        typer.echo(f"{name:12s} {description}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
