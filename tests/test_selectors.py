@@ -101,3 +101,17 @@ def test_density_weights_prefer_typical_points():
     w = selectors.density_weights(X, np.random.default_rng(0))
     assert w[-1] < np.median(w[:-1])
     assert ((w > 0) & (w <= 1)).all()
+
+
+def test_weighted_kmeans_utility_representative_is_the_best_of_each_cluster():
+    rng = np.random.default_rng(0)
+    X = _blobs(rng)
+    u = rng.random(len(X))
+    picks = selectors.weighted_kmeans(X, u, 4, np.random.default_rng(0), representative="utility")
+    clusters = picks // 30
+    assert len(set(clusters.tolist())) == 4
+    for p, c in zip(picks, clusters, strict=True):
+        assert u[p] == u[c * 30 : (c + 1) * 30].max()
+    # A batch of one is plain top-1.
+    one = selectors.weighted_kmeans(X, u, 1, np.random.default_rng(0), representative="utility")
+    assert one.tolist() == [int(np.argmax(u))]
