@@ -59,6 +59,11 @@ def test_our_strategies_run_and_batch_mode(tmp_path):
     for name in ("uniform", "default", "badge@logreg"):
         assert len(per[name]["aubc"]) + len(per[name]["skipped"]) == 3
         assert all(0.5 < a <= 1.0 for a in per[name]["aubc"])
+    # Batch-mode AUBC is the mean accuracy over the label budget, initial model included.
+    record = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[0])
+    labels, acc = np.asarray(record["curve"]).T
+    assert labels[0] == 20 and labels[-1] == 63
+    assert record["aubc"] == pytest.approx(np.trapezoid(acc, labels) / (63 - 20), abs=1e-5)
     # Resumes: a second call runs nothing new and returns the same numbers.
     again = lu2023.run_benchmark(
         FIXTURES,

@@ -14,6 +14,11 @@ For seed ``s`` on a dataset of ``n`` rows:
 6. ``AUBC = trapz(a_1 … a_R, dx=1) / R`` over the test accuracies after each round (the initial
    model's excluded).
 
+In batch mode (``batch_size > 1``, not part of the paper) the same definition would shrink with
+the number of rounds (``R - 1`` intervals over ``R`` points), so AUBC there is the mean accuracy
+over the label budget: the trapezoid area of ``a_0 … a_R`` over the label counts, divided by the
+labels spent.
+
 ``uniform`` (random) and ``us-c`` (margin on that SVM: smallest ``|decision_function|``, ties in
 pool order) follow the paper. Any Labelwise strategy can run beside them: it queries with the same
 SVM by default, or with another model named after an ``@`` (``"badge@logreg"``); the model that is
@@ -180,7 +185,8 @@ def run_seed(
 ) -> SeedResult:
     """Run one seed of the protocol with ``strategy``; returns its AUBC.
 
-    ``curve_points`` accuracies, evenly spaced over the rounds, are kept for plotting.
+    The initial model's accuracy and ``curve_points`` more, evenly spaced over the rounds, are
+    kept as ``(labels, accuracy)`` pairs for plotting.
     """
     start = time.perf_counter()
     train, test = protocol_split(len(y), seed)
@@ -201,6 +207,7 @@ def run_seed(
     labels_after: list[int] = []
     with threadpool_limits(limits=1):
         model = task_model().fit(Xp[labeled], yp[labeled])
+        initial_accuracy = float(np.mean(model.predict(Xt) == yt))
         while not labeled.all():
             candidates = np.flatnonzero(~labeled)
             k = min(batch_size, len(candidates))
@@ -236,11 +243,17 @@ def run_seed(
         strategy=strategy,
         batch_size=batch_size,
         seed=seed,
-        aubc=round(aubc(accuracies), 5) if len(accuracies) > 1 else accuracies[0],
+        aubc=round(_aubc(initial_accuracy, accuracies, labels_after, batch_size), 5),
         n_queries=len(unlabeled),
         seconds=time.perf_counter() - start,
-        curve=tuple((labels_after[i], accuracies[i]) for i in keep),
+        curve=((INITIAL, initial_accuracy), *((labels_after[i], accuracies[i]) for i in keep)),
     )
+
+
+def _aubc(a0: float, accuracies: list[float], labels: list[int], batch_size: int) -> float:
+    if batch_size == 1:
+        return aubc(accuracies)  # the paper's definition, initial model excluded
+    return aubc([a0, *accuracies], [INITIAL, *labels])
 
 
 def _load_log(path: Path) -> dict[tuple[str, str, int, int], dict[str, Any]]:
