@@ -10,8 +10,16 @@ Every error the library raises deliberately derives from :class:`LabelwiseError`
     ├── InvalidParameterError   (also ValueError)  a setting is wrong: unknown strategy or model
     │                                               name, a fraction outside [0, 1], a bad range
     ├── PoolExhaustedError                          nothing (or not enough) left to query
-    └── ModelCapabilityError    (also TypeError)   the model cannot do what the strategy asks,
-                                                    e.g. entropy without ``predict_proba``
+    ├── ModelCapabilityError    (also TypeError)   the model cannot do what the strategy asks,
+    │                                               e.g. entropy without ``predict_proba``
+    ├── NotFoundError                               no such project, item or label -- or one
+    │                                               that belongs to another project (HTTP 404)
+    ├── ConflictError                               the request clashes with the stored state:
+    │                                               nothing to undo, an item leased to someone
+    │                                               else (HTTP 409)
+    └── AuthenticationError                         no token, or an unknown one (HTTP 401)
+        └── PermissionDeniedError                   a valid token whose role may not do this
+                                                    (HTTP 403)
 
 Messages name what was wrong: the parameter or column, the value received and what was expected.
 """
@@ -19,10 +27,14 @@ Messages name what was wrong: the parameter or column, the value received and wh
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "ConflictError",
     "InvalidDataError",
     "InvalidParameterError",
     "LabelwiseError",
     "ModelCapabilityError",
+    "NotFoundError",
+    "PermissionDeniedError",
     "PoolExhaustedError",
 ]
 
@@ -45,3 +57,19 @@ class PoolExhaustedError(LabelwiseError):
 
 class ModelCapabilityError(LabelwiseError, TypeError):
     """The model lacks a method the strategy needs (``predict_proba``, ``decision_function``)."""
+
+
+class NotFoundError(LabelwiseError):
+    """No such object, or it belongs to another project (never say which)."""
+
+
+class ConflictError(LabelwiseError):
+    """The request contradicts the stored state."""
+
+
+class AuthenticationError(LabelwiseError):
+    """Missing or unknown credentials."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """Known credentials whose role does not allow the request."""

@@ -1,0 +1,112 @@
+"""Annotators and their tokens.
+
+A token is 32 random bytes (URL-safe base64) shown once, when it is made. The database keeps its
+SHA-256 hash: tokens carry 256 bits of entropy, so a fast hash is enough, and a stolen database
+yields no usable credentials. Lookups go by hash and are confirmed with a constant-time compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelwise.exceptions import (
+    AuthenticationError,
+    InvalidParameterError,
+    PermissionDeniedError,
+)
+from labelwise.store.models import Annotator, Project
+
+__all__ = [
+    "ROLES",
+    "authenticate",
+    "create_annotator",
+    "hash_token",
+    "list_annotators",
+    "require_admin",
+]
+
+ROLES = ("admin", "annotator")
+#: The annotator that records labels brought in by an import.
+IMPORT_ANNOTATOR = "import"
+
+
+def hash_token(token: str) -> str:
+    """Hex SHA-256 of a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_annotator(
+    session: Session, project: Project, *, name: str, role: str
+) -> tuple[Annotator, str]:
+    """A new annotator and their token (returned once; only its hash is stored)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidParameterError("annotator name must be 1 to 100 characters")
+    if role not in ROLES:
+        raise InvalidParameterError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    exists = session.scalar(
+        select(Annotator.id).where(Annotator.project_id == project.id, Annotator.name == name)
+    )
+    if exists is not None:
+        raise InvalidParameterError(f"an annotator named {name!r} already exists in this project")
+    token = secrets.token_urlsafe(32)
+    annotator = Annotator(
+        project_id=project.id,
+        name=name,
+        role=role,
+        token_hash=hash_token(token),
+        token_hint=token[:6],
+    )
+    session.add(annotator)
+    session.flush()
+    return annotator, token
+
+
+def system_annotator(session: Session, project: Project, name: str = IMPORT_ANNOTATOR) -> Annotator:
+    """The non-human annotator that imported labels are attributed to (no usable token)."""
+    annotator = session.scalar(
+        select(Annotator).where(Annotator.project_id == project.id, Annotator.name == name)
+    )
+    if annotator is None:
+        annotator = Annotator(
+            project_id=project.id,
+            name=name,
+            role="annotator",
+            token_hash=hash_token(secrets.token_hex(32)),
+            token_hint="",
+            disabled=True,
+        )
+        session.add(annotator)
+        session.flush()
+    return annotator
+
+
+def authenticate(session: Session, token: str | None) -> Annotator:
+    """The active annotator holding ``token``, or :class:`AuthenticationError`."""
+    if not token:
+        raise AuthenticationError("a token is required")
+    digest = hash_token(token)
+    annotator = session.scalar(select(Annotator).where(Annotator.token_hash == digest))
+    if annotator is None or not hmac.compare_digest(annotator.token_hash, digest):
+        raise AuthenticationError("unknown token")
+    if annotator.disabled:
+        raise AuthenticationError("this token has been disabled")
+    return annotator
+
+
+def require_admin(annotator: Annotator) -> None:
+    if annotator.role != "admin":
+        raise PermissionDeniedError("this needs an admin token")
+
+
+def list_annotators(session: Session, project: Project) -> list[Annotator]:
+    return list(
+        session.scalars(
+            select(Annotator).where(Annotator.project_id == project.id).order_by(Annotator.id)
+        )
+    )

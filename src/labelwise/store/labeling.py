@@ -1,0 +1,503 @@
+"""The annotator's loop against the database: next item (under a lease), label, skip, undo.
+
+Invariants kept here, inside one write transaction each:
+
+- an item is handed out only while its current labels plus other annotators' unexpired leases
+  stay below its ``target`` (1, or 2 for overlap items), and never twice to the same annotator;
+- every path that leases or labels an item first locks the item's row (``FOR UPDATE`` on
+  PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises writers), then re-checks availability in a
+  fresh statement, so two annotators can never both take the last free slot;
+- a submit with a ``request_id`` already stored, or repeating the annotator's current answer,
+  changes nothing and returns the stored label (a retried or doubled request is harmless);
+- history is append-only: relabel and undo add rows that supersede, nothing is deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy.orm import Session
+
+from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
+from labelwise.store.models import Annotator, Item, Label, Lease, Project, QueueEntry, utcnow
+from labelwise.store.projects import settings_of
+
+__all__ = ["Assignment", "SubmitResult", "next_item", "skip_item", "submit_label", "undo_last"]
+
+#: Leases one annotator may hold at once: the item on screen plus prefetched ones.
+MAX_HELD = 3
+#: Candidates fetched per try before falling back to a random open item.
+_CANDIDATES = 24
+
+FALLBACK_REASON = {
+    "kind": "fallback",
+    "summary": "the ranked queue is used up: a random open item while the model retrains",
+}
+COLD_START_REASON = {
+    "kind": "cold-start",
+    "summary": "random pick: no model yet (fewer than two classes labeled)",
+}
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """An item handed to an annotator, with why it was chosen."""
+
+    item: Item
+    expires_at: Any
+    kind: str
+    reason: dict[str, Any]
+    model_version_id: int | None
+    predicted: str | None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    label: Label
+    item: Item
+    replayed: bool
+
+
+def _lock_item(session: Session, project: Project, item_id: int, *, wait: bool) -> Item | None:
+    stmt = select(Item).where(Item.id == item_id, Item.project_id == project.id)
+    stmt = stmt.with_for_update() if wait else stmt.with_for_update(skip_locked=True)
+    return session.scalar(stmt.execution_options(populate_existing=True))
+
+
+def _current(session: Session, item_id: int, annotator_id: int) -> Label | None:
+    return session.scalar(
+        select(Label).where(
+            Label.item_id == item_id,
+            Label.annotator_id == annotator_id,
+            Label.is_current.is_(True),
+            Label.action.in_(("label", "skip")),
+        )
+    )
+
+
+def _free_slots(session: Session, item: Item, annotator: Annotator, now: Any) -> int:
+    """Labels the item still needs, minus other annotators' unexpired leases."""
+    others = session.scalar(
+        select(func.count(Lease.id)).where(
+            Lease.item_id == item.id, Lease.annotator_id != annotator.id, Lease.expires_at > now
+        )
+    )
+    return item.target - item.n_labels - int(others or 0)
+
+
+def _is_available(session: Session, item: Item, annotator: Annotator, now: Any) -> bool:
+    if item.done or _current(session, item.id, annotator.id) is not None:
+        return False
+    return _free_slots(session, item, annotator, now) > 0
+
+
+def _held(session: Session, annotator: Annotator, now: Any) -> list[Lease]:
+    return list(
+        session.scalars(
+            select(Lease)
+            .where(Lease.annotator_id == annotator.id, Lease.expires_at > now)
+            .order_by(Lease.created_at, Lease.id)
+        )
+    )
+
+
+def _assignment(session: Session, lease: Lease) -> Assignment:
+    item = session.get(Item, lease.item_id)
+    assert item is not None  # the lease's foreign key guarantees it
+    reason = dict(lease.reason or {})
+    return Assignment(
+        item=item,
+        expires_at=lease.expires_at,
+        kind=str(reason.get("kind", "strategy")),
+        reason=reason,
+        model_version_id=lease.model_version_id,
+        predicted=lease.predicted,
+    )
+
+
+def _lease(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    item: Item,
+    *,
+    now: Any,
+    reason: dict[str, Any],
+    model_version_id: int | None,
+    predicted: str | None,
+) -> Lease:
+    expires = now + timedelta(seconds=settings_of(project).lease_seconds)
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+    )
+    if lease is None:
+        lease = Lease(project_id=project.id, item_id=item.id, annotator_id=annotator.id)
+        session.add(lease)
+    lease.expires_at = expires
+    lease.created_at = now
+    lease.reason = reason
+    lease.model_version_id = model_version_id
+    lease.predicted = predicted
+    session.flush()
+    return lease
+
+
+def _queue_candidates(
+    session: Session, project: Project, annotator: Annotator, exclude: set[int], now: Any
+) -> list[QueueEntry]:
+    if project.current_version_id is None:
+        return []
+    mine = exists().where(
+        Label.item_id == QueueEntry.item_id,
+        Label.annotator_id == annotator.id,
+        Label.is_current.is_(True),
+    )
+    others_leases = (
+        select(func.count(Lease.id))
+        .where(
+            Lease.item_id == QueueEntry.item_id,
+            Lease.annotator_id != annotator.id,
+            Lease.expires_at > now,
+        )
+        .scalar_subquery()
+    )
+    my_lease = exists().where(
+        Lease.item_id == QueueEntry.item_id,
+        Lease.annotator_id == annotator.id,
+        Lease.expires_at > now,
+    )
+    stmt = (
+        select(QueueEntry)
+        .join(Item, Item.id == QueueEntry.item_id)
+        .where(
+            QueueEntry.project_id == project.id,
+            QueueEntry.model_version_id == project.current_version_id,
+            Item.done.is_(False),
+            ~mine,
+            ~my_lease,
+            Item.n_labels + others_leases < Item.target,
+        )
+        .order_by(QueueEntry.rank)
+        .limit(_CANDIDATES + len(exclude))
+    )
+    return [q for q in session.scalars(stmt) if q.item_id not in exclude]
+
+
+def _random_candidates(
+    session: Session, project: Project, annotator: Annotator, exclude: set[int], now: Any
+) -> list[Item]:
+    max_row = session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id))
+    if max_row is None:
+        return []
+    start = int(np.random.default_rng().integers(0, max_row + 1))
+    mine = exists().where(
+        Label.item_id == Item.id, Label.annotator_id == annotator.id, Label.is_current.is_(True)
+    )
+    base = select(Item).where(Item.project_id == project.id, Item.done.is_(False), ~mine)
+    found: list[Item] = []
+    for cond in (Item.row >= start, Item.row < start):
+        rows = session.scalars(
+            base.where(cond).order_by(Item.row).limit(_CANDIDATES + len(exclude))
+        ).all()
+        found.extend(i for i in rows if i.id not in exclude)
+        if len(found) >= _CANDIDATES:
+            break
+    return found
+
+
+def next_item(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    *,
+    exclude: set[int] | frozenset[int] = frozenset(),
+) -> Assignment | None:
+    """The item this annotator should see next, leased to them; None when nothing is open.
+
+    An unexpired lease the annotator already holds (and is not in ``exclude``: the items the
+    page already shows or prefetched) comes back first, so a reload or a crash loses nothing.
+    Otherwise the best-ranked available item of the current queue; when the queue is used up,
+    a random open item, so the annotator never waits for the model.
+    """
+    now = utcnow()
+    exclude = set(exclude)
+    held = _held(session, annotator, now)
+    for lease in held:
+        if lease.item_id not in exclude:
+            return _assignment(session, lease)
+    if len(held) >= MAX_HELD:
+        # Too many prefetched items: give the oldest back before taking another.
+        session.delete(held[0])
+        session.flush()
+
+    for entry in _queue_candidates(session, project, annotator, exclude, now):
+        item = _lock_item(session, project, entry.item_id, wait=False)
+        if item is None or not _is_available(session, item, annotator, now):
+            continue
+        reason = dict(entry.reason or {})
+        reason.setdefault("kind", entry.kind)
+        reason["rank"] = entry.rank
+        lease = _lease(
+            session,
+            project,
+            annotator,
+            item,
+            now=now,
+            reason=reason,
+            model_version_id=entry.model_version_id,
+            predicted=entry.predicted,
+        )
+        return _assignment(session, lease)
+
+    fallback = FALLBACK_REASON if project.current_version_id is not None else COLD_START_REASON
+    for candidate in _random_candidates(session, project, annotator, exclude, now):
+        item = _lock_item(session, project, candidate.id, wait=False)
+        if item is None or not _is_available(session, item, annotator, now):
+            continue
+        lease = _lease(
+            session,
+            project,
+            annotator,
+            item,
+            now=now,
+            reason=dict(fallback),
+            model_version_id=project.current_version_id,
+            predicted=None,
+        )
+        return _assignment(session, lease)
+    return None
+
+
+def _recount(session: Session, item: Item) -> None:
+    item.n_labels = int(
+        session.scalar(
+            select(func.count(Label.id)).where(
+                Label.item_id == item.id, Label.action == "label", Label.is_current.is_(True)
+            )
+        )
+        or 0
+    )
+    item.done = item.n_labels >= item.target
+
+
+def _replay(session: Session, annotator: Annotator, request_id: str | None) -> Label | None:
+    if not request_id:
+        return None
+    return session.scalar(
+        select(Label).where(Label.annotator_id == annotator.id, Label.request_id == request_id)
+    )
+
+
+def _check_request_id(request_id: str | None) -> None:
+    if request_id is not None and (not request_id or len(request_id) > 64):
+        raise InvalidParameterError("request_id must be 1 to 64 characters")
+
+
+def _check_duration(duration_ms: int | None) -> int | None:
+    if duration_ms is None:
+        return None
+    if not isinstance(duration_ms, int) or isinstance(duration_ms, bool) or duration_ms < 0:
+        raise InvalidParameterError(
+            f"duration_ms must be a non-negative integer, got {duration_ms!r}"
+        )
+    return min(duration_ms, 24 * 3600 * 1000)
+
+
+def submit_label(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    *,
+    item_id: int,
+    value: str,
+    duration_ms: int | None = None,
+    request_id: str | None = None,
+) -> SubmitResult:
+    """Record ``annotator``'s answer ``value`` for an item.
+
+    Raises
+    ------
+    NotFoundError
+        No such item in this project.
+    InvalidParameterError
+        ``value`` is not one of the project's labels.
+    ConflictError
+        The item already has all the labels it needs from others (the lease expired and the
+        item was done meanwhile).
+    """
+    _check_request_id(request_id)
+    duration = _check_duration(duration_ms)
+    replay = _replay(session, annotator, request_id)
+    if replay is not None:
+        item = session.get(Item, replay.item_id)
+        assert item is not None
+        return SubmitResult(replay, item, replayed=True)
+    if value not in project.label_set:
+        raise InvalidParameterError(
+            f"{value!r} is not a label of this project; expected one of "
+            f"{', '.join(project.label_set)}"
+        )
+    item = _lock_item(session, project, item_id, wait=True)
+    if item is None:
+        raise NotFoundError(f"no item {item_id} in this project")
+    now = utcnow()
+    current = _current(session, item.id, annotator.id)
+    if current is not None and current.action == "label" and current.value == value:
+        session.execute(
+            delete(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+        )
+        return SubmitResult(current, item, replayed=True)
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+    )
+    relabel = current is not None and current.action == "label"
+    if not relabel and item.done:
+        raise ConflictError(
+            f"item {item.id} already has the {item.target} label(s) it needs; it was handed to "
+            "someone else after your lease expired"
+        )
+    source: Any = lease if lease is not None else current
+    label = Label(
+        project_id=project.id,
+        item_id=item.id,
+        annotator_id=annotator.id,
+        action="label",
+        value=value,
+        duration_ms=duration,
+        model_version_id=getattr(source, "model_version_id", None),
+        reason_kind=(
+            str((lease.reason or {}).get("kind", "strategy"))
+            if lease is not None
+            else getattr(current, "reason_kind", None)
+        ),
+        predicted=getattr(source, "predicted", None),
+        request_id=request_id,
+        supersedes_id=current.id if current is not None else None,
+        is_current=True,
+        created_at=now,
+    )
+    if current is not None:
+        current.is_current = False
+    session.add(label)
+    session.flush()
+    _recount(session, item)
+    if lease is not None:
+        session.delete(lease)
+    session.flush()
+    return SubmitResult(label, item, replayed=False)
+
+
+def skip_item(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    *,
+    item_id: int,
+    duration_ms: int | None = None,
+    request_id: str | None = None,
+) -> SubmitResult:
+    """Pass on an item: it returns to the pool for others and is not offered to this annotator
+    again (until the skip is undone)."""
+    _check_request_id(request_id)
+    duration = _check_duration(duration_ms)
+    replay = _replay(session, annotator, request_id)
+    if replay is not None:
+        item = session.get(Item, replay.item_id)
+        assert item is not None
+        return SubmitResult(replay, item, replayed=True)
+    item = _lock_item(session, project, item_id, wait=True)
+    if item is None:
+        raise NotFoundError(f"no item {item_id} in this project")
+    current = _current(session, item.id, annotator.id)
+    if current is not None:
+        if current.action == "skip":
+            return SubmitResult(current, item, replayed=True)
+        raise ConflictError(f"item {item.id} is already labeled by you; undo it first")
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+    )
+    label = Label(
+        project_id=project.id,
+        item_id=item.id,
+        annotator_id=annotator.id,
+        action="skip",
+        value=None,
+        duration_ms=duration,
+        model_version_id=lease.model_version_id if lease else None,
+        reason_kind=str((lease.reason or {}).get("kind", "strategy")) if lease else None,
+        predicted=lease.predicted if lease else None,
+        request_id=request_id,
+        is_current=True,
+        created_at=utcnow(),
+    )
+    session.add(label)
+    if lease is not None:
+        session.delete(lease)
+    session.flush()
+    return SubmitResult(label, item, replayed=False)
+
+
+def undo_last(session: Session, project: Project, annotator: Annotator) -> Assignment:
+    """Take back the annotator's latest standing label or skip; the item is leased back to them.
+
+    The undone row stays in the history, superseded by an ``undo`` row.
+    """
+    last = session.scalar(
+        select(Label)
+        .where(
+            Label.project_id == project.id,
+            Label.annotator_id == annotator.id,
+            Label.is_current.is_(True),
+            Label.action.in_(("label", "skip")),
+        )
+        .order_by(Label.id.desc())
+        .limit(1)
+    )
+    if last is None:
+        raise ConflictError("nothing to undo")
+    item = _lock_item(session, project, last.item_id, wait=True)
+    assert item is not None
+    now = utcnow()
+    session.add(
+        Label(
+            project_id=project.id,
+            item_id=item.id,
+            annotator_id=annotator.id,
+            action="undo",
+            value=None,
+            model_version_id=last.model_version_id,
+            reason_kind=last.reason_kind,
+            predicted=last.predicted,
+            supersedes_id=last.id,
+            is_current=False,
+            created_at=now,
+        )
+    )
+    last.is_current = False
+    session.flush()
+    _recount(session, item)
+    lease = _lease(
+        session,
+        project,
+        annotator,
+        item,
+        now=now,
+        reason={"kind": last.reason_kind or "strategy", "summary": "back after undo"},
+        model_version_id=last.model_version_id,
+        predicted=last.predicted,
+    )
+    return _assignment(session, lease)
+
+
+def release(session: Session, annotator: Annotator, item_ids: set[int]) -> int:
+    """Give leases back (the page closed): the items return to the pool at once."""
+    result = session.execute(
+        delete(Lease).where(
+            and_(Lease.annotator_id == annotator.id, Lease.item_id.in_(sorted(item_ids)))
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,173 @@
+"""Projects and their settings.
+
+A project has a kind (text, image or tabular), a fixed label set and settings that every process
+reads from the database, so a change reaches the server and the worker alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelwise.exceptions import InvalidParameterError, NotFoundError
+from labelwise.models import available_models
+from labelwise.store.models import Project
+from labelwise.strategies import make_strategy
+
+__all__ = [
+    "KINDS",
+    "ProjectSettings",
+    "create_project",
+    "get_project",
+    "settings_of",
+    "update_settings",
+]
+
+KINDS = ("text", "image", "tabular")
+GUESS_MODES = ("after", "before", "never")
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """How a project queries, retrains and serves.
+
+    Attributes
+    ----------
+    strategy : str
+        Registry name of the query strategy (``default`` explores 10 % at random itself).
+    model : str
+        Registry name of the model (see ``labelwise models``).
+    retrain_every : int
+        New labels that trigger the next fit.
+    queue_size : int
+        Items ranked per model version.
+    exploration, routine : float
+        Extra shares of random and of confident items in the queue (on top of any exploration
+        the strategy does).
+    overlap : float
+        Share of imported items that two annotators label (for agreement figures).
+    lease_seconds : int
+        How long an item stays reserved for the annotator it was handed to.
+    show_guess : {"after", "before", "never"}
+        When the annotator sees the model's guess: after answering (default: a guess shown
+        before anchors experts), before, or never.
+    seed : int
+        Seeds the strategy and overlap draws.
+    """
+
+    strategy: str = "default"
+    model: str = "logreg"
+    retrain_every: int = 20
+    queue_size: int = 100
+    exploration: float = 0.0
+    routine: float = 0.05
+    overlap: float = 0.1
+    lease_seconds: int = 600
+    show_guess: str = "after"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        make_strategy(self.strategy)
+        if self.model not in available_models():
+            raise InvalidParameterError(
+                f"unknown model {self.model!r}; expected one of {', '.join(available_models())}"
+            )
+        for name, low in (("retrain_every", 1), ("queue_size", 1), ("lease_seconds", 5)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InvalidParameterError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        for name in ("exploration", "routine", "overlap"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise InvalidParameterError(f"{name} must be a fraction in [0, 1], got {value!r}")
+        if self.exploration + self.routine > 1.0:
+            raise InvalidParameterError("exploration + routine must be at most 1")
+        if self.show_guess not in GUESS_MODES:
+            raise InvalidParameterError(
+                f"show_guess must be one of {', '.join(GUESS_MODES)}, got {self.show_guess!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ProjectSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_labels(labels: list[str]) -> list[str]:
+    cleaned = [str(label).strip() for label in labels]
+    if len(cleaned) < 2:
+        raise InvalidParameterError(f"a project needs at least two labels, got {cleaned!r}")
+    if any(not label for label in cleaned):
+        raise InvalidParameterError("labels must not be empty")
+    if len(set(cleaned)) != len(cleaned):
+        raise InvalidParameterError(f"labels must be unique, got {cleaned!r}")
+    if any(len(label) > 200 for label in cleaned):
+        raise InvalidParameterError("labels must be at most 200 characters")
+    return cleaned
+
+
+def create_project(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    labels: list[str],
+    settings: ProjectSettings | None = None,
+) -> Project:
+    """Add a project; its name must be new."""
+    if kind not in KINDS:
+        raise InvalidParameterError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidParameterError("project name must be 1 to 200 characters")
+    if session.scalar(select(Project.id).where(Project.name == name)) is not None:
+        raise InvalidParameterError(f"a project named {name!r} already exists")
+    project = Project(
+        name=name,
+        kind=kind,
+        label_set=_check_labels(labels),
+        settings=(settings or ProjectSettings()).to_dict(),
+    )
+    session.add(project)
+    session.flush()
+    return project
+
+
+def get_project(
+    session: Session, *, project_id: int | None = None, name: str | None = None
+) -> Project:
+    """A project by id or by name, or :class:`NotFoundError`."""
+    stmt = select(Project)
+    stmt = (
+        stmt.where(Project.id == project_id)
+        if project_id is not None
+        else stmt.where(Project.name == name)
+    )
+    project = session.scalar(stmt)
+    if project is None:
+        raise NotFoundError(f"no project {project_id if project_id is not None else name!r}")
+    return project
+
+
+def settings_of(project: Project) -> ProjectSettings:
+    return ProjectSettings.from_dict(project.settings or {})
+
+
+def update_settings(session: Session, project: Project, changes: dict[str, Any]) -> ProjectSettings:
+    """Apply ``changes`` (validated as a whole) to the project's settings."""
+    merged = {**settings_of(project).to_dict(), **changes}
+    settings = ProjectSettings.from_dict(merged)
+    project.settings = settings.to_dict()
+    session.flush()
+    return settings

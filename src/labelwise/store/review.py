@@ -1,0 +1,101 @@
+"""Resolving what annotators said: the label each item trains with, conflicts, adjudication.
+
+An item's training label is an admin's adjudication if there is one, else the value every
+annotator with a standing label agrees on. Items whose annotators disagree are *conflicts*: they
+stay out of training and wait in the admin's review queue.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelwise.exceptions import InvalidParameterError, NotFoundError
+from labelwise.store.annotators import require_admin
+from labelwise.store.models import Annotator, Item, Label, Project, utcnow
+
+__all__ = ["Conflict", "adjudicate", "list_conflicts", "resolved_labels"]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    item_id: int
+    votes: dict[str, list[str]]  # label -> annotator names
+
+
+def _standing(session: Session, project: Project) -> list[tuple[int, str, str, str]]:
+    return [
+        (row.item_id, row.action, row.value, row.name)
+        for row in session.execute(
+            select(Label.item_id, Label.action, Label.value, Annotator.name)
+            .join(Annotator, Annotator.id == Label.annotator_id)
+            .where(
+                Label.project_id == project.id,
+                Label.is_current.is_(True),
+                Label.action.in_(("label", "adjudicate")),
+            )
+            .order_by(Label.id)
+        )
+    ]
+
+
+def resolved_labels(session: Session, project: Project) -> tuple[dict[int, str], list[Conflict]]:
+    """(item id -> training label, conflicts)."""
+    votes: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    final: dict[int, str] = {}
+    for item_id, action, value, name in _standing(session, project):
+        if action == "adjudicate":
+            final[item_id] = value
+        else:
+            votes[item_id][value].append(name)
+    conflicts = []
+    for item_id, by_value in votes.items():
+        if item_id in final:
+            continue
+        if len(by_value) == 1:
+            final[item_id] = next(iter(by_value))
+        else:
+            conflicts.append(Conflict(item_id, {k: list(v) for k, v in by_value.items()}))
+    return final, conflicts
+
+
+def list_conflicts(session: Session, project: Project) -> list[Conflict]:
+    return resolved_labels(session, project)[1]
+
+
+def adjudicate(
+    session: Session, project: Project, admin: Annotator, *, item_id: int, value: str
+) -> Label:
+    """An admin's final word on an item (supersedes any earlier adjudication)."""
+    require_admin(admin)
+    if value not in project.label_set:
+        raise InvalidParameterError(
+            f"{value!r} is not a label of this project; expected one of "
+            f"{', '.join(project.label_set)}"
+        )
+    item = session.scalar(select(Item).where(Item.id == item_id, Item.project_id == project.id))
+    if item is None:
+        raise NotFoundError(f"no item {item_id} in this project")
+    previous = session.scalar(
+        select(Label).where(
+            Label.item_id == item.id, Label.action == "adjudicate", Label.is_current.is_(True)
+        )
+    )
+    label = Label(
+        project_id=project.id,
+        item_id=item.id,
+        annotator_id=admin.id,
+        action="adjudicate",
+        value=value,
+        supersedes_id=previous.id if previous else None,
+        is_current=True,
+        created_at=utcnow(),
+    )
+    if previous is not None:
+        previous.is_current = False
+    session.add(label)
+    session.flush()
+    return label

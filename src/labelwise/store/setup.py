@@ -1,0 +1,93 @@
+"""Creating a project folder from a data file, and opening an existing one."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from labelwise.exceptions import InvalidDataError
+from labelwise.store.annotators import create_annotator
+from labelwise.store.db import Database
+from labelwise.store.folder import ProjectFolder
+from labelwise.store.items import add_items
+from labelwise.store.models import Project
+from labelwise.store.projects import ProjectSettings, create_project, get_project
+from labelwise.store.transfer import dataset_records, read_data
+
+__all__ = ["OpenProject", "init_project", "open_project"]
+
+
+@dataclass
+class OpenProject:
+    """A project folder with its database connection and project row (as read at opening)."""
+
+    folder: ProjectFolder
+    db: Database
+    project_id: int
+
+    def project(self) -> Project:
+        with self.db.read() as session:
+            return get_project(session, project_id=self.project_id)
+
+
+def open_project(root: str | Path, *, db_url: str | None = None) -> OpenProject:
+    """Open a project folder (its database is migrated to the newest schema first)."""
+    folder = ProjectFolder.open(root)
+    db = folder.connect(db_url)
+    with db.read() as session:
+        project = get_project(session, name=folder.project_name)
+    return OpenProject(folder, db, project.id)
+
+
+def init_project(
+    root: str | Path,
+    data: str | Path,
+    *,
+    name: str | None = None,
+    text_column: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    labels: list[str] | None = None,
+    with_labels: bool = False,
+    db_url: str | None = None,
+    settings: ProjectSettings | None = None,
+) -> tuple[OpenProject, str]:
+    """Create a project folder from a data file; returns it and the first admin token.
+
+    The label set is ``labels`` or, when not given, the distinct values of the file's label
+    column. If anything fails, a folder this call created is removed again.
+    """
+    dataset = read_data(
+        data, text_column=text_column, image_column=image_column, label_column=label_column
+    )
+    if labels is None:
+        if dataset.labels is None:
+            raise InvalidDataError(
+                f"{Path(data).name} has no label column: give the label set with --labels a,b,…"
+            )
+        labels = sorted({str(v) for v in dataset.labels if v is not None})
+    root_path = Path(root)
+    existed = root_path.exists()
+    folder = ProjectFolder.create(root_path, name or root_path.resolve().name, db_url)
+    try:
+        db = folder.connect(db_url)
+        with db.write() as session:
+            project = create_project(
+                session,
+                name=folder.project_name,
+                kind=dataset.kind,
+                labels=labels,
+                settings=settings,
+            )
+            records, _ = dataset_records(dataset, folder, with_labels=with_labels)
+            add_items(session, project, records)
+            _, token = create_annotator(session, project, name="admin", role="admin")
+            project_id = project.id
+    except BaseException:
+        if existed:
+            (root_path / "labelwise.json").unlink(missing_ok=True)
+        else:
+            shutil.rmtree(root_path, ignore_errors=True)
+        raise
+    return OpenProject(folder, db, project_id), token

@@ -1,0 +1,305 @@
+"""The worker: retrains when enough new labels arrived, then publishes a new ranked queue.
+
+One cycle (:func:`train_once`):
+
+1. read the training labels (adjudications, else agreeing answers; conflicts wait for review);
+2. if ``retrain_every`` labels arrived since the served version (or none is served yet and two
+   classes are labeled), fit a clone of the project's model on them;
+3. estimate its quality by cross-validation on the labeled set;
+4. score the open items with the project's strategy and batch mix, add the nearest labeled
+   examples to every reason, and mix in second-opinion items for overlap;
+5. write the artefact file, then the version, its metrics and its queue in one transaction.
+
+The server keeps serving the previous queue the whole time. A failure is recorded as a failed
+version and changes nothing that is served; the next cycle tries again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sqlalchemy import select
+from threadpoolctl import threadpool_limits
+
+from labelwise.evaluate import score_predictions
+from labelwise.explain import nearest_labeled
+from labelwise.models import make_model
+from labelwise.pool import Pool
+from labelwise.query import Batch, BatchMix, query
+from labelwise.store.db import Database
+from labelwise.store.features import load_features
+from labelwise.store.folder import ProjectFolder
+from labelwise.store.models import Item, ModelVersion, Project
+from labelwise.store.projects import ProjectSettings, get_project, settings_of
+from labelwise.store.review import resolved_labels
+from labelwise.store.versions import QueuedItem, record_failure, record_version
+
+__all__ = ["TrainingOutcome", "run_worker", "train_once"]
+
+log = logging.getLogger("labelwise.worker")
+
+#: Cross-validation is skipped above this many labels (it would cost five more fits).
+_CV_LIMIT = 5000
+#: Characters of an item shown beside a neighbour in the "why" panel.
+_PREVIEW = 160
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one cycle did: ``"trained"``, ``"failed"`` or ``"idle"`` (with why)."""
+
+    status: str
+    detail: str
+    version: int | None = None
+
+
+def _served(session: Any, project: Project) -> ModelVersion | None:
+    if project.current_version_id is None:
+        return None
+    return session.get(ModelVersion, project.current_version_id)
+
+
+def _cv_metrics(template: Any, X: Any, y: np.ndarray) -> dict[str, Any] | None:
+    counts = Counter(y.tolist())
+    folds = min(5, min(counts.values()))
+    if folds < 2 or len(y) > _CV_LIMIT:
+        return None
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    pred = cross_val_predict(clone(template), X, y, cv=cv)
+    return score_predictions(y, pred, labels=sorted(counts)).to_dict()
+
+
+def _predicted(reason: dict[str, Any]) -> str | None:
+    split = reason.get("class_split") or []
+    return str(split[0][0]) if split else None
+
+
+def _queue(
+    batch: Batch,
+    X: Any,
+    pool: Pool,
+    rows_to_items: dict[int, Item],
+    labeled_rows: np.ndarray,
+    labels_by_row: dict[int, str],
+    second_opinions: list[Item],
+    rng: np.random.Generator,
+) -> list[QueuedItem]:
+    neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
+    entries: list[tuple[int, str, float | None, str | None, dict[str, Any]]] = []
+    for pos, (row, reason) in enumerate(zip(batch.indices, batch.reasons, strict=True)):
+        info = reason.to_dict()
+        info["neighbors"] = [
+            {
+                "item_id": rows_to_items[int(n)].id,
+                "label": labels_by_row[int(n)],
+                "similarity": round(float(s), 4),
+                "preview": rows_to_items[int(n)].content[:_PREVIEW],
+            }
+            for n, s in zip(neighbours[pos], similarity[pos], strict=True)
+        ]
+        item = rows_to_items[int(row)]
+        entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
+    # Second opinions for overlap items go in at random places, so they are not all at the end.
+    for item in second_opinions:
+        info = {
+            "kind": "overlap",
+            "summary": "second opinion: this item is labeled twice to measure agreement",
+        }
+        at = int(rng.integers(0, len(entries) + 1))
+        entries.insert(at, (item.id, "overlap", None, None, info))
+    return [
+        QueuedItem(item_id=i, rank=r, kind=k, utility=u, predicted=p, reason=info)
+        for r, (i, k, u, p, info) in enumerate(entries)
+    ]
+
+
+def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> TrainingOutcome:
+    """Run one worker cycle for the folder's project (see the module docstring)."""
+    with db.read() as session:
+        project = get_project(session, name=folder.project_name)
+        settings = settings_of(project)
+        final, conflicts = resolved_labels(session, project)
+        served = _served(session, project)
+        items = list(session.scalars(select(Item).where(Item.project_id == project.id)))
+        n_labels = len(final)
+        classes = set(final.values())
+        if len(classes) < 2:
+            return TrainingOutcome("idle", "fewer than two classes labeled")
+        new = n_labels - (served.n_labels if served else 0)
+        if not force and served is not None and new < settings.retrain_every:
+            return TrainingOutcome("idle", f"{new} new labels of {settings.retrain_every} needed")
+        X = load_features(session, project, folder)
+    try:
+        return _fit_and_publish(folder, db, project, settings, items, final, len(conflicts), X)
+    except Exception as exc:  # recorded, never silently dropped: the dashboard shows it
+        log.exception("fit failed")
+        with db.write() as session:
+            version = record_failure(
+                session,
+                get_project(session, project_id=project.id),
+                n_labels=n_labels,
+                strategy=settings.strategy,
+                model_name=settings.model,
+                error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
+            )
+        return TrainingOutcome("failed", str(exc), version.version)
+
+
+def _fit_and_publish(
+    folder: ProjectFolder,
+    db: Database,
+    project: Project,
+    settings: ProjectSettings,
+    items: list[Item],
+    final: dict[int, str],
+    n_conflicts: int,
+    X: Any,
+) -> TrainingOutcome:
+    by_id = {item.id: item for item in items}
+    rows_to_items = {item.row: item for item in items}
+    pool = Pool(X, classes=project.label_set, validate=False)
+    labeled_rows = np.asarray(sorted(by_id[i].row for i in final), dtype=np.intp)
+    labels_by_row = {by_id[i].row: v for i, v in final.items()}
+    pool.label(labeled_rows, [labels_by_row[r] for r in labeled_rows])
+    y = np.asarray([labels_by_row[r] for r in labeled_rows], dtype=object).astype(str)
+
+    template = make_model(settings.model, random_state=settings.seed)
+    start = time.perf_counter()
+    X_lab = X[labeled_rows]
+    with threadpool_limits(limits=1):
+        model = clone(template).fit(X_lab, y)
+        cv = _cv_metrics(template, X_lab, y)
+    fit_seconds = time.perf_counter() - start
+
+    # Open items: not labeled by anyone yet. Overlap items waiting for a second answer are
+    # queued separately as second opinions.
+    open_rows = np.asarray(
+        sorted(i.row for i in items if not i.done and i.n_labels == 0), dtype=np.intp
+    )
+    second = [i for i in items if not i.done and i.n_labels > 0 and i.id in final]
+    version_number = _next_number(db, project)
+    rng = np.random.default_rng([settings.seed, version_number])
+    queue: list[QueuedItem] = []
+    if len(open_rows):
+        batch = query(
+            pool,
+            model,
+            strategy=settings.strategy,
+            batch_size=min(settings.queue_size, len(open_rows)),
+            mix=BatchMix(exploration=settings.exploration, routine=settings.routine),
+            random_state=rng,
+            estimator=template,
+            candidates=open_rows,
+        )
+        n_second = min(len(second), max(1, round(settings.overlap * settings.queue_size)))
+        picks: list[int] = rng.permutation(len(second))[:n_second].tolist() if second else []
+        queue = _queue(
+            batch,
+            X,
+            pool,
+            rows_to_items,
+            labeled_rows,
+            labels_by_row,
+            [second[i] for i in picks],
+            rng,
+        )
+
+    artefact = folder.artefact_path(version_number)
+    tmp = artefact.with_name(artefact.name + ".tmp")
+    joblib.dump({"model": model, "classes": list(model.classes_)}, tmp)
+    os.replace(tmp, artefact)
+    metrics: dict[str, Any] = {"cv": cv, "conflicts": n_conflicts}
+    with db.write() as session:
+        version = record_version(
+            session,
+            get_project(session, project_id=project.id),
+            n_labels=len(final),
+            label_counts=dict(Counter(final.values())),
+            metrics=metrics,
+            strategy=settings.strategy,
+            model_name=settings.model,
+            artefact=str(artefact.relative_to(folder.root)),
+            fit_seconds=fit_seconds,
+            queue=queue,
+        )
+    log.info("model version %s on %s labels, %s queued", version.version, len(final), len(queue))
+    return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
+
+
+def _next_number(db: Database, project: Project) -> int:
+    from sqlalchemy import func
+
+    with db.read() as session:
+        last = session.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project.id)
+        )
+    return int(last or 0) + 1
+
+
+class _FolderLock:
+    """One worker per project folder (an advisory file lock, released if the process dies)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh: Any = None
+
+    def acquire(self) -> bool:
+        self.fh = self.path.open("a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def run_worker(
+    folder: ProjectFolder,
+    db: Database,
+    *,
+    poll_seconds: float = 2.0,
+    stop: threading.Event | None = None,
+    max_cycles: int | None = None,
+) -> None:
+    """Cycle until ``stop`` is set (or ``max_cycles`` ran); one worker per folder at a time."""
+    lock = _FolderLock(folder.root / "worker.lock")
+    while not lock.acquire():
+        log.info("another worker holds %s; waiting", lock.path)
+        if stop is not None and stop.wait(poll_seconds):
+            return
+        if stop is None:
+            time.sleep(poll_seconds)
+    stop = stop or threading.Event()
+    cycles = 0
+    try:
+        while not stop.is_set():
+            outcome = train_once(folder, db)
+            if outcome.status != "idle":
+                log.info("%s: %s", outcome.status, outcome.detail)
+            cycles += 1
+            if max_cycles is not None and cycles >= max_cycles:
+                return
+            if outcome.status != "trained":
+                stop.wait(poll_seconds)
+    finally:
+        lock.release()
