@@ -242,6 +242,206 @@ def benchmark_lu2023(
     typer.echo(table)
 
 
+ProjectDir = Annotated[Path, typer.Argument(help="The project folder.")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (default: the folder's SQLite file), e.g. postgresql://user@host/db.",
+    ),
+]
+
+
+def _split_labels(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",")] if text else None
+
+
+@app.command()
+@errors_to_exit
+def init(
+    project_dir: ProjectDir,
+    data: Annotated[Path, typer.Option("--data", help="The items to label (any supported file).")],
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text.")] = None,
+    image_column: Annotated[str | None, typer.Option(help="Column holding image paths.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding labels.")] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="The label set, e.g. spam,ham (default: the values of the label column)."
+        ),
+    ] = None,
+    with_labels: Annotated[
+        bool, typer.Option(help="Also import the file's labels as answers.")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Project name (default: the folder's name).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a project folder from a data file; prints the first admin token."""
+    from labelwise.datasets import resolve_data_path
+    from labelwise.store.setup import init_project
+
+    opened, token = init_project(
+        project_dir,
+        resolve_data_path(data),
+        name=name,
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
+        labels=_split_labels(labels),
+        with_labels=with_labels,
+        db_url=db,
+    )
+    project = opened.project()
+    typer.echo(
+        f"created project {project.name!r} ({project.kind}, labels: "
+        f"{', '.join(project.label_set)}) in {opened.folder.root}",
+        err=True,
+    )
+    typer.echo(f"admin token (shown once): {token}", err=True)
+    typer.echo(token)
+
+
+@app.command("import")
+@errors_to_exit
+def import_(
+    project_dir: ProjectDir,
+    data: Annotated[Path, typer.Argument(help="The file to add.")],
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text.")] = None,
+    image_column: Annotated[str | None, typer.Option(help="Column holding image paths.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding labels.")] = None,
+    with_labels: Annotated[
+        bool, typer.Option(help="Also import the file's labels as answers.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Add the items of a file to a project: all of them, or none."""
+    from labelwise.store.projects import get_project
+    from labelwise.store.setup import open_project
+    from labelwise.store.transfer import import_file
+
+    opened = open_project(project_dir, db_url=db)
+    with opened.db.write() as session:
+        project = get_project(session, project_id=opened.project_id)
+        added = import_file(
+            session,
+            project,
+            opened.folder,
+            data,
+            text_column=text_column,
+            image_column=image_column,
+            label_column=label_column,
+            with_labels=with_labels,
+        )
+    typer.echo(f"imported {added} items from {data.name}")
+
+
+@app.command()
+@errors_to_exit
+def token(
+    project_dir: ProjectDir,
+    name: Annotated[str, typer.Option("--name", help="Who the token is for.")],
+    role: Annotated[str, typer.Option("--role", help="admin or annotator.")] = "annotator",
+    db: DbOption = None,
+) -> None:
+    """Make a token for a new annotator (printed once; only its hash is stored)."""
+    from labelwise.store.annotators import create_annotator
+    from labelwise.store.projects import get_project
+    from labelwise.store.setup import open_project
+
+    opened = open_project(project_dir, db_url=db)
+    with opened.db.write() as session:
+        project = get_project(session, project_id=opened.project_id)
+        _, secret = create_annotator(session, project, name=name, role=role)
+    typer.echo(secret)
+
+
+@app.command()
+@errors_to_exit
+def export(
+    project_dir: ProjectDir,
+    format: Annotated[str, typer.Option("--format", help="csv, jsonl or label-studio.")] = "csv",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: stdout).")
+    ] = None,
+    labeled_only: Annotated[bool, typer.Option(help="Leave out items without a label.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Write every item with its labels and history."""
+    from labelwise.store.export import export_project
+    from labelwise.store.projects import get_project
+    from labelwise.store.setup import open_project
+
+    if format not in ("csv", "jsonl", "label-studio"):
+        raise InvalidParameterError(f"--format must be csv, jsonl or label-studio, got {format!r}")
+    opened = open_project(project_dir, db_url=db)
+    with opened.db.read() as session:
+        project = get_project(session, project_id=opened.project_id)
+        if out is None:
+            export_project(session, project, format, sys.stdout, labeled_only=labeled_only)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as fh:
+                export_project(session, project, format, fh, labeled_only=labeled_only)
+
+
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@app.command()
+@errors_to_exit
+def worker(project_dir: ProjectDir, db: DbOption = None) -> None:
+    """Retrain and re-rank in the foreground (beside `labelwise serve --no-worker`)."""
+    from labelwise.runtime import run_worker_forever
+
+    _configure_logging()
+    run_worker_forever(str(project_dir), db)
+
+
+@app.command()
+@errors_to_exit
+def serve(
+    project_dir: ProjectDir,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    db: DbOption = None,
+    with_worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run the worker (in its own process).")
+    ] = True,
+) -> None:
+    """Serve the labeling app (and, by default, the worker beside it)."""
+    from labelwise.runtime import serve_project
+
+    _configure_logging()
+    serve_project(str(project_dir), db_url=db, host=host, port=port, with_worker=with_worker)
+
+
+@app.command()
+@errors_to_exit
+def demo(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo project lives.")] = Path(
+        "labelwise-demo"
+    ),
+) -> None:
+    """A ready project from the bundled SMS spam collection: server, worker, and a URL that logs
+    you in as admin. Run it again to continue where you stopped."""
+    from labelwise.runtime import demo_project, serve_project
+
+    _configure_logging()
+    folder, secret = demo_project(directory)
+    typer.echo(
+        "\nLabelwise demo: 5,574 SMS messages to label as ham or spam.\n"
+        f"Open  http://{'127.0.0.1'}:{port}/login?token={secret}\n"
+        "Keys: 1 ham, 2 spam, s skip, u undo, ? help. Ctrl+C stops; run again to resume.\n",
+    )
+    serve_project(str(folder), db_url=None, host="127.0.0.1", port=port, with_worker=True)
+
+
 @app.command()
 def strategies() -> None:
     """List the query strategies."""

@@ -1,0 +1,103 @@
+"""Running things: the server with its worker process, the worker alone, the demo project.
+
+The embedded default (`labelwise serve`) runs the worker in a child *process*, not a thread: a
+fit is CPU work that would otherwise hold the interpreter while annotators wait for their next
+item. The child stops with the server; if it dies, the server goes on serving the last queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from labelwise.store.folder import CONFIG_NAME, ProjectFolder
+
+__all__ = ["demo_project", "run_worker_forever", "serve_project"]
+
+log = logging.getLogger("labelwise")
+
+DEMO_TOKEN_FILE = "demo-admin-token.txt"
+
+
+def run_worker_forever(project_dir: str, db_url: str | None) -> None:
+    """The worker loop until SIGTERM or Ctrl+C."""
+    from labelwise.store.setup import open_project
+    from labelwise.worker import run_worker
+
+    opened = open_project(project_dir, db_url=db_url)
+    stop = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(opened.folder, opened.db, stop=stop)
+
+
+def _worker_child(project_dir: str, db_url: str | None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    run_worker_forever(project_dir, db_url)
+
+
+def serve_project(
+    project_dir: str, *, db_url: str | None, host: str, port: int, with_worker: bool
+) -> None:
+    """Serve one project folder with uvicorn (and its worker process)."""
+    import uvicorn
+
+    from labelwise.server import ServerConfig, create_app
+    from labelwise.store.setup import open_project
+
+    opened = open_project(project_dir, db_url=db_url)
+    child = None
+    if with_worker:
+        child = multiprocessing.get_context("spawn").Process(
+            target=_worker_child, args=(project_dir, db_url), name="labelwise-worker", daemon=True
+        )
+        child.start()
+    try:
+        uvicorn.run(create_app(ServerConfig(opened)), host=host, port=port, log_level="warning")
+    finally:
+        if child is not None and child.is_alive():
+            child.terminate()
+            child.join(timeout=10)
+
+
+def demo_project(directory: Path) -> tuple[Path, str]:
+    """The demo folder (made from the bundled SMS collection on first use) and its admin token.
+
+    The token is kept in a file inside the demo folder so a second run logs in again; a real
+    project never stores a token.
+    """
+    from labelwise.datasets import bundled_path
+    from labelwise.store.setup import init_project
+
+    token_file = directory / DEMO_TOKEN_FILE
+    if (directory / CONFIG_NAME).exists():
+        ProjectFolder.open(directory)
+        if token_file.exists():
+            return directory, token_file.read_text().strip()
+        from labelwise.store.annotators import create_annotator
+        from labelwise.store.projects import get_project
+        from labelwise.store.setup import open_project
+
+        opened = open_project(directory)
+        with opened.db.write() as session:
+            project = get_project(session, project_id=opened.project_id)
+            import secrets
+
+            _, token = create_annotator(
+                session, project, name=f"admin-{secrets.token_hex(2)}", role="admin"
+            )
+    else:
+        _, token = init_project(directory, bundled_path("sms-spam"), name="SMS spam (demo)")
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return directory, token

@@ -1,0 +1,119 @@
+"""The FastAPI application: ``create_app(config)`` builds everything; nothing happens at import.
+
+Errors are mapped in one place: each :class:`~labelwise.exceptions.LabelwiseError` subclass to
+its status code, with ``{"error": message}`` for the API and an escaped error page for browsers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from labelwise import __version__
+from labelwise.exceptions import (
+    AuthenticationError,
+    ConflictError,
+    InvalidDataError,
+    InvalidParameterError,
+    LabelwiseError,
+    ModelCapabilityError,
+    NotFoundError,
+    PermissionDeniedError,
+    PoolExhaustedError,
+)
+from labelwise.server.deps import AppState
+from labelwise.server.routes import labeling, pages, projects
+from labelwise.server.security import SecurityHeaders
+from labelwise.store.setup import OpenProject
+
+__all__ = ["ServerConfig", "create_app", "status_for"]
+
+log = logging.getLogger("labelwise.server")
+
+_STATUS: list[tuple[type[LabelwiseError], int]] = [
+    (PermissionDeniedError, 403),
+    (AuthenticationError, 401),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (PoolExhaustedError, 409),
+    (InvalidDataError, 422),
+    (InvalidParameterError, 422),
+    (ModelCapabilityError, 422),
+]
+
+
+def status_for(exc: LabelwiseError) -> int:
+    """The HTTP status of a Labelwise error."""
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 400
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server serves."""
+
+    project: OpenProject
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """A ready application for one project folder and its database."""
+    app = FastAPI(
+        title="Labelwise",
+        version=__version__,
+        description="Human-in-the-loop active learning: the labeling API.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    package = Path(str(resources.files("labelwise.server")))
+    templates = Jinja2Templates(directory=str(package / "templates"))
+    app.state.templates = templates
+    app.state.labelwise = AppState(
+        folder=config.project.folder, db=config.project.db, project_id=config.project.project_id
+    )
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(package / "static")), name="static")
+    app.include_router(pages.router)
+    app.include_router(labeling.router)
+    app.include_router(projects.router)
+
+    @app.exception_handler(LabelwiseError)
+    async def labelwise_error(request: Request, exc: LabelwiseError) -> Response:
+        status = status_for(exc)
+        if _wants_html(request):
+            if status == 401:
+                return RedirectResponse("/login", status_code=303)
+            return templates.TemplateResponse(
+                request, "error.html", {"status": status, "message": str(exc)}, status_code=status
+            )
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.get("/api/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

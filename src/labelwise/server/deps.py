@@ -1,0 +1,98 @@
+"""Request dependencies: the app state, who is asking, and the project they may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from labelwise.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError
+from labelwise.server.security import COOKIE, csrf_valid
+from labelwise.store.annotators import authenticate
+from labelwise.store.db import Database
+from labelwise.store.folder import ProjectFolder
+
+__all__ = ["Admin", "AppState", "Principal", "State", "User", "principal_for"]
+
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What every request may use: the project folder and its database."""
+
+    folder: ProjectFolder
+    db: Database
+    project_id: int
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated annotator behind a request."""
+
+    annotator_id: int
+    name: str
+    role: str
+    project_id: int
+    token: str
+    via_cookie: bool
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def check_project(self, project_id: int) -> None:
+        """Every id in a URL is scoped: another project's id is simply not found."""
+        if project_id != self.project_id:
+            raise NotFoundError(f"no project {project_id}")
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.labelwise
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def _token_of(request: Request) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), False
+    return request.cookies.get(COOKIE), True
+
+
+def principal_for(request: Request, state: AppState) -> Principal:
+    """Authenticate the request (Bearer header, else the session cookie plus CSRF header)."""
+    token, via_cookie = _token_of(request)
+    with state.db.read() as session:
+        annotator = authenticate(session, token)
+    assert token is not None  # authenticate refuses an empty token
+    unsafe = via_cookie and request.method not in _SAFE_METHODS
+    if unsafe and not csrf_valid(token, request.headers.get("x-csrf-token")):
+        raise PermissionDeniedError("missing or wrong X-CSRF-Token header")
+    return Principal(
+        annotator.id, annotator.name, annotator.role, annotator.project_id, token, via_cookie
+    )
+
+
+def get_principal(request: Request, state: State) -> Principal:
+    return principal_for(request, state)
+
+
+def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise PermissionDeniedError("this needs an admin token")
+    return principal
+
+
+User = Annotated[Principal, Depends(get_principal)]
+Admin = Annotated[Principal, Depends(get_admin)]
+
+
+def optional_principal(request: Request, state: AppState) -> Principal | None:
+    try:
+        return principal_for(request, state)
+    except AuthenticationError:
+        return None

@@ -1,0 +1,166 @@
+"""Server-rendered pages: login, annotate, dashboard, review. No front-end build step: Jinja2
+templates (autoescaped) and a little plain JavaScript from /static."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from labelwise.exceptions import AuthenticationError
+from labelwise.server.deps import Principal, State, optional_principal, principal_for
+from labelwise.server.security import COOKIE, csrf_token
+from labelwise.store import stats
+from labelwise.store.annotators import authenticate
+from labelwise.store.projects import get_project, settings_of
+from labelwise.store.review import list_conflicts
+
+router = APIRouter(include_in_schema=False)
+
+#: Keys that are not labels: skip, undo, help.
+RESERVED_KEYS = {"s", "u", "z", "h", "?"}
+
+
+def label_keys(labels: list[str]) -> list[tuple[str, str]]:
+    """A keyboard key per label: 1-9 and 0 first, then letters that are not commands."""
+    keys = [*"1234567890", *(c for c in "abcdefgijklmnopqrtvwxy" if c not in RESERVED_KEYS)]
+    return list(zip(keys, labels, strict=False))
+
+
+def _templates(request: Request) -> Any:
+    return request.app.state.templates
+
+
+def _page(request: Request, name: str, user: Principal, **context: Any) -> HTMLResponse:
+    return _templates(request).TemplateResponse(
+        request, name, {"me": user, "csrf": csrf_token(user.token), **context}
+    )
+
+
+def _login_redirect() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, state: State) -> Response:
+    user = optional_principal(request, state)
+    if user is None:
+        return _login_redirect()
+    return RedirectResponse(f"/p/{user.project_id}/annotate", status_code=303)
+
+
+def _logged_in(request: Request, state: Any, token: str) -> Response:
+    with state.db.read() as session:
+        annotator = authenticate(session, token)
+    response = RedirectResponse(f"/p/{annotator.project_id}/annotate", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=30 * 24 * 3600,
+        path="/",
+    )
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, state: State, token: str | None = None) -> Response:
+    """``/login?token=…`` signs in and drops the token from the address; without it, a form."""
+    if token:
+        try:
+            return _logged_in(request, state, token)
+        except AuthenticationError as exc:
+            return _templates(request).TemplateResponse(
+                request, "login.html", {"error": str(exc)}, status_code=401
+            )
+    return _templates(request).TemplateResponse(request, "login.html", {"error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_form(
+    request: Request, state: State, token: Annotated[str, Form(max_length=200)]
+) -> Response:
+    try:
+        return _logged_in(request, state, token.strip())
+    except AuthenticationError as exc:
+        return _templates(request).TemplateResponse(
+            request, "login.html", {"error": str(exc)}, status_code=401
+        )
+
+
+@router.post("/logout")
+def logout(request: Request, state: State) -> Response:
+    principal_for(request, state)  # a cross-site form cannot log you out: CSRF applies
+    response = _login_redirect()
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _user_for_page(request: Request, state: Any, project_id: int) -> Principal | None:
+    user = optional_principal(request, state)
+    if user is None:
+        return None
+    user.check_project(project_id)
+    return user
+
+
+@router.get("/p/{project_id}/annotate", response_class=HTMLResponse)
+def annotate(request: Request, project_id: int, state: State) -> Response:
+    user = _user_for_page(request, state, project_id)
+    if user is None:
+        return _login_redirect()
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        settings = settings_of(project)
+    return _page(
+        request,
+        "annotate.html",
+        user,
+        project=project,
+        keys=label_keys(project.label_set),
+        show_guess=settings.show_guess,
+    )
+
+
+@router.get("/p/{project_id}/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request, project_id: int, state: State) -> Response:
+    from labelwise.server import charts
+
+    user = _user_for_page(request, state, project_id)
+    if user is None:
+        return _login_redirect()
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        figures = stats.dashboard(session, project)
+    if not user.is_admin:
+        figures["annotators"] = [a for a in figures["annotators"] if a["name"] == user.name]
+        figures["agreement"]["pairwise"] = []
+    return _page(
+        request,
+        "dashboard.html",
+        user,
+        project=project,
+        figures=figures,
+        charts=charts.dashboard_charts(figures),
+    )
+
+
+@router.get("/p/{project_id}/review", response_class=HTMLResponse)
+def review(request: Request, project_id: int, state: State) -> Response:
+    user = _user_for_page(request, state, project_id)
+    if user is None:
+        return _login_redirect()
+    if not user.is_admin:
+        return _templates(request).TemplateResponse(
+            request,
+            "error.html",
+            {"status": 403, "message": "the review queue is for admins"},
+            status_code=403,
+        )
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        n = len(list_conflicts(session, project))
+    return _page(request, "review.html", user, project=project, n_conflicts=n)

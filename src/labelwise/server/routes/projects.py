@@ -1,0 +1,289 @@
+"""Project-level API: summary, dashboard figures, item media, and the admin's tools
+(settings, annotators and tokens, review of conflicts, import, export)."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from labelwise.exceptions import InvalidDataError, InvalidParameterError, NotFoundError
+from labelwise.server.deps import Admin, State, User
+from labelwise.server.views import item_view
+from labelwise.store import stats
+from labelwise.store.annotators import create_annotator, list_annotators
+from labelwise.store.items import count_items, get_item
+from labelwise.store.models import Annotator, Item, Label, Lease
+from labelwise.store.projects import get_project, settings_of, update_settings
+from labelwise.store.review import adjudicate, list_conflicts
+from labelwise.store.transfer import import_file
+
+router = APIRouter(prefix="/api/projects/{project_id}", tags=["projects"])
+
+#: Largest upload accepted by the import endpoint.
+MAX_UPLOAD = 200 * 1024 * 1024
+
+
+@router.get("")
+def summary(project_id: int, state: State, user: User) -> dict[str, Any]:
+    """The project as the annotate page needs it: labels, who you are, progress."""
+    user.check_project(project_id)
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        settings = settings_of(project)
+        mine = session.scalar(
+            select(Label.id)
+            .where(
+                Label.annotator_id == user.annotator_id,
+                Label.action == "label",
+                Label.is_current.is_(True),
+            )
+            .order_by(Label.id.desc())
+            .limit(1)
+        )
+        done = session.scalar(
+            select(func.count(Item.id)).where(Item.project_id == project_id, Item.done.is_(True))
+        )
+        n_mine = session.scalar(
+            select(func.count(Label.id)).where(
+                Label.annotator_id == user.annotator_id,
+                Label.action == "label",
+                Label.is_current.is_(True),
+            )
+        )
+        return {
+            "id": project.id,
+            "name": project.name,
+            "kind": project.kind,
+            "labels": project.label_set,
+            "show_guess": settings.show_guess,
+            "me": {
+                "name": user.name,
+                "role": user.role,
+                "labels": n_mine,
+                "can_undo": mine is not None,
+            },
+            "progress": {"items": count_items(session, project), "done": done},
+            "settings": settings.to_dict() if user.is_admin else None,
+        }
+
+
+@router.get("/stats")
+def dashboard(project_id: int, state: State, user: User) -> dict[str, Any]:
+    user.check_project(project_id)
+    with state.db.read() as session:
+        figures = stats.dashboard(session, get_project(session, project_id=project_id))
+    if not user.is_admin:
+        # Annotators see the project's figures but not colleagues' individual numbers.
+        figures["annotators"] = [a for a in figures["annotators"] if a["name"] == user.name]
+        figures["agreement"]["pairwise"] = []
+        figures["agreement"]["per_annotator"] = {
+            k: v for k, v in figures["agreement"]["per_annotator"].items() if k == user.name
+        }
+    return figures
+
+
+@router.get("/items/{item_id}")
+def item(project_id: int, item_id: int, state: State, user: User) -> dict[str, Any]:
+    """An item's content: for admins any item, for annotators one they hold or answered."""
+    user.check_project(project_id)
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        found = get_item(session, project, item_id)
+        _check_access(session, user, found)
+        return item_view(found, project)
+
+
+def _check_access(session: Any, user: Any, item: Item) -> None:
+    if user.is_admin:
+        return
+    held = session.scalar(
+        select(Lease.id).where(Lease.item_id == item.id, Lease.annotator_id == user.annotator_id)
+    )
+    answered = session.scalar(
+        select(Label.id).where(Label.item_id == item.id, Label.annotator_id == user.annotator_id)
+    )
+    if held is None and answered is None:
+        # Labels of neighbouring items shown in the "why" panel are public within the project.
+        labeled = session.scalar(
+            select(Label.id).where(Label.item_id == item.id, Label.action == "label")
+        )
+        if labeled is None:
+            raise NotFoundError(f"no item {item.id} in this project")
+
+
+@router.get("/items/{item_id}/image")
+def item_image(project_id: int, item_id: int, state: State, user: User) -> FileResponse:
+    user.check_project(project_id)
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        found = get_item(session, project, item_id)
+        if project.kind != "image":
+            raise NotFoundError(f"item {item_id} has no image")
+        _check_access(session, user, found)
+        path = state.folder.inside(found.content, state.folder.media_dir)
+    if not path.is_file():
+        raise NotFoundError(f"the image of item {item_id} is missing")
+    return FileResponse(path, media_type="image/png")
+
+
+class SettingsChange(BaseModel):
+    changes: dict[str, Any]
+
+
+@router.patch("/settings")
+def change_settings(
+    project_id: int, body: SettingsChange, state: State, admin: Admin
+) -> dict[str, Any]:
+    admin.check_project(project_id)
+    with state.db.write() as session:
+        project = get_project(session, project_id=project_id)
+        return update_settings(session, project, body.changes).to_dict()
+
+
+class NewAnnotator(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: str = "annotator"
+
+
+@router.get("/annotators")
+def annotators(project_id: int, state: State, admin: Admin) -> list[dict[str, Any]]:
+    admin.check_project(project_id)
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        return [
+            {
+                "id": a.id,
+                "name": a.name,
+                "role": a.role,
+                "token_hint": a.token_hint,
+                "disabled": a.disabled,
+            }
+            for a in list_annotators(session, project)
+        ]
+
+
+@router.post("/annotators", status_code=201)
+def add_annotator(
+    project_id: int, body: NewAnnotator, state: State, admin: Admin
+) -> dict[str, Any]:
+    """A new annotator; the token is in this response and nowhere else."""
+    admin.check_project(project_id)
+    with state.db.write() as session:
+        project = get_project(session, project_id=project_id)
+        annotator, token = create_annotator(session, project, name=body.name, role=body.role)
+        return {"id": annotator.id, "name": annotator.name, "role": annotator.role, "token": token}
+
+
+@router.get("/review")
+def review_queue(project_id: int, state: State, admin: Admin) -> list[dict[str, Any]]:
+    """Items whose annotators disagree, with every answer."""
+    admin.check_project(project_id)
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        out = []
+        for conflict in list_conflicts(session, project):
+            found = session.get(Item, conflict.item_id)
+            assert found is not None
+            out.append({"item": item_view(found, project), "votes": conflict.votes})
+        return out
+
+
+class Adjudication(BaseModel):
+    value: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/review/{item_id}")
+def resolve(
+    project_id: int, item_id: int, body: Adjudication, state: State, admin: Admin
+) -> dict[str, Any]:
+    admin.check_project(project_id)
+    with state.db.write() as session:
+        project = get_project(session, project_id=project_id)
+        annotator = session.get(Annotator, admin.annotator_id)
+        assert annotator is not None
+        label = adjudicate(session, project, annotator, item_id=item_id, value=body.value)
+        return {"item_id": item_id, "value": label.value, "label_id": label.id}
+
+
+_IMPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parquet", ".npz"}
+
+
+@router.post("/import")
+def import_items(
+    project_id: int,
+    state: State,
+    admin: Admin,
+    file: Annotated[UploadFile, File()],
+    text_column: Annotated[str | None, Query(max_length=200)] = None,
+    label_column: Annotated[str | None, Query(max_length=200)] = None,
+    with_labels: bool = False,
+) -> dict[str, Any]:
+    """Add the items of an uploaded file; all of them or none."""
+    admin.check_project(project_id)
+    name = Path(file.filename or "upload").name  # never trust a client path
+    suffix = Path(name).suffix.lower()
+    if suffix not in _IMPORT_SUFFIXES:
+        raise InvalidParameterError(
+            f"cannot import {name!r}: expected one of {', '.join(sorted(_IMPORT_SUFFIXES))}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        with path.open("wb") as out:
+            copied = _copy_limited(file.file, out, MAX_UPLOAD)
+        if copied == 0:
+            raise InvalidDataError(f"{name} is empty")
+        with state.db.write() as session:
+            project = get_project(session, project_id=project_id)
+            added = import_file(
+                session,
+                project,
+                state.folder,
+                path,
+                text_column=text_column,
+                label_column=label_column,
+                with_labels=with_labels,
+            )
+    return {"imported": added, "file": name}
+
+
+def _copy_limited(src: Any, dst: Any, limit: int) -> int:
+    total = 0
+    while chunk := src.read(1 << 20):
+        total += len(chunk)
+        if total > limit:
+            raise InvalidDataError(f"upload larger than {limit // (1024 * 1024)} MB")
+        dst.write(chunk)
+    return total
+
+
+@router.get("/export")
+def export(
+    project_id: int,
+    state: State,
+    admin: Admin,
+    format: Annotated[str, Query(pattern="^(csv|jsonl|label-studio)$")] = "csv",
+    labeled_only: bool = False,
+) -> Response:
+    admin.check_project(project_id)
+    from labelwise.store.export import export_project
+
+    suffix = {"csv": "csv", "jsonl": "jsonl", "label-studio": "json"}[format]
+    buffer = io.StringIO()
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        export_project(session, project, format, buffer, labeled_only=labeled_only)
+        name = f"{project.name}-labels.{suffix}"
+    media = "text/csv" if format == "csv" else "application/json"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return StreamingResponse(
+        iter([buffer.getvalue()]),
+        media_type=f"{media}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+    )
