@@ -379,6 +379,17 @@ def test_image_column_reads_paths_relative_to_the_file(tmp_path: Path) -> None:
     assert list(ds.labels) == ["x", "y"]
 
 
+@pytest.mark.parametrize("bad", ["../outside.png", "/etc/passwd", "http://example.com/a.png"])
+def test_image_column_paths_must_stay_in_the_folder(tmp_path: Path, bad: str) -> None:
+    pytest.importorskip("PIL")
+    (tmp_path / "data").mkdir()
+    _png(tmp_path / "outside.png")
+    path = tmp_path / "data" / "index.csv"
+    path.write_text(f"file,label\n{bad},x\n")
+    with pytest.raises(InvalidDataError, match="must be relative to .* and stay inside it"):
+        load_dataset(path, image_column="file")
+
+
 # ------------------------------------------------------------------------------------- Dataset
 
 
@@ -507,7 +518,7 @@ def test_missing_pillow_says_how_to_install(
 ) -> None:
     (tmp_path / "a.png").write_bytes(b"")
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(InvalidParameterError, match=r"pip install labelwise\[images\]"):
+    with pytest.raises(InvalidParameterError, match=r"pip install pillow"):
         load_dataset(tmp_path)
 
 

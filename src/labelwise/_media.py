@@ -2,7 +2,7 @@
 
 Each reader returns a :class:`~labelwise.data.Dataset`, except :func:`_read_images`, which
 returns the pixel array for a folder or for a table's image column. Pillow is imported only
-when images are read (``pip install labelwise[images]``).
+when images are read.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def _read_images(files: Sequence[Path], *, max_pixels: int) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise InvalidParameterError(
-            "reading images needs Pillow: pip install labelwise[images]"
+            "reading images needs Pillow: pip install pillow"
         ) from None
 
     def open_image(file: Path) -> Image.Image:

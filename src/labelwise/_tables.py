@@ -300,8 +300,18 @@ class _Table:
 
         if image_j is not None:
             self.first_missing(image_j, "image column")
-            folder = self.path.parent
-            files = [folder / str(p) for p in self.strings(image_j)]
+            folder = self.path.parent.resolve()
+            files = []
+            for i, name in enumerate(self.strings(image_j)):
+                # Image paths are local and stay inside the data file's folder: no absolute
+                # paths, no "..", never a URL.
+                target = (folder / str(name)).resolve()
+                if "://" in str(name) or not target.is_relative_to(folder):
+                    raise InvalidDataError(
+                        f"{self.path.name}, row {i}: image path {str(name)[:80]!r} must be "
+                        f"relative to {folder} and stay inside it"
+                    )
+                files.append(target)
             items = _read_images(files, max_pixels=max_pixels)
             return Dataset("image", items, labels, ids, (), str(self.path))
         if text_j is None and features is None:

@@ -378,11 +378,11 @@ def export(
     opened = open_project(project_dir, db_url=db)
     with opened.db.read() as session:
         project = get_project(session, project_id=opened.project_id)
-        if out is None:
-            export_project(session, project, format, sys.stdout, labeled_only=labeled_only)
-        else:
-            with out.open("w", encoding="utf-8", newline="") as fh:
-                export_project(session, project, format, fh, labeled_only=labeled_only)
+        # A path is written through a temporary file: a failed export leaves nothing behind.
+        target: Any = sys.stdout if out is None else out
+        count = export_project(session, project, format, target, labeled_only=labeled_only)
+    if out is not None:
+        typer.echo(f"wrote {count} items to {out}", err=True)
 
 
 def _configure_logging() -> None:

@@ -10,7 +10,7 @@
 * ``.npz``: ``images``/``labels``, ``X``/``y`` or ``x``/``y`` arrays, MedMNIST-style
   ``train_images``/``val_images``/``test_images`` splits (concatenated in that order), or a
   matrix saved with :func:`scipy.sparse.save_npz`;
-* a directory of images (Pillow: ``pip install labelwise[images]``), one sub-folder per class or
+* a directory of images, one sub-folder per class or
   flat without labels.
 
 Rows count from 0 in file order, not counting a header; row numbers are the default ids and what

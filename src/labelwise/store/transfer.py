@@ -1,9 +1,13 @@
 """Bringing items into a project from a data file (all or nothing).
 
-A file is read with :func:`labelwise.data.load_dataset` and becomes :class:`ItemRecord` rows:
-texts as they are, tabular rows as JSON objects of their numeric fields, images as PNG files
-copied into the project's ``media/`` folder. Labels in the file are imported only when asked
-for (``with_labels``): by default a label column just suggests the label set.
+A file is read with :func:`read_data` and becomes :class:`ItemRecord` rows: texts as they are,
+tabular rows as JSON objects of their numeric fields, images as PNG files copied into the
+project's ``media/`` folder. Labels in the file are imported only when asked for
+(``with_labels``, recorded as the ``import`` annotator): by default a label column just suggests
+the label set.
+
+:func:`read_data` reads what :func:`labelwise.data.load_dataset` reads, and Label Studio JSON
+(see :mod:`labelwise.store.label_studio`).
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelwise.data import Dataset, load_dataset
-from labelwise.exceptions import InvalidDataError
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import ItemRecord, add_items
-from labelwise.store.models import Project
+from labelwise.store.label_studio import label_studio_tasks, read_label_studio
+from labelwise.store.models import Item, Project
 
-__all__ = ["dataset_records", "import_file", "read_data"]
+__all__ = ["dataset_records", "import_file", "read_data", "read_label_studio"]
 
 
 def read_data(
@@ -32,26 +39,74 @@ def read_data(
     text_column: str | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
+    kind: str | None = None,
+    annotations: bool = True,
 ) -> Dataset:
+    """Read a data file (or image folder) into a :class:`Dataset`, Label Studio JSON included.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; a ``.json`` list of tasks with a ``data`` object is read as Label Studio
+        JSON, everything else by :func:`labelwise.data.load_dataset`.
+    text_column, image_column, label_column, feature_columns : str, optional
+        As for :func:`~labelwise.data.load_dataset`. For Label Studio, the ``data`` keys of the
+        text or image, and the ``from_name`` of the choices that give the label.
+    kind : {"text", "image", "tabular"}, optional
+        The kind of the project the data goes into, when known: guides which ``data`` key of a
+        Label Studio task holds the item.
+    annotations : bool
+        Read Label Studio choice annotations as labels (when False they are not even checked).
+    """
+    path = Path(path)
+    tasks = label_studio_tasks(path)
+    if tasks is not None:
+        if feature_columns is not None:
+            raise InvalidParameterError(
+                f"{path.name} holds Label Studio tasks: feature_columns do not apply"
+            )
+        return read_label_studio(
+            path,
+            tasks,
+            text_column=text_column,
+            image_column=image_column,
+            label_column=label_column,
+            kind=kind,
+            annotations=annotations,
+        )
     return load_dataset(
-        path, text_column=text_column, image_column=image_column, label_column=label_column
+        path,
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
+        feature_columns=feature_columns,
     )
 
 
+# ------------------------------------------------------------------------------------- records
+
+
 def _save_images(images: np.ndarray, folder: ProjectFolder) -> tuple[Path, list[str]]:
+    """Write each image as PNG into a new batch folder under ``media/``; (folder, names relative
+    to ``media/``). A failure part way removes the batch folder again."""
     from PIL import Image
 
     batch = folder.media_dir / uuid.uuid4().hex[:12]
     batch.mkdir(parents=True)
     names = []
-    for i, image in enumerate(images):
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
-            array = np.clip(array * scale, 0, 255).astype(np.uint8)
-        path = batch / f"{i:07d}.png"
-        Image.fromarray(array).save(path)
-        names.append(str(path.relative_to(folder.media_dir)))
+    try:
+        for i, image in enumerate(images):
+            array = np.asarray(image)
+            if array.dtype != np.uint8:
+                scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+                array = np.clip(array * scale, 0, 255).astype(np.uint8)
+            path = batch / f"{i:07d}.png"
+            Image.fromarray(array).save(path)
+            names.append(path.relative_to(folder.media_dir).as_posix())
+    except BaseException:
+        shutil.rmtree(batch, ignore_errors=True)
+        raise
     return batch, names
 
 
@@ -83,6 +138,60 @@ def dataset_records(
     ], written
 
 
+def _check_labels(dataset: Dataset, project: Project, name: str) -> None:
+    """Every label the file brings belongs to the project (checked before media is copied)."""
+    if dataset.labels is None:
+        return
+    allowed = set(project.label_set)
+    for i, value in enumerate(dataset.labels):
+        if value is not None and str(value) not in allowed:
+            raise InvalidDataError(
+                f"{name}, row {i} (id {str(dataset.ids[i])!r}): label {str(value)!r} is not one "
+                f"of the project's labels ({', '.join(project.label_set)})"
+            )
+
+
+def _check_like_existing(
+    session: Session, project: Project, folder: ProjectFolder, dataset: Dataset, name: str
+) -> None:
+    """New items must fit the project's feature matrix: the same tabular fields, or images of
+    the same size and colour mode as those already there."""
+    if project.kind == "text":
+        return
+    first = session.scalar(
+        select(Item.content).where(Item.project_id == project.id).order_by(Item.row).limit(1)
+    )
+    if first is None:
+        return
+    if project.kind == "tabular":
+        existing = list(json.loads(first))
+        if set(existing) != set(dataset.feature_names):
+            raise InvalidDataError(
+                f"{name} has the fields {', '.join(dataset.feature_names)} but the project's "
+                f"items have {', '.join(existing)}; name them with feature_columns="
+            )
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(folder.inside(first, folder.media_dir)) as image:
+            width, height = image.size
+            gray = image.mode in ("L", "1", "P")  # as the feature builder reads them
+    except OSError:
+        return  # the project's own media is missing: not this file's fault
+    items = np.asarray(dataset.items)
+    new = (items.shape[1], items.shape[2], items.ndim == 3)
+    if new != (height, width, gray):
+
+        def describe(h: int, w: int, g: bool) -> str:
+            return f"{w}x{h} {'grayscale' if g else 'colour'}"
+
+        raise InvalidDataError(
+            f"{name} holds {describe(*new)} images but the project's images are "
+            f"{describe(height, width, gray)}; resize or convert them first"
+        )
+
+
 def import_file(
     session: Session,
     project: Project,
@@ -92,25 +201,46 @@ def import_file(
     text_column: str | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
     with_labels: bool = False,
 ) -> int:
     """Add every item of a data file to ``project`` inside the caller's transaction.
 
-    Nothing is stored if anything is wrong: the data is checked before the first insert, and
-    images copied in for a failed import are removed again.
+    Nothing is stored if anything is wrong: the data is checked before the first insert
+    (readable, the project's kind, labels from the label set, tabular fields and image sizes
+    like the items already there, ids new), and images copied in for a failed import are
+    removed again. Errors name the file and the offending row or task. Returns how many items
+    were added.
+
+    Images are copied when the records are made, before the caller commits: if the caller's
+    transaction fails after this returns, the copies stay behind in ``media/`` (unreferenced).
     """
+    path = Path(path)
+    name = path.name
     dataset = read_data(
-        path, text_column=text_column, image_column=image_column, label_column=label_column
+        path,
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
+        feature_columns=feature_columns,
+        kind=project.kind,
+        annotations=with_labels,
     )
     if dataset.kind != project.kind:
         raise InvalidDataError(
-            f"{Path(path).name} holds {dataset.kind} items but the project is a {project.kind} "
-            "project"
+            f"{name} holds {dataset.kind} items but the project is a {project.kind} project"
         )
+    if with_labels:
+        _check_labels(dataset, project, name)
+    _check_like_existing(session, project, folder, dataset, name)
     records, written = dataset_records(dataset, folder, with_labels=with_labels)
     try:
         return add_items(session, project, records)
-    except Exception:
+    except InvalidDataError as exc:
+        if written is not None:
+            shutil.rmtree(written, ignore_errors=True)
+        raise InvalidDataError(f"{name}: {exc}") from None
+    except BaseException:
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)
         raise
