@@ -1,0 +1,169 @@
+"""The labeling API end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+from labelwise.worker import train_once
+
+
+def truth(text):
+    return (
+        "spam"
+        if any(
+            w in text
+            for w in ("win", "prize", "cash", "free", "claim", "urgent", "offer", "call now")
+        )
+        else "ham"
+    )
+
+
+def _next(s, token, exclude=()):
+    r = s.client.post(s.api("/next"), json={"exclude": list(exclude)}, headers=s.h(token))
+    assert r.status_code in (200, 204), r.text
+    return r.json() if r.status_code == 200 else None
+
+
+def _label(s, token, item, value=None, request_id=None, duration_ms=1500):
+    body = {
+        "value": value or truth(item["item"]["text"]),
+        "duration_ms": duration_ms,
+        "request_id": request_id or uuid.uuid4().hex,
+    }
+    return s.client.post(s.api(f"/items/{item['item']['id']}/label"), json=body, headers=s.h(token))
+
+
+def test_label_loop_then_retrain_serves_the_queue(served):
+    s = served
+    for _ in range(22):
+        a = _next(s, s.alice)
+        assert a["why"]["kind"] == "cold-start"
+        assert _label(s, s.alice, a).status_code == 200
+    outcome = train_once(s.project.folder, s.project.db)
+    assert outcome.status == "trained"
+    a = _next(s, s.alice)
+    assert a["why"]["kind"] in {"strategy", "exploration", "routine"}
+    assert a["model_version_id"] is not None
+    assert a["guess"] is None  # show_guess="after": withheld until answered
+    r = _label(s, s.alice, a)
+    assert r.status_code == 200
+    reveal = r.json()["reveal"]
+    assert reveal["guess"]["label"] in {"spam", "ham"}
+    stats = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
+    assert stats["progress"]["labels"] == 23
+    assert stats["versions"][0]["status"] == "ready"
+
+
+def test_reload_gets_the_same_item_and_prefetch_excludes(served):
+    s = served
+    first = _next(s, s.alice)
+    again = _next(s, s.alice)
+    assert again["item"]["id"] == first["item"]["id"]
+    second = _next(s, s.alice, exclude=[first["item"]["id"]])
+    assert second["item"]["id"] != first["item"]["id"]
+
+
+def test_two_annotators_never_get_the_same_item(served):
+    s = served
+    seen_a = {_next(s, s.alice, exclude=[])["item"]["id"]}
+    b = _next(s, s.bob)
+    assert b["item"]["id"] not in seen_a
+
+
+def test_submit_twice_is_idempotent(served):
+    s = served
+    a = _next(s, s.alice)
+    r1 = _label(s, s.alice, a, request_id="same-request")
+    r2 = _label(s, s.alice, a, request_id="same-request")
+    assert r1.json()["label_id"] == r2.json()["label_id"]
+    assert r2.json()["replayed"] is True
+    stats = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
+    assert stats["progress"]["labels"] == 1
+
+
+def test_undo_and_skip(served):
+    s = served
+    a = _next(s, s.alice)
+    _label(s, s.alice, a, value="spam")
+    back = s.client.post(s.api("/undo"), headers=s.h(s.alice)).json()
+    assert back["item"]["id"] == a["item"]["id"]
+    assert _next(s, s.alice)["item"]["id"] == a["item"]["id"]  # it is mine again
+    skipped = s.client.post(
+        s.api(f"/items/{a['item']['id']}/skip"), json={"request_id": "k1"}, headers=s.h(s.alice)
+    )
+    assert skipped.json()["action"] == "skip"
+    assert _next(s, s.alice)["item"]["id"] != a["item"]["id"]
+    assert s.client.post(s.api("/undo"), headers=s.h(s.bob)).status_code == 409
+
+
+def test_bad_input_gets_a_clear_4xx(served):
+    s = served
+    a = _next(s, s.alice)
+    r = s.client.post(
+        s.api(f"/items/{a['item']['id']}/label"), json={"value": "maybe"}, headers=s.h(s.alice)
+    )
+    assert r.status_code == 422
+    assert "not a label of this project" in r.json()["error"]
+    r = s.client.post(
+        s.api(f"/items/{a['item']['id']}/label"), json={"value": ""}, headers=s.h(s.alice)
+    )
+    assert r.status_code == 422
+    assert r.json()["error"].startswith("invalid request: value")
+    r = s.client.post(s.api("/items/999999/label"), json={"value": "ham"}, headers=s.h(s.alice))
+    assert r.status_code == 404
+
+
+def test_admin_routes_need_an_admin(served):
+    s = served
+    for method, path, body in [
+        ("get", "/annotators", None),
+        ("post", "/annotators", {"name": "eve"}),
+        ("get", "/review", None),
+        ("patch", "/settings", {"changes": {"retrain_every": 5}}),
+        ("get", "/export", None),
+    ]:
+        r = getattr(s.client, method)(
+            s.api(path), headers=s.h(s.alice), **({"json": body} if body else {})
+        )
+        assert r.status_code == 403, (path, r.text)
+        r = getattr(s.client, method)(s.api(path), **({"json": body} if body else {}))
+        assert r.status_code == 401, path
+
+
+def test_every_api_route_needs_a_token(served):
+    s = served
+    for route in s.client.app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/api/projects"):
+            continue
+        url = path.replace("{project_id}", str(s.pid)).replace("{item_id}", "1")
+        for method in route.methods - {"HEAD"}:
+            r = s.client.request(method, url, json={})
+            assert r.status_code == 401, (method, url, r.status_code)
+
+
+def test_admin_makes_tokens_and_settings(served):
+    s = served
+    r = s.client.post(s.api("/annotators"), json={"name": "carol"}, headers=s.h(s.admin))
+    assert r.status_code == 201
+    carol = r.json()["token"]
+    assert _next(s, carol) is not None
+    r = s.client.patch(
+        s.api("/settings"), json={"changes": {"retrain_every": 0}}, headers=s.h(s.admin)
+    )
+    assert r.status_code == 422
+    assert "retrain_every" in r.json()["error"]
+    r = s.client.patch(
+        s.api("/settings"), json={"changes": {"show_guess": "before"}}, headers=s.h(s.admin)
+    )
+    assert r.json()["show_guess"] == "before"
+
+
+def test_security_headers(served):
+    r = served.client.get("/login")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
