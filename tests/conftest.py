@@ -28,8 +28,12 @@ def _postgres_admin() -> object | None:
     url = make_url(POSTGRES_URL)
     try:
         return psycopg.connect(
-            host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-            password=url.password, dbname=url.database or "postgres", autocommit=True,
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.username or "postgres",
+            password=url.password,
+            dbname=url.database or "postgres",
+            autocommit=True,
             connect_timeout=3,
         )
     except psycopg.OperationalError:

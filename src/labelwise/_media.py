@@ -185,9 +185,7 @@ def _read_images(files: Sequence[Path], *, max_pixels: int) -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
-        raise InvalidParameterError(
-            "reading images needs Pillow: pip install pillow"
-        ) from None
+        raise InvalidParameterError("reading images needs Pillow: pip install pillow") from None
 
     def open_image(file: Path) -> Image.Image:
         if not file.is_file():

@@ -141,8 +141,10 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         new = n_labels - (served.n_labels if served else 0)
         if not force and served is not None and new < settings.retrain_every:
             return TrainingOutcome("idle", f"{new} new labels of {settings.retrain_every} needed")
-        X = load_features(session, project, folder)
     try:
+        # Inside the try: a pool that cannot be featurized is a failed cycle, not a dead worker.
+        with db.read() as session:
+            X = load_features(session, project, folder)
         return _fit_and_publish(folder, db, project, settings, items, final, len(conflicts), X)
     except Exception as exc:  # recorded, never silently dropped: the dashboard shows it
         log.exception("fit failed")

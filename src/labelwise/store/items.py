@@ -82,9 +82,8 @@ def add_items(session: Session, project: Project, records: Sequence[ItemRecord])
         )
 
     settings = settings_of(project)
-    start_row = (
-        session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id)) or -1
-    ) + 1
+    last_row = session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id))
+    start_row = 0 if last_row is None else last_row + 1  # not `or -1`: row 0 is falsy
     base_id = session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id)) or 0
     rng = np.random.default_rng([settings.seed, base_id])
     targets = np.where(rng.random(len(records)) < settings.overlap, 2, 1)

@@ -197,7 +197,23 @@ def _random_candidates(
     mine = exists().where(
         Label.item_id == Item.id, Label.annotator_id == annotator.id, Label.is_current.is_(True)
     )
-    base = select(Item).where(Item.project_id == project.id, Item.done.is_(False), ~mine)
+    # Items whose free slots others' leases fill are left out here, not only after locking:
+    # otherwise a run of leased rows longer than _CANDIDATES hides the open items behind it.
+    others_leases = (
+        select(func.count(Lease.id))
+        .where(
+            Lease.item_id == Item.id,
+            Lease.annotator_id != annotator.id,
+            Lease.expires_at > now,
+        )
+        .scalar_subquery()
+    )
+    base = select(Item).where(
+        Item.project_id == project.id,
+        Item.done.is_(False),
+        ~mine,
+        Item.n_labels + others_leases < Item.target,
+    )
     found: list[Item] = []
     for cond in (Item.row >= start, Item.row < start):
         rows = session.scalars(
@@ -462,6 +478,12 @@ def undo_last(session: Session, project: Project, annotator: Annotator) -> Assig
     item = _lock_item(session, project, last.item_id, wait=True)
     assert item is not None
     now = utcnow()
+    # A skip holds no slot: others may have filled the item since. Leasing it back would hand
+    # out a slot it no longer has (the label would then conflict), so the skip stays.
+    if last.action == "skip" and (item.done or _free_slots(session, item, annotator, now) <= 0):
+        raise ConflictError(
+            f"cannot undo your skip of item {item.id}: others have finished it or are on it"
+        )
     session.add(
         Label(
             project_id=project.id,

@@ -1,0 +1,126 @@
+"""Projects and their settings: names are unique, settings are checked as a whole."""
+
+import pytest
+
+from labelwise.exceptions import InvalidParameterError, NotFoundError
+from labelwise.store.projects import (
+    ProjectSettings,
+    create_project,
+    get_project,
+    settings_of,
+    update_settings,
+)
+
+
+def test_create_project_stores_labels_and_default_settings(db):
+    with db.write() as s:
+        project = create_project(s, name="  reviews ", kind="text", labels=[" pos", "neg "])
+        pid = project.id
+    with db.read() as s:
+        project = get_project(s, project_id=pid)
+        assert project.name == "reviews"
+        assert project.label_set == ["pos", "neg"]
+        assert project.current_version_id is None
+        assert settings_of(project) == ProjectSettings()
+        assert get_project(s, name="reviews").id == pid
+
+
+def test_duplicate_project_name_is_refused(db):
+    with db.write() as s:
+        create_project(s, name="reviews", kind="text", labels=["pos", "neg"])
+    message = "a project named 'reviews' already exists"
+    with pytest.raises(InvalidParameterError, match=message), db.write() as s:
+        create_project(s, name=" reviews", kind="text", labels=["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "audio"}, "kind must be one of text, image, tabular, got 'audio'"),
+        ({"name": "   "}, "project name must be 1 to 200 characters"),
+        ({"name": "x" * 201}, "project name must be 1 to 200 characters"),
+        ({"labels": ["only"]}, "at least two labels"),
+        ({"labels": ["a", " "]}, "labels must not be empty"),
+        ({"labels": ["a", "b", "a "]}, "labels must be unique"),
+        ({"labels": ["a", "b" * 201]}, "at most 200 characters"),
+    ],
+)
+def test_create_project_refuses_bad_input(db, kwargs, message):
+    args = {"name": "p", "kind": "text", "labels": ["a", "b"], **kwargs}
+    with pytest.raises(InvalidParameterError, match=message), db.write() as s:
+        create_project(s, **args)
+    with db.read() as s, pytest.raises(NotFoundError):
+        get_project(s, name="p")
+
+
+def test_get_project_unknown_raises_not_found(db):
+    with db.read() as s:
+        with pytest.raises(NotFoundError, match="no project 'nope'"):
+            get_project(s, name="nope")
+        with pytest.raises(NotFoundError, match="no project 42"):
+            get_project(s, project_id=42)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"strategy": "psychic"}, "psychic"),
+        ({"model": "oracle"}, "unknown model 'oracle'"),
+        ({"retrain_every": 0}, r"retrain_every must be an integer ≥ 1, got 0"),
+        ({"retrain_every": True}, r"retrain_every must be an integer ≥ 1, got True"),
+        ({"queue_size": 2.5}, r"queue_size must be an integer ≥ 1, got 2.5"),
+        ({"lease_seconds": 4}, r"lease_seconds must be an integer ≥ 5, got 4"),
+        ({"overlap": 1.5}, r"overlap must be a fraction in \[0, 1\], got 1.5"),
+        ({"exploration": -0.1}, r"exploration must be a fraction in \[0, 1\], got -0.1"),
+        ({"routine": float("nan")}, r"routine must be a fraction in \[0, 1\], got nan"),
+        ({"exploration": 0.6, "routine": 0.5}, "exploration \\+ routine must be at most 1"),
+        ({"show_guess": "always"}, "show_guess must be one of after, before, never, got 'always'"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_setting(values, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        ProjectSettings(**values)
+
+
+def test_settings_from_dict_refuses_unknown_names():
+    with pytest.raises(InvalidParameterError, match="unknown setting.*colour.*known:.*overlap"):
+        ProjectSettings.from_dict({"colour": "blue"})
+
+
+def test_settings_round_trip_through_a_dict():
+    settings = ProjectSettings(strategy="entropy", retrain_every=7, overlap=0.25, seed=3)
+    assert ProjectSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_update_settings_persists_a_valid_change(db):
+    with db.write() as s:
+        pid = create_project(s, name="p", kind="text", labels=["a", "b"]).id
+    with db.write() as s:
+        changed = update_settings(s, get_project(s, project_id=pid), {"retrain_every": 5})
+        assert changed.retrain_every == 5
+    with db.read() as s:
+        settings = settings_of(get_project(s, project_id=pid))
+    assert settings.retrain_every == 5
+    assert settings.queue_size == ProjectSettings().queue_size  # the rest stays
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"queue_size": 0}, "queue_size must be an integer"),
+        ({"routine": 0.9, "exploration": 0.2}, "exploration \\+ routine"),
+        ({"nonsense": 1}, "unknown setting.*nonsense"),
+    ],
+)
+def test_update_settings_refuses_bad_changes_and_keeps_the_old_settings(db, changes, message):
+    with db.write() as s:
+        pid = create_project(
+            s, name="p", kind="text", labels=["a", "b"], settings=ProjectSettings(queue_size=9)
+        ).id
+    with db.write() as s:
+        project = get_project(s, project_id=pid)
+        with pytest.raises(InvalidParameterError, match=message):
+            update_settings(s, project, changes)
+        assert settings_of(project).queue_size == 9  # unchanged even before the rollback
+    with db.read() as s:
+        assert settings_of(get_project(s, project_id=pid)) == ProjectSettings(queue_size=9)

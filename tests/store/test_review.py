@@ -1,0 +1,93 @@
+"""Review: the training label of every item, conflicts between annotators, adjudication."""
+
+import pytest
+
+from labelwise.exceptions import InvalidParameterError, NotFoundError, PermissionDeniedError
+from labelwise.store.models import Annotator
+from labelwise.store.projects import get_project
+from labelwise.store.review import adjudicate, list_conflicts, resolved_labels
+
+
+def _resolve(db, pid):
+    with db.read() as s:
+        return resolved_labels(s, get_project(s, project_id=pid))
+
+
+def _adjudicate(db, pid, aid, item_id, value):
+    with db.write() as s:
+        return adjudicate(
+            s,
+            get_project(s, project_id=pid),
+            s.get_one(Annotator, aid),
+            item_id=item_id,
+            value=value,
+        )
+
+
+def test_resolved_labels_agreement_conflict_and_adjudication(db, store):
+    pid = store.project(5, overlap=1.0)
+    ids = store.item_ids(pid)
+    a, b = store.annotators(pid, 2)
+    boss = store.annotator(pid, "boss", role="admin")
+    store.submit(pid, a, ids[0], "ham")  # one vote
+    store.submit(pid, a, ids[1], "spam")  # two agreeing votes
+    store.submit(pid, b, ids[1], "spam")
+    store.submit(pid, a, ids[2], "ham")  # disagreement
+    store.submit(pid, b, ids[2], "spam")
+    store.submit(pid, a, ids[3], "ham")  # disagreement, settled by the admin
+    store.submit(pid, b, ids[3], "spam")
+    _adjudicate(db, pid, boss, ids[3], "ham")
+    _adjudicate(db, pid, boss, ids[4], "spam")  # adjudicated without any vote
+    store.skip(pid, a, ids[4])  # skips are not votes
+    final, conflicts = _resolve(db, pid)
+    assert final == {ids[0]: "ham", ids[1]: "spam", ids[3]: "ham", ids[4]: "spam"}
+    assert [(c.item_id, c.votes) for c in conflicts] == [(ids[2], {"ham": ["a0"], "spam": ["a1"]})]
+    with db.read() as s:
+        assert list_conflicts(s, get_project(s, project_id=pid)) == conflicts
+
+
+def test_only_current_labels_count(db, store):
+    pid = store.project(2, overlap=1.0)
+    ids = store.item_ids(pid)
+    a, b = store.annotators(pid, 2)
+    store.submit(pid, a, ids[0], "ham")
+    store.submit(pid, b, ids[0], "spam")
+    store.submit(pid, a, ids[0], "spam")  # a changes their mind: agreement now
+    store.submit(pid, a, ids[1], "ham")
+    store.undo(pid, a)  # undone: no vote left on ids[1]
+    assert _resolve(db, pid) == ({ids[0]: "spam"}, [])
+
+
+def test_a_later_adjudication_supersedes_the_earlier_one(db, store):
+    pid = store.project(1)
+    (item_id,) = store.item_ids(pid)
+    boss = store.annotator(pid, "boss", role="admin")
+    first = _adjudicate(db, pid, boss, item_id, "ham")
+    second = _adjudicate(db, pid, boss, item_id, "spam")
+    assert second.supersedes_id == first.id
+    assert [(lab.value, lab.is_current) for lab in store.labels(action="adjudicate")] == [
+        ("ham", False),
+        ("spam", True),
+    ]
+    assert _resolve(db, pid) == ({item_id: "spam"}, [])
+
+
+def test_adjudicate_needs_an_admin(db, store):
+    pid = store.project(1)
+    (item_id,) = store.item_ids(pid)
+    a = store.annotator(pid, "a")
+    with pytest.raises(PermissionDeniedError, match="needs an admin token"):
+        _adjudicate(db, pid, a, item_id, "ham")
+    assert store.labels() == []
+
+
+def test_adjudicate_needs_a_valid_label_and_item(db, store):
+    pid = store.project(1)
+    other = store.project(1, name="other")
+    boss = store.annotator(pid, "boss", role="admin")
+    (item_id,) = store.item_ids(pid)
+    with pytest.raises(InvalidParameterError, match="'maybe' is not a label of this project"):
+        _adjudicate(db, pid, boss, item_id, "maybe")
+    with pytest.raises(NotFoundError, match="no item"):
+        _adjudicate(db, pid, boss, store.item_ids(other)[0], "ham")
+    assert store.labels() == []

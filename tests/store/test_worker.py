@@ -1,0 +1,230 @@
+"""The worker: one cycle fits on the resolved labels and publishes a version with its queue."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import joblib
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sqlalchemy import select
+
+from labelwise import worker
+from labelwise.data import load_dataset
+from labelwise.datasets import bundled_path
+from labelwise.store.annotators import create_annotator
+from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.models import Annotator, Item, ModelVersion, QueueEntry
+from labelwise.store.projects import ProjectSettings, get_project
+from labelwise.store.setup import init_project
+
+pytestmark = pytest.mark.slow
+
+N_HAM, N_SPAM = 60, 30
+
+
+@pytest.fixture(scope="module")
+def sms_csv(tmp_path_factory) -> Path:
+    """A small slice of the bundled SMS data: 60 ham and 30 spam messages, with ids."""
+    data = load_dataset(bundled_path("sms-spam"))
+    picked: dict[str, list[str]] = {"ham": [], "spam": []}
+    wanted = {"ham": N_HAM, "spam": N_SPAM}
+    seen: set[str] = set()
+    for text, label in zip(data.items, data.labels, strict=True):
+        if len(picked[label]) < wanted[label] and text not in seen:
+            picked[label].append(text)
+            seen.add(text)
+    path = tmp_path_factory.mktemp("data") / "sms.csv"
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["id", "text", "label"])
+        for label, texts in picked.items():
+            out.writerows([f"{label}-{i}", text, label] for i, text in enumerate(texts))
+    return path
+
+
+class Project:
+    """An initialised project folder, its ground truth and one annotator."""
+
+    def __init__(self, root: Path, data: Path, db_url: str, overlap: float = 0.0):
+        settings = ProjectSettings(retrain_every=5, queue_size=20, overlap=overlap)
+        self.op, _ = init_project(root, data, db_url=db_url, settings=settings)
+        self.db = self.op.db
+        with self.db.write() as s:
+            project = get_project(s, project_id=self.op.project_id)
+            self.annotator_id = create_annotator(s, project, name="ann", role="annotator")[0].id
+            items = s.scalars(select(Item).where(Item.project_id == project.id)).all()
+            self.ids = {item.external_id: item.id for item in items}
+
+    def label(self, external_ids: list[str]) -> None:
+        for ext in external_ids:
+            with self.db.write() as s:
+                submit_label(
+                    s,
+                    get_project(s, project_id=self.op.project_id),
+                    s.get_one(Annotator, self.annotator_id),
+                    item_id=self.ids[ext],
+                    value=ext.split("-")[0],
+                )
+
+    def train(self, **kwargs):
+        return worker.train_once(self.op.folder, self.db, **kwargs)
+
+    def current(self) -> tuple[ModelVersion | None, list[QueueEntry]]:
+        with self.db.read() as s:
+            project = get_project(s, project_id=self.op.project_id)
+            version = (
+                s.get(ModelVersion, project.current_version_id)
+                if project.current_version_id
+                else None
+            )
+            queue = s.scalars(
+                select(QueueEntry)
+                .where(QueueEntry.project_id == project.id)
+                .order_by(QueueEntry.rank)
+            ).all()
+            return version, list(queue)
+
+
+@pytest.fixture
+def project(tmp_path, sms_csv, db_url):
+    proj = Project(tmp_path / "proj", sms_csv, db_url)
+    yield proj
+    proj.db.dispose()
+
+
+FIRST_30 = [f"ham-{i}" for i in range(15)] + [f"spam-{i}" for i in range(15)]
+
+
+def test_a_cycle_publishes_a_version_its_artefact_and_a_queue(project):
+    project.label(FIRST_30)
+    outcome = project.train()
+    assert (outcome.status, outcome.version) == ("trained", 1)
+    version, queue = project.current()
+    assert version is not None
+    assert (version.version, version.status, version.n_labels) == (1, "ready", 30)
+    assert version.label_counts == {"ham": 15, "spam": 15}
+    assert version.metrics["cv"] is not None and version.metrics["conflicts"] == 0
+    artefact = project.op.folder.root / version.artefact
+    assert artefact.parent == project.op.folder.models_dir and artefact.is_file()
+    stored = joblib.load(artefact)
+    assert sorted(stored["classes"]) == ["ham", "spam"]
+
+    labeled = {project.ids[ext] for ext in FIRST_30}
+    assert len(queue) == 20
+    assert [q.rank for q in queue] == list(range(20))
+    assert len({q.item_id for q in queue}) == 20
+    assert not {q.item_id for q in queue} & labeled
+    for entry in queue:
+        assert entry.kind in ("strategy", "exploration", "routine")
+        assert entry.model_version_id == version.id
+        assert entry.reason["kind"] == entry.kind
+        assert entry.reason["summary"]
+        neighbors = entry.reason["neighbors"]
+        assert len(neighbors) == 3
+        assert {n["item_id"] for n in neighbors} <= labeled
+        assert all(n["label"] in ("ham", "spam") and n["preview"] for n in neighbors)
+
+    with project.db.write() as s:
+        got = next_item(
+            s,
+            get_project(s, project_id=project.op.project_id),
+            s.get_one(Annotator, project.annotator_id),
+        )
+    assert got is not None
+    assert got.item.id == queue[0].item_id
+    assert got.model_version_id == version.id and got.kind == queue[0].kind
+
+
+def test_too_few_new_labels_leave_the_worker_idle(project):
+    project.label(FIRST_30)
+    assert project.train().status == "trained"
+    project.label(["ham-20", "spam-20"])
+    outcome = project.train()
+    assert outcome.status == "idle"
+    assert outcome.detail == "2 new labels of 5 needed"
+    project.label(["ham-21", "ham-22", "spam-21"])
+    outcome = project.train()
+    assert (outcome.status, outcome.version) == ("trained", 2)
+    version, queue = project.current()
+    assert version.n_labels == 35
+    assert {q.model_version_id for q in queue} == {version.id}  # the old queue is gone
+
+
+def test_one_class_is_not_enough_to_train(project):
+    project.label(["ham-0", "ham-1", "ham-2"])
+    outcome = project.train()
+    assert (outcome.status, outcome.detail) == ("idle", "fewer than two classes labeled")
+    assert project.current() == (None, [])
+
+
+class _Broken(ClassifierMixin, BaseEstimator):
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        raise RuntimeError("the model fell over")
+
+
+def test_a_failed_fit_is_recorded_and_changes_nothing_served(project, monkeypatch):
+    project.label(FIRST_30)
+    assert project.train().status == "trained"
+    before_version, before_queue = project.current()
+    project.label([f"ham-{i}" for i in range(20, 25)])
+    monkeypatch.setattr(worker, "make_model", lambda name, random_state=None: _Broken())
+    outcome = project.train()
+    assert (outcome.status, outcome.version) == ("failed", 2)
+    assert "the model fell over" in outcome.detail
+    version, queue = project.current()
+    assert version.id == before_version.id
+    assert [(q.item_id, q.rank) for q in queue] == [(q.item_id, q.rank) for q in before_queue]
+    with project.db.read() as s:
+        failed = s.scalars(select(ModelVersion).where(ModelVersion.version == 2)).one()
+    assert failed.status == "failed" and failed.artefact is None
+    assert "RuntimeError: the model fell over" in failed.error
+    assert not project.op.folder.artefact_path(2).exists()
+    monkeypatch.undo()
+    outcome = project.train()  # the next cycle tries again, and succeeds
+    assert (outcome.status, outcome.version) == ("trained", 3)
+
+
+def test_overlap_items_come_back_as_second_opinions_for_someone_else(tmp_path, sms_csv, db_url):
+    project = Project(tmp_path / "proj", sms_csv, db_url, overlap=1.0)
+    try:
+        project.label(FIRST_30)
+        assert project.train().status == "trained"
+        _, queue = project.current()
+        labeled = {project.ids[ext] for ext in FIRST_30}
+        second = [q for q in queue if q.kind == "overlap"]
+        assert second and {q.item_id for q in second} <= labeled
+        assert all(q.reason["kind"] == "overlap" for q in second)
+        assert {q.item_id for q in queue if q.kind != "overlap"}.isdisjoint(labeled)
+        assert [q.rank for q in queue] == list(range(len(queue)))
+        with project.db.write() as s:
+            p = get_project(s, project_id=project.op.project_id)
+            other = create_annotator(s, p, name="bob", role="annotator")[0]
+            ann = s.get_one(Annotator, project.annotator_id)
+            for_ann = next_item(s, p, ann)
+            for_bob = next_item(s, p, other)
+        assert for_ann is not None and for_ann.item.id not in labeled
+        assert for_bob is not None and for_bob.item.id == queue[0].item_id
+    finally:
+        project.db.dispose()
+
+
+def test_a_failure_before_the_fit_is_recorded_too(project, monkeypatch):
+    # Building the features is part of the cycle: a broken pool must not kill the worker.
+    project.label(FIRST_30)
+
+    def broken_features(*args, **kwargs):
+        raise OSError("features/matrix.npz: disk full")
+
+    monkeypatch.setattr(worker, "load_features", broken_features)
+    outcome = project.train()
+    assert (outcome.status, outcome.version) == ("failed", 1)
+    assert "disk full" in outcome.detail
+    assert project.current() == (None, [])
+    with project.db.read() as s:
+        failed = s.scalars(select(ModelVersion)).one()
+    assert failed.status == "failed" and "OSError: features/matrix.npz: disk full" in failed.error
