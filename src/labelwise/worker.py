@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import joblib
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.preprocessing import StandardScaler
 from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
@@ -39,6 +41,7 @@ from labelwise.explain import nearest_labeled
 from labelwise.models import make_model
 from labelwise.pool import Pool
 from labelwise.query import Batch, BatchMix, query
+from labelwise.stopping import prediction_agreement
 from labelwise.store.db import Database
 from labelwise.store.features import load_features
 from labelwise.store.folder import ProjectFolder
@@ -186,6 +189,10 @@ def _fit_and_publish(
         cv = _cv_metrics(template, X_lab, y)
     fit_seconds = time.perf_counter() - start
 
+    stop_rows = _stop_set(X.shape[0], settings.seed)
+    stop_predictions = np.asarray(model.predict(X[stop_rows])).astype(str)
+    agreement = _agreement_with_served(folder, db, project, stop_rows, stop_predictions)
+
     # Open items: not labeled by anyone yet. Overlap items waiting for a second answer are
     # queued separately as second opinions.
     open_rows = np.asarray(
@@ -210,7 +217,7 @@ def _fit_and_publish(
         picks: list[int] = rng.permutation(len(second))[:n_second].tolist() if second else []
         queue = _queue(
             batch,
-            X,
+            _neighbour_space(project, X),
             pool,
             rows_to_items,
             labeled_rows,
@@ -219,26 +226,86 @@ def _fit_and_publish(
             rng,
         )
 
-    artefact = folder.artefact_path(version_number)
-    tmp = artefact.with_name(artefact.name + ".tmp")
-    joblib.dump({"model": model, "classes": list(model.classes_)}, tmp)
-    os.replace(tmp, artefact)
-    metrics: dict[str, Any] = {"cv": cv, "conflicts": n_conflicts}
-    with db.write() as session:
-        version = record_version(
-            session,
-            get_project(session, project_id=project.id),
-            n_labels=len(final),
-            label_counts=dict(Counter(final.values())),
-            metrics=metrics,
-            strategy=settings.strategy,
-            model_name=settings.model,
-            artefact=str(artefact.relative_to(folder.root)),
-            fit_seconds=fit_seconds,
-            queue=queue,
-        )
+    # The artefact is written under a temporary name first; it takes its version's name inside
+    # the transaction that records the version, so the two always match.
+    pending = folder.models_dir / f"pending-{uuid.uuid4().hex}.joblib"
+    joblib.dump(
+        {
+            "model": model,
+            "classes": list(model.classes_),
+            "stop_rows": stop_rows,
+            "stop_predictions": stop_predictions,
+        },
+        pending,
+    )
+    metrics: dict[str, Any] = {
+        "cv": cv,
+        "conflicts": n_conflicts,
+        "agreement_with_previous": agreement,
+    }
+    try:
+        with db.write() as session:
+            version = record_version(
+                session,
+                get_project(session, project_id=project.id),
+                n_labels=len(final),
+                label_counts=dict(Counter(final.values())),
+                metrics=metrics,
+                strategy=settings.strategy,
+                model_name=settings.model,
+                artefact=str(pending.relative_to(folder.root)),
+                fit_seconds=fit_seconds,
+                queue=queue,
+            )
+            artefact = folder.artefact_path(version.version)
+            os.replace(pending, artefact)
+            version.artefact = str(artefact.relative_to(folder.root))
+    finally:
+        pending.unlink(missing_ok=True)
     log.info("model version %s on %s labels, %s queued", version.version, len(final), len(queue))
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
+
+
+#: Items on which successive models' predictions are compared (stabilizing predictions).
+STOP_SET_SIZE = 1000
+
+
+def _stop_set(n_items: int, seed: int) -> np.ndarray:
+    """A fixed random sample of rows: the same for every version while the pool is unchanged."""
+    rng = np.random.default_rng([seed, n_items, 7])
+    return np.sort(rng.choice(n_items, size=min(STOP_SET_SIZE, n_items), replace=False))
+
+
+def _agreement_with_served(
+    folder: ProjectFolder,
+    db: Database,
+    project: Project,
+    stop_rows: np.ndarray,
+    stop_predictions: np.ndarray,
+) -> float | None:
+    """Cohen's kappa between the served model's predictions on the stop set and the new ones
+    (None when there is no served model or the pool changed since)."""
+    with db.read() as session:
+        served = _served(session, get_project(session, project_id=project.id))
+    if served is None or not served.artefact:
+        return None
+    path = folder.inside(served.artefact, folder.models_dir.parent)
+    if not path.is_relative_to(folder.models_dir.resolve()) or not path.is_file():
+        return None
+    previous = joblib.load(path)
+    rows = previous.get("stop_rows")
+    if rows is None or len(rows) != len(stop_rows) or not np.array_equal(rows, stop_rows):
+        return None
+    return round(prediction_agreement(previous["stop_predictions"], stop_predictions), 6)
+
+
+def _neighbour_space(project: Project, X: Any) -> Any:
+    """Where "most similar labeled item" is measured: tabular columns are standardised first,
+    or the column with the largest numbers alone would decide; text and pixels as they are."""
+    if project.kind != "tabular":
+        return X
+    dense = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    return StandardScaler().fit_transform(dense)
 
 
 def _next_number(db: Database, project: Project) -> int:
@@ -295,7 +362,12 @@ def run_worker(
     cycles = 0
     try:
         while not stop.is_set():
-            outcome = train_once(folder, db)
+            try:
+                outcome = train_once(folder, db)
+            except Exception:  # a database outage must not end the worker: log, wait, retry
+                log.exception("worker cycle failed; retrying")
+                stop.wait(poll_seconds * 5)
+                continue
             if outcome.status != "idle":
                 log.info("%s: %s", outcome.status, outcome.detail)
             cycles += 1

@@ -167,3 +167,27 @@ def test_security_headers(served):
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer"
+
+
+def test_label_keys_avoid_commands_and_keep_one_character_labels():
+    from labelwise.server.routes.pages import RESERVED_KEYS, label_keys
+
+    assert label_keys(["ham", "spam"]) == [("1", "ham"), ("2", "spam")]
+    assert label_keys(["0", "1", "2"]) == [("0", "0"), ("1", "1"), ("2", "2")]
+    many = [f"class {i}" for i in range(40)]
+    keys = [k for k, _ in label_keys(many)]
+    assert len(keys) == len(set(keys))
+    assert not set(keys) & RESERVED_KEYS
+    assert len(keys) < 40  # the rest are reached with the buttons
+
+
+def test_summary_tells_the_model_and_when_it_retrains(served):
+    s = served
+    summary = s.client.get(s.api(""), headers=s.h(s.alice)).json()
+    assert summary["model"] is None
+    assert summary["retrain_in"] == 20
+    a = _next(s, s.alice)
+    _label(s, s.alice, a)
+    summary = s.client.get(s.api(""), headers=s.h(s.alice)).json()
+    assert summary["retrain_in"] == 19
+    assert summary["me"]["can_undo"] is True

@@ -137,6 +137,23 @@ def test_a_cycle_publishes_a_version_its_artefact_and_a_queue(project):
     assert got.model_version_id == version.id and got.kind == queue[0].kind
 
 
+def test_successive_versions_compare_predictions_on_a_fixed_stop_set(project):
+    project.label(FIRST_30)
+    project.train()
+    first, _ = project.current()
+    assert first.metrics["agreement_with_previous"] is None  # nothing to compare with yet
+    assert first.artefact.endswith("v00001.joblib")
+    project.label([f"ham-{i}" for i in range(15, 25)])
+    assert project.train().status == "trained"
+    second, _ = project.current()
+    kappa = second.metrics["agreement_with_previous"]
+    assert kappa is not None and -1.0 <= kappa <= 1.0
+    assert second.artefact.endswith("v00002.joblib")
+    old, new = (joblib.load(project.op.folder.root / v.artefact) for v in (first, second))
+    assert (old["stop_rows"] == new["stop_rows"]).all()
+    assert not list(project.op.folder.models_dir.glob("pending-*"))
+
+
 def test_too_few_new_labels_leave_the_worker_idle(project):
     project.label(FIRST_30)
     assert project.train().status == "trained"

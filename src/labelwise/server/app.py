@@ -83,6 +83,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     package = Path(str(resources.files("labelwise.server")))
     templates = Jinja2Templates(directory=str(package / "templates"))
+    templates.env.globals["version"] = __version__  # static URLs change with each release
     app.state.templates = templates
     app.state.labelwise = AppState(
         folder=config.project.folder, db=config.project.db, project_id=config.project.project_id

@@ -82,6 +82,7 @@ def assignment_view(a: Assignment, project: Project) -> dict[str, Any]:
         "why": _why(reason, with_guess=mode == "before"),
         "guess": _guess(reason) if mode == "before" else None,
         "model_version_id": a.model_version_id,
+        "previous": a.previous,
         "lease_expires_at": a.expires_at.isoformat() + "Z" if a.expires_at else None,
     }
 

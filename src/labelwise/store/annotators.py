@@ -60,7 +60,7 @@ def create_annotator(
         name=name,
         role=role,
         token_hash=hash_token(token),
-        token_hint=token[:6],
+        token_hint=token[:4],
     )
     session.add(annotator)
     session.flush()

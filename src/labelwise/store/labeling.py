@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
@@ -53,6 +53,7 @@ class Assignment:
     reason: dict[str, Any]
     model_version_id: int | None
     predicted: str | None
+    previous: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,41 @@ class SubmitResult:
     label: Label
     item: Item
     replayed: bool
+
+
+def _check_member(project: Project, annotator: Annotator) -> None:
+    """Annotators act only within their own project (the server checks too; this is the floor)."""
+    if annotator.project_id != project.id:
+        raise NotFoundError(f"no project {project.id}")
+
+
+def _queued(session: Session, project: Project, item_id: int) -> QueueEntry | None:
+    """The item's entry in the served queue, if any: where a label's provenance comes from when
+    the annotator's lease is gone."""
+    if project.current_version_id is None:
+        return None
+    return session.scalar(
+        select(QueueEntry).where(
+            QueueEntry.model_version_id == project.current_version_id,
+            QueueEntry.item_id == item_id,
+        )
+    )
+
+
+def _reason_of(entry: QueueEntry) -> dict[str, Any]:
+    reason = dict(entry.reason or {})
+    reason.setdefault("kind", entry.kind)
+    reason["rank"] = entry.rank
+    return reason
+
+
+def _renew(session: Session, project: Project, annotator: Annotator, now: Any) -> None:
+    """Answering shows the annotator is at work: their prefetched items stay theirs."""
+    session.execute(
+        update(Lease)
+        .where(Lease.annotator_id == annotator.id, Lease.expires_at > now)
+        .values(expires_at=now + timedelta(seconds=settings_of(project).lease_seconds))
+    )
 
 
 def _lock_item(session: Session, project: Project, item_id: int, *, wait: bool) -> Item | None:
@@ -105,7 +141,7 @@ def _held(session: Session, annotator: Annotator, now: Any) -> list[Lease]:
     )
 
 
-def _assignment(session: Session, lease: Lease) -> Assignment:
+def _assignment(session: Session, lease: Lease, previous: str | None = None) -> Assignment:
     item = session.get(Item, lease.item_id)
     assert item is not None  # the lease's foreign key guarantees it
     reason = dict(lease.reason or {})
@@ -116,6 +152,7 @@ def _assignment(session: Session, lease: Lease) -> Assignment:
         reason=reason,
         model_version_id=lease.model_version_id,
         predicted=lease.predicted,
+        previous=previous,
     )
 
 
@@ -239,6 +276,7 @@ def next_item(
     Otherwise the best-ranked available item of the current queue; when the queue is used up,
     a random open item, so the annotator never waits for the model.
     """
+    _check_member(project, annotator)
     now = utcnow()
     exclude = set(exclude)
     held = _held(session, annotator, now)
@@ -254,9 +292,7 @@ def next_item(
         item = _lock_item(session, project, entry.item_id, wait=False)
         if item is None or not _is_available(session, item, annotator, now):
             continue
-        reason = dict(entry.reason or {})
-        reason.setdefault("kind", entry.kind)
-        reason["rank"] = entry.rank
+        reason = _reason_of(entry)
         lease = _lease(
             session,
             project,
@@ -300,12 +336,28 @@ def _recount(session: Session, item: Item) -> None:
     item.done = item.n_labels >= item.target
 
 
-def _replay(session: Session, annotator: Annotator, request_id: str | None) -> Label | None:
+def _replay(
+    session: Session,
+    annotator: Annotator,
+    request_id: str | None,
+    item_id: int,
+    action: str,
+    value: str | None,
+) -> Label | None:
+    """The label a repeated request already stored; a request id reused for another answer is
+    refused rather than silently answered with the old one."""
     if not request_id:
         return None
-    return session.scalar(
+    stored = session.scalar(
         select(Label).where(Label.annotator_id == annotator.id, Label.request_id == request_id)
     )
+    if stored is not None and (
+        stored.item_id != item_id or stored.action != action or stored.value != value
+    ):
+        raise ConflictError(
+            f"request id {request_id!r} was already used for another answer; use a new one"
+        )
+    return stored
 
 
 def _check_request_id(request_id: str | None) -> None:
@@ -345,9 +397,10 @@ def submit_label(
         The item already has all the labels it needs from others (the lease expired and the
         item was done meanwhile).
     """
+    _check_member(project, annotator)
     _check_request_id(request_id)
     duration = _check_duration(duration_ms)
-    replay = _replay(session, annotator, request_id)
+    replay = _replay(session, annotator, request_id, item_id, "label", value)
     if replay is not None:
         item = session.get(Item, replay.item_id)
         assert item is not None
@@ -371,12 +424,24 @@ def submit_label(
         select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
     )
     relabel = current is not None and current.action == "label"
-    if not relabel and item.done:
+    if not relabel and (item.done or _free_slots(session, item, annotator, now) <= 0):
         raise ConflictError(
-            f"item {item.id} already has the {item.target} label(s) it needs; it was handed to "
-            "someone else after your lease expired"
+            f"item {item.id} already has the {item.target} label(s) it needs, or others are on "
+            "it; it was handed to someone else after your lease expired"
         )
-    source: Any = lease if lease is not None else current
+    # Provenance (which model queued the item, why, what it predicted): the lease, else the
+    # served queue, else the answer being replaced.
+    source: Any = lease
+    if source is None and not relabel:
+        source = _queued(session, project, item.id)
+    if source is None:
+        source = current
+    if lease is not None:
+        reason_kind: str | None = str((lease.reason or {}).get("kind", "strategy"))
+    elif isinstance(source, QueueEntry):
+        reason_kind = source.kind
+    else:
+        reason_kind = getattr(current, "reason_kind", None)
     label = Label(
         project_id=project.id,
         item_id=item.id,
@@ -385,11 +450,7 @@ def submit_label(
         value=value,
         duration_ms=duration,
         model_version_id=getattr(source, "model_version_id", None),
-        reason_kind=(
-            str((lease.reason or {}).get("kind", "strategy"))
-            if lease is not None
-            else getattr(current, "reason_kind", None)
-        ),
+        reason_kind=reason_kind,
         predicted=getattr(source, "predicted", None),
         request_id=request_id,
         supersedes_id=current.id if current is not None else None,
@@ -403,6 +464,7 @@ def submit_label(
     _recount(session, item)
     if lease is not None:
         session.delete(lease)
+    _renew(session, project, annotator, now)
     session.flush()
     return SubmitResult(label, item, replayed=False)
 
@@ -418,9 +480,10 @@ def skip_item(
 ) -> SubmitResult:
     """Pass on an item: it returns to the pool for others and is not offered to this annotator
     again (until the skip is undone)."""
+    _check_member(project, annotator)
     _check_request_id(request_id)
     duration = _check_duration(duration_ms)
-    replay = _replay(session, annotator, request_id)
+    replay = _replay(session, annotator, request_id, item_id, "skip", None)
     if replay is not None:
         item = session.get(Item, replay.item_id)
         assert item is not None
@@ -453,6 +516,7 @@ def skip_item(
     session.add(label)
     if lease is not None:
         session.delete(lease)
+    _renew(session, project, annotator, label.created_at)
     session.flush()
     return SubmitResult(label, item, replayed=False)
 
@@ -460,8 +524,11 @@ def skip_item(
 def undo_last(session: Session, project: Project, annotator: Annotator) -> Assignment:
     """Take back the annotator's latest standing label or skip; the item is leased back to them.
 
-    The undone row stays in the history, superseded by an ``undo`` row.
+    The undone row stays in the history, superseded by an ``undo`` row. Undoing a relabel
+    restores the answer it replaced. The assignment carries the undone answer as ``previous``
+    and the reason the item was first queued (from the served queue, when it is still there).
     """
+    _check_member(project, annotator)
     last = session.scalar(
         select(Label)
         .where(
@@ -500,19 +567,31 @@ def undo_last(session: Session, project: Project, annotator: Annotator) -> Assig
         )
     )
     last.is_current = False
+    replaced = session.get(Label, last.supersedes_id) if last.supersedes_id else None
+    if (
+        replaced is not None
+        and replaced.annotator_id == annotator.id
+        and replaced.action in ("label", "skip")
+    ):
+        replaced.is_current = True
     session.flush()
     _recount(session, item)
+    entry = _queued(session, project, item.id)
+    if entry is not None and entry.model_version_id == last.model_version_id:
+        reason = _reason_of(entry)
+    else:
+        reason = {"kind": last.reason_kind or "strategy", "summary": "back after undo"}
     lease = _lease(
         session,
         project,
         annotator,
         item,
         now=now,
-        reason={"kind": last.reason_kind or "strategy", "summary": "back after undo"},
+        reason=reason,
         model_version_id=last.model_version_id,
         predicted=last.predicted,
     )
-    return _assignment(session, lease)
+    return _assignment(session, lease, previous=last.value)
 
 
 def release(session: Session, annotator: Annotator, item_ids: set[int]) -> int:

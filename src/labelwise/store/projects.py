@@ -81,7 +81,9 @@ class ProjectSettings:
                 raise InvalidParameterError(f"{name} must be an integer ≥ {low}, got {value!r}")
         for name in ("exploration", "routine", "overlap"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidParameterError(f"{name} must be a fraction in [0, 1], got {value!r}")
+            if not 0.0 <= value <= 1.0:
                 raise InvalidParameterError(f"{name} must be a fraction in [0, 1], got {value!r}")
         if self.exploration + self.routine > 1.0:
             raise InvalidParameterError("exploration + routine must be at most 1")

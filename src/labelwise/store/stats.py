@@ -27,10 +27,13 @@ from labelwise.stopping import prediction_agreement
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
 from labelwise.store.review import resolved_labels
 
-__all__ = ["dashboard", "fleiss_kappa", "wilson_interval"]
+__all__ = ["dashboard", "fleiss_kappa", "hide_colleagues", "wilson_interval"]
 
 #: Exploration answers a version needs before its estimate is shown.
 MIN_LIVE = 5
+#: The stopping rule: over the last WINDOW versions, macro-F1 gained less than MIN_GAIN and
+#: every version agreed with its predecessor at kappa >= MIN_KAPPA on the stop set.
+WINDOW, MIN_GAIN, MIN_KAPPA = 3, 0.005, 0.99
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -207,7 +210,7 @@ def _agreement(session: Session, project: Project) -> dict[str, Any]:
     }
 
 
-def _verdict(curve: list[dict[str, Any]], window: int = 3) -> dict[str, Any]:
+def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any]:
     reasons = []
     scores = [
         p["live"]["macro_f1"] if p["live"] else p["cv_macro_f1"]
@@ -217,10 +220,10 @@ def _verdict(curve: list[dict[str, Any]], window: int = 3) -> dict[str, Any]:
     plateau = False
     if len(scores) > window:
         gain = max(scores[-window:]) - max(scores[:-window])
-        plateau = gain < 0.005
+        plateau = gain < MIN_GAIN
         reasons.append(f"macro-F1 gained {gain:+.3f} over the last {window} versions")
     kappas = [p["agreement_with_previous"] for p in curve[-window:]]
-    stable = len(kappas) == window and all(k is not None and k >= 0.99 for k in kappas)
+    stable = len(kappas) == window and all(k is not None and k >= MIN_KAPPA for k in kappas)
     if kappas and kappas[-1] is not None:
         reasons.append(f"latest model agrees with the previous one at κ = {kappas[-1]:.3f}")
     if plateau and stable:
@@ -229,7 +232,22 @@ def _verdict(curve: list[dict[str, Any]], window: int = 3) -> dict[str, Any]:
         verdict = "no model yet"
     else:
         verdict = "keep labeling"
-    return {"verdict": verdict, "plateau": plateau, "stable": stable, "reasons": reasons}
+    return {
+        "verdict": verdict,
+        "plateau": plateau,
+        "stable": stable,
+        "reasons": reasons,
+        "rule": {"window": window, "min_gain": MIN_GAIN, "min_kappa": MIN_KAPPA},
+    }
+
+
+def hide_colleagues(figures: dict[str, Any], name: str) -> None:
+    """Trim the figures an annotator (not an admin) sees to their own individual numbers."""
+    figures["annotators"] = [a for a in figures["annotators"] if a["name"] == name]
+    figures["agreement"]["pairwise"] = []
+    figures["agreement"]["per_annotator"] = {
+        k: v for k, v in figures["agreement"]["per_annotator"].items() if k == name
+    }
 
 
 def dashboard(session: Session, project: Project) -> dict[str, Any]:

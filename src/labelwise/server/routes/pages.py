@@ -15,17 +15,36 @@ from labelwise.store import stats
 from labelwise.store.annotators import authenticate
 from labelwise.store.projects import get_project, settings_of
 from labelwise.store.review import list_conflicts
+from labelwise.store.stats import hide_colleagues
 
 router = APIRouter(include_in_schema=False)
 
-#: Keys that are not labels: skip, undo, help.
-RESERVED_KEYS = {"s", "u", "z", "h", "?"}
+#: Keys that are commands, never labels: skip, undo, help, the "why" panel.
+RESERVED_KEYS = frozenset("suzhw?")
+_KEY_ORDER = [*"1234567890", *(c for c in "abcdefgijklmnopqrtvxy" if c not in RESERVED_KEYS)]
 
 
 def label_keys(labels: list[str]) -> list[tuple[str, str]]:
-    """A keyboard key per label: 1-9 and 0 first, then letters that are not commands."""
-    keys = [*"1234567890", *(c for c in "abcdefgijklmnopqrtvwxy" if c not in RESERVED_KEYS)]
-    return list(zip(keys, labels, strict=False))
+    """A keyboard key per label (in label order; labels beyond the keys get none).
+
+    A one-character label keeps its own character as key when that is free ("0" → 0, "a" → a);
+    the others take the next free key of 1-9, 0, then letters that are not commands.
+    """
+    chosen: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in labels:
+        key = label.lower()
+        if len(key) == 1 and key in _KEY_ORDER and key not in taken:
+            chosen[label] = key
+            taken.add(key)
+    free = iter([k for k in _KEY_ORDER if k not in taken])
+    for label in labels:
+        if label not in chosen:
+            spare = next(free, None)
+            if spare is None:
+                break
+            chosen[label] = spare
+    return [(chosen[label], label) for label in labels if label in chosen]
 
 
 def _templates(request: Request) -> Any:
@@ -136,8 +155,7 @@ def dashboard(request: Request, project_id: int, state: State) -> Response:
         project = get_project(session, project_id=project_id)
         figures = stats.dashboard(session, project)
     if not user.is_admin:
-        figures["annotators"] = [a for a in figures["annotators"] if a["name"] == user.name]
-        figures["agreement"]["pairwise"] = []
+        hide_colleagues(figures, user.name)
     return _page(
         request,
         "dashboard.html",
@@ -163,4 +181,11 @@ def review(request: Request, project_id: int, state: State) -> Response:
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
         n = len(list_conflicts(session, project))
-    return _page(request, "review.html", user, project=project, n_conflicts=n)
+    return _page(
+        request,
+        "review.html",
+        user,
+        project=project,
+        n_conflicts=n,
+        keys=label_keys(project.label_set),
+    )

@@ -19,9 +19,10 @@ from labelwise.server.views import item_view
 from labelwise.store import stats
 from labelwise.store.annotators import create_annotator, list_annotators
 from labelwise.store.items import count_items, get_item
-from labelwise.store.models import Annotator, Item, Label, Lease
+from labelwise.store.models import Annotator, Item, Label, Lease, ModelVersion
 from labelwise.store.projects import get_project, settings_of, update_settings
 from labelwise.store.review import adjudicate, list_conflicts
+from labelwise.store.stats import hide_colleagues
 from labelwise.store.transfer import import_file
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["projects"])
@@ -41,11 +42,23 @@ def summary(project_id: int, state: State, user: User) -> dict[str, Any]:
             select(Label.id)
             .where(
                 Label.annotator_id == user.annotator_id,
-                Label.action == "label",
+                Label.action.in_(("label", "skip")),
                 Label.is_current.is_(True),
             )
             .order_by(Label.id.desc())
             .limit(1)
+        )
+        served = (
+            session.get(ModelVersion, project.current_version_id)
+            if project.current_version_id
+            else None
+        )
+        n_resolved = session.scalar(
+            select(func.count(func.distinct(Label.item_id))).where(
+                Label.project_id == project_id,
+                Label.action.in_(("label", "adjudicate")),
+                Label.is_current.is_(True),
+            )
         )
         done = session.scalar(
             select(func.count(Item.id)).where(Item.project_id == project_id, Item.done.is_(True))
@@ -70,6 +83,21 @@ def summary(project_id: int, state: State, user: User) -> dict[str, Any]:
                 "can_undo": mine is not None,
             },
             "progress": {"items": count_items(session, project), "done": done},
+            "model": (
+                {
+                    "version": served.version,
+                    "labels": served.n_labels,
+                    "created_at": served.created_at.isoformat() + "Z",
+                }
+                if served is not None
+                else None
+            ),
+            # Labels still needed before the worker fits the next model (approximate: agreeing
+            # answers on overlap items count once).
+            "retrain_in": max(
+                0,
+                (served.n_labels if served else 0) + settings.retrain_every - int(n_resolved or 0),
+            ),
             "settings": settings.to_dict() if user.is_admin else None,
         }
 
@@ -80,12 +108,7 @@ def dashboard(project_id: int, state: State, user: User) -> dict[str, Any]:
     with state.db.read() as session:
         figures = stats.dashboard(session, get_project(session, project_id=project_id))
     if not user.is_admin:
-        # Annotators see the project's figures but not colleagues' individual numbers.
-        figures["annotators"] = [a for a in figures["annotators"] if a["name"] == user.name]
-        figures["agreement"]["pairwise"] = []
-        figures["agreement"]["per_annotator"] = {
-            k: v for k, v in figures["agreement"]["per_annotator"].items() if k == user.name
-        }
+        hide_colleagues(figures, user.name)
     return figures
 
 

@@ -12,9 +12,8 @@
   const list = document.getElementById("review-list");
   const toast = document.getElementById("toast");
 
-  // Same assignment as the annotate page (server: routes/pages.py label_keys).
-  const KEYS = [..."1234567890", ..."abcdefgijklmnopqrtvwxy"];
-  const keyOf = new Map(cfg.labels.map((label, i) => [label, KEYS[i]]).filter(([, k]) => k));
+  // The server assigns the keys (routes/pages.py label_keys), the same as on the annotate page.
+  const keyOf = new Map((cfg.keys || []).map(([k, label]) => [label, k]));
   const labelOfKey = new Map(Array.from(keyOf, ([label, k]) => [k, label]));
 
   let cards = [];
