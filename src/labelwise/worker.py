@@ -3,8 +3,8 @@
 One cycle (:func:`train_once`):
 
 1. read the training labels (adjudications, else agreeing answers; conflicts wait for review);
-2. if ``retrain_every`` labels arrived since the served version (or none is served yet and two
-   classes are labeled), fit a clone of the project's model on them;
+2. if ``retrain_every`` labels arrived since the served version (or, for the first fit, ten
+   labels of at least two classes), fit a clone of the project's model on them;
 3. estimate its quality by cross-validation on the labeled set;
 4. score the open items with the project's strategy and batch mix, add the nearest labeled
    examples to every reason, and mix in second-opinion items for overlap;
@@ -54,6 +54,9 @@ __all__ = ["TrainingOutcome", "run_worker", "train_once"]
 
 log = logging.getLogger("labelwise.worker")
 
+#: Labels the first fit waits for (fewer if ``retrain_every`` is smaller): a model of three
+#: labels ranks the pool no better than chance and its "reasons" would mislead annotators.
+FIRST_FIT = 10
 #: Cross-validation is skipped above this many labels (it would cost five more fits).
 _CV_LIMIT = 5000
 #: Characters of an item shown beside a neighbour in the "why" panel.
@@ -101,6 +104,9 @@ def _queue(
     rng: np.random.Generator,
 ) -> list[QueuedItem]:
     neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
+    # "Unlike anything labeled so far" is relative: how close labeled items usually are to
+    # their nearest labeled neighbour, in this representation.
+    typical = _typical_closeness(X, labeled_rows)
     entries: list[tuple[int, str, float | None, str | None, dict[str, Any]]] = []
     for pos, (row, reason) in enumerate(zip(batch.indices, batch.reasons, strict=True)):
         info = reason.to_dict()
@@ -113,6 +119,10 @@ def _queue(
             }
             for n, s in zip(neighbours[pos], similarity[pos], strict=True)
         ]
+        closest = float(similarity[pos][0]) if similarity.shape[1] else None
+        info["far_from_labeled"] = bool(
+            closest is not None and typical is not None and closest < 0.5 * typical
+        )
         item = rows_to_items[int(row)]
         entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
     # Second opinions for overlap items go in at random places, so they are not all at the end.
@@ -142,8 +152,9 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         if len(classes) < 2:
             return TrainingOutcome("idle", "fewer than two classes labeled")
         new = n_labels - (served.n_labels if served else 0)
-        if not force and served is not None and new < settings.retrain_every:
-            return TrainingOutcome("idle", f"{new} new labels of {settings.retrain_every} needed")
+        needed = settings.retrain_every if served else min(FIRST_FIT, settings.retrain_every)
+        if not force and new < needed:
+            return TrainingOutcome("idle", f"{new} new labels of {needed} needed")
     try:
         # Inside the try: a pool that cannot be featurized is a failed cycle, not a dead worker.
         with db.read() as session:
@@ -264,6 +275,15 @@ def _fit_and_publish(
         pending.unlink(missing_ok=True)
     log.info("model version %s on %s labels, %s queued", version.version, len(final), len(queue))
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
+
+
+def _typical_closeness(X: Any, labeled_rows: np.ndarray, sample: int = 500) -> float | None:
+    """Median similarity of a labeled item to its nearest other labeled item (on a sample)."""
+    if len(labeled_rows) < 3:
+        return None
+    rows = labeled_rows[:: max(1, len(labeled_rows) // sample)]
+    _, sim = nearest_labeled(X, rows, labeled_rows, k=2)
+    return float(np.median(sim[:, 1])) if sim.shape[1] > 1 else None
 
 
 #: Items on which successive models' predictions are compared (stabilizing predictions).

@@ -121,6 +121,7 @@ def test_a_cycle_publishes_a_version_its_artefact_and_a_queue(project):
         assert entry.model_version_id == version.id
         assert entry.reason["kind"] == entry.kind
         assert entry.reason["summary"]
+        assert isinstance(entry.reason["far_from_labeled"], bool)
         neighbors = entry.reason["neighbors"]
         assert len(neighbors) == 3
         assert {n["item_id"] for n in neighbors} <= labeled

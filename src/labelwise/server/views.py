@@ -55,6 +55,7 @@ def _why(reason: dict[str, Any], *, with_guess: bool) -> dict[str, Any]:
         "strategy": reason.get("strategy"),
         "rank": reason.get("rank"),
         "neighbors": reason.get("neighbors", []),
+        "far_from_labeled": bool(reason.get("far_from_labeled", False)),
     }
     if with_guess:
         why["summary"] = reason.get("summary") or _NEUTRAL.get(kind, "")

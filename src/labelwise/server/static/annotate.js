@@ -378,8 +378,8 @@
       ]));
     });
     $("why-neighbors-box").hidden = !neighbors.length;
-    const closest = Math.max(0, ...neighbors.map((n) => Number(n.similarity) || 0));
-    $("why-neighbors-note").hidden = !neighbors.length || closest >= 0.2;
+    // The worker judges "far" against how close labeled items usually are to each other.
+    $("why-neighbors-note").hidden = !neighbors.length || !why.far_from_labeled;
   }
 
   function renderLast(reveal) {

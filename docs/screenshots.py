@@ -1,0 +1,129 @@
+"""Make the README's screenshots: `python docs/screenshots.py` (needs chromium and playwright).
+
+Starts `labelwise demo` in a temporary folder, answers 80 items over the API with the SMS
+collection's own labels (so the model has learned something, and overlap items get a second
+annotator), then photographs the annotate page (why-panel open, one answer given so the model's
+split shows) and the dashboard with headless Chromium. Writes docs/annotate.png and
+docs/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from labelwise.data import load_dataset
+from labelwise.datasets import bundled_path
+
+DOCS = Path(__file__).resolve().parent
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _call(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict | None:
+    request = urllib.request.Request(
+        f"{base}/api/projects/1{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read()) if r.status in (200, 201) else None
+
+
+def main() -> None:
+    truth = load_dataset(bundled_path("sms-spam"))
+    label_of = dict(zip(truth.ids.tolist(), truth.labels.tolist(), strict=True))
+    work = Path(tempfile.mkdtemp())
+    port = _port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labelwise.cli",
+            "demo",
+            "--port",
+            str(port),
+            "--dir",
+            str(work / "demo"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/api/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        admin = (work / "demo" / "demo-admin-token.txt").read_text().strip()
+        maria = _call(base, admin, "POST", "/annotators", {"name": "maria"})["token"]  # type: ignore[index]
+        for token, count in ((admin, 25), (admin, 25), (maria, 25), (admin, 25), (maria, 25)):
+            for _ in range(count):
+                got = _call(base, token, "POST", "/next", {"exclude": []})
+                if got is None:
+                    break
+                item = got["item"]
+                _call(
+                    base,
+                    token,
+                    "POST",
+                    f"/items/{item['id']}/label",
+                    {"value": label_of[item["external_id"]], "duration_ms": 2300},
+                )
+            time.sleep(5)  # let the worker fit on what arrived
+
+        from playwright.sync_api import sync_playwright
+
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+            page = browser.new_page(viewport={"width": 1360, "height": 860})
+            page.goto(f"{base}/login?token={admin}")
+            page.wait_for_selector('#annotate[data-state="item"]')
+            if page.locator("#why-panel").is_hidden():
+                page.keyboard.press("w")
+            # Answer the item on screen correctly (the SMS collection knows), so the panel's
+            # "your last answer, and the model" part shows; then show the next item.
+            by_text = dict(zip(truth.items.tolist(), truth.labels.tolist(), strict=True))
+            text = page.inner_text("#item-body").strip()
+            page.keyboard.press("2" if by_text.get(text) == "spam" else "1")
+            time.sleep(1.0)
+            page.screenshot(path=str(DOCS / "annotate.png"))
+            page.goto(f"{base}/p/1/dashboard")
+            page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {DOCS / 'annotate.png'} and {DOCS / 'dashboard.png'}")
+
+
+if __name__ == "__main__":
+    main()
