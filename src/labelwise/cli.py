@@ -334,6 +334,7 @@ def import_(
             label_column=label_column,
             with_labels=with_labels,
         )
+    opened.db.analyze()
     typer.echo(f"imported {added} items from {data.name}")
 
 

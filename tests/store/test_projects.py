@@ -124,3 +124,28 @@ def test_update_settings_refuses_bad_changes_and_keeps_the_old_settings(db, chan
         assert settings_of(project).queue_size == 9  # unchanged even before the rollback
     with db.read() as s:
         assert settings_of(get_project(s, project_id=pid)) == ProjectSettings(queue_size=9)
+
+
+def test_init_leaves_planner_statistics_for_the_items(db_url, tmp_path):
+    """Without statistics a fresh items table can be scanned instead of searched by index."""
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from labelwise.store.setup import init_project
+
+    data = Path(__file__).resolve().parents[1] / "fixtures" / "messages.tsv"
+    opened, _ = init_project(tmp_path / "proj", data, db_url=db_url)
+    with opened.db.read() as s:
+        if opened.db.is_sqlite:
+            analyzed = s.execute(text("SELECT tbl FROM sqlite_stat1")).scalars().all()
+        else:
+            analyzed = (
+                s.execute(
+                    text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")
+                )
+                .scalars()
+                .all()
+            )
+    assert "items" in analyzed
+    opened.db.dispose()

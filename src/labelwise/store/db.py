@@ -7,7 +7,11 @@ from the write-ahead log meanwhile. On PostgreSQL, writers lock the rows they de
 (``SELECT … FOR UPDATE SKIP LOCKED``) instead.
 
 A label acknowledged to the browser is committed with ``synchronous=FULL`` on SQLite: it is on
-disk before the answer leaves the server.
+disk before the answer leaves the server. Writes that can be lost in a power cut without harm
+(a lease: its item simply returns to the pool) ask for ``write(durable=False)`` and skip the
+flush (``synchronous=NORMAL`` on SQLite, ``synchronous_commit=off`` on PostgreSQL). They are
+still atomic and never reorder: the next durable commit flushes them too, and an application
+crash (as opposed to the machine's) loses nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +33,9 @@ __all__ = ["Database", "sqlite_url"]
 def sqlite_url(path: str | Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{Path(path).resolve()}"
+
+
+_DURABLE = "labelwise_durable"
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
@@ -47,6 +54,9 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if immediate:
+            durable = conn.get_execution_options().get(_DURABLE, True)
+            conn.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -83,6 +93,9 @@ class Database:
             )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._write_lazy = sessionmaker(
+            self._write_engine.execution_options(**{_DURABLE: False}), expire_on_commit=False
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -96,10 +109,31 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
-        with self._write() as session, session.begin():
+    def write(self, *, durable: bool = True) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        ``durable=False`` for writes a power cut may take back without harm (leases): the
+        commit does not wait for the disk. See the module's docstring.
+        """
+        maker = self._write if durable else self._write_lazy
+        with maker() as session, session.begin():
+            if not durable and not self.is_sqlite:
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics; run after a bulk import.
+
+        Without them a planner facing a freshly filled table (PostgreSQL before autovacuum
+        comes round, SQLite always) can pick a scan over an index, and the next-item query
+        becomes many times slower.
+        """
+        with self._write_engine.connect() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("ANALYZE")
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -84,6 +84,7 @@ def init_project(
             add_items(session, project, records)
             _, token = create_annotator(session, project, name="admin", role="admin")
             project_id = project.id
+        db.analyze()
     except BaseException:
         if existed:
             (root_path / "labelwise.json").unlink(missing_ok=True)

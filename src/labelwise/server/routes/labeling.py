@@ -46,7 +46,7 @@ def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]
 @router.post("/next", responses={204: {"description": "nothing left to label"}})
 def next_item(project_id: int, body: NextRequest, state: State, user: User) -> Any:
     """The next item for this annotator, leased to them (their unfinished one first)."""
-    with state.db.write() as session:
+    with state.db.write(durable=False) as session:  # only a lease: no need to wait for the disk
         project, annotator = _load(session, user, project_id)
         assignment = labeling.next_item(session, project, annotator, exclude=set(body.exclude))
         if assignment is None:
@@ -123,6 +123,6 @@ def undo(project_id: int, state: State, user: User) -> dict[str, Any]:
 @router.post("/release")
 def release(project_id: int, body: ReleaseRequest, state: State, user: User) -> dict[str, int]:
     """Hand leased items back (the page is closing)."""
-    with state.db.write() as session:
+    with state.db.write(durable=False) as session:
         _, annotator = _load(session, user, project_id)
         return {"released": labeling.release(session, annotator, set(body.items))}

@@ -273,6 +273,7 @@ def import_items(
                 label_column=label_column,
                 with_labels=with_labels,
             )
+    state.db.analyze()
     return {"imported": added, "file": name}
 
 
