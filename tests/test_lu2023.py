@@ -106,3 +106,43 @@ def test_errors():
         lu2023.check_strategy("us-c@logreg")
     with pytest.raises(InvalidDataError, match="no such data directory"):
         lu2023.run_benchmark(FIXTURES / "missing", FIXTURES)
+
+
+def _entry(values, seeds=None):
+    seeds = list(range(len(values))) if seeds is None else seeds
+    return {"aubc": list(values), "seeds": seeds}
+
+
+def test_paired_difference_uses_common_seeds_only():
+    a = _entry([0.80, 0.90, 0.70], seeds=[0, 1, 2])
+    b = _entry([0.75, 0.85, 0.99], seeds=[0, 1, 5])
+    n, mean, se = lu2023.paired_difference(a, b)
+    assert n == 2
+    assert mean == pytest.approx(0.05)
+    assert se == pytest.approx(0.0)
+
+
+def test_comparison_table_counts_wins_and_losses_in_standard_errors():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.7, 0.8, size=20)
+    noise = rng.normal(0, 0.001, size=20)
+    results = {
+        # the candidate clearly ahead of both
+        "up": {
+            "default": _entry(base + 0.02 + noise),
+            "us-c": _entry(base),
+            "uniform": _entry(base - 0.01),
+        },
+        # the candidate behind uniform: the trap the table must name
+        "trap": {
+            "default": _entry(base - 0.02 + noise),
+            "us-c": _entry(base - 0.02 - noise),
+            "uniform": _entry(base),
+        },
+    }
+    table = lu2023.comparison_table(results)
+    assert "| up | 20 |" in table and "| trap | 20 |" in table
+    assert "against us-c: ahead by more than one SE on 1 datasets (up)" in table
+    assert "against uniform: ahead by more than one SE on 1 datasets (up), behind by more " in table
+    assert table.rstrip().endswith("default is below uniform by more than one SE on: trap.")
+    assert "**mean over 2 datasets**" in table

@@ -146,7 +146,6 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         settings = settings_of(project)
         final, conflicts = resolved_labels(session, project)
         served = _served(session, project)
-        items = list(session.scalars(select(Item).where(Item.project_id == project.id)))
         n_labels = len(final)
         classes = set(final.values())
         if len(classes) < 2:
@@ -157,7 +156,9 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
             return TrainingOutcome("idle", f"{new} new labels of {needed} needed")
     try:
         # Inside the try: a pool that cannot be featurized is a failed cycle, not a dead worker.
+        # The items are read only now: a poll that decides not to fit stays cheap.
         with db.read() as session:
+            items = list(session.scalars(select(Item).where(Item.project_id == project.id)))
             X = load_features(session, project, folder)
         return _fit_and_publish(folder, db, project, settings, items, final, len(conflicts), X)
     except Exception as exc:  # recorded, never silently dropped: the dashboard shows it

@@ -57,6 +57,7 @@ __all__ = [
     "comparison_table",
     "load_dataset",
     "markdown_table",
+    "paired_difference",
     "published",
     "run_benchmark",
     "run_seed",
@@ -411,6 +412,24 @@ def _paired(
     return np.asarray([pa[s] for s in common]), np.asarray([pb[s] for s in common])
 
 
+def paired_difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, float, float]:
+    """``(seeds, mean of a − b, standard error)`` over the seeds both strategies finished.
+
+    Paired by seed (same split, same initial labels), so the split's luck cancels out; the
+    standard error is 0 with fewer than two common seeds.
+    """
+    pa, pb = _paired(a, b)
+    diff = pa - pb
+    if len(diff) == 0:
+        return 0, float("nan"), 0.0
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return len(diff), float(diff.mean()), se
+
+
+def _in_se(mean: float, se: float) -> float:
+    return mean / se if se > 0 else 0.0
+
+
 def comparison_table(
     results: dict[str, dict[str, dict[str, Any]]],
     *,
@@ -420,48 +439,61 @@ def comparison_table(
 ) -> str:
     """``candidate`` against the best published strategy and the baseline, dataset by dataset.
 
-    Differences are paired by seed (same split, same initial set); "SE" is the standard error of
-    the mean paired difference. The last row averages each strategy's mean AUBC over datasets.
+    Differences are paired by seed (see :func:`paired_difference`) and given with their size in
+    standard errors. The last row averages each strategy's mean AUBC over datasets; below the
+    table, how often the candidate is ahead of or behind each by more than one standard error.
     """
     head = (
-        f"| dataset | seeds | {candidate} | {best} | {baseline} | {candidate} − {best} "
+        f"| dataset | seeds | {candidate} | {best} | {baseline} | {candidate} − {best} (in SE) "
         f"| {candidate} − {baseline} (in SE) |"
     )
     lines = [head, "|---|---|---|---|---|---|---|"]
     means: dict[str, list[float]] = {candidate: [], best: [], baseline: []}
-    below_baseline = []
+    ahead: dict[str, list[str]] = {best: [], baseline: []}
+    behind: dict[str, list[str]] = {best: [], baseline: []}
     for dataset, per in results.items():
         if not all(per.get(s, {}).get("aubc") for s in (candidate, best, baseline)):
             continue
-        c_vs_best = _paired(per[candidate], per[best])
-        c_vs_base = _paired(per[candidate], per[baseline])
-        diff_best = c_vs_best[0] - c_vs_best[1]
-        diff_base = c_vs_base[0] - c_vs_base[1]
-        se_base = (
-            float(diff_base.std(ddof=1) / np.sqrt(len(diff_base))) if len(diff_base) > 1 else 0.0
-        )
-        z = float(diff_base.mean()) / se_base if se_base > 0 else 0.0
-        if z < -1.0:
-            below_baseline.append(dataset)
+        cells = []
+        n = 0
+        for other in (best, baseline):
+            n, mean, se = paired_difference(per[candidate], per[other])
+            z = _in_se(mean, se)
+            if z > 1.0:
+                ahead[other].append(dataset)
+            elif z < -1.0:
+                behind[other].append(dataset)
+            cells.append(f"{mean:+.4f} ({z:+.1f})")
         for s in means:
             means[s].append(float(np.mean(per[s]["aubc"])))
         lines.append(
-            f"| {dataset} | {len(c_vs_best[0])} | {np.mean(per[candidate]['aubc']):.4f} "
+            f"| {dataset} | {n} | {np.mean(per[candidate]['aubc']):.4f} "
             f"| {np.mean(per[best]['aubc']):.4f} | {np.mean(per[baseline]['aubc']):.4f} "
-            f"| {diff_best.mean():+.4f} | {diff_base.mean():+.4f} ({z:+.1f}) |"
+            f"| {cells[0]} | {cells[1]} |"
         )
-    if means[candidate]:
+    if not means[candidate]:
+        return "\n".join(lines)
+    lines.append(
+        f"| **mean over {len(means[candidate])} datasets** | | "
+        f"**{np.mean(means[candidate]):.4f}** | **{np.mean(means[best]):.4f}** "
+        f"| **{np.mean(means[baseline]):.4f}** "
+        f"| {np.mean(means[candidate]) - np.mean(means[best]):+.4f} "
+        f"| {np.mean(means[candidate]) - np.mean(means[baseline]):+.4f} |"
+    )
+    lines.append("")
+    for other in (best, baseline):
+        a, b = ahead[other], behind[other]
         lines.append(
-            f"| **mean over {len(means[candidate])} datasets** | | "
-            f"**{np.mean(means[candidate]):.4f}** | **{np.mean(means[best]):.4f}** "
-            f"| **{np.mean(means[baseline]):.4f}** "
-            f"| {np.mean(means[candidate]) - np.mean(means[best]):+.4f} "
-            f"| {np.mean(means[candidate]) - np.mean(means[baseline]):+.4f} |"
+            f"- against {other}: ahead by more than one SE on {len(a)} datasets"
+            + (f" ({', '.join(a)})" if a else "")
+            + f", behind by more than one SE on {len(b)}"
+            + (f" ({', '.join(b)})" if b else "")
+            + f", within one SE on {len(means[candidate]) - len(a) - len(b)}."
         )
-        verdict = (
-            f"{candidate} is below {baseline} by more than one SE on: {', '.join(below_baseline)}"
-            if below_baseline
-            else f"{candidate} is never below {baseline} by more than one SE"
-        )
-        lines += ["", verdict + "."]
+    verdict = (
+        f"{candidate} is below {baseline} by more than one SE on: {', '.join(behind[baseline])}"
+        if behind[baseline]
+        else f"{candidate} is never below {baseline} by more than one SE"
+    )
+    lines += ["", verdict + "."]
     return "\n".join(lines)
