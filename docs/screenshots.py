@@ -3,8 +3,9 @@
 Starts `labelwise demo` in a temporary folder, answers 80 items over the API with the SMS
 collection's own labels (so the model has learned something, and overlap items get a second
 annotator), then photographs the annotate page (why-panel open, one answer given so the model's
-split shows) and the dashboard with headless Chromium. Writes docs/annotate.png and
-docs/dashboard.png.
+split shows), the dashboard, and the annotate page again with the model's guess shown before
+answering (the words behind it marked in the text) with headless Chromium. Writes
+docs/annotate.png, docs/dashboard.png and docs/annotate-explained.png.
 """
 
 from __future__ import annotations
@@ -117,12 +118,18 @@ def main() -> None:
             page.screenshot(path=str(DOCS / "annotate.png"))
             page.goto(f"{base}/p/1/dashboard")
             page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+            # With the guess shown before answering, the words behind it are marked too.
+            _call(base, admin, "PATCH", "/settings", {"changes": {"show_guess": "before"}})
+            page.goto(f"{base}/p/1/annotate")
+            page.wait_for_selector('#annotate[data-state="item"]')
+            time.sleep(0.5)
+            page.screenshot(path=str(DOCS / "annotate-explained.png"))
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {DOCS / 'annotate.png'} and {DOCS / 'dashboard.png'}")
+    print(f"wrote annotate.png, dashboard.png and annotate-explained.png to {DOCS}")
 
 
 if __name__ == "__main__":

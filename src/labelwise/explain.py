@@ -1,20 +1,37 @@
-"""Explanations for annotators: which labeled items a queried item resembles.
+"""Explanations for annotators: what drives a prediction, and which labeled items look alike.
 
-:func:`nearest_labeled` finds, for each queried row, the most similar labeled rows by cosine
-similarity, so the annotator sees how comparable items were labeled (and a low similarity says
-"unlike anything labeled so far").
+- :func:`nearest_labeled` finds, for each queried row, the most similar labeled rows by cosine
+  similarity, so the annotator sees how comparable items were labeled (and a low similarity says
+  "unlike anything labeled so far").
+- :func:`linear_contributions` splits a linear model's decision value into one exact term per
+  feature (weight × feature value, after the pipeline's feature-wise steps), the largest first.
+- :func:`text_highlights` maps the contributions of a TF-IDF model's terms back to character
+  spans of the text, so the page can mark the words that push toward each class.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize
 
 from labelwise.pool import Matrix, take_rows
 
-__all__ = ["nearest_labeled"]
+__all__ = [
+    "Contributions",
+    "linear_contributions",
+    "nearest_labeled",
+    "term_weights",
+    "text_highlights",
+    "vectorizer_highlights",
+]
 
 _BLOCK = 2048
 
@@ -60,3 +77,132 @@ def nearest_labeled(
     out_idx[:] = best_idx
     out_sim[:] = best_sim
     return out_idx, out_sim
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """The largest per-feature terms of one row's decision value.
+
+    Positive weights push toward ``toward``; negative ones toward ``against`` (the other class
+    of a binary model) or, for a multi-class model, away from ``toward`` to the other classes.
+    ``features`` and ``weights`` are sorted by decreasing ``abs(weight)``.
+    """
+
+    toward: str
+    against: str | None
+    features: NDArray[np.intp]
+    weights: NDArray[np.float64]
+
+
+def _linear_parts(model: Any, n_features: int) -> tuple[Any, Any] | None:
+    """(feature-wise transform or None, final linear estimator), or None if not linear."""
+    transform = None
+    final = model
+    if isinstance(model, Pipeline):
+        transform, final = (model[:-1] if len(model) > 1 else None), model[-1]
+    coef = getattr(final, "coef_", None)
+    if coef is None or np.ndim(coef) != 2 or np.shape(coef)[1] != n_features:
+        return None
+    return transform, final
+
+
+def linear_contributions(model: Any, X: Matrix, *, top: int = 8) -> list[Contributions] | None:
+    """Exact per-feature contributions of a fitted linear model's decision, row by row.
+
+    For a model whose decision is ``w · z + b`` with ``z`` the features after the pipeline's
+    earlier steps, the contribution of feature ``j`` is ``w[j] * z[j]``; they sum, with ``b``,
+    to the decision value. A multi-class model's weights are taken for the predicted class,
+    centred on the mean over classes (softmax and argmax do not change when every class gets
+    the same term), so a weight says how much the feature favours that class over the others.
+
+    Returns None when the model is not linear in its input features: no ``coef_``, or a
+    pipeline step that does not keep one column per input feature (PCA, say).
+    """
+    n_features = X.shape[1]
+    parts = _linear_parts(model, n_features)
+    if parts is None:
+        return None
+    transform, final = parts
+    Z = transform.transform(X) if transform is not None else X
+    if Z.shape[1] != n_features:
+        return None
+    Z = sp.csr_matrix(Z) if sp.issparse(Z) else np.asarray(Z, dtype=np.float64)
+    coef = np.asarray(final.coef_, dtype=np.float64)
+    classes = [str(c) for c in final.classes_]
+    binary = coef.shape[0] == 1
+    out: list[Contributions] = []
+    for i in range(Z.shape[0]):
+        if sp.issparse(Z):
+            row = Z[i]
+            cols, values = row.indices.astype(np.intp), row.data.astype(np.float64)
+        else:
+            cols = np.flatnonzero(Z[i]).astype(np.intp)
+            values = Z[i, cols]
+        if binary:
+            w, toward, against = coef[0], classes[1], classes[0]
+        else:
+            scores = values @ coef[:, cols].T + np.asarray(final.intercept_)
+            c = int(np.argmax(scores))
+            w, toward, against = coef[c] - coef.mean(axis=0), classes[c], None
+        terms = w[cols] * values
+        order = np.argsort(-np.abs(terms), kind="stable")[:top]
+        order = order[terms[order] != 0]
+        out.append(Contributions(toward, against, cols[order], terms[order]))
+    return out
+
+
+_DEFAULT_TOKEN = r"(?u)\b\w\w+\b"
+
+
+def text_highlights(
+    text: str,
+    term_weights: Mapping[str, float],
+    *,
+    token_pattern: str | None = _DEFAULT_TOKEN,
+    preprocess: Any = None,
+    ngram_range: tuple[int, int] = (1, 1),
+) -> list[tuple[int, int, float]]:
+    """Character spans of ``text`` for the terms in ``term_weights``, with their weights.
+
+    Tokens are found as the vectorizer finds them (``token_pattern`` over the text, each token
+    normalised by ``preprocess``, e.g. lower case and accents stripped). A term's weight goes to
+    every occurrence; a word pair ("call now") marks both of its words. A token in several
+    weighted terms gets their sum. Returns ``(start, end, weight)`` in text order.
+    """
+    pattern = re.compile(token_pattern or _DEFAULT_TOKEN)
+    norm = preprocess or str.lower
+    tokens = [(m.start(), m.end(), norm(m.group())) for m in pattern.finditer(text)]
+    weight = [0.0] * len(tokens)
+    hit = [False] * len(tokens)
+    lo, hi = ngram_range
+    for n in range(lo, hi + 1):
+        for i in range(len(tokens) - n + 1):
+            term = " ".join(t[2] for t in tokens[i : i + n])
+            w = term_weights.get(term)
+            if w is None:
+                continue
+            for j in range(i, i + n):
+                weight[j] += w / n
+                hit[j] = True
+    return [(s, e, w) for (s, e, _), w, h in zip(tokens, weight, hit, strict=True) if h]
+
+
+def vectorizer_highlights(
+    vectorizer: Any, text: str, term_weights: Mapping[str, float]
+) -> list[tuple[int, int, float]]:
+    """:func:`text_highlights` with a fitted scikit-learn text vectorizer's own tokenisation."""
+    return text_highlights(
+        text,
+        term_weights,
+        token_pattern=getattr(vectorizer, "token_pattern", None),
+        preprocess=vectorizer.build_preprocessor(),
+        ngram_range=tuple(getattr(vectorizer, "ngram_range", (1, 1))),
+    )
+
+
+def term_weights(contributions: Contributions, names: Sequence[str]) -> list[tuple[str, float]]:
+    """``(term, weight)`` pairs of one row's contributions, largest first."""
+    return [
+        (str(names[int(j)]), float(w))
+        for j, w in zip(contributions.features, contributions.weights, strict=True)
+    ]

@@ -37,7 +37,12 @@ from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
 from labelwise.evaluate import score_predictions
-from labelwise.explain import nearest_labeled
+from labelwise.explain import (
+    linear_contributions,
+    nearest_labeled,
+    term_weights,
+    vectorizer_highlights,
+)
 from labelwise.models import make_model
 from labelwise.pool import Pool
 from labelwise.query import Batch, BatchMix, query
@@ -61,6 +66,10 @@ FIRST_FIT = 10
 _CV_LIMIT = 5000
 #: Characters of an item shown beside a neighbour in the "why" panel.
 _PREVIEW = 160
+# Words shown as the drivers of a prediction, and how much of a text is searched for them.
+_DRIVERS = 8
+_DRIVER_TEXT = 20_000
+_DRIVER_SPANS = 300
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ def _queue(
     labels_by_row: dict[int, str],
     second_opinions: list[Item],
     rng: np.random.Generator,
+    drivers: dict[int, dict[str, Any]] | None = None,
 ) -> list[QueuedItem]:
     neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
     # "Unlike anything labeled so far" is relative: how close labeled items usually are to
@@ -123,6 +133,8 @@ def _queue(
         info["far_from_labeled"] = bool(
             closest is not None and typical is not None and closest < 0.5 * typical
         )
+        if drivers and int(row) in drivers:
+            info["drivers"] = drivers[int(row)]
         item = rows_to_items[int(row)]
         entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
     # Second opinions for overlap items go in at random places, so they are not all at the end.
@@ -236,6 +248,7 @@ def _fit_and_publish(
             labels_by_row,
             [second[i] for i in picks],
             rng,
+            _text_drivers(project, folder, model, X, batch.indices, rows_to_items),
         )
 
     # The artefact is written under a temporary name first; it takes its version's name inside
@@ -276,6 +289,45 @@ def _fit_and_publish(
         pending.unlink(missing_ok=True)
     log.info("model version %s on %s labels, %s queued", version.version, len(final), len(queue))
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
+
+
+def _text_drivers(
+    project: Project,
+    folder: ProjectFolder,
+    model: Any,
+    X: Any,
+    rows: np.ndarray,
+    rows_to_items: dict[int, Item],
+) -> dict[int, dict[str, Any]]:
+    """For a text project and a linear model: the words that drive each queued prediction.
+
+    ``{row: {"toward", "against", "terms": [[term, weight]…], "spans": [[start, end, weight]…]}}``
+    with exact contributions (see :func:`labelwise.explain.linear_contributions`); spans index
+    the item's text. Empty for other projects and models.
+    """
+    path = folder.features_dir / "featurizer.joblib"
+    if project.kind != "text" or not len(rows) or not path.exists():
+        return {}
+    found = linear_contributions(model, X[rows], top=_DRIVERS)
+    if found is None:
+        return {}
+    featurizer = joblib.load(path)
+    vectorizer = getattr(featurizer, "vectorizer_", None)
+    if vectorizer is None:
+        return {}
+    names = featurizer.get_feature_names_out()
+    out: dict[int, dict[str, Any]] = {}
+    for row, contributions in zip(rows, found, strict=True):
+        terms = [(t, round(w, 4)) for t, w in term_weights(contributions, names)]
+        text = rows_to_items[int(row)].content[:_DRIVER_TEXT]
+        spans = vectorizer_highlights(vectorizer, text, dict(terms))[:_DRIVER_SPANS]
+        out[int(row)] = {
+            "toward": contributions.toward,
+            "against": contributions.against,
+            "terms": [[t, w] for t, w in terms],
+            "spans": [[s, e, round(w, 4)] for s, e, w in spans],
+        }
+    return out
 
 
 def _typical_closeness(X: Any, labeled_rows: np.ndarray, sample: int = 500) -> float | None:

@@ -191,3 +191,27 @@ def test_summary_tells_the_model_and_when_it_retrains(served):
     summary = s.client.get(s.api(""), headers=s.h(s.alice)).json()
     assert summary["retrain_in"] == 19
     assert summary["me"]["can_undo"] is True
+
+
+def test_the_words_behind_the_model_follow_the_guess_setting(served):
+    """Drivers reveal the model's leaning, so they are withheld exactly as the guess is."""
+    s = served
+    for _ in range(22):
+        _label(s, s.alice, _next(s, s.alice))
+    assert train_once(s.project.folder, s.project.db).status == "trained"
+
+    a = _next(s, s.alice)
+    assert "drivers" not in a["why"]  # show_guess="after"
+    reveal = _label(s, s.alice, a).json()["reveal"]
+    drivers = reveal["why"]["drivers"]
+    assert {drivers["toward"], drivers["against"]} == {"spam", "ham"}
+    assert drivers["terms"] and all(isinstance(w, float) for _, w in drivers["terms"])
+
+    s.client.patch(
+        s.api("/settings"), json={"changes": {"show_guess": "before"}}, headers=s.h(s.admin)
+    )
+    a = _next(s, s.alice)
+    text = a["item"]["text"]
+    spans = a["why"]["drivers"]["spans"]
+    words = {w for term, _ in a["why"]["drivers"]["terms"] for w in term.split(" ")}
+    assert spans and all(text[b:e].lower() in words for b, e, _ in spans)

@@ -138,6 +138,27 @@ def test_a_cycle_publishes_a_version_its_artefact_and_a_queue(project):
     assert got.model_version_id == version.id and got.kind == queue[0].kind
 
 
+def test_queued_text_items_carry_the_words_that_drive_the_prediction(project):
+    project.label(FIRST_30)
+    project.train()
+    _, queue = project.current()
+    with project.db.read() as s:
+        texts = {i.id: i.content for i in s.scalars(select(Item))}
+    with_drivers = [q for q in queue if q.reason.get("drivers")]
+    assert len(with_drivers) >= len(queue) - 2  # an item with no known word has none
+    for entry in with_drivers:
+        drivers = entry.reason["drivers"]
+        text = texts[entry.item_id]
+        assert (drivers["toward"], drivers["against"]) == ("spam", "ham")
+        weights = [w for _, w in drivers["terms"]]
+        assert weights == sorted(weights, key=abs, reverse=True)
+        # the words are the item's own, and every span marks one of them
+        words = {w for term, _ in drivers["terms"] for w in term.split(" ")}
+        for start, end, _ in drivers["spans"]:
+            assert 0 <= start < end <= len(text)
+            assert text[start:end].lower() in words
+
+
 def test_successive_versions_compare_predictions_on_a_fixed_stop_set(project):
     project.label(FIRST_30)
     project.train()

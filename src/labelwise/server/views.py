@@ -63,6 +63,8 @@ def _why(reason: dict[str, Any], *, with_guess: bool) -> dict[str, Any]:
         why["output_kind"] = reason.get("output_kind")
         why["utility"] = reason.get("utility")
         why["details"] = reason.get("details", {})
+        if reason.get("drivers"):
+            why["drivers"] = reason["drivers"]
     else:
         details = reason.get("details") or {}
         if "votes" in details:

@@ -221,7 +221,7 @@ def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any
     if len(scores) > window:
         gain = max(scores[-window:]) - max(scores[:-window])
         plateau = gain < MIN_GAIN
-        reasons.append(f"macro-F1 gained {gain:+.3f} over the last {window} versions")
+        reasons.append(f"macro-F1 changed by {gain:+.3f} over the last {window} versions")
     kappas = [p["agreement_with_previous"] for p in curve[-window:]]
     stable = len(kappas) == window and all(k is not None and k >= MIN_KAPPA for k in kappas)
     if kappas and kappas[-1] is not None:

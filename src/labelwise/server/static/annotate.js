@@ -199,7 +199,49 @@
     card.hidden = view === "done";
   }
 
-  function renderContent(item) {
+  // Words that drive a linear text model, with their exact weights (see labelwise.explain).
+  const MARK_KEY = "labelwise.mark";
+
+  function markWords() {
+    try { return localStorage.getItem(MARK_KEY) !== "off"; } catch (e) { return true; }
+  }
+
+  function driverChips(container, drivers) {
+    L.clear(container);
+    const terms = drivers && Array.isArray(drivers.terms) ? drivers.terms : [];
+    if (!terms.length) return false;
+    const toward = String(drivers.toward);
+    const against = drivers.against === null || drivers.against === undefined ? "the other classes" : String(drivers.against);
+    const groups = [[toward, terms.filter(([, w]) => w > 0), "pos"], [against, terms.filter(([, w]) => w < 0), "neg"]];
+    groups.forEach(([label, list, tone]) => {
+      if (!list.length) return;
+      container.appendChild(el("p", { class: "drivers-line" }, [
+        el("span", { class: "muted small", text: "toward " + label + ": " }),
+        ...list.map(([term, w]) => el("span", { class: "chip chip-driver " + tone, title: "weight " + Number(w).toFixed(3), text: term })),
+      ]));
+    });
+    return true;
+  }
+
+  function textWithMarks(text, spans) {
+    // Spans are [start, end, weight] in text order; everything goes in as text nodes.
+    const frag = document.createDocumentFragment();
+    let at = 0;
+    const biggest = Math.max(...spans.map((s) => Math.abs(Number(s[2]) || 0)), 1e-9);
+    spans.forEach(([start, end, w]) => {
+      if (typeof start !== "number" || typeof end !== "number" || start < at || end > text.length) return;
+      frag.appendChild(document.createTextNode(text.slice(at, start)));
+      const strength = Math.min(1, Math.abs(Number(w) || 0) / biggest);
+      const mark = el("mark", { class: "driver " + (w > 0 ? "pos" : "neg"), title: "weight " + Number(w).toFixed(3), text: text.slice(start, end) });
+      mark.style.setProperty("--strength", String(0.25 + 0.75 * strength));
+      frag.appendChild(mark);
+      at = end;
+    });
+    frag.appendChild(document.createTextNode(text.slice(at)));
+    return frag;
+  }
+
+  function renderContent(item, drivers) {
     L.clear(body);
     if (item.kind === "tabular" && item.fields && typeof item.fields === "object") {
       const rows = Object.keys(item.fields).map((k) => {
@@ -223,7 +265,13 @@
       body.appendChild(el("div", { class: "image-frame" }, [img]));
     } else {
       const text = item.text === undefined || item.text === null ? "" : String(item.text);
-      body.appendChild(el("div", { class: "item-text" + (text.length > 600 ? " long" : ""), dir: "auto", text: text || "(empty text)" }));
+      const box = el("div", { class: "item-text" + (text.length > 600 ? " long" : ""), dir: "auto", text: text || "(empty text)" });
+      const spans = drivers && Array.isArray(drivers.spans) ? drivers.spans : [];
+      if (text && spans.length && markWords()) {
+        L.clear(box);
+        box.appendChild(textWithMarks(text, spans));
+      }
+      body.appendChild(box);
     }
     card.classList.remove("enter");
     void card.offsetWidth; // restart the entrance animation
@@ -235,7 +283,7 @@
     state.current = { a: a, requestId: uuid(), clock: new Clock(), undone: !!opts.undone };
     state.done = false;
     setView("item");
-    renderContent(a.item);
+    renderContent(a.item, a.why && a.why.drivers);
 
     const reason = $("reason-chip");
     const kind = (a.why && a.why.kind) || "strategy";
@@ -347,6 +395,9 @@
 
     $("why-split-box").hidden = !splitRows($("why-split"), why.class_split, why.output_kind);
 
+    $("why-drivers-box").hidden = !driverChips($("why-drivers"), why.drivers);
+    $("why-mark").checked = markWords();
+
     const votes = why.details && why.details.votes;
     const votesBox = $("why-votes");
     L.clear(votesBox);
@@ -388,6 +439,7 @@
     if (!Array.isArray(split) || !split.length) { box.hidden = true; return; }
     $("why-last-summary").textContent = sentence(reveal.why.summary);
     splitRows($("why-last-split"), reveal.why.class_split, reveal.why.output_kind);
+    driverChips($("why-last-drivers"), reveal.why.drivers);
     box.hidden = false;
   }
 
@@ -736,6 +788,10 @@
     clickThen($("btn-undo"), undo);
     clickThen(whyButton, () => setWhy(whyPanel.hidden, true));
     clickThen($("why-close"), () => setWhy(false, true));
+    $("why-mark").addEventListener("change", (e) => {
+      try { localStorage.setItem(MARK_KEY, e.target.checked ? "on" : "off"); } catch (err) { /* private mode */ }
+      if (state.current) renderContent(state.current.a.item, state.current.a.why && state.current.a.why.drivers);
+    });
     clickThen($("btn-help"), () => setHelp(true));
     clickThen($("help-close"), () => setHelp(false));
     help.addEventListener("click", (e) => { if (e.target === help) setHelp(false); });

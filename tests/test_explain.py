@@ -1,0 +1,115 @@
+"""Explanations on real models: exact linear contributions and the words they mark in a text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+
+from labelwise.data import load_dataset
+from labelwise.datasets import bundled_path
+from labelwise.explain import (
+    linear_contributions,
+    term_weights,
+    text_highlights,
+    vectorizer_highlights,
+)
+from labelwise.features import featurize
+from labelwise.models import make_model
+
+
+@pytest.fixture(scope="module")
+def sms():
+    """The bundled SMS collection (first 1,500 messages), TF-IDF, and a fitted logreg model."""
+    dataset = load_dataset(bundled_path("sms-spam")).subset(np.arange(1500))
+    texts = np.asarray(dataset.items, dtype=object)
+    y = np.asarray(dataset.labels).astype(str)
+    X, featurizer = featurize(dataset)
+    X = sp.csr_matrix(X)
+    model = make_model("logreg", random_state=0).fit(X, y)
+    return texts, X, y, featurizer, model
+
+
+def test_contributions_are_exact_and_the_largest_come_first(sms):
+    texts, X, _, _, model = sms
+    rows = X[:40]
+    found = linear_contributions(model, rows, top=10_000)
+    assert found is not None and len(found) == 40
+    Z = model[:-1].transform(rows)
+    w = model[-1].coef_[0]
+    for i, c in enumerate(found):
+        # every nonzero term is there and, with the intercept, they sum to the decision value
+        total = c.weights.sum() + model[-1].intercept_[0]
+        assert total == pytest.approx(model.decision_function(rows[i])[0], rel=1e-6, abs=1e-9)
+        expected = np.asarray(Z[i].multiply(w).todense()).ravel()
+        top = np.argsort(-np.abs(expected), kind="stable")[: min(5, len(c.features))]
+        assert set(c.features[: len(top)].tolist()) == set(top.tolist())
+        assert np.all(np.diff(np.abs(c.weights)) <= 1e-12)
+        assert (c.toward, c.against) == ("spam", "ham")
+
+
+def test_a_spam_message_is_pushed_toward_spam_by_its_spam_words(sms):
+    texts, X, y, featurizer, model = sms
+    names = featurizer.get_feature_names_out()
+    spam_rows = np.flatnonzero((y == "spam") & (model.predict(X) == "spam"))
+    c = linear_contributions(model, X[spam_rows[:1]], top=5)[0]
+    weights = term_weights(c, names)
+    assert sum(w for _, w in weights) > 0  # on balance toward spam
+    assert all(term in texts[spam_rows[0]].lower() for term, _ in weights if " " not in term)
+
+
+def test_highlights_mark_the_terms_with_the_largest_contributions(sms):
+    texts, X, _, featurizer, model = sms
+    names = featurizer.get_feature_names_out()
+    vectorizer = featurizer.vectorizer_
+    for row in range(20):
+        c = linear_contributions(model, X[row], top=3)[0]
+        weights = dict(term_weights(c, names))
+        spans = vectorizer_highlights(vectorizer, texts[row], weights)
+        marked = {texts[row][s:e].lower() for s, e, _ in spans}
+        words_of_top = {w for term in weights for w in term.split(" ")}
+        assert marked <= words_of_top  # nothing outside the top terms is marked
+        for term in weights:  # and every top term is marked
+            assert set(term.split(" ")) <= marked
+
+
+def test_text_highlights_spans_and_pairs():
+    text = "Call NOW to claim, call now!"
+    spans = text_highlights(text, {"call now": 1.0, "claim": -0.5}, ngram_range=(1, 2))
+    assert [(text[s:e], w) for s, e, w in spans] == [
+        ("Call", 0.5),
+        ("NOW", 0.5),
+        ("claim", -0.5),
+        ("call", 0.5),
+        ("now", 0.5),
+    ]
+
+
+def test_multiclass_contributions_favour_the_predicted_class():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = np.asarray(["a", "b", "c"])[np.argmax(X[:, :3], axis=1)]
+    model = make_model("logreg", random_state=0).fit(X, y)
+    found = linear_contributions(model, X[:30], top=6)
+    scores = model.decision_function(X[:30])
+    intercept = model[-1].intercept_
+    for i, c in enumerate(found):
+        k = list(model.classes_).index(c.toward)
+        assert c.toward == model.predict(X[i : i + 1])[0]
+        assert c.against is None
+        # exact: the terms sum to the class's score above the mean score of all classes
+        centred = scores[i, k] - scores[i].mean()
+        assert c.weights.sum() + intercept[k] - intercept.mean() == pytest.approx(centred)
+
+
+def test_models_that_are_not_linear_in_their_features_have_no_contributions(sms):
+    _, X, y, _, _ = sms
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X[:200], y[:200])
+    assert linear_contributions(forest, X[:2]) is None
+    reduced = make_pipeline(TruncatedSVD(5, random_state=0), make_model("logreg")).fit(
+        X[:200], y[:200]
+    )
+    assert linear_contributions(reduced, X[:2]) is None
