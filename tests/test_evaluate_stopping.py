@@ -81,3 +81,37 @@ def test_stabilizing_predictions():
 def test_prediction_agreement():
     assert prediction_agreement([1, 1, 1], [1, 1, 1]) == 1.0
     assert prediction_agreement([0, 1, 0, 1], [1, 0, 1, 0]) < 0
+
+
+def test_learning_curve_fit_recovers_an_inverse_power_law():
+    from labelwise.stopping import fit_learning_curve
+
+    n = np.array([20, 40, 80, 160, 320, 640])
+    truth = 0.92 - 0.8 * n**-0.6
+    noisy = truth + np.random.default_rng(0).normal(0, 0.002, size=len(n))
+    fit = fit_learning_curve(n, noisy)
+    assert fit is not None and fit.n_points == 6
+    assert fit.asymptote == pytest.approx(0.92, abs=0.02)
+    expected = (0.8 * 640**-0.6) - (0.8 * 740**-0.6)
+    assert fit.expected_gain(640, 100) == pytest.approx(expected, abs=0.003)
+    assert fit.expected_gain(20, 100) > fit.expected_gain(640, 100) > 0
+
+
+def test_learning_curve_needs_enough_points():
+    from labelwise.stopping import fit_learning_curve
+
+    assert fit_learning_curve([10, 20, 30], [0.5, 0.6, 0.7]) is None
+    assert fit_learning_curve([10, 10, 10, 10], [0.5, 0.6, 0.7, 0.8]) is None
+
+
+def test_expected_gain_stops_a_flattening_curve_only():
+    from labelwise import ExpectedGain
+
+    steep = _rounds([0.3, 0.45, 0.55, 0.63, 0.7, 0.76])
+    assert ExpectedGain("accuracy", more=100, min_gain=0.01).check(steep) is None
+    n = 10 * np.arange(1, 9)
+    flat = _rounds((0.9 - 0.5 * n**-1.5).tolist())
+    reason = ExpectedGain("accuracy", more=100, min_gain=0.01).check(flat)
+    assert reason is not None and "next 100 labels" in reason
+    with pytest.raises(InvalidParameterError):
+        ExpectedGain("accuracy", more=0)

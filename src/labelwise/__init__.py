@@ -22,7 +22,13 @@ from labelwise.models import available_models, make_model, model_outputs
 from labelwise.pool import Pool, open_features
 from labelwise.query import Batch, BatchMix, Reason, query
 from labelwise.simulate import SimulationConfig, SimulationResult, simulate
-from labelwise.stopping import Budget, Plateau, StabilizingPredictions, StoppingCriterion
+from labelwise.stopping import (
+    Budget,
+    ExpectedGain,
+    Plateau,
+    StabilizingPredictions,
+    StoppingCriterion,
+)
 from labelwise.strategies import (
     DEFAULT_STRATEGY,
     QueryContext,
@@ -42,6 +48,7 @@ __all__ = [
     "Budget",
     "ClassMetrics",
     "Committee",
+    "ExpectedGain",
     "GroundTruthOracle",
     "InvalidDataError",
     "InvalidParameterError",

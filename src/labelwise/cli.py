@@ -7,6 +7,7 @@ line on stderr and exit status 2; nothing else here prints tracebacks on bad inp
 from __future__ import annotations
 
 import functools
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -391,6 +392,51 @@ def _configure_logging() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@app.command()
+@errors_to_exit
+def status(
+    project_dir: ProjectDir,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Progress, the unbiased accuracy estimate, the expected gain, and whether to stop."""
+    from labelwise.store.projects import get_project
+    from labelwise.store.setup import open_project
+    from labelwise.store.stats import dashboard
+
+    opened = open_project(project_dir, db_url=db)
+    with opened.db.read() as session:
+        figures = dashboard(session, get_project(session, project_id=opened.project_id))
+    stop = figures["stopping"]
+    if as_json:
+        keys = ("project", "progress", "distribution", "stopping")
+        typer.echo(json.dumps({k: figures[k] for k in keys}, indent=1))
+        return
+    prog = figures["progress"]
+    lines = [
+        f"{figures['project']['name']}: {prog['labeled_items']} of {prog['items']} items labeled "
+        f"({prog['labels']} answers, {prog['skips']} skips, {prog['conflicts']} conflicts)",
+        "labels: " + ", ".join(f"{k} {v}" for k, v in figures["distribution"].items()),
+    ]
+    serving = next((v for v in figures["versions"] if v["current"]), None)
+    lines.append(
+        f"model: v{serving['version']} ({serving['model']}, {serving['labels']} labels)"
+        if serving
+        else "model: none yet"
+    )
+    est = stop["estimate"]
+    lines.append(
+        f"estimate (model v{est['version']}, {est['n']} random items): accuracy "
+        f"{est['accuracy']:.3f} [{est['accuracy_low']:.3f}, {est['accuracy_high']:.3f}], "
+        f"macro-F1 {est['macro_f1']:.3f} [{est['macro_f1_low']:.3f}, {est['macro_f1_high']:.3f}]"
+        if est
+        else "estimate: not yet (needs answers on random exploration items)"
+    )
+    lines += [f"- {r}" for r in stop["reasons"]]
+    lines.append(f"verdict: {stop['verdict']}")
+    typer.echo("\n".join(lines))
 
 
 @app.command()

@@ -7,6 +7,8 @@ Each criterion looks at the history of rounds and returns a reason to stop, or `
 - :class:`StabilizingPredictions`: successive models agree on an unlabeled stop set (Cohen's
   kappa at least ``threshold`` over ``window`` rounds; Bloodgood & Vijay-Shanker 2009). It needs
   no labels beyond those being collected, so it also works without a holdout.
+- :class:`ExpectedGain`: a learning curve ``a − b·n^(−c)`` fitted to the scores so far predicts
+  that the next ``more`` labels gain less than ``min_gain`` (:func:`fit_learning_curve`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from labelwise.history import Round
 
 __all__ = [
     "Budget",
+    "ExpectedGain",
+    "LearningCurveFit",
     "Plateau",
     "StabilizingPredictions",
     "StoppingCriterion",
     "first_stop",
+    "fit_learning_curve",
     "prediction_agreement",
 ]
 
@@ -110,6 +115,92 @@ class StabilizingPredictions:
             return (
                 f"predictions stabilized: agreement on the stop set ≥ {self.threshold} "
                 f"for {self.window} rounds"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class LearningCurveFit:
+    """``score(n) = asymptote − scale · n^(−rate)``: an inverse power law, the usual shape of a
+    learning curve (Figueroa et al. 2012), fitted to the scores seen so far."""
+
+    asymptote: float
+    scale: float
+    rate: float
+    n_points: int
+
+    def predict(self, n: ArrayLike) -> np.ndarray:
+        return self.asymptote - self.scale * np.power(np.asarray(n, dtype=np.float64), -self.rate)
+
+    def expected_gain(self, n: int, more: int = 100) -> float:
+        """Predicted score after ``n + more`` labels minus after ``n``."""
+        return float(self.predict(n + more) - self.predict(n))
+
+
+def fit_learning_curve(
+    labels: ArrayLike, scores: ArrayLike, *, min_points: int = 4, upper: float = 1.0
+) -> LearningCurveFit | None:
+    """Least-squares fit of :class:`LearningCurveFit` to ``(labels, score)`` points.
+
+    The asymptote is kept in ``[0, upper]`` (scores are accuracies or F1), the scale
+    non-negative and the rate in ``(0, 3]``, so the curve rises and flattens. Returns None with
+    fewer than ``min_points`` distinct label counts or when the fit does not converge: no
+    extrapolation is better than a wild one.
+    """
+    from scipy.optimize import curve_fit
+
+    n = np.asarray(labels, dtype=np.float64)
+    y = np.asarray(scores, dtype=np.float64)
+    keep = np.isfinite(n) & np.isfinite(y) & (n > 0)
+    n, y = n[keep], y[keep]
+    if len(np.unique(n)) < min_points:
+        return None
+
+    def curve(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+        return a - b * np.power(x, -c)
+
+    start = (min(float(y.max()), upper), max(float(y.max() - y.min()), 1e-3) * n.min() ** 0.5, 0.5)
+    try:
+        (a, b, c), _ = curve_fit(
+            curve, n, y, p0=start, bounds=([0.0, 0.0, 1e-3], [upper, np.inf, 3.0]), maxfev=5000
+        )
+    except (RuntimeError, ValueError):
+        return None
+    return LearningCurveFit(float(a), float(b), float(c), len(n))
+
+
+@dataclass(frozen=True)
+class ExpectedGain:
+    """Stop when the fitted learning curve of ``metric`` says the next ``more`` labels gain less
+    than ``min_gain``."""
+
+    metric: str = "macro_f1"
+    more: int = 100
+    min_gain: float = 0.005
+    min_points: int = 4
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRIC_NAMES:
+            raise InvalidParameterError(
+                f"unknown metric {self.metric!r}; expected one of {', '.join(METRIC_NAMES)}"
+            )
+        if self.more < 1 or self.min_gain < 0 or self.min_points < 3:
+            raise InvalidParameterError(
+                "more must be positive, min_gain non-negative and min_points at least 3"
+            )
+
+    def check(self, history: Sequence[Round]) -> str | None:
+        points = [(r.n_labels, r.metrics.get(self.metric)) for r in history if r.metrics]
+        if not points:
+            return None
+        fit = fit_learning_curve(*zip(*points, strict=True), min_points=self.min_points)
+        if fit is None:
+            return None
+        gain = fit.expected_gain(points[-1][0], self.more)
+        if gain < self.min_gain:
+            return (
+                f"expected gain: the fitted learning curve predicts {gain:+.4f} {self.metric} "
+                f"from the next {self.more} labels"
             )
         return None
 

@@ -7,7 +7,9 @@
 - **Per class**: precision, recall and F1 from cross-validation of the served model.
 - **Annotators**: answers, skips, median seconds per item, answers in the last hour, and their
   agreement with others on items labeled twice (Cohen's kappa per pair, Fleiss' kappa overall).
-- **Stopping**: a verdict from the plateau of the scores and the agreement of successive models.
+- **Stopping**: the latest unbiased estimate (exploration items only) with its interval; the
+  gain the next 100 labels should bring, from a learning curve fitted to the scores so far; and
+  a verdict from that gain, the plateau of the scores and the agreement of successive models.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelwise.evaluate import score_predictions
-from labelwise.stopping import prediction_agreement
+from labelwise.stopping import fit_learning_curve, prediction_agreement
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
 from labelwise.store.review import resolved_labels
 
@@ -34,6 +36,8 @@ MIN_LIVE = 5
 #: The stopping rule: over the last WINDOW versions, macro-F1 gained less than MIN_GAIN and
 #: every version agreed with its predecessor at kappa >= MIN_KAPPA on the stop set.
 WINDOW, MIN_GAIN, MIN_KAPPA = 3, 0.005, 0.99
+#: The expected gain is that of the next MORE labels, from a fit to at least FIT_POINTS versions.
+MORE, FIT_POINTS = 100, 4
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -210,6 +214,34 @@ def _agreement(session: Session, project: Project) -> dict[str, Any]:
     }
 
 
+def _expected_gain(curve: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The macro-F1 the next MORE labels should add, from a learning curve fitted to the versions.
+
+    The unbiased exploration estimates are used when FIT_POINTS versions have one; until then
+    the cross-validated scores (biased low under active learning, but their trend is what the
+    fit needs).
+    """
+    live = [(p["labels"], p["live"]["macro_f1"]) for p in curve if p["live"]]
+    cv = [(p["labels"], p["cv_macro_f1"]) for p in curve if p["cv_macro_f1"] is not None]
+    source, points = (
+        ("exploration items", live) if len(live) >= FIT_POINTS else ("cross-validation", cv)
+    )
+    if len(points) < FIT_POINTS:
+        return None
+    fit = fit_learning_curve(*zip(*points, strict=True), min_points=FIT_POINTS)
+    if fit is None:
+        return None
+    n = int(curve[-1]["labels"])
+    return {
+        "more": MORE,
+        "gain": fit.expected_gain(n, MORE),
+        "at": n,
+        "asymptote": fit.asymptote,
+        "source": source,
+        "points": fit.n_points,
+    }
+
+
 def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any]:
     reasons = []
     scores = [
@@ -226,7 +258,15 @@ def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any
     stable = len(kappas) == window and all(k is not None and k >= MIN_KAPPA for k in kappas)
     if kappas and kappas[-1] is not None:
         reasons.append(f"latest model agrees with the previous one at κ = {kappas[-1]:.3f}")
-    if plateau and stable:
+    expected = _expected_gain(curve)
+    flattening = expected is not None and expected["gain"] < MIN_GAIN
+    if expected is not None:
+        reasons.append(
+            f"the next {expected['more']} labels should change macro-F1 by "
+            f"{expected['gain']:+.3f} (learning curve fitted to {expected['source']})"
+        )
+    estimate = next((p for p in reversed(curve) if p["live"]), None)
+    if (plateau or flattening) and stable:
         verdict = "consider stopping"
     elif not curve:
         verdict = "no model yet"
@@ -236,6 +276,9 @@ def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any
         "verdict": verdict,
         "plateau": plateau,
         "stable": stable,
+        "flattening": flattening,
+        "expected_gain": expected,
+        "estimate": {"version": estimate["version"], **estimate["live"]} if estimate else None,
         "reasons": reasons,
         "rule": {"window": window, "min_gain": MIN_GAIN, "min_kappa": MIN_KAPPA},
     }

@@ -1,0 +1,89 @@
+"""The project commands end to end on SQLite: init, token, import, status, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from labelwise.cli import app
+from labelwise.data import load_dataset
+from labelwise.datasets import bundled_path
+from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.models import Annotator
+from labelwise.store.projects import get_project
+from labelwise.store.setup import open_project
+from labelwise.worker import train_once
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _sms_csv(path, start, stop):
+    data = load_dataset(bundled_path("sms-spam"))
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["id", "text", "label"])
+        for i in range(start, stop):
+            out.writerow([f"m{i}", data.items[i], data.labels[i]])
+    return path, dict(zip(data.items[start:stop], data.labels[start:stop], strict=True))
+
+
+def test_a_project_from_init_to_status_and_export(tmp_path):
+    first, truth = _sms_csv(tmp_path / "a.csv", 0, 150)
+    more, truth_more = _sms_csv(tmp_path / "b.csv", 150, 200)
+    truth |= truth_more
+    proj = tmp_path / "proj"
+
+    result = _run("init", proj, "--data", first)
+    assert result.exit_code == 0, result.output
+    token = _run("token", proj, "--name", "ana", "--role", "annotator")
+    assert token.exit_code == 0 and len(token.stdout.strip()) >= 20
+    result = _run("import", proj, more)
+    assert result.exit_code == 0 and "imported 50 items" in result.stdout
+
+    result = _run("status", proj)
+    assert result.exit_code == 0, result.output
+    assert "0 of 200 items labeled" in result.stdout
+    assert "model: none yet" in result.stdout
+    assert result.stdout.strip().endswith("verdict: no model yet")
+
+    # Label 60 items through the store, as the app would, and let the worker fit.
+    opened = open_project(proj)
+    for _ in range(60):
+        with opened.db.write() as s:
+            project = get_project(s, project_id=opened.project_id)
+            annotator = s.get_one(Annotator, 1)
+            got = next_item(s, project, annotator)
+            submit_label(s, project, annotator, item_id=got.item.id, value=truth[got.item.content])
+    assert train_once(opened.folder, opened.db).status == "trained"
+    opened.db.dispose()
+
+    result = _run("status", proj)
+    assert result.exit_code == 0, result.output
+    assert "60 of 200 items labeled (60 answers" in result.stdout
+    assert "model: v1 (logreg, 60 labels)" in result.stdout
+    assert "verdict: keep labeling" in result.stdout
+    figures = json.loads(_run("status", proj, "--json").stdout)
+    assert figures["progress"]["labeled_items"] == 60
+    assert set(figures["stopping"]) >= {"verdict", "estimate", "expected_gain", "reasons"}
+
+    exported = _run("export", proj, "--format", "csv", "--labeled-only")
+    assert exported.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 60
+
+
+def test_project_commands_name_what_is_wrong(tmp_path):
+    result = _run("init", tmp_path / "p", "--data", tmp_path / "missing.csv")
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "missing.csv" in result.stderr
+    result = _run("status", tmp_path / "nowhere")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
