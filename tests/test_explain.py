@@ -113,3 +113,37 @@ def test_models_that_are_not_linear_in_their_features_have_no_contributions(sms)
         X[:200], y[:200]
     )
     assert linear_contributions(reduced, X[:2]) is None
+
+
+def _planted_images(n=400, size=28, seed=0):
+    """Noise images; the class is whether a bright 6×6 square sits at rows 4-9, columns 18-23."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 0.5, size=(n, size, size))
+    y = rng.integers(0, 2, size=n)
+    images[y == 1, 4:10, 18:24] += 0.5
+    return images.reshape(n, -1), np.asarray(["clear", "marked"])[y]
+
+
+@pytest.mark.parametrize("model_name", ["logreg", "forest"])
+def test_the_occlusion_map_peaks_where_the_planted_feature_is(model_name):
+    from labelwise.explain import occlusion_map
+
+    X, y = _planted_images()
+    model = make_model(model_name, random_state=0).fit(X, y)
+    marked = X[np.flatnonzero(y == "marked")[:5]]
+    for x in marked:
+        found = occlusion_map(model, x, (28, 28), patch=4, baseline=X.mean(axis=0))
+        assert found.target == "marked" and found.drop.shape == (7, 7)
+        peak = np.unravel_index(np.argmax(found.drop), found.drop.shape)
+        # patches of 4: the square covers patch rows 1-2 and patch columns 4-5
+        assert peak[0] in (1, 2) and peak[1] in (4, 5), found.drop.round(3)
+        assert found.drop[peak] > 0
+
+
+def test_occlusion_map_checks_the_shape():
+    from labelwise.explain import occlusion_map
+
+    X, y = _planted_images(n=50)
+    model = make_model("logreg").fit(X, y)
+    with pytest.raises(ValueError, match="do not make an image"):
+        occlusion_map(model, X[0], (20, 20))

@@ -40,6 +40,7 @@ from labelwise.evaluate import score_predictions
 from labelwise.explain import (
     linear_contributions,
     nearest_labeled,
+    occlusion_map,
     term_weights,
     vectorizer_highlights,
 )
@@ -48,7 +49,7 @@ from labelwise.pool import Pool
 from labelwise.query import Batch, BatchMix, query
 from labelwise.stopping import prediction_agreement
 from labelwise.store.db import Database
-from labelwise.store.features import load_features
+from labelwise.store.features import load_features, tabular_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, ModelVersion, Project
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
@@ -111,7 +112,7 @@ def _queue(
     labels_by_row: dict[int, str],
     second_opinions: list[Item],
     rng: np.random.Generator,
-    drivers: dict[int, dict[str, Any]] | None = None,
+    explanations: dict[int, dict[str, Any]] | None = None,
 ) -> list[QueuedItem]:
     neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
     # "Unlike anything labeled so far" is relative: how close labeled items usually are to
@@ -133,8 +134,8 @@ def _queue(
         info["far_from_labeled"] = bool(
             closest is not None and typical is not None and closest < 0.5 * typical
         )
-        if drivers and int(row) in drivers:
-            info["drivers"] = drivers[int(row)]
+        if explanations and int(row) in explanations:
+            info.update(explanations[int(row)])
         item = rows_to_items[int(row)]
         entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
     # Second opinions for overlap items go in at random places, so they are not all at the end.
@@ -248,7 +249,7 @@ def _fit_and_publish(
             labels_by_row,
             [second[i] for i in picks],
             rng,
-            _text_drivers(project, folder, model, X, batch.indices, rows_to_items),
+            _explanations(project, folder, model, X, batch.indices, rows_to_items, labeled_rows),
         )
 
     # The artefact is written under a temporary name first; it takes its version's name inside
@@ -291,29 +292,50 @@ def _fit_and_publish(
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
 
 
-def _text_drivers(
+def _explanations(
     project: Project,
     folder: ProjectFolder,
     model: Any,
     X: Any,
     rows: np.ndarray,
     rows_to_items: dict[int, Item],
+    labeled_rows: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
-    """For a text project and a linear model: the words that drive each queued prediction.
+    """What drives the model's prediction for each queued row, as reason entries.
 
-    ``{row: {"toward", "against", "terms": [[term, weight]…], "spans": [[start, end, weight]…]}}``
-    with exact contributions (see :func:`labelwise.explain.linear_contributions`); spans index
-    the item's text. Empty for other projects and models.
+    - text with a linear model: ``"drivers"``, the words with their exact contributions and
+      their spans in the text (:func:`labelwise.explain.linear_contributions`);
+    - tabular with a linear model: ``"drivers"``, the fields with their contributions;
+    - images, any model: ``"occlusion"``, a coarse heat map of the drop in the predicted
+      class's score when each patch is covered with the labeled items' mean image.
+
+    Empty where none applies. Computed with the queue, so showing it never slows "next".
     """
-    path = folder.features_dir / "featurizer.joblib"
-    if project.kind != "text" or not len(rows) or not path.exists():
+    if not len(rows):
         return {}
+    if project.kind == "image":
+        return _occlusions(folder, model, X, rows, labeled_rows)
     found = linear_contributions(model, X[rows], top=_DRIVERS)
     if found is None:
         return {}
-    featurizer = joblib.load(path)
+    if project.kind == "tabular":
+        first = rows_to_items[min(rows_to_items)]
+        names = list(tabular_fields(first.content))
+        return {
+            int(row): {
+                "drivers": {
+                    "toward": c.toward,
+                    "against": c.against,
+                    "terms": [[t, round(w, 4)] for t, w in term_weights(c, names)],
+                    "spans": [],
+                }
+            }
+            for row, c in zip(rows, found, strict=True)
+        }
+    path = folder.features_dir / "featurizer.joblib"
+    featurizer = joblib.load(path) if path.exists() else None
     vectorizer = getattr(featurizer, "vectorizer_", None)
-    if vectorizer is None:
+    if featurizer is None or vectorizer is None:
         return {}
     names = featurizer.get_feature_names_out()
     out: dict[int, dict[str, Any]] = {}
@@ -322,10 +344,36 @@ def _text_drivers(
         text = rows_to_items[int(row)].content[:_DRIVER_TEXT]
         spans = vectorizer_highlights(vectorizer, text, dict(terms))[:_DRIVER_SPANS]
         out[int(row)] = {
-            "toward": contributions.toward,
-            "against": contributions.against,
-            "terms": [[t, w] for t, w in terms],
-            "spans": [[s, e, round(w, 4)] for s, e, w in spans],
+            "drivers": {
+                "toward": contributions.toward,
+                "against": contributions.against,
+                "terms": [[t, w] for t, w in terms],
+                "spans": [[s, e, round(w, 4)] for s, e, w in spans],
+            }
+        }
+    return out
+
+
+def _occlusions(
+    folder: ProjectFolder, model: Any, X: Any, rows: np.ndarray, labeled_rows: np.ndarray
+) -> dict[int, dict[str, Any]]:
+    path = folder.features_dir / "featurizer.joblib"
+    shape = getattr(joblib.load(path), "image_shape_", None) if path.exists() else None
+    if shape is None:
+        return {}
+    baseline = np.asarray(X[labeled_rows], dtype=np.float64).mean(axis=0)
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        found = occlusion_map(model, np.asarray(X[int(row)]), tuple(shape), baseline=baseline)
+        out[int(row)] = {
+            "occlusion": {
+                "target": found.target,
+                "kind": found.kind,
+                "patch": found.patch,
+                "height": int(shape[0]),
+                "width": int(shape[1]),
+                "drop": np.round(found.drop, 4).tolist(),
+            }
         }
     return out
 

@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 
 import joblib
+import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sqlalchemy import select
@@ -267,3 +269,76 @@ def test_a_failure_before_the_fit_is_recorded_too(project, monkeypatch):
     with project.db.read() as s:
         failed = s.scalars(select(ModelVersion)).one()
     assert failed.status == "failed" and "OSError: features/matrix.npz: disk full" in failed.error
+
+
+def _label_everything_known(op, truth: dict[str, str], n: int) -> None:
+    with op.db.write() as s:
+        project = get_project(s, project_id=op.project_id)
+        annotator = s.get_one(Annotator, 1)
+        items = s.scalars(select(Item).where(Item.project_id == project.id)).all()
+        for item in items[:n]:
+            submit_label(s, project, annotator, item_id=item.id, value=truth[item.external_id])
+
+
+def test_queued_images_carry_an_occlusion_map_that_finds_the_planted_square(tmp_path, db_url):
+    rng = np.random.default_rng(0)
+    n = 120
+    images = (rng.uniform(0, 120, size=(n, 28, 28))).astype(np.uint8)
+    y = np.asarray(["clear", "marked"] * (n // 2))
+    images[y == "marked", 4:10, 18:24] += 120
+    data = tmp_path / "planted.npz"
+    np.savez(data, images=images, labels=y)
+    settings = ProjectSettings(retrain_every=5, queue_size=10)
+    op, _ = init_project(tmp_path / "img", data, db_url=db_url, settings=settings)
+    try:
+        with op.db.read() as s:
+            ids = [i.external_id for i in s.scalars(select(Item).order_by(Item.row))]
+        _label_everything_known(op, dict(zip(ids, y.tolist(), strict=True)), 60)
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        with op.db.read() as s:
+            queue = s.scalars(select(QueueEntry).order_by(QueueEntry.rank)).all()
+            rows = {i.id: i.row for i in s.scalars(select(Item))}
+        hits = 0
+        for entry in (q for q in queue if q.kind != "overlap"):  # second opinions have none
+            occ = entry.reason["occlusion"]
+            assert (occ["height"], occ["width"]) == (28, 28)
+            drop = np.asarray(occ["drop"])
+            assert drop.shape == (-(-28 // occ["patch"]),) * 2
+            if y[rows[entry.item_id]] == "marked" and occ["target"] == "marked":
+                top, left = np.unravel_index(np.argmax(drop), drop.shape)
+                p = occ["patch"]
+                # the peak patch overlaps the planted square (rows 4-9, columns 18-23)
+                hits += top * p < 10 and (top + 1) * p > 4 and left * p < 24 and (left + 1) * p > 18
+        assert hits >= 1
+    finally:
+        op.db.dispose()
+
+
+def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url):
+    rng = np.random.default_rng(1)
+    n = 80
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["age", "dose", "noise"])
+    frame["label"] = np.where(frame["dose"] > 0, "high", "low")
+    frame["id"] = [f"r{i}" for i in range(n)]
+    data = tmp_path / "table.csv"
+    frame.to_csv(data, index=False)
+    settings = ProjectSettings(retrain_every=5, queue_size=10)
+    op, _ = init_project(tmp_path / "tab", data, db_url=db_url, settings=settings)
+    try:
+        _label_everything_known(op, dict(zip(frame["id"], frame["label"], strict=True)), 40)
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        with op.db.read() as s:
+            queue = s.scalars(select(QueueEntry).where(QueueEntry.kind != "overlap")).all()
+            external = {i.id: i.external_id for i in s.scalars(select(Item))}
+        dose = dict(zip(frame["id"], frame["dose"], strict=True))
+        assert queue
+        for entry in queue:
+            drivers = entry.reason["drivers"]
+            assert (drivers["toward"], drivers["against"]) == ("low", "high")
+            weights = dict(drivers["terms"])
+            assert set(weights) <= {"age", "dose", "noise"}
+            # fields are named right: a positive dose pushes toward "high", so away from "low"
+            if "dose" in weights:
+                assert np.sign(weights["dose"]) == -np.sign(dose[external[entry.item_id]])
+    finally:
+        op.db.dispose()

@@ -63,8 +63,9 @@ def _why(reason: dict[str, Any], *, with_guess: bool) -> dict[str, Any]:
         why["output_kind"] = reason.get("output_kind")
         why["utility"] = reason.get("utility")
         why["details"] = reason.get("details", {})
-        if reason.get("drivers"):
-            why["drivers"] = reason["drivers"]
+        for key in ("drivers", "occlusion"):  # they show the model's leaning, like the guess
+            if reason.get(key):
+                why[key] = reason[key]
     else:
         details = reason.get("details") or {}
         if "votes" in details:

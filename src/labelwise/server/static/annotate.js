@@ -241,7 +241,21 @@
     return frag;
   }
 
-  function renderContent(item, drivers) {
+  function heatOverlay(occ) {
+    // One SVG rect per patch; opacity grows with how much covering it lowers the model's score.
+    const rows = Array.isArray(occ.drop) ? occ.drop : [];
+    const w = Number(occ.width) || 1, h = Number(occ.height) || 1, p = Number(occ.patch) || 1;
+    const biggest = Math.max(...rows.flat().map((v) => Number(v) || 0), 1e-9);
+    const rects = [];
+    rows.forEach((row, i) => row.forEach((v, j) => {
+      const strength = Math.max(0, Number(v) || 0) / biggest;
+      if (strength < 0.15) return;
+      rects.push(el("svg:rect", { class: "heat-cell", x: j * p, y: i * p, width: p, height: p, "fill-opacity": (0.6 * strength).toFixed(3) }));
+    }));
+    return el("svg:svg", { class: "heat-overlay", viewBox: "0 0 " + w + " " + h, preserveAspectRatio: "none", "aria-hidden": "true" }, rects);
+  }
+
+  function renderContent(item, drivers, occlusion) {
     L.clear(body);
     if (item.kind === "tabular" && item.fields && typeof item.fields === "object") {
       const rows = Object.keys(item.fields).map((k) => {
@@ -262,7 +276,9 @@
         L.clear(body);
         body.appendChild(el("p", { class: "alert alert-error", text: "The image of this item could not be loaded. Skip it with S." }));
       });
-      body.appendChild(el("div", { class: "image-frame" }, [img]));
+      const frame = el("div", { class: "image-holder" }, [img]);
+      if (occlusion && markWords()) frame.appendChild(heatOverlay(occlusion));
+      body.appendChild(el("div", { class: "image-frame" }, [frame]));
     } else {
       const text = item.text === undefined || item.text === null ? "" : String(item.text);
       const box = el("div", { class: "item-text" + (text.length > 600 ? " long" : ""), dir: "auto", text: text || "(empty text)" });
@@ -283,7 +299,7 @@
     state.current = { a: a, requestId: uuid(), clock: new Clock(), undone: !!opts.undone };
     state.done = false;
     setView("item");
-    renderContent(a.item, a.why && a.why.drivers);
+    renderContent(a.item, a.why && a.why.drivers, a.why && a.why.occlusion);
 
     const reason = $("reason-chip");
     const kind = (a.why && a.why.kind) || "strategy";
@@ -397,6 +413,13 @@
 
     $("why-drivers-box").hidden = !driverChips($("why-drivers"), why.drivers);
     $("why-mark").checked = markWords();
+    const occ = why.occlusion;
+    $("why-occlusion-box").hidden = !occ;
+    if (occ) {
+      $("why-occlusion-text").textContent = "Shaded patches are where covering the image most lowers the model's " +
+        (occ.kind === "proba" ? "probability" : "score") + " for " + occ.target + ".";
+      $("why-heat").checked = markWords();
+    }
 
     const votes = why.details && why.details.votes;
     const votesBox = $("why-votes");
@@ -782,6 +805,11 @@
     if (ids.length) L.post(base + "/release", { items: ids }, { keepalive: true }).catch(() => {});
   }
 
+  function rerender() {
+    const cur = state.current;
+    if (cur) renderContent(cur.a.item, cur.a.why && cur.a.why.drivers, cur.a.why && cur.a.why.occlusion);
+  }
+
   function init() {
     labelButtons.forEach((b, value) => clickThen(b, () => answer("label", value)));
     clickThen($("btn-skip"), () => answer("skip"));
@@ -790,7 +818,11 @@
     clickThen($("why-close"), () => setWhy(false, true));
     $("why-mark").addEventListener("change", (e) => {
       try { localStorage.setItem(MARK_KEY, e.target.checked ? "on" : "off"); } catch (err) { /* private mode */ }
-      if (state.current) renderContent(state.current.a.item, state.current.a.why && state.current.a.why.drivers);
+      rerender();
+    });
+    $("why-heat").addEventListener("change", (e) => {
+      try { localStorage.setItem(MARK_KEY, e.target.checked ? "on" : "off"); } catch (err) { /* private mode */ }
+      rerender();
     });
     clickThen($("btn-help"), () => setHelp(true));
     clickThen($("help-close"), () => setHelp(false));
