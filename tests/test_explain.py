@@ -147,3 +147,33 @@ def test_occlusion_map_checks_the_shape():
     model = make_model("logreg").fit(X, y)
     with pytest.raises(ValueError, match="do not make an image"):
         occlusion_map(model, X[0], (20, 20))
+
+
+def test_tree_shap_values_are_exact_and_find_the_deciding_feature():
+    pytest.importorskip("shap")  # the `explain` extra; the dev install has it
+    import shap
+
+    from labelwise.explain import tree_contributions
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = np.where(X[:, 2] > 0, "yes", "no")
+    model = make_model("forest", random_state=0).fit(X, y)
+    found = tree_contributions(model, X[:20], top=4)
+    assert found is not None
+    expected = shap.TreeExplainer(model).expected_value
+    base = float(np.ravel(expected)[1])
+    proba = model.predict_proba(X[:20])[:, 1]
+    for i, c in enumerate(found):
+        assert (c.toward, c.against) == ("yes", "no")
+        assert c.features[0] == 2  # the feature that decides the label
+        assert base + c.weights.sum() == pytest.approx(proba[i], abs=1e-6)
+
+
+def test_tree_contributions_refuse_other_models():
+    pytest.importorskip("shap")
+    from labelwise.explain import tree_contributions
+
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = np.where(X[:, 0] > 0, "a", "b")
+    assert tree_contributions(make_model("logreg").fit(X, y), X[:2]) is None

@@ -7,6 +7,8 @@
   feature (weight × feature value, after the pipeline's feature-wise steps), the largest first.
 - :func:`text_highlights` maps the contributions of a TF-IDF model's terms back to character
   spans of the text, so the page can mark the words that push toward each class.
+- :func:`tree_contributions` does for tree ensembles what :func:`linear_contributions` does for
+  linear models, with SHAP values (the optional ``shap`` package: the ``explain`` extra).
 - :func:`occlusion_map` covers an image patch by patch and records how much the model's score
   for its predicted class drops: a coarse heat map of where the model looks, for any model.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "occlusion_map",
     "term_weights",
     "text_highlights",
+    "tree_contributions",
     "vectorizer_highlights",
 ]
 
@@ -152,6 +155,53 @@ def linear_contributions(model: Any, X: Matrix, *, top: int = 8) -> list[Contrib
         order = np.argsort(-np.abs(terms), kind="stable")[:top]
         order = order[terms[order] != 0]
         out.append(Contributions(toward, against, cols[order], terms[order]))
+    return out
+
+
+def tree_contributions(model: Any, X: Matrix, *, top: int = 8) -> list[Contributions] | None:
+    """SHAP values of a fitted tree ensemble (or a pipeline ending in one), row by row.
+
+    TreeSHAP (Lundberg et al. 2020) is exact for trees: each row's values sum, with the
+    expected value, to the model's output for the explained class (``classes_[1]`` of a binary
+    model, the predicted class otherwise). Returns None when ``shap`` is not installed or the
+    model is not one TreeSHAP reads (or a pipeline step changes the number of features).
+    """
+    try:
+        import shap
+    except ImportError:
+        return None
+    transform, final = (model[:-1], model[-1]) if isinstance(model, Pipeline) else (None, model)
+    if len(getattr(final, "estimators_", ())) == 0 and not hasattr(final, "tree_"):
+        return None
+    Z = transform.transform(X) if transform is not None and len(transform) else X
+    if Z.shape[1] != X.shape[1]:
+        return None
+    Z = Z.toarray() if sp.issparse(Z) else np.asarray(Z, dtype=np.float64)  # type: ignore[union-attr]
+    try:
+        values = np.asarray(shap.TreeExplainer(final).shap_values(Z, check_additivity=False))
+    except Exception:  # shap refuses models it does not know; no explanation then
+        return None
+    if values.ndim == 2:  # one output (a binary model's log-odds, some versions)
+        values = np.stack([-values, values], axis=-1)
+    if values.shape[0] != Z.shape[0]:  # older shap: a list per class, (classes, rows, features)
+        values = np.moveaxis(values, 0, -1)
+    classes = [str(c) for c in final.classes_]
+    binary = len(classes) == 2
+    predicted = np.argmax(final.predict_proba(Z), axis=1)
+    out: list[Contributions] = []
+    for i in range(Z.shape[0]):
+        k = 1 if binary else int(predicted[i])
+        terms = values[i, :, k]
+        order = np.argsort(-np.abs(terms), kind="stable")[:top]
+        order = order[terms[order] != 0]
+        out.append(
+            Contributions(
+                classes[k],
+                classes[0] if binary else None,
+                order.astype(np.intp),
+                terms[order].astype(np.float64),
+            )
+        )
     return out
 
 

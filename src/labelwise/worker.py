@@ -42,6 +42,7 @@ from labelwise.explain import (
     nearest_labeled,
     occlusion_map,
     term_weights,
+    tree_contributions,
     vectorizer_highlights,
 )
 from labelwise.models import make_model
@@ -305,7 +306,8 @@ def _explanations(
 
     - text with a linear model: ``"drivers"``, the words with their exact contributions and
       their spans in the text (:func:`labelwise.explain.linear_contributions`);
-    - tabular with a linear model: ``"drivers"``, the fields with their contributions;
+    - tabular with a linear model: ``"drivers"``, the fields with their contributions; with a
+      tree ensemble, the same from SHAP values (when the ``explain`` extra is installed);
     - images, any model: ``"occlusion"``, a coarse heat map of the drop in the predicted
       class's score when each patch is covered with the labeled items' mean image.
 
@@ -316,6 +318,8 @@ def _explanations(
     if project.kind == "image":
         return _occlusions(folder, model, X, rows, labeled_rows)
     found = linear_contributions(model, X[rows], top=_DRIVERS)
+    if found is None and project.kind == "tabular":
+        found = tree_contributions(model, X[rows], top=_DRIVERS)  # SHAP, if installed
     if found is None:
         return {}
     if project.kind == "tabular":

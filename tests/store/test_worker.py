@@ -314,7 +314,10 @@ def test_queued_images_carry_an_occlusion_map_that_finds_the_planted_square(tmp_
         op.db.dispose()
 
 
-def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url):
+@pytest.mark.parametrize("model", ["logreg", "forest"])
+def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url, model):
+    if model == "forest":
+        pytest.importorskip("shap")
     rng = np.random.default_rng(1)
     n = 80
     frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["age", "dose", "noise"])
@@ -322,7 +325,7 @@ def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url)
     frame["id"] = [f"r{i}" for i in range(n)]
     data = tmp_path / "table.csv"
     frame.to_csv(data, index=False)
-    settings = ProjectSettings(retrain_every=5, queue_size=10)
+    settings = ProjectSettings(retrain_every=5, queue_size=10, model=model)
     op, _ = init_project(tmp_path / "tab", data, db_url=db_url, settings=settings)
     try:
         _label_everything_known(op, dict(zip(frame["id"], frame["label"], strict=True)), 40)
