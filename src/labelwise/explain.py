@@ -32,6 +32,7 @@ __all__ = [
     "Contributions",
     "OcclusionMap",
     "linear_contributions",
+    "near_duplicates",
     "nearest_labeled",
     "occlusion_map",
     "term_weights",
@@ -84,6 +85,26 @@ def nearest_labeled(
     out_idx[:] = best_idx
     out_sim[:] = best_sim
     return out_idx, out_sim
+
+
+def near_duplicates(
+    X: Matrix,
+    rows: NDArray[np.intp],
+    among: NDArray[np.intp],
+    *,
+    threshold: float = 0.9,
+    k: int = 20,
+) -> list[list[tuple[int, float]]]:
+    """For each of ``rows``, up to ``k`` rows of ``among`` (itself excluded) at cosine similarity
+    ``threshold`` or more, most similar first, as ``(row, similarity)``."""
+    if k < 1 or not len(among):
+        return [[] for _ in rows]
+    neighbours, sims = nearest_labeled(X, rows, among, k=min(k + 1, len(among)))
+    out = []
+    for row, ns, ss in zip(rows, neighbours, sims, strict=True):
+        found = [(int(n), float(s)) for n, s in zip(ns, ss, strict=True) if n != row]
+        out.append([(n, s) for n, s in found if s >= threshold - 1e-9][:k])
+    return out
 
 
 @dataclass(frozen=True)

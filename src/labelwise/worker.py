@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from labelwise.evaluate import score_predictions
 from labelwise.explain import (
     linear_contributions,
+    near_duplicates,
     nearest_labeled,
     occlusion_map,
     term_weights,
@@ -114,6 +115,7 @@ def _queue(
     second_opinions: list[Item],
     rng: np.random.Generator,
     explanations: dict[int, dict[str, Any]] | None = None,
+    duplicates: dict[int, list[tuple[int, float]]] | None = None,
 ) -> list[QueuedItem]:
     neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
     # "Unlike anything labeled so far" is relative: how close labeled items usually are to
@@ -137,6 +139,16 @@ def _queue(
         )
         if explanations and int(row) in explanations:
             info.update(explanations[int(row)])
+        if duplicates and int(row) in duplicates:
+            # Near-duplicates the annotator may give the same answer (after confirming).
+            info["duplicates"] = [
+                {
+                    "item_id": rows_to_items[d].id,
+                    "similarity": round(sim, 4),
+                    "preview": rows_to_items[d].content[:_PREVIEW],
+                }
+                for d, sim in duplicates[int(row)]
+            ]
         item = rows_to_items[int(row)]
         entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
     # Second opinions for overlap items go in at random places, so they are not all at the end.
@@ -241,9 +253,20 @@ def _fit_and_publish(
         )
         n_second = min(len(second), max(1, round(settings.overlap * settings.queue_size)))
         picks: list[int] = rng.permutation(len(second))[:n_second].tolist() if second else []
+        space = _neighbour_space(project, X)
+        duplicates: dict[int, list[tuple[int, float]]] = {}
+        if settings.max_group:
+            found = near_duplicates(
+                space,
+                batch.indices,
+                open_rows,
+                threshold=settings.duplicate_similarity,
+                k=settings.max_group,
+            )
+            duplicates = {int(r): f for r, f in zip(batch.indices, found, strict=True) if f}
         queue = _queue(
             batch,
-            _neighbour_space(project, X),
+            space,
             pool,
             rows_to_items,
             labeled_rows,
@@ -251,6 +274,7 @@ def _fit_and_publish(
             [second[i] for i in picks],
             rng,
             _explanations(project, folder, model, X, batch.indices, rows_to_items, labeled_rows),
+            duplicates,
         )
 
     # The artefact is written under a temporary name first; it takes its version's name inside

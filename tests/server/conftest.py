@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +77,18 @@ def served(tmp_path: Path, db_url: str) -> Served:
 
 
 __all__ = ["Served", "csrf_token", "make_served", "write_messages"]
+
+
+@pytest.fixture
+def served_with(tmp_path: Path, db_url: str) -> Iterator[Callable[[ProjectSettings], Served]]:
+    """A served project with the settings a test gives."""
+    made: list[Served] = []
+
+    def make(settings: ProjectSettings) -> Served:
+        made.append(make_served(tmp_path, db_url, settings=settings))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.client.close()
+        s.project.db.dispose()

@@ -215,3 +215,35 @@ def test_the_words_behind_the_model_follow_the_guess_setting(served):
     spans = a["why"]["drivers"]["spans"]
     words = {w for term, _ in a["why"]["drivers"]["terms"] for w in term.split(" ")}
     assert spans and all(text[b:e].lower() in words for b, e, _ in spans)
+
+
+def test_one_answer_for_a_confirmed_group_of_near_duplicates(served_with):
+    from labelwise.store.projects import ProjectSettings
+
+    s = served_with(ProjectSettings(overlap=0.0, routine=0.0, duplicate_similarity=0.3))
+    for _ in range(22):
+        _label(s, s.alice, _next(s, s.alice))
+    assert train_once(s.project.folder, s.project.db).status == "trained"
+    a = _next(s, s.alice)
+    group = [d["item_id"] for d in a["why"]["duplicates"]]
+    assert group and a["item"]["id"] not in group
+    assert all(d["similarity"] >= 0.3 and d["preview"] for d in a["why"]["duplicates"])
+    body = {"value": "spam", "request_id": uuid.uuid4().hex, "group": group}
+    r = s.client.post(s.api(f"/items/{a['item']['id']}/label"), json=body, headers=s.h(s.alice))
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["grouped"] + r.json()["group_skipped"]) == sorted(group)
+    stats = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
+    assert stats["progress"]["labels"] == 23 + len(r.json()["grouped"])
+
+    # an item that was not offered is refused, and the answer is not stored either
+    b = _next(s, s.alice)
+    stray = next(
+        i
+        for i in range(1, 10_000)
+        if i not in {d["item_id"] for d in b["why"]["duplicates"]} and i != b["item"]["id"]
+    )
+    body = {"value": "ham", "request_id": uuid.uuid4().hex, "group": [stray]}
+    r = s.client.post(s.api(f"/items/{b['item']['id']}/label"), json=body, headers=s.h(s.alice))
+    assert r.status_code == 422 and str(stray) in r.json()["error"]
+    again = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
+    assert again["progress"]["labels"] == stats["progress"]["labels"]

@@ -191,7 +191,9 @@ class Store:
             return list(s.scalars(select(Item.id).where(Item.project_id == pid).order_by(Item.row)))
 
     def queue(self, pid: int, item_ids: list[int], **kwargs: Any) -> int:
-        """Record a model version whose queue ranks ``item_ids`` in that order; its id."""
+        """Record a model version whose queue ranks ``item_ids`` in that order; its id.
+
+        ``reasons={item_id: {...}}`` adds to an entry's reason (near-duplicates, say)."""
         entries = [
             QueuedItem(
                 item_id=item_id,
@@ -199,7 +201,8 @@ class Store:
                 kind="strategy",
                 utility=1.0 - rank / 100,
                 predicted="spam",
-                reason={"kind": "strategy", "summary": f"pick {rank}"},
+                reason={"kind": "strategy", "summary": f"pick {rank}"}
+                | kwargs.get("reasons", {}).get(item_id, {}),
             )
             for rank, item_id in enumerate(item_ids)
         ]

@@ -345,3 +345,48 @@ def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url,
                 assert np.sign(weights["dose"]) == -np.sign(dose[external[entry.item_id]])
     finally:
         op.db.dispose()
+
+
+def test_queued_items_offer_their_open_near_duplicates(tmp_path, sms_csv, db_url):
+    import pandas as pd
+
+    frame = pd.read_csv(sms_csv)
+    # three exact copies of every spam message, under new ids
+    copies = pd.concat(
+        [
+            frame[frame.label == "spam"].assign(id=lambda f, k=k: f.id + f"-copy{k}")
+            for k in range(3)
+        ]
+    )
+    data = tmp_path / "with-copies.csv"
+    pd.concat([frame, copies]).to_csv(data, index=False)
+    proj = Project(tmp_path / "dup", data, db_url)
+    try:
+        proj.label(FIRST_30)
+        proj.train()
+        _, queue = proj.current()
+        with proj.db.read() as s:
+            text_of = {i.id: i.content for i in s.scalars(select(Item))}
+        offered = [q for q in queue if q.reason.get("duplicates")]
+        assert offered
+        for entry in offered:
+            for dup in entry.reason["duplicates"]:
+                assert dup["item_id"] != entry.item_id
+                assert dup["similarity"] >= 0.9
+                if dup["similarity"] > 0.9999:
+                    assert text_of[dup["item_id"]] == text_of[entry.item_id]
+        # every queued item with identical open copies is offered all of them
+        labeled = {proj.ids[ext] for ext in FIRST_30}
+        queued = {q.item_id for q in queue}
+        for entry in queue:
+            copies = {
+                i
+                for i, t in text_of.items()
+                if t == text_of[entry.item_id] and i != entry.item_id and i not in labeled
+            }
+            offered_ids = {d["item_id"] for d in entry.reason.get("duplicates", [])}
+            if entry.kind != "overlap":
+                assert copies <= offered_ids, (entry.item_id, copies, offered_ids)
+        assert queued
+    finally:
+        proj.db.dispose()

@@ -56,6 +56,7 @@ def _why(reason: dict[str, Any], *, with_guess: bool) -> dict[str, Any]:
         "rank": reason.get("rank"),
         "neighbors": reason.get("neighbors", []),
         "far_from_labeled": bool(reason.get("far_from_labeled", False)),
+        "duplicates": reason.get("duplicates", []),
     }
     if with_guess:
         why["summary"] = reason.get("summary") or _NEUTRAL.get(kind, "")

@@ -14,6 +14,7 @@ Invariants kept here, inside one write transaction each:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -61,6 +62,13 @@ class SubmitResult:
     label: Label
     item: Item
     replayed: bool
+    #: Near-duplicates labeled with the same answer, and those no longer open (left alone).
+    grouped: tuple[int, ...] = ()
+    group_skipped: tuple[int, ...] = ()
+
+
+#: The longest group of near-duplicates one answer may label.
+MAX_GROUP = 50
 
 
 def _check_member(project: Project, annotator: Annotator) -> None:
@@ -384,15 +392,22 @@ def submit_label(
     value: str,
     duration_ms: int | None = None,
     request_id: str | None = None,
+    group: Sequence[int] = (),
 ) -> SubmitResult:
     """Record ``annotator``'s answer ``value`` for an item.
+
+    ``group``: near-duplicates of the item (from the reason it was queued with) that the
+    annotator confirmed should get the same answer. Those still open get it in the same
+    transaction (reason ``group``, no time recorded); the others are left alone and reported.
+    Undoing the answer takes the whole group back.
 
     Raises
     ------
     NotFoundError
         No such item in this project.
     InvalidParameterError
-        ``value`` is not one of the project's labels.
+        ``value`` is not one of the project's labels, or ``group`` names an item that is not a
+        near-duplicate offered with this one.
     ConflictError
         The item already has all the labels it needs from others (the lease expired and the
         item was done meanwhile).
@@ -424,6 +439,7 @@ def submit_label(
         select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
     )
     relabel = current is not None and current.action == "label"
+    group_ids = _check_group(lease, item.id, group)
     if not relabel and (item.done or _free_slots(session, item, annotator, now) <= 0):
         raise ConflictError(
             f"item {item.id} already has the {item.target} label(s) it needs, or others are on "
@@ -459,6 +475,8 @@ def submit_label(
     )
     if current is not None:
         current.is_current = False
+    # The group first, so the item's own answer is the latest: undo finds it, then the group.
+    grouped, skipped = _label_group(session, project, annotator, group_ids, label, now)
     session.add(label)
     session.flush()
     _recount(session, item)
@@ -466,7 +484,65 @@ def submit_label(
         session.delete(lease)
     _renew(session, project, annotator, now)
     session.flush()
-    return SubmitResult(label, item, replayed=False)
+    return SubmitResult(label, item, False, grouped, skipped)
+
+
+def _check_group(lease: Lease | None, item_id: int, group: Sequence[int]) -> list[int]:
+    wanted = list(dict.fromkeys(int(i) for i in group))
+    if not wanted:
+        return []
+    if len(wanted) > MAX_GROUP:
+        raise InvalidParameterError(f"a group holds at most {MAX_GROUP} items, got {len(wanted)}")
+    offered = {
+        int(d["item_id"])
+        for d in ((lease.reason or {}).get("duplicates") or [] if lease is not None else [])
+    }
+    unknown = [i for i in wanted if i not in offered or i == item_id]
+    if unknown:
+        raise InvalidParameterError(
+            f"item(s) {', '.join(map(str, unknown))} were not offered as near-duplicates of "
+            f"item {item_id}; label them one by one"
+        )
+    return wanted
+
+
+def _label_group(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    item_ids: list[int],
+    source: Label,
+    now: Any,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    grouped: list[int] = []
+    skipped: list[int] = []
+    for item_id in item_ids:
+        item = _lock_item(session, project, item_id, wait=True)
+        if item is None or not _is_available(session, item, annotator, now):
+            skipped.append(item_id)
+            continue
+        session.add(
+            Label(
+                project_id=project.id,
+                item_id=item.id,
+                annotator_id=annotator.id,
+                action="label",
+                value=source.value,
+                duration_ms=None,
+                model_version_id=source.model_version_id,
+                reason_kind="group",
+                predicted=None,
+                is_current=True,
+                created_at=now,
+            )
+        )
+        session.flush()
+        _recount(session, item)
+        session.execute(
+            delete(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+        )
+        grouped.append(item_id)
+    return tuple(grouped), tuple(skipped)
 
 
 def skip_item(
@@ -567,6 +643,8 @@ def undo_last(session: Session, project: Project, annotator: Annotator) -> Assig
         )
     )
     last.is_current = False
+    if last.reason_kind != "group":
+        _undo_group(session, project, annotator, last, now)
     replaced = session.get(Label, last.supersedes_id) if last.supersedes_id else None
     if (
         replaced is not None
@@ -592,6 +670,41 @@ def undo_last(session: Session, project: Project, annotator: Annotator) -> Assig
         predicted=last.predicted,
     )
     return _assignment(session, lease, previous=last.value)
+
+
+def _undo_group(
+    session: Session, project: Project, annotator: Annotator, last: Label, now: Any
+) -> None:
+    """The near-duplicates labeled along with ``last`` (same answer, same moment) go back too."""
+    members = session.scalars(
+        select(Label).where(
+            Label.project_id == project.id,
+            Label.annotator_id == annotator.id,
+            Label.is_current.is_(True),
+            Label.reason_kind == "group",
+            Label.created_at == last.created_at,
+        )
+    ).all()
+    for member in members:
+        item = _lock_item(session, project, member.item_id, wait=True)
+        assert item is not None
+        session.add(
+            Label(
+                project_id=project.id,
+                item_id=member.item_id,
+                annotator_id=annotator.id,
+                action="undo",
+                value=None,
+                model_version_id=member.model_version_id,
+                reason_kind="group",
+                supersedes_id=member.id,
+                is_current=False,
+                created_at=now,
+            )
+        )
+        member.is_current = False
+        session.flush()
+        _recount(session, item)
 
 
 def release(session: Session, annotator: Annotator, item_ids: set[int]) -> int:

@@ -56,6 +56,11 @@ class ProjectSettings:
         before anchors experts), before, or never.
     seed : int
         Seeds the strategy and overlap draws.
+    duplicate_similarity : float in (0, 1]
+        Cosine similarity from which an open item counts as a near-duplicate of a queued one;
+        the annotator may give a group of them the same answer, after confirming.
+    max_group : int
+        Most near-duplicates offered with one item (0: never offer any).
     """
 
     strategy: str = "default"
@@ -68,6 +73,8 @@ class ProjectSettings:
     lease_seconds: int = 600
     show_guess: str = "after"
     seed: int = 0
+    duplicate_similarity: float = 0.9
+    max_group: int = 20
 
     def __post_init__(self) -> None:
         make_strategy(self.strategy)
@@ -85,6 +92,17 @@ class ProjectSettings:
                 raise InvalidParameterError(f"{name} must be a fraction in [0, 1], got {value!r}")
             if not 0.0 <= value <= 1.0:
                 raise InvalidParameterError(f"{name} must be a fraction in [0, 1], got {value!r}")
+        sim = self.duplicate_similarity
+        if isinstance(sim, bool) or not isinstance(sim, (int, float)) or not 0.0 < sim <= 1.0:
+            raise InvalidParameterError(f"duplicate_similarity must be in (0, 1], got {sim!r}")
+        if (
+            not isinstance(self.max_group, int)
+            or isinstance(self.max_group, bool)
+            or not (0 <= self.max_group <= 50)
+        ):
+            raise InvalidParameterError(
+                f"max_group must be an integer from 0 to 50, got {self.max_group!r}"
+            )
         if self.exploration + self.routine > 1.0:
             raise InvalidParameterError("exploration + routine must be at most 1")
         if self.show_guess not in GUESS_MODES:

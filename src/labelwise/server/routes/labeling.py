@@ -25,6 +25,11 @@ class LabelRequest(BaseModel):
     value: str = Field(min_length=1, max_length=200)
     duration_ms: int | None = Field(default=None, ge=0)
     request_id: str | None = Field(default=None, min_length=1, max_length=64)
+    group: list[int] = Field(
+        default_factory=list,
+        max_length=labeling.MAX_GROUP,
+        description="Near-duplicates offered with the item that get the same answer.",
+    )
 
 
 class SkipRequest(BaseModel):
@@ -65,6 +70,8 @@ def _submitted(
         "replayed": result.replayed,
         "item_labels": result.item.n_labels,
         "reveal": reveal_view(reason, project) if reason else None,
+        "grouped": list(result.grouped),
+        "group_skipped": list(result.group_skipped),
     }
 
 
@@ -91,6 +98,7 @@ def label_item(
             value=body.value,
             duration_ms=body.duration_ms,
             request_id=body.request_id,
+            group=body.group,
         )
         return _submitted(result, reason, project)
 

@@ -20,7 +20,7 @@ from labelwise.store.stats import hide_colleagues
 router = APIRouter(include_in_schema=False)
 
 #: Keys that are commands, never labels: skip, undo, help, the "why" panel.
-RESERVED_KEYS = frozenset("suzhw?")
+RESERVED_KEYS = frozenset("suzhwg?")
 _KEY_ORDER = [*"1234567890", *(c for c in "abcdefgijklmnopqrtvxy" if c not in RESERVED_KEYS)]
 
 

@@ -328,8 +328,45 @@
       if (b) b.classList.add("is-previous");
       if (prev) status("Undone. Your earlier answer was “" + prev + "”; answer again.", "info", 4000);
     }
+    renderGroup();
     noteModel(a.model_version_id);
     renderWhy();
+  }
+
+  // Near-duplicates offered with the item: one answer for all of them, once confirmed with G.
+  function groupIds(cur) {
+    const d = cur && cur.a.why && Array.isArray(cur.a.why.duplicates) ? cur.a.why.duplicates : [];
+    return d.map((x) => x.item_id).filter((id) => typeof id === "number");
+  }
+
+  function renderGroup() {
+    const cur = state.current;
+    const dups = cur && cur.a.why && Array.isArray(cur.a.why.duplicates) ? cur.a.why.duplicates : [];
+    const bar = $("group-bar");
+    bar.hidden = !dups.length;
+    if (!dups.length) return;
+    const on = !!cur.group;
+    const n = dups.length;
+    $("group-text").textContent = on
+      ? "Your answer also goes to " + n + " near-identical item" + (n === 1 ? "" : "s") + " (G to undo this choice)"
+      : n + " near-identical item" + (n === 1 ? "" : "s") + " still open: press G to give them your answer too";
+    $("btn-group").setAttribute("aria-pressed", on ? "true" : "false");
+    $("btn-group").classList.toggle("is-on", on);
+    const list = $("group-items");
+    L.clear(list);
+    dups.forEach((d) => {
+      list.appendChild(el("li", null, [
+        neighborPreview(d),
+        el("span", { class: "neighbor-sim", text: " · " + L.pct(Math.max(0, Number(d.similarity) || 0)) + " similar" }),
+      ]));
+    });
+  }
+
+  function toggleGroup() {
+    const cur = state.current;
+    if (!cur || !groupIds(cur).length) return;
+    cur.group = !cur.group;
+    renderGroup();
   }
 
   function noteModel(versionId) {
@@ -505,6 +542,9 @@
       parts.push(el("span", { class: "muted", text: " · no model guess for this item" }));
     }
     if (r.item_labels > 1) parts.push(el("span", { class: "muted", text: " · " + r.item_labels + " answers on this item" }));
+    const grouped = Array.isArray(r.grouped) ? r.grouped.length : 0;
+    const missed = Array.isArray(r.group_skipped) ? r.group_skipped.length : 0;
+    if (grouped) parts.push(el("span", { class: "muted", text: " · also given to " + grouped + " near-identical item" + (grouped === 1 ? "" : "s") + (missed ? " (" + missed + " taken meanwhile)" : "") }));
     showLast(parts, tone);
     renderLast(r.reveal);
   }
@@ -562,7 +602,7 @@
       itemId: item.id,
       url: base + "/items/" + item.id + "/" + (kind === "label" ? "label" : "skip"),
       body: kind === "label"
-        ? { value: value, duration_ms: duration, request_id: cur.requestId }
+        ? { value: value, duration_ms: duration, request_id: cur.requestId, group: cur.group ? groupIds(cur) : [] }
         : { duration_ms: duration, request_id: cur.requestId },
     };
     const button = kind === "label" ? labelButtons.get(value) : $("btn-skip");
@@ -771,7 +811,7 @@
       else if (!whyPanel.hidden && window.matchMedia("(max-width: 1099px)").matches) setWhy(false, true);
       return;
     }
-    const known = keyToLabel.has(key) || ["s", "u", "z", "w", "?", "h"].includes(key);
+    const known = keyToLabel.has(key) || ["s", "u", "z", "w", "g", "?", "h"].includes(key);
     if (!known) return;
     e.preventDefault();
     if (e.repeat) return; // holding a key down answers once
@@ -780,6 +820,7 @@
     else if (key === "s") answer("skip");
     else if (key === "u" || key === "z") undo();
     else if (key === "w") setWhy(whyPanel.hidden, true);
+    else if (key === "g") toggleGroup();
     else if (key === "?" || key === "h") setHelp(true);
   }
 
@@ -816,6 +857,7 @@
     clickThen($("btn-undo"), undo);
     clickThen(whyButton, () => setWhy(whyPanel.hidden, true));
     clickThen($("why-close"), () => setWhy(false, true));
+    clickThen($("btn-group"), toggleGroup);
     $("why-mark").addEventListener("change", (e) => {
       try { localStorage.setItem(MARK_KEY, e.target.checked ? "on" : "off"); } catch (err) { /* private mode */ }
       rerender();
