@@ -191,6 +191,7 @@ def test_summary_tells_the_model_and_when_it_retrains(served):
     summary = s.client.get(s.api(""), headers=s.h(s.alice)).json()
     assert summary["retrain_in"] == 19
     assert summary["me"]["can_undo"] is True
+    assert summary["me"]["fatigue"]["tired"] is False
 
 
 def test_the_words_behind_the_model_follow_the_guess_setting(served):

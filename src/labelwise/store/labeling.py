@@ -24,6 +24,7 @@ from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
+from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Item, Label, Lease, Project, QueueEntry, utcnow
 from labelwise.store.projects import settings_of
 
@@ -67,6 +68,8 @@ class SubmitResult:
     group_skipped: tuple[int, ...] = ()
 
 
+#: Answers read to judge whether an annotator is tired (see labelwise.store.fatigue).
+ROUTINE_HISTORY = 200
 #: The longest group of near-duplicates one answer may label.
 MAX_GROUP = 50
 
@@ -191,8 +194,19 @@ def _lease(
     return lease
 
 
+def _routine_turn(session: Session, annotator: Annotator, now: Any) -> bool:
+    answers = recent_answers(session, annotator.id, limit=ROUTINE_HISTORY)
+    return len(answers) % 2 == 0 and assess(answers, now).tired
+
+
 def _queue_candidates(
-    session: Session, project: Project, annotator: Annotator, exclude: set[int], now: Any
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    exclude: set[int],
+    now: Any,
+    *,
+    kind: str | None = None,
 ) -> list[QueueEntry]:
     if project.current_version_id is None:
         return []
@@ -229,6 +243,8 @@ def _queue_candidates(
         .order_by(QueueEntry.rank)
         .limit(_CANDIDATES + len(exclude))
     )
+    if kind is not None:
+        stmt = stmt.where(QueueEntry.kind == kind)
     return [q for q in session.scalars(stmt) if q.item_id not in exclude]
 
 
@@ -296,7 +312,13 @@ def next_item(
         session.delete(held[0])
         session.flush()
 
-    for entry in _queue_candidates(session, project, annotator, exclude, now):
+    candidates = _queue_candidates(session, project, annotator, exclude, now)
+    if candidates and _routine_turn(session, annotator, now):
+        # A tired annotator gets every other item from the confident ones: easier, and each
+        # one also tells whether attention is back.
+        routine = _queue_candidates(session, project, annotator, exclude, now, kind="routine")
+        candidates = routine + candidates
+    for entry in candidates:
         item = _lock_item(session, project, entry.item_id, wait=False)
         if item is None or not _is_available(session, item, annotator, now):
             continue

@@ -7,6 +7,8 @@
 - **Per class**: precision, recall and F1 from cross-validation of the served model.
 - **Annotators**: answers, skips, median seconds per item, answers in the last hour, and their
   agreement with others on items labeled twice (Cohen's kappa per pair, Fleiss' kappa overall).
+- **Fatigue**: per annotator, signs of tiredness against their own history (see
+  :mod:`labelwise.store.fatigue`).
 - **Stopping**: the latest unbiased estimate (exploration items only) with its interval; the
   gain the next 100 labels should bring, from a learning curve fitted to the scores so far; and
   a verdict from that gain, the plateau of the scores and the agreement of successive models.
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from labelwise.evaluate import score_predictions
 from labelwise.stopping import fit_learning_curve, prediction_agreement
+from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
 from labelwise.store.review import resolved_labels
 
@@ -154,6 +157,7 @@ def _annotators(session: Session, project: Project) -> list[dict[str, Any]]:
                 "skips": sum(r.action == "skip" for r in rows),
                 "median_seconds": float(np.median(durations)) / 1000 if durations else None,
                 "last_hour": sum(r.created_at >= since for r in rows),
+                "fatigue": assess(recent_answers(session, a.id), utcnow()).to_dict(),
             }
         )
     return out

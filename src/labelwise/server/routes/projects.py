@@ -18,8 +18,9 @@ from labelwise.server.deps import Admin, State, User
 from labelwise.server.views import item_view
 from labelwise.store import stats
 from labelwise.store.annotators import create_annotator, list_annotators
+from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.items import count_items, get_item
-from labelwise.store.models import Annotator, Item, Label, Lease, ModelVersion
+from labelwise.store.models import Annotator, Item, Label, Lease, ModelVersion, utcnow
 from labelwise.store.projects import get_project, settings_of, update_settings
 from labelwise.store.review import adjudicate, list_conflicts
 from labelwise.store.stats import hide_colleagues
@@ -81,6 +82,7 @@ def summary(project_id: int, state: State, user: User) -> dict[str, Any]:
                 "role": user.role,
                 "labels": n_mine,
                 "can_undo": mine is not None,
+                "fatigue": assess(recent_answers(session, user.annotator_id), utcnow()).to_dict(),
             },
             "progress": {"items": count_items(session, project), "done": done},
             "model": (

@@ -732,6 +732,7 @@
       $("progress-text").textContent = fmtInt(done) + " of " + fmtInt(items) + " items done (" +
         (frac > 0 && frac < 0.01 ? "<1" : Math.round(100 * frac)) + "\u202f%)" +
         (s.me ? " · " + fmtInt(s.me.labels) + " by you" : "");
+      session.fatigue(s.me && s.me.fatigue);
     } catch (e) { /* offline: the next refresh tries again */ }
   }
 
@@ -759,17 +760,24 @@
       checkBreak();
     }
 
+    // The server's fatigue signals (slowing down, missing easy items), as of the last summary.
+    let tiredSignals = [];
+
     function checkBreak() {
       const now = Date.now();
       if (now - s.last > GAP) { s.start = now; s.breakFrom = now; }
       const worked = now - s.breakFrom;
       const hint = $("break-hint");
-      if (worked >= BREAK && now - s.last < GAP) {
-        $("break-minutes").textContent = String(Math.round((now - s.start) / 60000));
-        hint.hidden = false;
-      } else {
-        hint.hidden = true;
-      }
+      const dismissed = now - s.breakFrom < 15 * 60 * 1000 && s.breakFrom !== s.start;
+      const tired = tiredSignals.length > 0 && !dismissed;
+      $("break-fatigue").textContent = tired
+        ? "A short break may help: " + tiredSignals.join("; ") + ". Easier items are mixed in meanwhile."
+        : "";
+      $("break-fatigue").hidden = !tired;
+      const long = worked >= BREAK && now - s.last < GAP;
+      $("break-time").hidden = !long || tired;
+      if (long) $("break-minutes").textContent = String(Math.round((now - s.start) / 60000));
+      hint.hidden = !(long || tired);
     }
 
     return {
@@ -784,6 +792,10 @@
       },
       unrecord() { s.durations.pop(); save(); render(); },
       dismissBreak() { s.breakFrom = Date.now(); save(); checkBreak(); },
+      fatigue(f) {
+        tiredSignals = f && f.tired && Array.isArray(f.signals) ? f.signals.map(String) : [];
+        checkBreak();
+      },
       render: render,
       checkBreak: checkBreak,
     };
