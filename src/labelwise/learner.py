@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from labelwise.evaluate import Metrics, evaluate
@@ -26,6 +25,7 @@ from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolEx
 from labelwise.models import DEFAULT_CHUNK_SIZE
 from labelwise.pool import Pool, take_rows
 from labelwise.query import Batch, BatchMix, Reason, as_generator, query
+from labelwise.semi import fit_model, unlabeled_sample
 from labelwise.strategies import Strategy, make_strategy
 
 __all__ = ["ActiveLearner"]
@@ -128,10 +128,12 @@ class ActiveLearner:
             self.estimator_ = None
             return self
         X_lab = take_rows(self.pool.X, labeled)
+        extra = unlabeled_sample(self.estimator, self.pool.unlabeled, self.rng)
+        unlabeled = take_rows(self.pool.X, extra) if len(extra) else None
         start = time.perf_counter()
         cells = X_lab.shape[0] * X_lab.shape[1]
         with threadpool_limits(limits=1 if cells < _SMALL_FIT_CELLS else None):
-            self.estimator_ = clone(self.estimator).fit(X_lab, y)
+            self.estimator_ = fit_model(self.estimator, X_lab, y, unlabeled)
         self.last_fit_seconds = time.perf_counter() - start
         return self
 

@@ -82,6 +82,20 @@ def _knn(random_state: int | None) -> BaseEstimator:
     return make_pipeline(StandardScaler(with_mean=False), KNeighborsClassifier(n_neighbors=5))
 
 
+def _self_training(random_state: int | None) -> BaseEstimator:
+    from labelwise.semi import SemiSupervised
+
+    # scikit-learn's own default threshold: a regularised logistic regression is rarely more
+    # than 90 % sure early on, so a stricter one would seldom pseudo-label anything.
+    return SemiSupervised(_logreg(random_state), method="self-training", threshold=0.75)
+
+
+def _label_spreading(random_state: int | None) -> BaseEstimator:
+    from labelwise.semi import SemiSupervised
+
+    return SemiSupervised(method="label-spreading")
+
+
 _MODELS: dict[str, tuple[Callable[[int | None], BaseEstimator], str]] = {
     "logreg": (
         _logreg,
@@ -93,6 +107,14 @@ _MODELS: dict[str, tuple[Callable[[int | None], BaseEstimator], str]] = {
     "forest": (_forest, "random forest, 100 trees (probabilities)"),
     "naive-bayes": (_naive_bayes, "complement naive Bayes, for counts and TF-IDF (probabilities)"),
     "knn": (_knn, "5 nearest neighbours (probabilities)"),
+    "self-training": (
+        _self_training,
+        "semi-supervised: logreg that also fits on unlabeled items it is 75 % sure of",
+    ),
+    "label-spreading": (
+        _label_spreading,
+        "semi-supervised: labels spread over a 7-nearest-neighbour graph of all items",
+    ),
 }
 
 

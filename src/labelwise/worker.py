@@ -49,6 +49,7 @@ from labelwise.explain import (
 from labelwise.models import make_model
 from labelwise.pool import Pool
 from labelwise.query import Batch, BatchMix, query
+from labelwise.semi import fit_model, unlabeled_sample
 from labelwise.stopping import prediction_agreement
 from labelwise.store.db import Database
 from labelwise.store.features import load_features, tabular_fields
@@ -71,6 +72,7 @@ _CV_LIMIT = 5000
 _PREVIEW = 160
 # Words shown as the drivers of a prediction, and how much of a text is searched for them.
 _DRIVERS = 8
+_PSEUDO_EXAMPLES = 20
 _DRIVER_TEXT = 20_000
 _DRIVER_SPANS = 300
 
@@ -222,10 +224,15 @@ def _fit_and_publish(
     template = make_model(settings.model, random_state=settings.seed)
     start = time.perf_counter()
     X_lab = X[labeled_rows]
+    # A semi-supervised model also sees a sample of the unlabeled items (never stored as labels).
+    extra = unlabeled_sample(
+        template, pool.unlabeled, np.random.default_rng([settings.seed, len(labeled_rows)])
+    )
     with threadpool_limits(limits=1):
-        model = clone(template).fit(X_lab, y)
+        model = fit_model(template, X_lab, y, X[extra] if len(extra) else None)
         cv = _cv_metrics(template, X_lab, y)
     fit_seconds = time.perf_counter() - start
+    pseudo = _pseudo_labels(model, extra, rows_to_items)
 
     stop_rows = _stop_set(X.shape[0], settings.seed)
     stop_predictions = np.asarray(model.predict(X[stop_rows])).astype(str)
@@ -293,6 +300,7 @@ def _fit_and_publish(
         "cv": cv,
         "conflicts": n_conflicts,
         "agreement_with_previous": agreement,
+        "pseudo_labels": pseudo,
     }
     try:
         with db.write() as session:
@@ -315,6 +323,32 @@ def _fit_and_publish(
         pending.unlink(missing_ok=True)
     log.info("model version %s on %s labels, %s queued", version.version, len(final), len(queue))
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
+
+
+def _pseudo_labels(
+    model: Any, rows: np.ndarray, rows_to_items: dict[int, Item]
+) -> dict[str, Any] | None:
+    """What a semi-supervised model made up: counts per class, mean confidence, and the most
+    confident examples for the dashboard. None for other models."""
+    made = getattr(model, "pseudo_labels_", None)
+    if made is None:
+        return None
+    by_class = Counter(str(label) for _, label, _ in made)
+    return {
+        "count": len(made),
+        "from": len(rows),
+        "by_class": dict(by_class),
+        "mean_confidence": float(np.mean([c for *_, c in made])) if made else None,
+        "examples": [
+            {
+                "item_id": rows_to_items[int(rows[pos])].id,
+                "label": str(label),
+                "confidence": round(conf, 4),
+                "preview": rows_to_items[int(rows[pos])].content[:_PREVIEW],
+            }
+            for pos, label, conf in made[:_PSEUDO_EXAMPLES]
+        ],
+    }
 
 
 def _explanations(

@@ -17,7 +17,7 @@ from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
 from labelwise.store.annotators import create_annotator
 from labelwise.store.labeling import next_item, submit_label
-from labelwise.store.models import Annotator, Item, ModelVersion, QueueEntry
+from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.setup import init_project
 
@@ -390,3 +390,38 @@ def test_queued_items_offer_their_open_near_duplicates(tmp_path, sms_csv, db_url
         assert queued
     finally:
         proj.db.dispose()
+
+
+@pytest.mark.parametrize("model", ["self-training", "label-spreading"])
+def test_a_semi_supervised_model_reports_its_pseudo_labels_and_stores_none(
+    tmp_path, sms_csv, db_url, model
+):
+    settings = ProjectSettings(retrain_every=5, queue_size=20, overlap=0.0, model=model)
+    op, _ = init_project(tmp_path / "semi", sms_csv, db_url=db_url, settings=settings)
+    try:
+        with op.db.write() as s:
+            project = get_project(s, project_id=op.project_id)
+            admin = s.get_one(Annotator, 1)
+            for item in s.scalars(select(Item).where(Item.external_id.in_(FIRST_30))):
+                submit_label(
+                    s, project, admin, item_id=item.id, value=item.external_id.split("-")[0]
+                )
+        with op.db.read() as s:
+            answers_before = len(s.scalars(select(Label)).all())
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        with op.db.read() as s:
+            version = s.scalars(select(ModelVersion)).one()
+            answers_after = len(s.scalars(select(Label)).all())
+            open_ids = {i.id for i in s.scalars(select(Item).where(Item.n_labels == 0))}
+        pseudo = version.metrics["pseudo_labels"]
+        assert pseudo["from"] == 60  # every unlabeled item of this small project
+        assert pseudo["count"] <= pseudo["from"]
+        if model == "label-spreading":
+            assert pseudo["count"] == 60  # every unlabeled item takes part
+        # self-training may find nothing it is sure of this early: then it says so, 0
+        assert sum(pseudo["by_class"].values()) == pseudo["count"]
+        assert set(pseudo["by_class"]) <= {"ham", "spam"}
+        assert all(e["item_id"] in open_ids for e in pseudo["examples"])
+        assert answers_after == answers_before  # pseudo-labels are nobody's answer
+    finally:
+        op.db.dispose()

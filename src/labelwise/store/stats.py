@@ -335,6 +335,8 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
         "distribution": {label: distribution.get(label, 0) for label in project.label_set},
         "curve": curve,
         "per_class": cv.get("per_class", {}),
+        # A semi-supervised model's own labels for unlabeled items: in the model, never answers.
+        "pseudo_labels": ((current.metrics or {}).get("pseudo_labels") if current else None),
         "annotators": _annotators(session, project),
         "agreement": _agreement(session, project),
         "versions": [
