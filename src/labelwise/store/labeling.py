@@ -195,8 +195,10 @@ def _lease(
 
 
 def _routine_turn(session: Session, annotator: Annotator, now: Any) -> bool:
+    """Whether a tired annotator's next item should be a routine one: every other item."""
     answers = recent_answers(session, annotator.id, limit=ROUTINE_HISTORY)
-    return len(answers) % 2 == 0 and assess(answers, now).tired
+    last_was_routine = bool(answers) and answers[-1].reason_kind == "routine"
+    return not last_was_routine and assess(answers, now).tired
 
 
 def _queue_candidates(
