@@ -87,3 +87,16 @@ def test_project_commands_name_what_is_wrong(tmp_path):
     result = _run("status", tmp_path / "nowhere")
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_the_worker_yields_the_cpu_to_the_server(tmp_path, monkeypatch):
+    """On a small machine a fit must not slow "next": the worker runs at a lower priority."""
+    from labelwise import runtime, worker
+
+    data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
+    assert _run("init", tmp_path / "p", "--data", data).exit_code == 0
+    niced, ran = [], []
+    monkeypatch.setattr(runtime.os, "nice", lambda n: niced.append(n) or n)
+    monkeypatch.setattr(worker, "run_worker", lambda *a, **k: ran.append(True))
+    runtime.run_worker_forever(str(tmp_path / "p"), None)
+    assert niced == [runtime.WORKER_NICENESS] and ran == [True]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from pathlib import Path
@@ -22,6 +23,8 @@ __all__ = ["demo_project", "run_worker_forever", "serve_project"]
 log = logging.getLogger("labelwise")
 
 DEMO_TOKEN_FILE = "demo-admin-token.txt"
+#: The worker yields the CPU to the server: on a small machine a fit must not slow "next".
+WORKER_NICENESS = 10
 
 
 def run_worker_forever(project_dir: str, db_url: str | None) -> None:
@@ -31,6 +34,9 @@ def run_worker_forever(project_dir: str, db_url: str | None) -> None:
 
     opened = open_project(project_dir, db_url=db_url)
     stop = threading.Event()
+    if hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICENESS)
 
     def _stop(*_: Any) -> None:
         stop.set()
