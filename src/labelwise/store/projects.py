@@ -6,6 +6,8 @@ reads from the database, so a change reaches the server and the worker alike.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -181,7 +183,13 @@ def get_project(
 
 
 def settings_of(project: Project) -> ProjectSettings:
-    return ProjectSettings.from_dict(project.settings or {})
+    """The project's settings, checked (and remembered: every request reads them)."""
+    return _settings_from_json(json.dumps(project.settings or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_from_json(text: str) -> ProjectSettings:
+    return ProjectSettings.from_dict(json.loads(text))
 
 
 def update_settings(session: Session, project: Project, changes: dict[str, Any]) -> ProjectSettings:
