@@ -6,6 +6,7 @@ its reasons, an :class:`ActiveLearner` that refits a clone of any scikit-learn c
 criteria, and :func:`simulate` to compare strategies on a labeled dataset.
 """
 
+from labelwise.bandit import StrategyBandit
 from labelwise.committee import Committee
 from labelwise.evaluate import ClassMetrics, Metrics, aubc, evaluate, score_predictions
 from labelwise.exceptions import (
@@ -69,6 +70,7 @@ __all__ = [
     "StabilizingPredictions",
     "StoppingCriterion",
     "Strategy",
+    "StrategyBandit",
     "__version__",
     "aubc",
     "available_models",

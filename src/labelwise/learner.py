@@ -87,6 +87,8 @@ class ActiveLearner:
         self.rng = as_generator(random_state)
         self.estimator_: Any = None
         self.last_fit_seconds = 0.0
+        # Items handed out as uniformly random picks (seed set, exploration): an unbiased sample.
+        self._random_picks: set[int] = set()
 
     def initial_batch(self, size: int) -> Batch:
         """A uniformly random seed set of ``size`` unlabeled items."""
@@ -99,11 +101,14 @@ class ActiveLearner:
             )
         picks = self.rng.choice(unlabeled, size=size, replace=False)
         reason = Reason("exploration", "initial", "random pick for the initial labeled set")
+        self._random_picks.update(int(i) for i in picks)
         return Batch(picks.astype(np.intp), (reason,) * size)
 
     def query(self, batch_size: int | None = None) -> Batch:
         """The next batch to label (see :func:`labelwise.query.query`)."""
-        return query(
+        labeled = self.pool.labeled_mask
+        sample = np.asarray(sorted(i for i in self._random_picks if labeled[i]), dtype=np.intp)
+        batch = query(
             self.pool,
             self.estimator_,
             strategy=self.strategy,
@@ -112,7 +117,14 @@ class ActiveLearner:
             random_state=self.rng,
             estimator=self.estimator,
             chunk_size=self.chunk_size,
+            random_sample=sample,
         )
+        self._random_picks.update(
+            int(i)
+            for i, kind in zip(batch.indices, batch.kinds, strict=True)
+            if kind in ("exploration", "cold-start")
+        )
+        return batch
 
     def teach(self, indices: ArrayLike, labels: ArrayLike, *, refit: bool = True) -> None:
         """Record labels for pool ``indices`` and, by default, refit the model."""

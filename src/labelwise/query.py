@@ -214,6 +214,7 @@ def query(
     estimator: Any = None,
     candidates: ArrayLike | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    random_sample: ArrayLike | None = None,
 ) -> Batch:
     """Choose the next ``batch_size`` items to label.
 
@@ -237,6 +238,9 @@ def query(
         Pool indices to choose from; all unlabeled items by default. Must all be unlabeled.
     chunk_size : int
         Rows scored at once.
+    random_sample : int array, optional
+        Labeled pool indices drawn uniformly at random (seed set, exploration items), for
+        strategies that measure themselves on an unbiased sample (``"bandit"``).
 
     Raises
     ------
@@ -296,6 +300,11 @@ def query(
             model=model,
             estimator=estimator,
             chunk_size=chunk_size,
+            random_sample=(
+                None
+                if random_sample is None
+                else as_indices(random_sample, pool.n_items, name="random_sample")
+            ),
         )
         selection = strat.select(ctx, n_strategy, rng)
         available[selection.indices] = False

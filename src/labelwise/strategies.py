@@ -11,7 +11,8 @@ Names (see :func:`available_strategies`) are ``scorer`` or ``scorer+selector``:
 - selectors: ``top`` (implicit), ``kmeans`` (utility-weighted k-means over the top candidates),
   ``kcenter`` (greedy k-center among the top candidates), ``density`` (utility × typicality);
 - whole strategies: ``coreset`` (greedy k-center over the pool, no utility), ``badge`` (k-means++
-  on gradient embeddings), and ``default``.
+  on gradient embeddings), ``bandit`` (learns which strategy helps, see
+  :mod:`labelwise.bandit`), and ``default``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class QueryContext:
         The template ``model`` was cloned from; committees fit further clones of it.
     chunk_size : int
         Rows predicted at once when scoring the pool.
+    random_sample : int array, optional
+        Labeled pool indices that were drawn uniformly at random (seed set, exploration picks):
+        an unbiased sample the adaptive strategy measures itself on.
     """
 
     X: Matrix
@@ -105,6 +109,7 @@ class QueryContext:
     model: Any
     estimator: Any = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    random_sample: NDArray[np.intp] | None = None
 
 
 @dataclass(frozen=True)
@@ -472,6 +477,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "margin+density": "margin times information density (typical items first)",
     "coreset": "greedy k-center over the pool (coverage, no uncertainty)",
     "badge": "k-means++ on gradient embeddings (uncertain and diverse)",
+    "bandit": "learns which of margin+clusters, margin+density and random helps this project "
+    "(rewarded on the random exploration items), with 10 % random exploration",
 }
 
 
@@ -493,6 +500,10 @@ def make_strategy(name: str) -> Strategy:
     if key == "default":
         strategy = make_strategy(DEFAULT_STRATEGY)
         return _renamed(strategy, "default")
+    if key == "bandit":
+        from labelwise.bandit import StrategyBandit  # the bandit builds on this module
+
+        return Explore(StrategyBandit(), EXPLORE_FRACTION, name="bandit")
     if key.endswith("+explore"):
         base = make_strategy(key.removesuffix("+explore"))
         return Explore(base, EXPLORE_FRACTION, name=key)

@@ -36,6 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
+from labelwise.bandit import find_bandit
 from labelwise.evaluate import score_predictions
 from labelwise.explain import (
     linear_contributions,
@@ -54,10 +55,11 @@ from labelwise.stopping import prediction_agreement
 from labelwise.store.db import Database
 from labelwise.store.features import load_features, tabular_fields
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.models import Item, ModelVersion, Project
+from labelwise.store.models import Item, Label, ModelVersion, Project
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.versions import QueuedItem, record_failure, record_version
+from labelwise.strategies import make_strategy
 
 __all__ = ["TrainingOutcome", "run_worker", "train_once"]
 
@@ -167,6 +169,20 @@ def _queue(
     ]
 
 
+def _random_sample_ids(session: Any, project: Project) -> set[int]:
+    """Items whose standing label was given to a uniformly random pick (exploration, cold start)."""
+    return set(
+        session.scalars(
+            select(Label.item_id).where(
+                Label.project_id == project.id,
+                Label.is_current.is_(True),
+                Label.action == "label",
+                Label.reason_kind.in_(("exploration", "cold-start")),
+            )
+        )
+    )
+
+
 def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> TrainingOutcome:
     """Run one worker cycle for the folder's project (see the module docstring)."""
     with db.read() as session:
@@ -174,6 +190,8 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         settings = settings_of(project)
         final, conflicts = resolved_labels(session, project)
         served = _served(session, project)
+        bandit_state = (served.metrics or {}).get("bandit", {}).get("state") if served else None
+        random_ids = _random_sample_ids(session, project)
         n_labels = len(final)
         classes = set(final.values())
         if len(classes) < 2:
@@ -188,7 +206,18 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         with db.read() as session:
             items = list(session.scalars(select(Item).where(Item.project_id == project.id)))
             X = load_features(session, project, folder)
-        return _fit_and_publish(folder, db, project, settings, items, final, len(conflicts), X)
+        return _fit_and_publish(
+            folder,
+            db,
+            project,
+            settings,
+            items,
+            final,
+            len(conflicts),
+            X,
+            bandit_state=bandit_state,
+            random_ids=random_ids,
+        )
     except Exception as exc:  # recorded, never silently dropped: the dashboard shows it
         log.exception("fit failed")
         with db.write() as session:
@@ -212,6 +241,9 @@ def _fit_and_publish(
     final: dict[int, str],
     n_conflicts: int,
     X: Any,
+    *,
+    bandit_state: dict[str, Any] | None = None,
+    random_ids: set[int] | frozenset[int] = frozenset(),
 ) -> TrainingOutcome:
     by_id = {item.id: item for item in items}
     rows_to_items = {item.row: item for item in items}
@@ -247,16 +279,23 @@ def _fit_and_publish(
     version_number = _next_number(db, project)
     rng = np.random.default_rng([settings.seed, version_number])
     queue: list[QueuedItem] = []
+    strategy = make_strategy(settings.strategy)
+    bandit = find_bandit(strategy)
+    if bandit is not None:
+        bandit.load_state(bandit_state)
     if len(open_rows):
         batch = query(
             pool,
             model,
-            strategy=settings.strategy,
+            strategy=strategy,
             batch_size=min(settings.queue_size, len(open_rows)),
             mix=BatchMix(exploration=settings.exploration, routine=settings.routine),
             random_state=rng,
             estimator=template,
             candidates=open_rows,
+            random_sample=np.asarray(
+                sorted(by_id[i].row for i in random_ids if i in final), dtype=np.intp
+            ),
         )
         n_second = min(len(second), max(1, round(settings.overlap * settings.queue_size)))
         picks: list[int] = rng.permutation(len(second))[:n_second].tolist() if second else []
@@ -302,6 +341,8 @@ def _fit_and_publish(
         "agreement_with_previous": agreement,
         "pseudo_labels": pseudo,
     }
+    if bandit is not None:
+        metrics["bandit"] = {"state": bandit.state_dict(), "arms": bandit.summary()}
     try:
         with db.write() as session:
             version = record_version(

@@ -20,6 +20,7 @@ from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.setup import init_project
+from labelwise.store.stats import dashboard
 
 pytestmark = pytest.mark.slow
 
@@ -423,5 +424,49 @@ def test_a_semi_supervised_model_reports_its_pseudo_labels_and_stores_none(
         assert set(pseudo["by_class"]) <= {"ham", "spam"}
         assert all(e["item_id"] in open_ids for e in pseudo["examples"])
         assert answers_after == answers_before  # pseudo-labels are nobody's answer
+    finally:
+        op.db.dispose()
+
+
+def test_a_bandit_project_learns_across_versions_from_its_random_items(tmp_path, sms_csv, db_url):
+    settings = ProjectSettings(retrain_every=5, queue_size=20, overlap=0.0, strategy="bandit")
+    op, _ = init_project(tmp_path / "bandit", sms_csv, db_url=db_url, settings=settings)
+
+    def label_next(n: int) -> list[str]:
+        kinds = []
+        for _ in range(n):
+            with op.db.write() as s:
+                project = get_project(s, project_id=op.project_id)
+                admin = s.get_one(Annotator, 1)
+                got = next_item(s, project, admin)
+                assert got is not None
+                kinds.append(got.kind)
+                truth = got.item.external_id.split("-")[0]
+                submit_label(s, project, admin, item_id=got.item.id, value=truth)
+        return kinds
+
+    try:
+        assert set(label_next(30)) == {"cold-start"}  # no model yet: uniform random picks
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        label_next(12)
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        with op.db.read() as s:
+            first, second = s.scalars(select(ModelVersion).order_by(ModelVersion.version)).all()
+            queued = s.scalars(
+                select(QueueEntry).where(QueueEntry.model_version_id == second.id)
+            ).all()
+            stats = dashboard(s, get_project(s, project_id=op.project_id))
+        state1, state2 = first.metrics["bandit"]["state"], second.metrics["bandit"]["state"]
+        # Version 1 measured its random items (the 30 cold-start answers) and played an arm;
+        # version 2 continued from that state and rewarded the arm that built version 1's queue.
+        assert len(state1["last_correct"]) == 30 and state1["last_arm"] in state1["arms"]
+        assert len(state2["rewards"][state1["last_arm"]]) == 1
+        assert sum(len(r) for r in state2["rewards"].values()) == 1
+        assert set(state2["last_correct"]) >= set(state1["last_correct"])
+        arms = {a["arm"] for a in second.metrics["bandit"]["arms"]}
+        assert arms == set(state2["arms"])
+        assert stats["bandit"] == second.metrics["bandit"]["arms"]
+        strategy_picks = [q for q in queued if q.kind == "strategy"]
+        assert all(q.reason["details"]["arm"] == state2["last_arm"] for q in strategy_picks)
     finally:
         op.db.dispose()

@@ -204,6 +204,7 @@ def run_seed(
 
     labeled = np.zeros(len(train), dtype=bool)
     labeled[:INITIAL] = True
+    random_sample = list(range(INITIAL))  # the seed set is a uniform sample
     accuracies: list[float] = []
     labels_after: list[int] = []
     with threadpool_limits(limits=1):
@@ -231,8 +232,15 @@ def run_seed(
                     y_labeled=yp[labeled],
                     model=query_model,
                     estimator=query_template,
+                    random_sample=np.asarray(random_sample, dtype=np.intp),
                 )
-                picks = strat.select(ctx, k, rng).indices
+                selection = strat.select(ctx, k, rng)
+                picks = selection.indices
+                random_sample += [
+                    int(i)
+                    for i, d in zip(picks, selection.details, strict=False)
+                    if d.get("exploration")
+                ]
             labeled[picks] = True
             model = task_model().fit(Xp[labeled], yp[labeled])
             accuracies.append(float(np.mean(model.predict(Xt) == yt)))

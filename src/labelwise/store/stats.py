@@ -337,6 +337,8 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
         "per_class": cv.get("per_class", {}),
         # A semi-supervised model's own labels for unlabeled items: in the model, never answers.
         "pseudo_labels": ((current.metrics or {}).get("pseudo_labels") if current else None),
+        # The adaptive strategy's arms: how often each was played and what it gained.
+        "bandit": ((current.metrics or {}).get("bandit", {}).get("arms") if current else None),
         "annotators": _annotators(session, project),
         "agreement": _agreement(session, project),
         "versions": [
