@@ -387,6 +387,99 @@ def export(
         typer.echo(f"wrote {count} items to {out}", err=True)
 
 
+@app.command("triage")
+@errors_to_exit
+def triage_(
+    project_dir: ProjectDir,
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="New items to import and triage (default: every open item)."),
+    ] = None,
+    sensitivity: Annotated[
+        float | None, typer.Option(help="Target sensitivity for --positive, e.g. 0.98.")
+    ] = None,
+    positive: Annotated[
+        str | None, typer.Option(help="The class that must not be missed (with --sensitivity).")
+    ] = None,
+    precision: Annotated[
+        float | None, typer.Option(help="Target precision of the automatic decisions.")
+    ] = None,
+    audit: Annotated[
+        float, typer.Option(help="Share of automatic decisions also sent to experts.")
+    ] = 0.05,
+    point_estimate: Annotated[
+        bool,
+        typer.Option(help="Hold the error's point estimate to the target, not its upper bound."),
+    ] = False,
+    calibration: Annotated[str, typer.Option(help="sigmoid or isotonic.")] = "sigmoid",
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text.")] = None,
+    image_column: Annotated[str | None, typer.Option(help="Column holding image paths.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Decide confident new items automatically; route the rest (and an audit sample) to experts."""
+    from labelwise.store.projects import get_project
+    from labelwise.store.setup import open_project
+    from labelwise.store.triage import import_and_triage, open_item_ids, triage_items
+    from labelwise.triage import TriageTarget
+
+    if (sensitivity is None) == (precision is None):
+        raise InvalidParameterError("give exactly one target: --sensitivity or --precision")
+    if sensitivity is not None:
+        target = TriageTarget("sensitivity", sensitivity, positive, not point_estimate)
+    else:
+        assert precision is not None
+        target = TriageTarget("precision", precision, None, not point_estimate)
+    opened = open_project(project_dir, db_url=db)
+    if data is not None:
+        summary = import_and_triage(
+            opened.db,
+            opened.folder,
+            opened.project_id,
+            data,
+            target,
+            audit=audit,
+            calibration=calibration,
+            text_column=text_column,
+            image_column=image_column,
+        )
+    else:
+        with opened.db.read() as session:
+            ids = open_item_ids(session, get_project(session, project_id=opened.project_id))
+        summary = triage_items(
+            opened.db,
+            opened.folder,
+            opened.project_id,
+            ids,
+            target,
+            audit=audit,
+            calibration=calibration,
+        )
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    expected = summary.policy.get("expected", {})
+    typer.echo(
+        f"triaged {summary.items} items for {target.describe()}: {summary.accepted} decided "
+        f"automatically ({summary.audit} of them audited by experts), "
+        f"{summary.routed} routed to experts"
+        + (f", {summary.skipped} answered meanwhile and left alone" if summary.skipped else "")
+    )
+    if summary.by_label:
+        typer.echo(
+            "automatic decisions: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(summary.by_label.items()))
+        )
+    if expected:
+        line = f"on held-out labeled items this policy accepts {expected['accepted_share']:.1%}"
+        if expected.get("sensitivity") is not None:
+            line += f" at sensitivity {expected['sensitivity']:.3f}"
+        if expected.get("accepted_error") is not None:
+            line += f", {expected['accepted_error']:.1%} of them wrong"
+        typer.echo(line)
+    typer.echo("the worker queues routed and audit items at its next fit")
+
+
 def _configure_logging() -> None:
     import logging
 

@@ -3,6 +3,7 @@ and the area under the budget curve (AUBC) that summarises a learning curve in o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from labelwise.exceptions import InvalidDataError
 
-__all__ = ["ClassMetrics", "Metrics", "aubc", "evaluate", "score_predictions"]
+__all__ = ["ClassMetrics", "Metrics", "aubc", "evaluate", "score_predictions", "wilson_interval"]
 
 METRIC_NAMES = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1")
 
@@ -121,3 +122,14 @@ def aubc(scores: ArrayLike, labels: ArrayLike | None = None) -> float:
     if span <= 0:
         return float(s.mean())
     return float(np.trapezoid(s, x) / span)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion ((0, 1) when ``n`` is 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

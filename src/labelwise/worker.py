@@ -58,6 +58,7 @@ from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Label, ModelVersion, Project
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
 from labelwise.store.review import resolved_labels
+from labelwise.store.triage import audit_item_ids
 from labelwise.store.versions import QueuedItem, record_failure, record_version
 from labelwise.strategies import make_strategy
 
@@ -169,6 +170,27 @@ def _queue(
     ]
 
 
+def _with_audits(
+    queue: list[QueuedItem], audits: list[Item], rng: np.random.Generator
+) -> list[QueuedItem]:
+    """Insert triage audit items at random places (blind: no prediction, no decision)."""
+    if not audits:
+        return queue
+    entries = list(queue)
+    for item in audits:
+        info = {
+            "kind": "audit",
+            "summary": "a random check of the automatic decisions: your answer measures their "
+            "error",
+        }
+        at = int(rng.integers(0, len(entries) + 1))
+        entries.insert(at, QueuedItem(item.id, 0, "audit", None, None, info))
+    return [
+        QueuedItem(e.item_id, r, e.kind, e.utility, e.predicted, e.reason)
+        for r, e in enumerate(entries)
+    ]
+
+
 def _random_sample_ids(session: Any, project: Project) -> set[int]:
     """Items whose standing label was given to a uniformly random pick (exploration, cold start)."""
     return set(
@@ -192,6 +214,7 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         served = _served(session, project)
         bandit_state = (served.metrics or {}).get("bandit", {}).get("state") if served else None
         random_ids = _random_sample_ids(session, project)
+        audit_ids = audit_item_ids(session, project)
         n_labels = len(final)
         classes = set(final.values())
         if len(classes) < 2:
@@ -217,6 +240,7 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
             X,
             bandit_state=bandit_state,
             random_ids=random_ids,
+            audit_ids=audit_ids,
         )
     except Exception as exc:  # recorded, never silently dropped: the dashboard shows it
         log.exception("fit failed")
@@ -244,7 +268,9 @@ def _fit_and_publish(
     *,
     bandit_state: dict[str, Any] | None = None,
     random_ids: set[int] | frozenset[int] = frozenset(),
+    audit_ids: list[int] | None = None,
 ) -> TrainingOutcome:
+    audit_ids = audit_ids or []
     by_id = {item.id: item for item in items}
     rows_to_items = {item.row: item for item in items}
     pool = Pool(X, classes=project.label_set, validate=False)
@@ -272,8 +298,12 @@ def _fit_and_publish(
 
     # Open items: not labeled by anyone yet. Overlap items waiting for a second answer are
     # queued separately as second opinions.
+    # Audit items of triage are queued apart, at random places and without the decision.
+    audits = [by_id[i] for i in audit_ids if i in by_id][: settings.queue_size]
+    audit_set = {i.id for i in audits}
     open_rows = np.asarray(
-        sorted(i.row for i in items if not i.done and i.n_labels == 0), dtype=np.intp
+        sorted(i.row for i in items if not i.done and i.n_labels == 0 and i.id not in audit_set),
+        dtype=np.intp,
     )
     second = [i for i in items if not i.done and i.n_labels > 0 and i.id in final]
     version_number = _next_number(db, project)
@@ -322,6 +352,8 @@ def _fit_and_publish(
             _explanations(project, folder, model, X, batch.indices, rows_to_items, labeled_rows),
             duplicates,
         )
+
+    queue = _with_audits(queue, audits, rng)
 
     # The artefact is written under a temporary name first; it takes its version's name inside
     # the transaction that records the version, so the two always match.

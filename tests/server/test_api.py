@@ -248,3 +248,45 @@ def test_one_answer_for_a_confirmed_group_of_near_duplicates(served_with):
     assert r.status_code == 422 and str(stray) in r.json()["error"]
     again = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
     assert again["progress"]["labels"] == stats["progress"]["labels"]
+
+
+def test_triage_takes_a_batch_of_new_items_and_answers_what_it_decided(served, tmp_path):
+    from sqlalchemy import select
+
+    from labelwise.store.labeling import submit_label
+    from labelwise.store.models import Annotator, Item
+    from labelwise.store.projects import get_project
+
+    s = served
+    with s.project.db.write() as session:
+        project = get_project(session, project_id=s.pid)
+        admin = session.scalars(select(Annotator).where(Annotator.role == "admin")).first()
+        for item in session.scalars(select(Item).where(Item.project_id == s.pid)):
+            n = int(item.external_id[1:])
+            value = "spam" if n % 3 == 0 else "ham"
+            submit_label(session, project, admin, item_id=item.id, value=value)
+    lines = ["id,text"] + [
+        f"new{i},{'win cash prize now' if i % 3 == 0 else 'see you at lunch tomorrow'} {i}"
+        for i in range(30)
+    ]
+    body = "\n".join(lines).encode()
+
+    def post(token, **params):
+        return s.client.post(
+            s.api("/triage"),
+            params=params,
+            files={"file": ("new.csv", body, "text/csv")},
+            headers=s.h(token),
+        )
+
+    assert post(s.alice, precision=0.9).status_code == 403  # admins only
+    r = post(s.admin, sensitivity=0.9, positive="spam", point_estimate=True, audit=0.2)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["items"] == 30 and out["accepted"] + out["routed_to_experts"] == 30
+    assert set(out["accepted_by_label"]) <= {"ham"}
+    assert out["policy"]["target"]["kind"] == "sensitivity"
+    stats = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
+    assert stats["triage"]["items"] == 30
+    both = post(s.admin, precision=0.9, sensitivity=0.9)
+    assert both.status_code == 422 and "exactly one target" in both.text

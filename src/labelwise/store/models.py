@@ -12,7 +12,10 @@ Anything several annotators, the worker or a restart must see is a row here:
   records who, how long it took, and the model version and reason that queued the item;
 - ``leases``: an item handed to an annotator until ``expires_at``;
 - ``model_versions``: each fit, with its metrics and the artefact file it wrote;
-- ``queue``: the ranked items of a model version, each with the reason it was chosen.
+- ``queue``: the ranked items of a model version, each with the reason it was chosen;
+- ``triage_decisions``: new items decided automatically (or routed to experts) by a calibrated
+  model, with the policy that decided and whether the item is in the random audit sample.
+  An automatic decision is never a label: the labels table holds only people's answers.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "ModelVersion",
     "Project",
     "QueueEntry",
+    "TriageDecision",
     "utcnow",
 ]
 
@@ -195,3 +199,24 @@ class QueueEntry(Base):
     utility: Mapped[float | None] = mapped_column(Float, nullable=True)
     predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TriageDecision(Base):
+    """What triage decided for one new item (see :mod:`labelwise.store.triage`)."""
+
+    __tablename__ = "triage_decisions"
+    __table_args__ = (
+        UniqueConstraint("item_id", name="uq_triage_item"),
+        Index("ix_triage_project", "project_id", "accepted", "audit"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    batch: Mapped[str] = mapped_column(String(32))
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    audit: Mapped[bool] = mapped_column(Boolean, default=False)
+    label: Mapped[str] = mapped_column(String(200))  # the decision, or the model's guess
+    confidence: Mapped[float] = mapped_column(Float)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from datetime import timedelta
 from itertools import combinations
@@ -26,11 +25,12 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labelwise.evaluate import score_predictions
+from labelwise.evaluate import score_predictions, wilson_interval
 from labelwise.stopping import fit_learning_curve, prediction_agreement
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
 from labelwise.store.review import resolved_labels
+from labelwise.store.triage import triage_report
 
 __all__ = ["dashboard", "fleiss_kappa", "hide_colleagues", "wilson_interval"]
 
@@ -41,17 +41,6 @@ MIN_LIVE = 5
 WINDOW, MIN_GAIN, MIN_KAPPA = 3, 0.005, 0.99
 #: The expected gain is that of the next MORE labels, from a fit to at least FIT_POINTS versions.
 MORE, FIT_POINTS = 100, 4
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _bootstrap_f1(
@@ -339,6 +328,7 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
         "pseudo_labels": ((current.metrics or {}).get("pseudo_labels") if current else None),
         # The adaptive strategy's arms: how often each was played and what it gained.
         "bandit": ((current.metrics or {}).get("bandit", {}).get("arms") if current else None),
+        "triage": triage_report(session, project),
         "annotators": _annotators(session, project),
         "agreement": _agreement(session, project),
         "versions": [

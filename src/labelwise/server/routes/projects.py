@@ -1,10 +1,12 @@
 """Project-level API: summary, dashboard figures, item media, and the admin's tools
-(settings, annotators and tokens, review of conflicts, import, export)."""
+(settings, annotators and tokens, review of conflicts, import, triage, export)."""
 
 from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +27,8 @@ from labelwise.store.projects import get_project, settings_of, update_settings
 from labelwise.store.review import adjudicate, list_conflicts
 from labelwise.store.stats import hide_colleagues
 from labelwise.store.transfer import import_file
+from labelwise.store.triage import import_and_triage
+from labelwise.triage import TriageTarget
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["projects"])
 
@@ -252,6 +256,24 @@ def import_items(
 ) -> dict[str, Any]:
     """Add the items of an uploaded file; all of them or none."""
     admin.check_project(project_id)
+    with _uploaded(file) as (path, name), state.db.write() as session:
+        project = get_project(session, project_id=project_id)
+        added = import_file(
+            session,
+            project,
+            state.folder,
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            with_labels=with_labels,
+        )
+    state.db.analyze()
+    return {"imported": added, "file": name}
+
+
+@contextmanager
+def _uploaded(file: UploadFile) -> Iterator[tuple[Path, str]]:
+    """The upload as a temporary file with a safe name and a known suffix (and its name)."""
     name = Path(file.filename or "upload").name  # never trust a client path
     suffix = Path(name).suffix.lower()
     if suffix not in _IMPORT_SUFFIXES:
@@ -264,19 +286,48 @@ def import_items(
             copied = _copy_limited(file.file, out, MAX_UPLOAD)
         if copied == 0:
             raise InvalidDataError(f"{name} is empty")
-        with state.db.write() as session:
-            project = get_project(session, project_id=project_id)
-            added = import_file(
-                session,
-                project,
-                state.folder,
-                path,
-                text_column=text_column,
-                label_column=label_column,
-                with_labels=with_labels,
-            )
-    state.db.analyze()
-    return {"imported": added, "file": name}
+        yield path, name
+
+
+@router.post("/triage")
+def triage_new_items(
+    project_id: int,
+    state: State,
+    admin: Admin,
+    file: Annotated[UploadFile, File()],
+    sensitivity: Annotated[float | None, Query(gt=0, lt=1)] = None,
+    positive: Annotated[str | None, Query(max_length=200)] = None,
+    precision: Annotated[float | None, Query(gt=0, lt=1)] = None,
+    audit: Annotated[float, Query(ge=0, le=1)] = 0.05,
+    point_estimate: bool = False,
+    text_column: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Import a batch of new items and decide the confident ones automatically.
+
+    Exactly one target: ``sensitivity`` (with ``positive``, the class never decided
+    automatically) or ``precision``. The rest, and a random ``audit`` share of the automatic
+    decisions, go to the experts' queue. The fit runs here, in this request (seconds to
+    minutes): annotators are not held up, as the database is only written at the end.
+    """
+    admin.check_project(project_id)
+    if (sensitivity is None) == (precision is None):
+        raise InvalidParameterError("give exactly one target: sensitivity or precision")
+    target = (
+        TriageTarget("sensitivity", sensitivity, positive, not point_estimate)
+        if sensitivity is not None
+        else TriageTarget("precision", float(precision or 0), None, not point_estimate)
+    )
+    with _uploaded(file) as (path, name):
+        summary = import_and_triage(
+            state.db,
+            state.folder,
+            project_id,
+            path,
+            target,
+            audit=audit,
+            text_column=text_column,
+        )
+    return {"file": name, **summary.to_dict()}
 
 
 def _copy_limited(src: Any, dst: Any, limit: int) -> int:
