@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from labelwise import InvalidDataError, InvalidParameterError, worker
 from labelwise.cli import app
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.store.export import export_project
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item, Label, QueueEntry, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
@@ -111,6 +114,21 @@ def test_triage_decides_routes_and_audits_a_new_batch(tmp_path, files, db_url):
         assert (report["audited"], report["errors"], report["error_rate"]) == (1, 1, 1.0)
         assert report["error_interval"][0] > 0.0
         assert figures["triage"] == report
+
+        # The export gives the automatic decisions, marked as such, beside people's labels.
+        out = io.StringIO()
+        with op.db.read() as s:
+            export_project(s, get_project(s, project_id=op.project_id), "jsonl", out)
+        records = {r["id"]: r for r in map(json.loads, out.getvalue().splitlines())}
+        for d in decisions:
+            record = records[items[d.item_id].external_id]
+            if d.item_id == first.item_id:  # the expert's answer replaces the decision
+                assert (record["status"], record["label"]) == ("labeled", wrong)
+            elif d.accepted:  # audits not yet answered included
+                assert (record["status"], record["label"]) == ("automatic", d.label)
+                assert record["annotations"][0]["action"] == "automatic"
+            else:
+                assert record["status"] == "unlabeled"
 
         # Decided items are not decided twice.
         with pytest.raises(InvalidDataError, match="no open, undecided items"):

@@ -7,15 +7,17 @@ One record per item, in row (import) order:
   (``media/…/0000003.png``); or, for tabular items, one column (key) per field;
 - ``label``: the resolved label (an admin's adjudication, else the value every annotator agrees
   on; see :func:`labelwise.store.review.resolved_labels`), empty when there is none;
-- ``status``: ``labeled``, ``conflict`` (annotators disagree, nobody adjudicated) or
+- ``status``: ``labeled``, ``conflict`` (annotators disagree, nobody adjudicated),
+  ``automatic`` (no human answer, decided by triage: ``label`` holds the decision) or
   ``unlabeled``;
 - ``annotations``: each standing answer, the adjudication first, then in the order given::
 
       {"annotator": "ana", "label": "spam", "action": "label", "duration_ms": 2100,
        "created_at": "2024-05-01T09:30:12.345Z"}
 
-  ``action`` is ``label`` or ``adjudicate``; ``duration_ms`` is null when unknown (imported
-  labels); times are UTC.
+  ``action`` is ``label``, ``adjudicate``, or ``automatic`` for a triage decision (annotator
+  ``triage``, with its calibrated ``confidence``); ``duration_ms`` is null when unknown
+  (imported labels); times are UTC.
 
 Formats (:data:`EXPORT_FORMATS`):
 
@@ -58,7 +60,7 @@ from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.store.features import tabular_fields
-from labelwise.store.models import Annotator, Item, Label, Project
+from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision
 from labelwise.store.review import resolved_labels
 
 __all__ = ["EXPORT_FORMATS", "export_project"]
@@ -107,7 +109,8 @@ def export_project(
         order mark, which spreadsheet programs need to read UTF-8; a file object gets text only,
         and should be opened with ``newline=""`` for CSV.
     labeled_only : bool
-        Leave out items nobody has labeled (conflicts are kept: they hold answers).
+        Leave out items nobody has labeled (conflicts are kept: they hold answers; so are
+        triage's automatic decisions).
     """
     if fmt not in EXPORT_FORMATS:
         raise InvalidParameterError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
@@ -154,6 +157,14 @@ def _field_names(session: Session, project: Project) -> list[str]:
 def _records(session: Session, project: Project, *, labeled_only: bool) -> Iterator[_Record]:
     resolved, conflicts = resolved_labels(session, project)
     conflicted = {c.item_id for c in conflicts}
+    automatic = {
+        d.item_id: d
+        for d in session.scalars(
+            select(TriageDecision).where(
+                TriageDecision.project_id == project.id, TriageDecision.accepted.is_(True)
+            )
+        )
+    }
     last = -1
     while True:
         rows = session.execute(
@@ -166,19 +177,29 @@ def _records(session: Session, project: Project, *, labeled_only: bool) -> Itera
             return
         last = rows[-1].row
         if labeled_only:
-            rows = [r for r in rows if r.id in resolved or r.id in conflicted]
+            rows = [r for r in rows if r.id in resolved or r.id in conflicted or r.id in automatic]
         answers = _answers(session, [r.id for r in rows]) if rows else {}
         for r in rows:
-            status = (
-                "labeled" if r.id in resolved else "conflict" if r.id in conflicted else "unlabeled"
-            )
-            yield _Record(
-                r.external_id,
-                _content(project, r.content),
-                resolved.get(r.id),
-                status,
-                answers.get(r.id, []),
-            )
+            label, given = resolved.get(r.id), answers.get(r.id, [])
+            if r.id in resolved:
+                status = "labeled"
+            elif r.id in conflicted:
+                status = "conflict"
+            elif r.id in automatic and not given:
+                decision = automatic[r.id]
+                status, label = "automatic", decision.label
+                given = [
+                    {
+                        "annotator": "triage",
+                        "label": decision.label,
+                        "action": "automatic",
+                        "confidence": round(decision.confidence, 4),
+                        "created_at": _timestamp(decision.created_at),
+                    }
+                ]
+            else:
+                status = "unlabeled"
+            yield _Record(r.external_id, _content(project, r.content), label, status, given)
 
 
 def _content(project: Project, content: str) -> str | dict[str, float]:
