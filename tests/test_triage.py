@@ -104,3 +104,15 @@ def test_bad_inputs_name_what_is_wrong():
         triage(LogisticRegression(), X, ["a"] * 40, X, TriageTarget("precision", 0.9))
     with pytest.raises(InvalidParameterError, match="audit"):
         triage(LogisticRegression(), X, ["a", "b"] * 20, X, TriageTarget("precision", 0.9), audit=2)
+
+
+def test_too_few_labeled_positives_accept_nothing_and_say_how_many_are_needed():
+    P, y = _scores(n_pos=40, n_neg=40, seed=3)
+    policy = fit_policy(P, y, ["neg", "pos"], TriageTarget("sensitivity", 0.95, "pos"))
+    accepted, _ = policy.accepts(P)
+    assert not accepted.any()
+    assert "40 labeled 'pos' items cannot show sensitivity 0.95" in policy.expected["note"]
+    needed = int(policy.expected["note"].split("at least ")[1].split()[0])
+    enough, ys = _scores(n_pos=needed, n_neg=40, seed=3)
+    fine = fit_policy(enough, ys, ["neg", "pos"], TriageTarget("sensitivity", 0.95, "pos"))
+    assert "note" not in fine.expected and fine.max_positive > 0

@@ -477,6 +477,8 @@ def triage_(
         if expected.get("accepted_error") is not None:
             line += f", {expected['accepted_error']:.1%} of them wrong"
         typer.echo(line)
+        if expected.get("note"):
+            typer.echo(f"nothing could be decided automatically: {expected['note']}")
     typer.echo("the worker queues routed and audit items at its next fit")
 
 

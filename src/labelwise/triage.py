@@ -182,6 +182,16 @@ def fit_policy(
         cap = 0.0 if m < 0 else float(scores[m]) if m < n_pos else 1.0 + 1e-9
         cap = min(cap, 0.5) if len(names) == 2 else cap  # accepted items are predicted negative
         policy = TriagePolicy(names, target, {}, max_positive=cap)
+        note = None
+        if m < 0:
+            # Zero misses among n positives shows the level once the bound's n is large enough.
+            budget = 1 - target.level
+            needed = next(k for k in range(1, 10**6) if wilson_interval(0, k)[1] <= budget)
+            note = (
+                f"{n_pos} labeled {target.positive!r} items cannot show sensitivity "
+                f"{target.level:g} at the 95 % upper bound; that takes at least {needed} (label "
+                "more, or hold the point estimate to the target instead)"
+            )
     else:
         thresholds: dict[str, float] = {}
         best = np.argmax(P, axis=1)
@@ -199,6 +209,12 @@ def fit_policy(
             if ok:
                 thresholds[name] = float(P[order[max(ok) - 1], c])
         policy = TriagePolicy(names, target, thresholds)
+        note = (
+            None
+            if thresholds
+            else f"no class reaches precision {target.level:g} on the {n} labeled items "
+            "(label more, or lower the target)"
+        )
     accept, as_label = policy.accepts(P)
     expected: dict[str, Any] = {
         "labeled": n,
@@ -210,6 +226,8 @@ def fit_policy(
     if target.kind == "sensitivity":
         is_pos = labels == target.positive
         expected["sensitivity"] = float(1.0 - np.mean(accept[is_pos]))
+    if note:
+        expected["note"] = note
     return TriagePolicy(policy.classes, target, policy.thresholds, policy.max_positive, expected)
 
 

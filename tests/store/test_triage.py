@@ -130,9 +130,15 @@ def test_triage_decides_routes_and_audits_a_new_batch(tmp_path, files, db_url):
             else:
                 assert record["status"] == "unlabeled"
 
-        # Decided items are not decided twice.
-        with pytest.raises(InvalidDataError, match="no open, undecided items"):
-            triage_items(op.db, op.folder, op.project_id, [d.item_id for d in decisions], TARGET)
+        # Routed items nobody answered yet may be triaged again; settled ones are not.
+        again = triage_items(
+            op.db, op.folder, op.project_id, [d.item_id for d in decisions], TARGET
+        )
+        assert again.items == summary.routed
+        with op.db.read() as s:
+            assert s.scalar(select(func.count(TriageDecision.id))) == len(truth)
+        with pytest.raises(InvalidDataError, match="no open items to triage"):
+            triage_items(op.db, op.folder, op.project_id, list(settled_ids), TARGET)
     finally:
         op.db.dispose()
 
@@ -173,9 +179,14 @@ def test_the_triage_command(tmp_path, files):
     )
     assert result.exit_code == 0, result.output
     assert f"triaged {len(truth)} items for sensitivity 0.9 for spam" in result.output
+    # Without a file: the open items, here the ones routed to experts a moment ago.
     again = runner.invoke(app, ["triage", str(tmp_path / "p"), "--precision", "0.9", "--json"])
-    assert again.exit_code != 0
-    assert "no open, undecided items" in again.output
+    assert again.exit_code == 0, again.output
+    assert 0 < json.loads(again.output)["items"] < len(truth)
+    unknown = runner.invoke(
+        app, ["triage", str(tmp_path / "p"), "--sensitivity", "0.9", "--positive", "nope"]
+    )
+    assert unknown.exit_code != 0 and "'nope' is not one of the project's labels" in unknown.output
     both = runner.invoke(
         app, ["triage", str(tmp_path / "p"), "--precision", "0.9", "--sensitivity", "0.9"]
     )

@@ -8,7 +8,8 @@ the decisions in one short transaction, skipping any item a person answered mean
 
 - an **accepted** item gets a decision row and needs no human label any more (``target`` 0, so
   it is done and never queued); the decision is not a label and never trains a model;
-- a **routed** item stays open: experts label it like any other (the worker ranks it);
+- a **routed** item stays open: experts label it like any other (the worker ranks it); until
+  someone answers it, a later triage may decide it after all;
 - an **audit** item is accepted *and* stays open: the worker puts it in front of an expert
   without the model's decision, and the expert's answer measures the decisions' error
   (:func:`triage_report`).
@@ -32,7 +33,7 @@ from labelwise.models import make_model
 from labelwise.store.db import Database
 from labelwise.store.features import load_features
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.models import Item, Project, TriageDecision
+from labelwise.store.models import Item, Project, TriageDecision, utcnow
 from labelwise.store.projects import get_project, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.transfer import import_file
@@ -81,8 +82,14 @@ def _open_undecided(session: Session, project: Project, item_ids: Sequence[int])
             select(Item).where(Item.project_id == project.id, Item.id.in_(wanted)).order_by(Item.id)
         )
     )
+    # Items routed to experts earlier and still unanswered may be triaged again (a model with
+    # more labels may be sure of them now); accepted ones are settled.
     decided = set(
-        session.scalars(select(TriageDecision.item_id).where(TriageDecision.item_id.in_(wanted)))
+        session.scalars(
+            select(TriageDecision.item_id).where(
+                TriageDecision.item_id.in_(wanted), TriageDecision.accepted.is_(True)
+            )
+        )
     )
     return [i for i in items if not i.done and i.n_labels == 0 and i.id not in decided]
 
@@ -108,7 +115,9 @@ def triage_items(
         final, _ = resolved_labels(session, project)
         items = _open_undecided(session, project, item_ids)
         if not items:
-            raise InvalidDataError("no open, undecided items to triage")
+            raise InvalidDataError(
+                "no open items to triage (answered by someone, or decided automatically already)"
+            )
         labeled = list(
             session.execute(select(Item.id, Item.row).where(Item.id.in_(list(final)))).all()
         )
@@ -139,18 +148,13 @@ def triage_items(
                 skipped += 1  # answered by a person meanwhile: their answer stands
                 continue
             accepted = bool(decisions.accepted[k])
-            session.add(
-                TriageDecision(
-                    project_id=project.id,
-                    item_id=item.id,
-                    batch=batch,
-                    accepted=accepted,
-                    audit=bool(decisions.audit[k]),
-                    label=str(decisions.labels[k]),
-                    confidence=float(decisions.confidence[k]),
-                    policy=policy,
-                )
-            )
+            row = session.scalar(select(TriageDecision).where(TriageDecision.item_id == item.id))
+            if row is None:  # else: routed before, decided anew now
+                row = TriageDecision(project_id=project.id, item_id=item.id)
+                session.add(row)
+            row.batch, row.accepted, row.audit = batch, accepted, bool(decisions.audit[k])
+            row.label, row.confidence = str(decisions.labels[k]), float(decisions.confidence[k])
+            row.policy, row.created_at = policy, utcnow()
             if accepted and not decisions.audit[k]:
                 stored = session.get_one(Item, item.id)
                 stored.target = 0  # needs no human answer: done, never queued
@@ -214,8 +218,10 @@ def triage_report(session: Session, project: Project) -> dict[str, Any] | None:
 
 
 def open_item_ids(session: Session, project: Project) -> list[int]:
-    """Every item nobody answered yet and triage has not seen."""
-    decided = select(TriageDecision.item_id).where(TriageDecision.project_id == project.id)
+    """Every item nobody answered yet and triage has not decided automatically."""
+    decided = select(TriageDecision.item_id).where(
+        TriageDecision.project_id == project.id, TriageDecision.accepted.is_(True)
+    )
     return list(
         session.scalars(
             select(Item.id).where(
