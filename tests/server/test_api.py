@@ -288,5 +288,8 @@ def test_triage_takes_a_batch_of_new_items_and_answers_what_it_decided(served, t
     assert out["policy"]["target"]["kind"] == "sensitivity"
     stats = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
     assert stats["triage"]["items"] == 30
+    s.client.get(f"/login?token={s.admin}", follow_redirects=False)
+    page = s.client.get(f"/p/{s.pid}/dashboard").text
+    assert f"Triage decided {out['accepted']} of 30 new items automatically" in page
     both = post(s.admin, precision=0.9, sensitivity=0.9)
     assert both.status_code == 422 and "exactly one target" in both.text
