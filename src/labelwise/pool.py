@@ -27,7 +27,19 @@ _VALIDATE_CHUNK = 262_144
 
 
 def take_rows(X: Matrix, rows: NDArray[np.intp]) -> Matrix:
-    """Rows of ``X`` (dense, memory-mapped or sparse) as an in-memory matrix."""
+    """Rows of ``X`` (dense, memory-mapped or sparse) as a matrix.
+
+    A run of consecutive rows of a dense matrix is a view (no copy: scoring a whole pool chunk
+    by chunk reads it in place); anything else is gathered into memory.
+    """
+    n = len(rows)
+    if (
+        n > 1
+        and isinstance(X, np.ndarray)
+        and int(rows[-1]) - int(rows[0]) == n - 1
+        and (n < 3 or bool(np.all(np.diff(rows) == 1)))
+    ):
+        return X[int(rows[0]) : int(rows[-1]) + 1]
     return X[rows]
 
 
