@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+from sklearn.svm import LinearSVC
 
-from labelwise.models import make_model, map_outputs, model_outputs
+from labelwise.committee import Committee
+from labelwise.models import linear_form, make_model, map_outputs, model_outputs
 from labelwise.pool import take_rows
 from labelwise.scorers import margin
 
@@ -59,3 +64,53 @@ def test_margin_is_the_same_for_row_and_column_major_probabilities():
     expected = 1 - (top2[:, 1] - top2[:, 0])
     np.testing.assert_allclose(margin(P), expected)
     np.testing.assert_allclose(margin(np.asfortranarray(P)), expected)
+
+
+def _scaled_data(n_classes: int, dtype=np.float64):
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(size=(1500, 7)) * rng.uniform(0.1, 20, 7) + rng.normal(size=7) * 5
+    return X.astype(dtype), rng.integers(0, n_classes, size=1500)
+
+
+LINEAR_MODELS = {
+    "logreg pipeline": lambda: make_model("logreg"),
+    "standard+maxabs+logreg": lambda: make_pipeline(
+        StandardScaler(), MaxAbsScaler(), LogisticRegression(max_iter=500)
+    ),
+    "linear svm": lambda: LinearSVC(),
+    "scaled sgd": lambda: make_pipeline(StandardScaler(), SGDClassifier(random_state=0)),
+    "ridge": lambda: RidgeClassifier(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINEAR_MODELS))
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_scalers_fold_exactly_into_the_linear_form(name, n_classes):
+    X, y = _scaled_data(n_classes)
+    model = LINEAR_MODELS[name]().fit(X, y)
+    W, b = linear_form(model)
+    scores = X @ W.T + b
+    expected = model.decision_function(X)
+    np.testing.assert_allclose(scores.squeeze(), expected, rtol=1e-7, atol=1e-7)
+
+
+def test_models_without_a_linear_form_say_so():
+    X, y = _scaled_data(3)
+    assert linear_form(make_model("forest").fit(X, y)) is None
+    assert linear_form(make_pipeline(PCA(3), LogisticRegression()).fit(X, y)) is None
+    assert linear_form(LogisticRegression()) is None  # not fitted
+
+
+@pytest.mark.parametrize("name", sorted(LINEAR_MODELS))
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_a_linear_committee_votes_like_its_members_predict(name, n_classes):
+    X, y = _scaled_data(n_classes, np.float32)
+    committee = Committee.bagged(
+        LINEAR_MODELS[name](), X[:300], y[:300], n_members=5, rng=np.random.default_rng(0)
+    )
+    assert committee._stacked_scores() is not None
+    _, votes = committee.disagreement(X, np.arange(len(X)), chunk_size=400)
+    expected = np.stack(
+        [np.searchsorted(committee.classes_, m.predict(X)) for m in committee.members]
+    )
+    assert (votes != expected).mean() < 1e-3  # float32 rounding at an exact tie, at most

@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 from labelwise import scorers
 from labelwise.exceptions import InvalidParameterError
-from labelwise.models import DEFAULT_CHUNK_SIZE, has_predict_proba, iter_chunks
+from labelwise.models import DEFAULT_CHUNK_SIZE, has_predict_proba, iter_chunks, linear_form
 from labelwise.pool import Matrix, take_rows
 
 __all__ = ["Committee", "stratified_bootstrap"]
@@ -92,6 +92,7 @@ class Committee:
         utilities = np.empty(len(rows))
         votes = np.empty((len(self.members), len(rows)), dtype=np.intp)
         n_classes = len(self.classes_)
+        stacked = self._stacked_scores() if kind == "vote" else None
         for start, chunk in zip(
             range(0, len(rows), chunk_size), iter_chunks(rows, chunk_size), strict=True
         ):
@@ -101,9 +102,40 @@ class Committee:
                 proba = np.stack([m.predict_proba(Xc) for m in self.members])
                 utilities[part] = scorers.kl_to_consensus(proba)
                 votes[:, part] = proba.argmax(axis=2)
+            elif stacked is not None and isinstance(Xc, np.ndarray) and Xc.dtype.kind == "f":
+                votes[:, part] = stacked(Xc)
+                utilities[part] = scorers.vote_entropy(votes[:, part], n_classes)
             else:
                 # scikit-learn keeps classes_ sorted, so a binary search maps labels to indices.
                 for m, member in enumerate(self.members):
                     votes[m, part] = np.searchsorted(self.classes_, np.asarray(member.predict(Xc)))
                 utilities[part] = scorers.vote_entropy(votes[:, part], n_classes)
         return utilities, votes
+
+    def _stacked_scores(self) -> Any:
+        """Every member's vote from one matrix product, for linear members (else None).
+
+        The members' weights (scalers folded in, see :func:`~labelwise.models.linear_form`) are
+        stacked so that a chunk is read once for the whole committee; a member votes for the
+        class of its largest score (for a binary member: the second class when its score is
+        positive), exactly as its ``predict`` does.
+        """
+        forms = [linear_form(m) for m in self.members]
+        if any(f is None for f in forms):
+            return None
+        W = np.concatenate([f[0] for f in forms if f is not None])
+        b = np.concatenate([f[1] for f in forms if f is not None])[:, None]
+        n_members, per = len(forms), W.shape[0] // len(forms)
+        weights: dict[Any, tuple[NDArray[Any], NDArray[Any]]] = {
+            dt: (W.astype(dt), b.astype(dt)) for dt in (np.float32, np.float64)
+        }
+
+        def votes(block: NDArray[np.floating]) -> NDArray[np.intp]:
+            Wd, bd = weights.get(block.dtype.type, weights[np.float64])
+            z = Wd @ block.T
+            z += bd
+            if per == 1:
+                return (z > 0).astype(np.intp)
+            return np.argmax(z.reshape(n_members, per, -1), axis=1)
+
+        return votes

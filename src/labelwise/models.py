@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -38,6 +38,7 @@ __all__ = [
     "has_decision_function",
     "has_predict_proba",
     "iter_chunks",
+    "linear_form",
     "make_model",
     "map_outputs",
     "model_outputs",
@@ -256,35 +257,64 @@ def _read_in_place(X: Matrix, rows: NDArray[np.intp]) -> bool:
     return len(rows) >= 0.75 * span and bool(np.all(rows[1:] > rows[:-1]))
 
 
-def _linear_proba(model: Any) -> Callable[[Matrix], NDArray[np.floating] | None] | None:
-    """A faster ``predict_proba`` for logistic regression (alone or after a pipeline's
-    transforms), or None for any other model.
+def linear_form(model: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """``(W, b)`` with ``model``'s scores equal to ``X @ W.T + b`` on raw features, or None.
 
-    scikit-learn computes in float64 whatever the input (so a float32 pool is converted, chunk
-    by chunk) and checks every chunk again. Here the scores are ``X @ coef.T + intercept`` in
-    the input's own float precision, then the same link scikit-learn applies: the logistic
-    function for two classes, the softmax for more. Sparse or non-float chunks fall back to
-    ``predict_proba`` (the function returns None for them).
+    For a fitted linear classifier (logistic regression, linear SVM, SGD, ridge) alone or after
+    per-feature scalers (``MaxAbsScaler``, ``StandardScaler``): the scalers are affine maps of
+    each feature, so they fold into the weights exactly and the pool is scored without
+    transforming it first. ``W`` has one row per score (one for a binary model).
     """
     final = _final_step(model)
-    if type(final) is not LogisticRegression or not hasattr(final, "coef_"):
+    if not isinstance(final, _LINEAR) or not hasattr(final, "coef_"):
         return None
-    head = model[:-1] if isinstance(model, Pipeline) and len(model.steps) > 1 else None
+    if sp.issparse(final.coef_):
+        return None
+    W = np.atleast_2d(np.asarray(final.coef_, dtype=np.float64))  # binary ridge: 1-D coef_
+    scale = np.ones(W.shape[1])
+    shift = np.zeros(W.shape[1])  # the head maps x to scale * x + shift
+    steps = model.steps[:-1] if isinstance(model, Pipeline) else []
+    for _, step in steps:
+        if isinstance(step, MaxAbsScaler):
+            divide = np.asarray(step.scale_, dtype=np.float64)
+            scale, shift = scale / divide, shift / divide
+        elif isinstance(step, StandardScaler):
+            mean = np.asarray(step.mean_ if step.with_mean else 0.0, dtype=np.float64)
+            std = np.asarray(step.scale_ if step.with_std else 1.0, dtype=np.float64)
+            scale, shift = scale / std, (shift - mean) / std
+        else:
+            return None
+    intercept = np.broadcast_to(np.asarray(final.intercept_, dtype=np.float64), (W.shape[0],))
+    return W * scale, intercept + W @ shift
+
+
+_LINEAR = (LogisticRegression, LinearSVC, SGDClassifier, RidgeClassifier)
+
+
+def _linear_proba(model: Any) -> Callable[[Matrix], NDArray[np.floating] | None] | None:
+    """A faster ``predict_proba`` for logistic regression (alone or after per-feature scalers),
+    or None for any other model.
+
+    The scores are :func:`linear_form`'s ``X @ W.T + b`` in the pool's own float precision,
+    then the link scikit-learn applies: the logistic function for two classes, the softmax for
+    more. Sparse or non-float chunks fall back to ``predict_proba`` (None for them).
+    """
+    if type(_final_step(model)) is not LogisticRegression:
+        return None
+    form = linear_form(model)
+    if form is None:
+        return None
     weights = {
-        dt: (final.coef_.astype(dt), final.intercept_.astype(dt)[:, None])
-        for dt in (np.float32, np.float64)
+        dt: (form[0].astype(dt), form[1].astype(dt)[:, None]) for dt in (np.float32, np.float64)
     }
 
     def proba(block: Matrix) -> NDArray[np.floating] | None:
-        Xt = head.transform(block) if head is not None else block
-        if sp.issparse(Xt) or not isinstance(Xt, np.ndarray):
+        if not isinstance(block, np.ndarray) or block.dtype not in (np.float32, np.float64):
             return None
-        if Xt.dtype not in (np.float32, np.float64):
-            return None
-        W, b = weights[Xt.dtype.type]
+        W, b = weights[block.dtype.type]
         # Scores as (classes, rows): reductions over classes then run along contiguous rows,
         # about twice as fast as over the short rows of the (rows, classes) layout.
-        z = W @ Xt.T
+        z = W @ block.T
         z += b
         if z.shape[0] == 1:  # binary: the logistic function of the one score
             p1 = expit(z[0])
