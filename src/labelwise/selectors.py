@@ -137,6 +137,22 @@ def _min_distances(X: Matrix, centers: Matrix) -> NDArray[np.float64]:
     out = np.full(X.shape[0], np.inf)
     if centers.shape[0] == 0:
         return out
+    if isinstance(X, np.ndarray) and isinstance(centers, np.ndarray):
+        # Dense: min over ||c||² - 2 x·c per block, then add ||x||² and take one root per row
+        # (in float64, which also spares float32 the slow upcasting path of scikit-learn).
+        C = centers.astype(np.float64)
+        c_sq = np.einsum("ij,ij->i", C, C)
+        for start in range(0, X.shape[0], _DISTANCE_BLOCK):
+            block = np.asarray(X[start : start + _DISTANCE_BLOCK], dtype=np.float64)
+            best = np.full(len(block), np.inf)
+            for c_start in range(0, len(C), _DISTANCE_BLOCK):
+                part = block @ C[c_start : c_start + _DISTANCE_BLOCK].T
+                part *= -2.0
+                part += c_sq[c_start : c_start + _DISTANCE_BLOCK]
+                np.minimum(best, part.min(axis=1), out=best)
+            best += np.einsum("ij,ij->i", block, block)
+            out[start : start + len(block)] = np.sqrt(np.maximum(best, 0.0))
+        return out
     for start in range(0, X.shape[0], _DISTANCE_BLOCK):
         block = X[start : start + _DISTANCE_BLOCK]
         for c_start in range(0, centers.shape[0], _DISTANCE_BLOCK):
@@ -167,15 +183,19 @@ def kcenter_greedy(
     n = X.shape[0]
     if k > n:
         raise ValueError(f"k must be at most {n}, got {k}")
-    nearest = _min_distances(X, labeled)
+    nearest = _min_distances(X, labeled) ** 2  # squared from here on: no root per step
+    x_sq = _row_sq_norms(X)
     picks = np.empty(k, dtype=np.intp)
     gaps = np.empty(k)
     for i in range(k):
         best = np.flatnonzero(nearest == nearest.max())
         pick = int(best[0] if len(best) == 1 else rng.choice(best))
-        picks[i], gaps[i] = pick, nearest[pick]
-        d = euclidean_distances(X, X[pick : pick + 1]).ravel()
-        np.minimum(nearest, d, out=nearest)
+        picks[i], gaps[i] = pick, np.sqrt(nearest[pick])
+        # ||x - c||² = ||x||² - 2 x·c + ||c||²: one matrix-vector product per pick.
+        d2 = x_sq - 2.0 * _row_dots(X, X[pick : pick + 1])
+        d2 += x_sq[pick]
+        np.maximum(d2, 0.0, out=d2)
+        np.minimum(nearest, d2, out=nearest)
         nearest[pick] = -np.inf
     return picks, gaps
 
@@ -222,15 +242,24 @@ def kmeans_pp_factored(
     chosen[first] = True
     for _ in range(1, k):
         c = picks[-1]
-        cross = (A @ A[c]) * _row_dots(H, H[c : c + 1])
-        np.minimum(d2, np.maximum(g_sq + g_sq[c] - 2.0 * cross, 0.0), out=d2)
-        weights = np.where(chosen, 0.0, d2)
-        total = weights.sum()
+        step = (A @ A[c]) * _row_dots(H, H[c : c + 1])
+        step *= -2.0
+        step += g_sq
+        step += g_sq[c]
+        np.maximum(step, 0.0, out=step)
+        np.minimum(d2, step, out=d2)
+        d2[chosen] = 0.0
+        cumulative = np.cumsum(d2)
+        total = float(cumulative[-1])
         if total <= 0.0 or not np.isfinite(total):
             # Every remaining embedding coincides with a pick: fall back to a uniform draw.
             nxt = int(rng.choice(np.flatnonzero(~chosen)))
         else:
-            nxt = int(rng.choice(n, p=weights / total))
+            # A draw proportional to d2: where a uniform point falls in the running total.
+            nxt = int(np.searchsorted(cumulative, rng.random() * total, side="right"))
+            nxt = min(nxt, n - 1)
+            while chosen[nxt]:  # a zero-weight row at the boundary: step back to a live one
+                nxt -= 1
         picks.append(nxt)
         chosen[nxt] = True
     return np.asarray(picks, dtype=np.intp)

@@ -387,12 +387,19 @@ class Badge:
 
     Uncertain items have long gradients, and k-means++ spreads the picks over directions, so the
     batch is both uncertain and diverse. Needs probabilities. Utility = gradient norm.
+
+    ``max_candidates`` bounds the cost on huge pools by running on a random subsample of the
+    candidates (as :class:`CoreSet` does).
     """
 
+    max_candidates: int | None = 50_000
     name: str = "badge"
     needs_model: bool = True
 
     def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
+        if self.max_candidates is not None and len(ctx.candidates) > self.max_candidates:
+            sample = rng.choice(ctx.candidates, size=self.max_candidates, replace=False)
+            ctx = replace(ctx, candidates=np.sort(sample))
         P = map_outputs(
             ctx.model,
             ctx.X,
