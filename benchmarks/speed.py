@@ -104,9 +104,13 @@ def floor_uncertainty(X, W, b, unlabeled_mask, batch, kind):
     for start in range(0, len(X), CHUNK):
         z = X[start : start + CHUNK] @ W
         z += b
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+        if z.shape[1] == 1:  # binary logistic regression: one score, the logistic function
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            z = np.column_stack([1.0 - p1, p1])
+        else:
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
         if kind == "entropy":
             utility[start : start + CHUNK] = -(z * np.log(np.maximum(z, 1e-12))).sum(axis=1)
         else:
