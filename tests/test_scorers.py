@@ -83,6 +83,17 @@ def test_vote_entropy_counts_votes():
     assert u[1] == pytest.approx(-(0.25 * np.log(0.25) + 0.5 * np.log(0.5) + 0.25 * np.log(0.25)))
 
 
+@given(
+    arrays(np.int64, (5, 7), elements=st.integers(0, 3)),
+)
+@settings(max_examples=50)
+def test_vote_entropy_is_the_entropy_of_the_vote_shares(votes):
+    shares = np.stack([(votes == c).mean(axis=0) for c in range(4)], axis=1)
+    np.testing.assert_allclose(
+        scorers.vote_entropy(votes, 4), scorers.entropy(shares), rtol=1e-12, atol=1e-12
+    )
+
+
 @given(arrays(np.float64, (3, 2), elements=st.floats(0.01, 1.0)))
 @settings(max_examples=50)
 def test_kl_to_consensus_is_zero_when_members_agree_and_nonnegative(raw):

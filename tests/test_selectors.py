@@ -115,3 +115,24 @@ def test_weighted_kmeans_utility_representative_is_the_best_of_each_cluster():
     # A batch of one is plain top-1.
     one = selectors.weighted_kmeans(X, u, 1, np.random.default_rng(0), representative="utility")
     assert one.tolist() == [int(np.argmax(u))]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["few values", "distinct", "all equal", "rare top values", "zeros then a ramp", "outliers"],
+)
+@pytest.mark.parametrize("k", [1, 7, 100, 1000, 5000])
+def test_the_kth_largest_of_a_big_array_is_exact(case, k):
+    from labelwise.selectors import _kth_largest
+
+    rng = np.random.default_rng(0)
+    vals = np.array([0.0, 0.5, 0.67])
+    u = {
+        "few values": vals[rng.choice(3, size=300_000, p=[0.8, 0.15, 0.05])],
+        "distinct": rng.random(300_000),
+        "all equal": np.zeros(100_000),
+        "rare top values": vals[rng.choice(3, size=300_000, p=[0.9999, 0.00005, 0.00005])],
+        "zeros then a ramp": np.r_[np.zeros(200_000), np.arange(50.0)],
+        "outliers": np.r_[np.arange(70_000.0), np.full(10, 1e9)],
+    }[case]
+    assert _kth_largest(u, k) == np.partition(u, len(u) - k)[len(u) - k]

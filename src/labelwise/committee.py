@@ -16,7 +16,13 @@ from sklearn.base import clone
 
 from labelwise import scorers
 from labelwise.exceptions import InvalidParameterError
-from labelwise.models import DEFAULT_CHUNK_SIZE, has_predict_proba, iter_chunks, linear_form
+from labelwise.models import (
+    DEFAULT_CHUNK_SIZE,
+    has_predict_proba,
+    iter_chunks,
+    linear_form,
+    read_in_place,
+)
 from labelwise.pool import Matrix, take_rows
 
 __all__ = ["Committee", "stratified_bootstrap"]
@@ -87,12 +93,23 @@ class Committee:
         utilities : ndarray of shape (n_rows,)
             Vote entropy (``kind="vote"``) or mean KL divergence to the consensus (``"kl"``).
         votes : int array of shape (n_members, n_rows)
-            Class index each member predicts.
+            Class index each member predicts (``int8`` for up to 127 classes).
         """
         utilities = np.empty(len(rows))
-        votes = np.empty((len(self.members), len(rows)), dtype=np.intp)
+        # Class indices fit a byte for any realistic label set: 8x less memory to fill.
+        vote_type = np.int8 if len(self.classes_) <= 127 else np.intp
+        votes = np.empty((len(self.members), len(rows)), dtype=vote_type)
         n_classes = len(self.classes_)
         stacked = self._stacked_scores() if kind == "vote" else None
+        if stacked is not None and read_in_place(X, rows) and X.dtype.kind == "f":
+            # Most of a dense pool: vote on consecutive slices and keep the wanted rows.
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            for start in range(lo, hi, chunk_size):
+                stop = min(start + chunk_size, hi)
+                a, b = np.searchsorted(rows, [start, stop])
+                block = stacked(X[start:stop])
+                votes[:, a:b] = block if b - a == stop - start else block[:, rows[a:b] - start]
+            return scorers.vote_entropy(votes, n_classes), votes
         for start, chunk in zip(
             range(0, len(rows), chunk_size), iter_chunks(rows, chunk_size), strict=True
         ):
@@ -130,12 +147,12 @@ class Committee:
             dt: (W.astype(dt), b.astype(dt)) for dt in (np.float32, np.float64)
         }
 
-        def votes(block: NDArray[np.floating]) -> NDArray[np.intp]:
+        def votes(block: NDArray[np.floating]) -> NDArray[Any]:
             Wd, bd = weights.get(block.dtype.type, weights[np.float64])
             z = Wd @ block.T
             z += bd
             if per == 1:
-                return (z > 0).astype(np.intp)
+                return z > 0  # True = the second class, as predict decides
             return np.argmax(z.reshape(n_members, per, -1), axis=1)
 
         return votes

@@ -42,6 +42,7 @@ __all__ = [
     "make_model",
     "map_outputs",
     "model_outputs",
+    "read_in_place",
 ]
 
 DEFAULT_CHUNK_SIZE = 65_536
@@ -233,7 +234,7 @@ def map_outputs(
         return fn(ModelOutputs(kind, values, classes))
 
     parts = []
-    if _read_in_place(X, rows):
+    if read_in_place(X, rows):
         # Most of a dense pool is wanted: score consecutive slices (views, nothing gathered)
         # and keep the wanted rows' results, instead of copying the wanted rows out first.
         lo, hi = int(rows[0]), int(rows[-1]) + 1
@@ -249,7 +250,7 @@ def map_outputs(
     return fn(ModelOutputs(kind, _empty_values(kind, len(classes)), classes))
 
 
-def _read_in_place(X: Matrix, rows: NDArray[np.intp]) -> bool:
+def read_in_place(X: Matrix, rows: NDArray[np.intp]) -> bool:
     """Whether ``rows`` (sorted, unique) cover most of the span of a dense ``X``."""
     if not isinstance(X, np.ndarray) or len(rows) < 2:
         return False

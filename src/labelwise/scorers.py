@@ -127,12 +127,15 @@ def vote_entropy(votes: ArrayLike, n_classes: int) -> FloatArray:
     if v.ndim != 2:
         raise ValueError(f"votes must have shape (n_members, n_samples), got shape {v.shape}")
     n_members, n_samples = v.shape
-    counts = np.zeros((n_samples, n_classes), dtype=np.float64)
-    cols = np.arange(n_samples)
-    for member_votes in v:
-        # (sample, vote) pairs are unique within one member, so plain fancy-index += is exact.
-        counts[cols, member_votes] += 1.0
-    return entropy(counts / n_members)
+    # A class with j of the m votes adds -(j/m) log(j/m): a table of m + 1 values, looked up
+    # once per class, instead of a (samples, classes) matrix of shares.
+    shares = np.arange(n_members + 1) / n_members
+    table = np.zeros(n_members + 1)
+    table[1:] = -shares[1:] * np.log(shares[1:])
+    out = np.zeros(n_samples)
+    for cls in range(n_classes):
+        out += table[np.count_nonzero(v == cls, axis=0)]
+    return out
 
 
 def kl_to_consensus(member_proba: ArrayLike) -> FloatArray:
