@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slow", type=float, default=30.0, help="one repeat above this")
-    parser.add_argument("--budget", type=float, default=240.0)
+    parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "speed.md")
     args = parser.parse_args()
