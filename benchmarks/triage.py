@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from labelwise.cli import parse_seeds
 from labelwise.evaluate import wilson_interval
 from labelwise.models import make_model
 from labelwise.triage import TriageTarget, calibrated_model, fit_policy, held_out_proba
@@ -94,11 +95,6 @@ class _Tally:
         )
 
 
-def _seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -111,7 +107,8 @@ def main() -> None:
     sizes = [len(y) if s == "all" else int(s) for s in args.sizes.split(",")]
     rows = []
     for size in sizes:
-        seeds = _seeds(args.seeds) if size < len(y) else _seeds(args.seeds)[:1]
+        seeds = list(parse_seeds(args.seeds))
+        seeds = seeds if size < len(y) else seeds[:1]  # the whole split: one labeled set
         rules = {True: _Tally(), False: _Tally()}
         for seed in seeds:
             start = time.perf_counter()

@@ -98,13 +98,22 @@ class TriageTarget:
 
 def _allowed_errors(n: int, level: float, conservative: bool) -> int:
     """The most errors among ``n`` held-out items that still meet ``level`` (-1: none allowed)."""
+    return int(_allowed_errors_upto(n, level, conservative)[n])
+
+
+def _allowed_errors_upto(n: int, level: float, conservative: bool) -> NDArray[np.intp]:
+    """:func:`_allowed_errors` for every count 0..n in one pass (it never decreases with n)."""
     budget = 1.0 - level
-    if not conservative:
-        return math.floor(budget * n + 1e-9)
+    out = np.full(n + 1, -1, dtype=np.intp)
     m = -1
-    while m + 1 <= n and wilson_interval(m + 1, n)[1] <= budget:
-        m += 1
-    return m
+    for k in range(1, n + 1):
+        if not conservative:
+            m = math.floor(budget * k + 1e-9)
+        else:
+            while m + 1 <= k and wilson_interval(m + 1, k)[1] <= budget:
+                m += 1
+        out[k] = m
+    return out
 
 
 @dataclass(frozen=True)
@@ -201,13 +210,10 @@ def fit_policy(
                 continue
             order = mine[np.argsort(-P[mine, c], kind="stable")]
             wrong = np.cumsum(labels[order] != name)
-            ok = [
-                k
-                for k in range(1, len(order) + 1)
-                if wrong[k - 1] <= _allowed_errors(k, target.level, target.conservative)
-            ]
-            if ok:
-                thresholds[name] = float(P[order[max(ok) - 1], c])
+            allowed = _allowed_errors_upto(len(order), target.level, target.conservative)[1:]
+            ok = np.flatnonzero(wrong <= allowed)
+            if len(ok):
+                thresholds[name] = float(P[order[ok[-1]], c])
         policy = TriagePolicy(names, target, thresholds)
         note = (
             None

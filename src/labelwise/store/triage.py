@@ -108,11 +108,11 @@ def triage_items(
     """Decide or route ``item_ids`` (open items of the project); see the module docstring."""
     if not 0.0 <= audit <= 1.0:
         raise InvalidParameterError(f"audit must be a fraction in [0, 1], got {audit!r}")
-    _check_ready(db, project_id, target)
     with db.read() as session:
         project = get_project(session, project_id=project_id)
         settings = settings_of(project)
         final, _ = resolved_labels(session, project)
+        _check_ready(project, final, target)
         items = _open_undecided(session, project, item_ids)
         if not items:
             raise InvalidDataError(
@@ -143,13 +143,19 @@ def triage_items(
     with db.write() as session:
         project = get_project(session, project_id=project_id)
         still_open = {i.id for i in _open_undecided(session, project, [i.id for i in items])}
+        earlier = {  # routed before and still unanswered: decided anew now
+            d.item_id: d
+            for d in session.scalars(
+                select(TriageDecision).where(TriageDecision.item_id.in_(list(still_open)))
+            )
+        }
         for k, item in enumerate(items):
             if item.id not in still_open:
                 skipped += 1  # answered by a person meanwhile: their answer stands
                 continue
             accepted = bool(decisions.accepted[k])
-            row = session.scalar(select(TriageDecision).where(TriageDecision.item_id == item.id))
-            if row is None:  # else: routed before, decided anew now
+            row = earlier.get(item.id)
+            if row is None:
                 row = TriageDecision(project_id=project.id, item_id=item.id)
                 session.add(row)
             row.batch, row.accepted, row.audit = batch, accepted, bool(decisions.audit[k])
@@ -234,12 +240,9 @@ def open_item_ids(session: Session, project: Project) -> list[int]:
     )
 
 
-def _check_ready(db: Database, project_id: int, target: TriageTarget) -> None:
-    """Fail before anything is imported when triage could not run anyway."""
-    with db.read() as session:
-        project = get_project(session, project_id=project_id)
-        final, _ = resolved_labels(session, project)
-        label_set = [str(c) for c in project.label_set]
+def _check_ready(project: Project, final: dict[int, str], target: TriageTarget) -> None:
+    """Fail early (before any import or fit) when triage could not run on these labels."""
+    label_set = [str(c) for c in project.label_set]
     if target.kind == "sensitivity" and target.positive not in label_set:
         raise InvalidParameterError(
             f"positive class {target.positive!r} is not one of the project's labels: "
@@ -276,7 +279,9 @@ def import_and_triage(
     fail afterwards, the items stay imported and open, so experts see them; ``labelwise triage``
     without a file decides them later.
     """
-    _check_ready(db, project_id, target)
+    with db.read() as session:
+        project = get_project(session, project_id=project_id)
+        _check_ready(project, resolved_labels(session, project)[0], target)
     with db.write() as session:
         project = get_project(session, project_id=project_id)
         before = set(session.scalars(select(Item.id).where(Item.project_id == project.id)))
