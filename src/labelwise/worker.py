@@ -117,8 +117,6 @@ def _queue(
     rows_to_items: dict[int, Item],
     labeled_rows: np.ndarray,
     labels_by_row: dict[int, str],
-    second_opinions: list[Item],
-    rng: np.random.Generator,
     explanations: dict[int, dict[str, Any]] | None = None,
     duplicates: dict[int, list[tuple[int, float]]] | None = None,
 ) -> list[QueuedItem]:
@@ -156,35 +154,29 @@ def _queue(
             ]
         item = rows_to_items[int(row)]
         entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
-    # Second opinions for overlap items go in at random places, so they are not all at the end.
-    for item in second_opinions:
-        info = {
-            "kind": "overlap",
-            "summary": "second opinion: this item is labeled twice to measure agreement",
-        }
-        at = int(rng.integers(0, len(entries) + 1))
-        entries.insert(at, (item.id, "overlap", None, None, info))
     return [
         QueuedItem(item_id=i, rank=r, kind=k, utility=u, predicted=p, reason=info)
         for r, (i, k, u, p, info) in enumerate(entries)
     ]
 
 
-def _with_audits(
-    queue: list[QueuedItem], audits: list[Item], rng: np.random.Generator
+#: Items queued apart from the strategy's picks, at random places and without a prediction.
+_OVERLAP = "second opinion: this item is labeled twice to measure agreement"
+_AUDIT = "a random check of the automatic decisions: your answer measures their error"
+
+
+def _insert_at_random(
+    queue: list[QueuedItem], items: list[Item], kind: str, summary: str, rng: np.random.Generator
 ) -> list[QueuedItem]:
-    """Insert triage audit items at random places (blind: no prediction, no decision)."""
-    if not audits:
+    """``items`` spread at random places of the queue (not all at the end, so they cannot be
+    told by their position), then the queue re-ranked."""
+    if not items:
         return queue
     entries = list(queue)
-    for item in audits:
-        info = {
-            "kind": "audit",
-            "summary": "a random check of the automatic decisions: your answer measures their "
-            "error",
-        }
+    for item in items:
         at = int(rng.integers(0, len(entries) + 1))
-        entries.insert(at, QueuedItem(item.id, 0, "audit", None, None, info))
+        reason = {"kind": kind, "summary": summary}
+        entries.insert(at, QueuedItem(item.id, 0, kind, None, None, reason))
     return [
         QueuedItem(e.item_id, r, e.kind, e.utility, e.predicted, e.reason)
         for r, e in enumerate(entries)
@@ -347,13 +339,12 @@ def _fit_and_publish(
             rows_to_items,
             labeled_rows,
             labels_by_row,
-            [second[i] for i in picks],
-            rng,
             _explanations(project, folder, model, X, batch.indices, rows_to_items, labeled_rows),
             duplicates,
         )
-
-    queue = _with_audits(queue, audits, rng)
+        queue = _insert_at_random(queue, [second[i] for i in picks], "overlap", _OVERLAP, rng)
+    # Audit items of triage: blind, neither the model's guess nor the decision is shown.
+    queue = _insert_at_random(queue, audits, "audit", _AUDIT, rng)
 
     # The artefact is written under a temporary name first; it takes its version's name inside
     # the transaction that records the version, so the two always match.
