@@ -14,6 +14,16 @@ from collections.abc import Iterator
 
 import pytest
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--heavy",
+        action="store_true",
+        default=False,
+        help="run the heavier variants of the reliability suite (minutes, not seconds)",
+    )
+
+
 POSTGRES_URL = os.environ.get(
     "LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -173,3 +173,38 @@ def test_candidates_restrict_the_choice(setup):
 def test_bad_mix(exploration, routine):
     with pytest.raises(InvalidParameterError, match="exploration|routine"):
         BatchMix(exploration=exploration, routine=routine)
+
+
+def test_subsample_candidates_by_count_share_or_all():
+    from labelwise.strategies import MIN_CANDIDATES_PER_PICK, subsample_candidates
+
+    rng = np.random.default_rng(0)
+    cand = np.arange(0, 20_000, 2)
+    by_count = subsample_candidates(cand, 500, 10, rng)
+    assert len(by_count) == 500 and np.all(np.diff(by_count) > 0)
+    assert np.isin(by_count, cand).all()
+    assert len(subsample_candidates(cand, 0.05, 10, rng)) == 500
+    # A share never leaves fewer than MIN_CANDIDATES_PER_PICK per batch item ...
+    assert len(subsample_candidates(cand, 0.001, 10, rng)) == MIN_CANDIDATES_PER_PICK * 10
+    # ... and a cap above the pool, or none, keeps every candidate.
+    assert subsample_candidates(cand, 50_000, 10, rng) is cand
+    assert subsample_candidates(cand, None, 10, rng) is cand
+
+
+@pytest.mark.parametrize("name", ["badge(max_candidates=40)", "coreset(max_candidates=0.2)"])
+def test_subsampled_diversity_strategies_pick_from_the_pool(setup, name):
+    _, _, pool, model = setup
+    batch = query(pool, model, strategy=name, batch_size=5, random_state=0)
+    assert len(set(batch.indices.tolist())) == 5
+    assert not np.isin(batch.indices, pool.labeled).any()
+
+
+@pytest.mark.parametrize(
+    "name", ["badge(max_candidates=0)", "coreset(max_candidates=1.5)", "badge(max_candidates=)"]
+)
+def test_bad_max_candidates_names_the_strategy(name):
+    from labelwise import InvalidParameterError
+    from labelwise.strategies import make_strategy
+
+    with pytest.raises(InvalidParameterError, match="max_candidates"):
+        make_strategy(name)

@@ -11,12 +11,14 @@ Names (see :func:`available_strategies`) are ``scorer`` or ``scorer+selector``:
 - selectors: ``top`` (implicit), ``kmeans`` (utility-weighted k-means over the top candidates),
   ``kcenter`` (greedy k-center among the top candidates), ``density`` (utility × typicality);
 - whole strategies: ``coreset`` (greedy k-center over the pool, no utility), ``badge`` (k-means++
-  on gradient embeddings), ``bandit`` (learns which strategy helps, see
-  :mod:`labelwise.bandit`), and ``default``.
+  on gradient embeddings; both run on a random 50,000 of the candidates, changed by a name such as
+  ``badge(max_candidates=0.05)`` (a share) or ``coreset(max_candidates=all)``), ``bandit``
+  (learns which strategy helps, see :mod:`labelwise.bandit`), and ``default``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -357,21 +359,48 @@ def _vote_counts(member_votes: NDArray[np.intp], classes: NDArray[Any]) -> dict[
     return {str(classes[i]): int(counts[i]) for i in order if counts[i] > 0}
 
 
+#: A fractional ``max_candidates`` still keeps at least this many candidates per batch item.
+MIN_CANDIDATES_PER_PICK = 10
+
+
+def subsample_candidates(
+    candidates: NDArray[np.intp],
+    max_candidates: int | float | None,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> NDArray[np.intp]:
+    """A uniform random subsample of the candidates (sorted), bounding a selector's cost.
+
+    ``max_candidates`` is a number of candidates (an ``int``), a share of them (a ``float`` in
+    (0, 1]: the subsample keeps its ratio to the pool as the pool grows, yet never falls below
+    ``MIN_CANDIDATES_PER_PICK × batch_size``), or ``None`` for every candidate.
+    """
+    n = len(candidates)
+    if max_candidates is None:
+        return candidates
+    if isinstance(max_candidates, float):
+        keep = max(int(np.ceil(max_candidates * n)), MIN_CANDIDATES_PER_PICK * batch_size)
+    else:
+        keep = int(max_candidates)
+    if n <= keep:
+        return candidates
+    return np.sort(rng.choice(candidates, size=keep, replace=False))
+
+
 @dataclass(frozen=True)
 class CoreSet:
     """Greedy k-center over the candidates: cover the pool, ignoring the model's uncertainty.
 
-    ``max_candidates`` bounds the cost on huge pools by running on a random subsample.
+    ``max_candidates`` bounds the cost on huge pools by running on a random subsample (see
+    :func:`subsample_candidates`).
     """
 
-    max_candidates: int | None = 50_000
+    max_candidates: int | float | None = 50_000
     name: str = "coreset"
     needs_model: bool = False
 
     def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
-        cand = ctx.candidates
-        if self.max_candidates is not None and len(cand) > self.max_candidates:
-            cand = np.sort(rng.choice(cand, size=self.max_candidates, replace=False))
+        cand = subsample_candidates(ctx.candidates, self.max_candidates, batch_size, rng)
         rep = represent(ctx, cand) if ctx.model is not None else take_rows(ctx.X, cand)
         covered = (
             represent(ctx, ctx.labeled) if ctx.model is not None else take_rows(ctx.X, ctx.labeled)
@@ -392,14 +421,14 @@ class Badge:
     candidates (as :class:`CoreSet` does).
     """
 
-    max_candidates: int | None = 50_000
+    max_candidates: int | float | None = 50_000
     name: str = "badge"
     needs_model: bool = True
 
     def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
-        if self.max_candidates is not None and len(ctx.candidates) > self.max_candidates:
-            sample = rng.choice(ctx.candidates, size=self.max_candidates, replace=False)
-            ctx = replace(ctx, candidates=np.sort(sample))
+        cand = subsample_candidates(ctx.candidates, self.max_candidates, batch_size, rng)
+        if len(cand) < len(ctx.candidates):
+            ctx = replace(ctx, candidates=cand)
         P = map_outputs(
             ctx.model,
             ctx.X,
@@ -518,6 +547,10 @@ def make_strategy(name: str) -> Strategy:
         return CoreSet()
     if key == "badge":
         return Badge()
+    sampled = _SAMPLED_NAME.fullmatch(key)
+    if sampled:
+        cls: type[CoreSet] | type[Badge] = CoreSet if sampled["base"] == "coreset" else Badge
+        return cls(max_candidates=_parse_max_candidates(sampled["value"], name), name=key)
     scorer_part, _, selector_part = key.partition("+")
     scorer = _SCORER_ALIASES.get(scorer_part)
     selector_factory = _SELECTORS.get(selector_part or "top")
@@ -535,6 +568,28 @@ def make_strategy(name: str) -> Strategy:
         kind: Literal["vote", "kl"] = "kl" if scorer == "qbc-kl" else "vote"
         return QueryByCommittee(disagreement=kind, selector=selector, name=key)
     return UncertaintySampling(scorer=scorer, selector=selector, name=key)  # type: ignore[arg-type]
+
+
+_SAMPLED_NAME = re.compile(r"(?P<base>coreset|badge)\(max_candidates=(?P<value>[^()]*)\)")
+
+
+def _parse_max_candidates(value: str, name: str) -> int | float | None:
+    """``max_candidates`` of a name like ``badge(max_candidates=0.05)``: count, share or none."""
+    text = value.strip()
+    if text in ("none", "all"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if "." not in text and number.is_integer() and number >= 1:
+        return int(number)
+    if 0 < number <= 1:
+        return number
+    raise InvalidParameterError(
+        f"in strategy {name!r}: max_candidates must be a whole number of candidates (>= 1), "
+        f"a share in (0, 1] such as 0.05, or 'all'; got {value!r}"
+    )
 
 
 def _renamed(strategy: Strategy, name: str) -> Strategy:
