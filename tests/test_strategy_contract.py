@@ -19,7 +19,18 @@ from labelwise import (
 )
 
 STRATEGIES = sorted(available_strategies())
-NEEDS_PROBA = {"entropy", "least_confident", "badge", "qbc-kl", "entropy+kmeans"}
+NEEDS_PROBA = {"entropy", "least_confident", "badge", "qbc-kl", "entropy+kmeans", "bald"}
+# Strategies that need Monte Carlo dropout samples run their contract with the torch MLP.
+NEEDS_MC_DROPOUT = {"bald"}
+
+
+def _template(name=None):
+    if name in NEEDS_MC_DROPOUT:
+        pytest.importorskip("torch")
+        from labelwise.torch_model import MLPTorchClassifier
+
+        return MLPTorchClassifier((32,), max_epochs=50, random_state=0, n_threads=1)
+    return LogisticRegression(max_iter=500)
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +41,11 @@ def data():
     return X, y
 
 
-def _pool_and_model(X, y, n_labeled=30, estimator=None):
+def _pool_and_model(X, y, n_labeled=30, estimator=None, name=None):
     pool = Pool(X)
     labeled = np.random.default_rng(0).choice(len(X), n_labeled, replace=False)
     pool.label(labeled, y[labeled])
-    template = estimator if estimator is not None else LogisticRegression(max_iter=500)
+    template = estimator if estimator is not None else _template(name)
     model = pickle.loads(pickle.dumps(template)).fit(X[labeled], y[labeled])
     return pool, model, template
 
@@ -42,7 +53,7 @@ def _pool_and_model(X, y, n_labeled=30, estimator=None):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_returns_batch_size_unique_unlabeled_indices(name, data):
     X, y = data
-    pool, model, template = _pool_and_model(X, y)
+    pool, model, template = _pool_and_model(X, y, name=name)
     batch = query(pool, model, strategy=name, batch_size=12, random_state=0, estimator=template)
     assert len(batch.indices) == 12
     assert len(set(batch.indices.tolist())) == 12
@@ -59,7 +70,7 @@ def test_returns_batch_size_unique_unlabeled_indices(name, data):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_same_seed_same_batch(name, data):
     X, y = data
-    pool, model, template = _pool_and_model(X, y)
+    pool, model, template = _pool_and_model(X, y, name=name)
     a = query(pool, model, strategy=name, batch_size=8, random_state=42, estimator=template)
     b = query(pool, model, strategy=name, batch_size=8, random_state=42, estimator=template)
     np.testing.assert_array_equal(a.indices, b.indices)
@@ -68,7 +79,7 @@ def test_same_seed_same_batch(name, data):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_inputs_and_model_are_untouched(name, data):
     X, y = data
-    pool, model, template = _pool_and_model(X, y)
+    pool, model, template = _pool_and_model(X, y, name=name)
     X_before = X.copy()
     mask_before = pool.labeled_mask.copy()
     model_before = pickle.dumps(model)
@@ -84,7 +95,7 @@ def test_inputs_and_model_are_untouched(name, data):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_exhausted_pool_is_a_clear_error(name, data):
     X, y = data
-    pool, model, template = _pool_and_model(X, y)
+    pool, model, template = _pool_and_model(X, y, name=name)
     pool.label(np.arange(len(X)), y)
     with pytest.raises(PoolExhaustedError, match="no unlabeled items left"):
         query(pool, model, strategy=name, batch_size=1, estimator=template)
@@ -93,7 +104,7 @@ def test_exhausted_pool_is_a_clear_error(name, data):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_batch_larger_than_pool_is_a_clear_error(name, data):
     X, y = data
-    pool, model, template = _pool_and_model(X, y)
+    pool, model, template = _pool_and_model(X, y, name=name)
     with pytest.raises(PoolExhaustedError, match="only 270 unlabeled items remain"):
         query(pool, model, strategy=name, batch_size=271, estimator=template)
 
@@ -101,7 +112,7 @@ def test_batch_larger_than_pool_is_a_clear_error(name, data):
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_whole_remaining_pool_can_be_asked_for(name, data):
     X, y = data
-    pool, model, template = _pool_and_model(X, y, n_labeled=290)
+    pool, model, template = _pool_and_model(X, y, n_labeled=290, name=name)
     batch = query(pool, model, strategy=name, batch_size=10, random_state=0, estimator=template)
     assert sorted(batch.indices.tolist()) == pool.unlabeled.tolist()
 
@@ -115,8 +126,8 @@ def test_sparse_pool(name, data):
     pool = Pool(Xs)
     labeled = np.arange(40)
     pool.label(labeled, y[labeled])
-    template = LogisticRegression(max_iter=500)
-    model = LogisticRegression(max_iter=500).fit(Xs[labeled], y[labeled])
+    template = _template(name)
+    model = pickle.loads(pickle.dumps(template)).fit(Xs[labeled], y[labeled])
     batch = query(pool, model, strategy=name, batch_size=6, random_state=0, estimator=template)
     assert len(set(batch.indices.tolist())) == 6
     assert batch.indices.min() >= 40

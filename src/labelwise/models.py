@@ -6,13 +6,16 @@ project settings use. A strategy never fits the caller's estimator: it works on 
 :func:`model_outputs` reads a fitted model's probabilities (``predict_proba``) or, for a model
 without them, its ``decision_function``, over selected rows of the pool, chunk by chunk, so a pool
 of millions of rows never needs more than one chunk of outputs in memory at a time.
+
+A model that draws Monte Carlo dropout samples (:class:`MCDropoutModel`, such as
+``"mlp-torch"``) also gives BALD utilities over the pool: :func:`bald_utilities`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,11 +32,14 @@ from sklearn.svm import SVC, LinearSVC
 
 from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
 from labelwise.pool import Matrix, take_rows
+from labelwise.scorers import bald
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "MCDropoutModel",
     "ModelOutputs",
     "available_models",
+    "bald_utilities",
     "fit_clone",
     "has_decision_function",
     "has_predict_proba",
@@ -100,6 +106,17 @@ def _label_spreading(random_state: int | None) -> BaseEstimator:
     return SemiSupervised(method="label-spreading")
 
 
+def _mlp_torch(random_state: int | None) -> BaseEstimator:
+    try:
+        from labelwise.torch_model import MLPTorchClassifier
+    except ImportError as exc:
+        raise InvalidParameterError(
+            f"model 'mlp-torch' needs PyTorch ({exc}); install it with: pip install "
+            "'labelwise[torch]'"
+        ) from None
+    return MLPTorchClassifier(random_state=random_state)
+
+
 _MODELS: dict[str, tuple[Callable[[int | None], BaseEstimator], str]] = {
     "logreg": (
         _logreg,
@@ -118,6 +135,11 @@ _MODELS: dict[str, tuple[Callable[[int | None], BaseEstimator], str]] = {
     "label-spreading": (
         _label_spreading,
         "semi-supervised: labels spread over a 7-nearest-neighbour graph of all items",
+    ),
+    "mlp-torch": (
+        _mlp_torch,
+        "PyTorch MLP (2 x 128 ReLU, dropout 0.25), scores on CUDA when available; Monte Carlo "
+        "dropout for 'bald' (needs the torch extra)",
     ),
 }
 
@@ -361,6 +383,87 @@ def model_outputs(
         rows = np.arange(X.shape[0], dtype=np.intp)
     values = map_outputs(model, X, rows, lambda out: out.values, prefer=kind, chunk_size=chunk_size)
     return ModelOutputs(kind=kind, values=values, classes=np.asarray(model.classes_))
+
+
+@runtime_checkable
+class MCDropoutModel(Protocol):
+    """A fitted model that draws Monte Carlo dropout samples of its class probabilities.
+
+    ``predict_proba_samples`` returns an array of shape ``(n_samples, n_rows, n_classes)``:
+    ``n_samples`` stochastic forward passes, the same for the same ``random_state``. A model
+    may also offer ``bald_scores(X, n_samples, *, random_state)`` returning
+    :func:`labelwise.scorers.bald` of those samples, shape ``(n_rows,)``, computed where the
+    samples are (on a GPU, say); :func:`bald_utilities` prefers it.
+    """
+
+    def predict_proba_samples(
+        self, X: Any, n_samples: int, *, random_state: int | None = None
+    ) -> NDArray[np.floating]: ...
+
+
+def _mc_dropout_scorer(model: Any, n_samples: int) -> Callable[[Matrix, int], NDArray[np.float64]]:
+    """``(block, seed) -> BALD utilities`` for ``model`` (or a pipeline ending in such a model)."""
+    final = _final_step(model)
+    if not isinstance(final, MCDropoutModel):
+        raise ModelCapabilityError(
+            f"strategy 'bald' needs a model that draws Monte Carlo dropout samples "
+            f"(predict_proba_samples); {type(final).__name__} does not. Use the 'mlp-torch' "
+            "model, or another strategy"
+        )
+    head = model[:-1] if isinstance(model, Pipeline) and len(model.steps) > 1 else None
+    direct = getattr(final, "bald_scores", None)
+
+    def score(block: Matrix, seed: int) -> NDArray[np.float64]:
+        if head is not None:
+            block = head.transform(block)
+        if direct is not None:
+            return np.asarray(direct(block, n_samples, random_state=seed), dtype=np.float64)
+        return bald(final.predict_proba_samples(block, n_samples, random_state=seed))
+
+    return score
+
+
+def bald_utilities(
+    model: Any,
+    X: Matrix,
+    rows: NDArray[np.intp],
+    *,
+    n_samples: int,
+    rng: np.random.Generator,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> NDArray[np.float64]:
+    """BALD utility (:func:`labelwise.scorers.bald`) of ``rows`` of ``X``, shape (n_rows,).
+
+    Parameters
+    ----------
+    model : fitted :class:`MCDropoutModel`, or a pipeline ending in one
+        Anything else raises :class:`ModelCapabilityError` naming the model.
+    X : matrix of shape (n_pool, n_features)
+    rows : sorted int array of shape (n_rows,)
+    n_samples : int
+        Monte Carlo passes per row.
+    rng : numpy Generator
+        Draws the seed of each call's dropout masks: same generator state, same utilities.
+    chunk_size : int
+        Rows per call when the model returns its samples (``n_samples`` probability tables of
+        that many rows are in memory at once). A model that reduces the samples itself
+        (``bald_scores``) is given a dense pool's whole span of ``rows`` in one call (a view,
+        not a copy), so it can stream the pool at its own pace (large chunks on a GPU).
+    """
+    score = _mc_dropout_scorer(model, n_samples)
+    if len(rows) == 0:
+        return np.empty(0)
+    final = _final_step(model)
+    in_one_call = hasattr(final, "bald_scores") and not isinstance(model, Pipeline)
+    if in_one_call and read_in_place(X, rows):
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        out = score(X[lo:hi], int(rng.integers(2**63)))
+        return out if hi - lo == len(rows) else out[rows - lo]
+    parts = [
+        score(take_rows(X, chunk), int(rng.integers(2**63)))
+        for chunk in iter_chunks(rows, chunk_size)
+    ]
+    return np.concatenate(parts)
 
 
 def fit_clone(estimator: BaseEstimator, X: Matrix, y: NDArray[Any]) -> BaseEstimator:

@@ -7,7 +7,8 @@ utilities. Strategies never fit or modify the caller's model; a committee fits c
 Names (see :func:`available_strategies`) are ``scorer`` or ``scorer+selector``:
 
 - scorers: ``random``, ``least_confident`` (alias ``lc``), ``margin``, ``entropy``, ``qbc`` (vote
-  entropy of a bagged committee), ``qbc-kl`` (KL divergence to the committee's consensus);
+  entropy of a bagged committee), ``qbc-kl`` (KL divergence to the committee's consensus),
+  ``bald`` (mutual information over Monte Carlo dropout samples, for models that draw them);
 - selectors: ``top`` (implicit), ``kmeans`` (utility-weighted k-means over the top candidates),
   ``kcenter`` (greedy k-center among the top candidates), ``density`` (utility × typicality);
 - whole strategies: ``coreset`` (greedy k-center over the pool, no utility), ``badge`` (k-means++
@@ -35,6 +36,7 @@ from labelwise.models import (
     DEFAULT_CHUNK_SIZE,
     ModelOutputs,
     OutputKind,
+    bald_utilities,
     iter_chunks,
     map_outputs,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "EXPLORE_FRACTION",
     "Badge",
+    "Bald",
     "CoreSet",
     "DensityWeighted",
     "Explore",
@@ -353,6 +356,33 @@ class QueryByCommittee:
         return Selection(ctx.candidates[positions], utilities[positions], details)
 
 
+@dataclass(frozen=True)
+class Bald:
+    """BALD over Monte Carlo dropout samples: ``H(mean p) - mean H(p)`` per candidate, then select.
+
+    Needs a model that draws the samples (:class:`~labelwise.models.MCDropoutModel`, e.g. the
+    ``"mlp-torch"`` model); any other raises :class:`ModelCapabilityError` naming it. The
+    dropout masks are seeded from the query's generator: same seed, same batch.
+    """
+
+    n_samples: int = 20
+    selector: Any = field(default_factory=TopK)
+    name: str = "bald"
+    needs_model: bool = True
+
+    def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
+        utilities = bald_utilities(
+            ctx.model,
+            ctx.X,
+            ctx.candidates,
+            n_samples=self.n_samples,
+            rng=rng,
+            chunk_size=ctx.chunk_size,
+        )
+        positions = self.selector.pick(ctx, utilities, batch_size, rng)
+        return Selection(ctx.candidates[positions], utilities[positions])
+
+
 def _vote_counts(member_votes: NDArray[np.intp], classes: NDArray[Any]) -> dict[str, int]:
     counts = np.bincount(member_votes, minlength=len(classes))
     order = np.argsort(-counts, kind="stable")
@@ -495,6 +525,7 @@ _SCORER_ALIASES: dict[str, str] = {
     "entropy": "entropy",
     "qbc": "qbc",
     "qbc-kl": "qbc-kl",
+    "bald": "bald",
     "random": "random",
 }
 
@@ -505,6 +536,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "entropy": "entropy of the predicted class distribution",
     "qbc": "vote entropy of a bagged committee of 5 clones",
     "qbc-kl": "KL divergence of 5 bagged clones from their consensus",
+    "bald": "mutual information over 20 Monte Carlo dropout passes (needs a model that draws "
+    "them: mlp-torch)",
     "margin+kmeans": "margin, then weighted k-means over the top candidates (diverse batches)",
     "margin+clusters": "margin, then the most uncertain item of each k-means cluster of the top",
     "margin+explore": "margin, with 10 % uniformly random exploration picks",
@@ -564,6 +597,8 @@ def make_strategy(name: str) -> Strategy:
     selector = selector_factory()
     if scorer == "random":
         return RandomSampling()
+    if scorer == "bald":
+        return Bald(selector=selector, name=key)
     if scorer in ("qbc", "qbc-kl"):
         kind: Literal["vote", "kl"] = "kl" if scorer == "qbc-kl" else "vote"
         return QueryByCommittee(disagreement=kind, selector=selector, name=key)
