@@ -44,6 +44,11 @@ def test_a_project_from_init_to_status_and_export(tmp_path):
     assert result.exit_code == 0, result.output
     token = _run("token", proj, "--name", "ana", "--role", "annotator")
     assert token.exit_code == 0 and len(token.stdout.strip()) >= 20
+    again = _run("token", proj, "--name", "ana")
+    assert again.exit_code != 0 and "--reissue" in again.output
+    reissued = _run("token", proj, "--name", "ana", "--reissue")
+    assert reissued.exit_code == 0
+    assert reissued.stdout.strip() not in ("", token.stdout.strip())
     result = _run("import", proj, more)
     assert result.exit_code == 0 and "imported 50 items" in result.stdout
 

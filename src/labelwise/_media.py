@@ -7,6 +7,8 @@ when images are read.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import warnings
 import zipfile
@@ -53,7 +55,69 @@ def _read_libsvm(path: Path) -> Dataset:
 # ------------------------------------------------------------------------------------- arrays
 
 
-def _read_npz(path: Path) -> Dataset:
+def _memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def _check_npz_sizes(path: Path, *, max_pixels: int) -> None:
+    """Refuse, from the array headers alone, an ``.npz`` whose arrays cannot be loaded.
+
+    A compressed archive of a few megabytes can declare arrays of terabytes (a decompression
+    bomb): each array's shape is read before any data, and an array larger than this machine's
+    memory, or images larger than ``max_pixels``, are refused before anything is allocated.
+    """
+    limit = _memory_bytes()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    # Read whole as bytes by np.load: its declared size is what it would take
+                    # (zipfile never reads past it).
+                    if limit is not None and info.file_size > limit:
+                        raise InvalidDataError(
+                            f"{path}: member {info.filename!r} would take "
+                            f"{_size(info.file_size)}, more than this machine's memory "
+                            f"({_size(limit)})"
+                        )
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(member)
+                name = info.filename.removesuffix(".npy")
+                size = math.prod(shape) * dtype.itemsize
+                if limit is not None and size > limit:
+                    raise InvalidDataError(
+                        f"{path}: array {name!r} of shape {shape} would take {_size(size)}, more "
+                        f"than this machine's memory ({_size(limit)})"
+                    )
+                if len(shape) in (3, 4):  # read as images (n, h, w) or (n, h, w, c)
+                    pixels = shape[1] * shape[2]
+                    if pixels > max_pixels:
+                        raise InvalidDataError(
+                            f"{path}: images in {name!r} have {shape[2]}x{shape[1]} pixels, more "
+                            f"than the limit of {max_pixels:,}; resize them first"
+                        )
+    except InvalidDataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InvalidDataError(f"cannot read {path} as .npz: {exc}") from None
+
+
+def _read_npz(path: Path, *, max_pixels: int) -> Dataset:
+    _check_npz_sizes(path, max_pixels=max_pixels)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -148,9 +212,20 @@ def _array_labels(y: np.ndarray | None, path: Path) -> np.ndarray | None:
 # ------------------------------------------------------------------------------------- images
 
 
+def _inside(path: Path, root: Path) -> Path:
+    """``path`` when it (after following links) stays inside ``root``; a link out is refused."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise InvalidDataError(
+            f"{path} is a link to {path.resolve()}, outside {root}; copy the file in instead"
+        )
+    return path
+
+
 def _read_image_folder(root: Path, *, max_pixels: int) -> Dataset:
-    """The images under ``root``: one sub-folder per class (the labels), or flat without labels."""
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    """The images under ``root``: one sub-folder per class (the labels), or flat without labels.
+
+    Files and class folders that are links leading out of ``root`` are refused."""
+    entries = sorted(_inside(p, root) for p in root.iterdir() if not p.name.startswith("."))
     folders = [p for p in entries if p.is_dir()]
     labels: list[str] | None = None
     if folders:
@@ -162,7 +237,9 @@ def _read_image_folder(root: Path, *, max_pixels: int) -> Dataset:
             )
         files, labels = [], []
         for folder in folders:
-            for file in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+            for file in sorted(
+                _inside(p, root) for p in folder.iterdir() if not p.name.startswith(".")
+            ):
                 if file.is_dir():
                     raise InvalidDataError(f"{file} is a folder inside class folder {folder.name}")
                 files.append(file)

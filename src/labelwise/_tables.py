@@ -1,6 +1,7 @@
 """Delimited text, JSON, JSONL and Parquet: from a file's text to a table, and on to a Dataset.
 
-The readers decode bytes (UTF-8, else line by line cp1252 or latin-1), sniff the delimiter and
+The readers decode bytes (UTF-16 or UTF-32 with a byte order mark; else UTF-8, else line
+by line cp1252 or latin-1), sniff the delimiter and
 whether the first row is a header, and return a :class:`pandas.DataFrame`; :class:`_Table` then
 infers each column's role (text, image paths, label, id, numeric feature) and builds the
 :class:`~labelwise.data.Dataset`. :func:`labelwise.data.load_dataset` picks the reader.
@@ -12,7 +13,9 @@ import csv
 import io
 import json
 import re
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -44,9 +47,46 @@ _C1_TO_CP1252 = {
     if code not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)  # undefined in cp1252
 }
 _C1 = re.compile("[\x80-\x9f]")
+#: What a JSON document nested deeper than Python's recursion limit gets (a hostile file's trick).
+_TOO_DEEP = "JSON nested too deeply to read (arrays or objects inside each other)"
 
 
 # ---------------------------------------------------------------------------------- file readers
+
+
+# Byte order marks of the encodings that hold NUL bytes in ordinary text (UTF-32 first: its
+# little-endian mark begins with UTF-16's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def _decode_unicode(raw: bytes, path: Path) -> str | None:
+    """Text saved as UTF-16 or UTF-32 with a byte order mark (what spreadsheet programs write as
+    "Unicode text"), else None. Such a file holds NUL bytes, so it must be told apart from a
+    binary file before the NUL test."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise InvalidDataError(
+                    f"{path} starts with a {encoding.upper()} byte order mark but is not valid "
+                    f"{encoding.upper()} (byte {exc.start}: {exc.reason})"
+                ) from None
+    return None
+
+
+def _looks_like_utf16(sample: bytes) -> bool:
+    """Text in UTF-16 without a byte order mark: one byte of each pair is mostly NUL."""
+    pairs = len(sample) // 2
+    if pairs < 4:
+        return False
+    even, odd = sample[0 : 2 * pairs : 2].count(0), sample[1 : 2 * pairs : 2].count(0)
+    return max(even, odd) >= 0.9 * pairs and min(even, odd) <= 0.1 * pairs
 
 
 def _decode(raw: bytes) -> str:
@@ -101,23 +141,44 @@ def _read_delimited(
         pass  # the sample ended inside a quoted field: the rows read so far will do
     header = bool(rows) and _has_header(rows, requested, sample)
     try:
-        frame = pd.read_csv(
-            io.BytesIO(text.encode()),  # cheaper than StringIO, which widens to 4 bytes a char
-            sep=delimiter,
-            header=0 if header else None,
-            quoting=quoting,
-            dtype=str,
-            na_filter=False,
-            index_col=False,
-            skip_blank_lines=True,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.BytesIO(text.encode()),  # cheaper than StringIO, which widens to 4 bytes a char
+                sep=delimiter,
+                header=0 if header else None,
+                quoting=quoting,
+                dtype=str,
+                na_filter=False,
+                index_col=False,
+                skip_blank_lines=True,
+            )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
         raise InvalidDataError(f"cannot parse {path}: {exc}".strip()) from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        # pandas drops the fields a row holds beyond the header's, with only a warning.
+        _check_no_extra_fields(path, text, delimiter, quoting, len(frame.columns))
     if not header:
         frame.columns = [str(j) for j in range(frame.shape[1])]
         while frame.shape[1] > 1 and (frame.iloc[:, -1].str.strip() == "").all():
             frame = frame.iloc[:, :-1]  # a trailing delimiter on every line
     return frame, not header
+
+
+def _check_no_extra_fields(
+    path: Path, text: str, delimiter: str, quoting: _Quoting, n_columns: int
+) -> None:
+    """Refuse a row with more fields than the header, unless the extra ones are empty (a
+    trailing delimiter): their values would be lost."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    next(reader, None)  # the header
+    for number, row in enumerate(reader):
+        extra = [cell for cell in row[n_columns:] if cell.strip()]
+        if extra:
+            raise InvalidDataError(
+                f"{path}: row {number} has {len(row)} fields but the header names {n_columns} "
+                f"(extra value {extra[0][:40]!r}); quote fields that hold {delimiter!r}"
+            )
 
 
 def _is_number(cell: str) -> bool:
@@ -168,6 +229,8 @@ def _read_json(path: Path, text: str, *, lines: bool) -> pd.DataFrame:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InvalidDataError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise InvalidDataError(f"{path}, line {number}: {_TOO_DEEP}") from None
             if not isinstance(record, dict):
                 raise InvalidDataError(f"{path}, line {number}: expected a JSON object")
             records.append(record)
@@ -178,6 +241,8 @@ def _read_json(path: Path, text: str, *, lines: bool) -> pd.DataFrame:
             raise InvalidDataError(
                 f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})"
             ) from None
+        except RecursionError:
+            raise InvalidDataError(f"{path}: {_TOO_DEEP}") from None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise InvalidDataError(f"{path} must hold a JSON list of objects (records)")
     return pd.DataFrame.from_records(records)
@@ -202,13 +267,24 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 class _Table:
     """A frame's columns with the views inference needs (missing mask, numbers), each cached."""
 
-    def __init__(self, frame: pd.DataFrame, path: Path) -> None:
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        path: Path,
+        *,
+        names: Sequence[str] | None = None,
+        offset: int = 0,
+    ) -> None:
         self.frame = frame
         self.path = path
-        self.names = [str(c).strip() for c in frame.columns]
+        self.names = [str(c).strip() for c in (frame.columns if names is None else names)]
+        # A chunk of a larger file (see labelwise._stream): its first row's number in the file,
+        # added to every row an error message cites.
+        self.offset = offset
         self.n = int(frame.shape[0])
         self._missing: dict[int, np.ndarray] = {}
         self._numbers: dict[int, np.ndarray | None] = {}
+        self._compound: dict[int, int | None] = {}
 
     def resolve(self, name: str, role: str) -> int:
         if name.strip() in self.names:
@@ -257,12 +333,45 @@ class _Table:
         out[~missing] = [_as_str(v) for v in values[~missing]]
         return out
 
+    def compound(self, j: int) -> int | None:
+        """The first row where column ``j`` holds a list, an object or bytes (JSON arrays and
+        objects, Parquet lists, structs and binary), or None when every value is a single one."""
+        if j not in self._compound:
+            column = self.frame.iloc[:, j]
+            found = None
+            if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) not in (
+                _SCALAR_KINDS
+            ):
+                values = column.to_numpy(dtype=object)
+                found = next((i for i, v in enumerate(values) if isinstance(v, _COMPOUND)), None)
+            self._compound[j] = found
+        return self._compound[j]
+
+    def values(self, j: int, role: str) -> np.ndarray:
+        """:meth:`strings` of a column used as ``role``; refused when it holds compound values,
+        which would otherwise be stored as their Python spelling (``"['a', 'b']"``)."""
+        row = self.compound(j)
+        if row is not None:
+            value = self.frame.iloc[row, j]
+            kind = (
+                "binary data"
+                if isinstance(value, (bytes, bytearray))
+                else "an object"
+                if isinstance(value, dict)
+                else "a list"
+            )
+            raise InvalidDataError(
+                f"{self.path}: {role} {self.names[j]!r} holds {kind} at row {self.offset + row} "
+                f"({_as_str(value)[:60]!r}); expected one text or number per row"
+            )
+        return self.strings(j)
+
     def first_missing(self, j: int, role: str) -> None:
         missing = np.flatnonzero(self.missing(j))
         if missing.size:
             raise InvalidDataError(
                 f"{self.path}: {role} {self.names[j]!r} is empty in {missing.size} rows "
-                f"(first at row {missing[0]})"
+                f"(first at row {self.offset + int(missing[0])})"
             )
 
     def to_dataset(
@@ -275,7 +384,65 @@ class _Table:
         *,
         headerless: bool,
         max_pixels: int,
+        strict_ids: bool = False,
     ) -> Dataset:
+        roles = self.roles(
+            text_column,
+            image_column,
+            label_column,
+            feature_columns,
+            id_column,
+            headerless=headerless,
+            strict_ids=strict_ids,
+        )
+        text_j, image_j, features = roles.text, roles.image, roles.features
+        labels = None if roles.label is None else self._labels(roles.label)
+        ids = _row_ids(self.n) if roles.id is None else self._ids(roles.id)
+
+        if image_j is not None:
+            self.first_missing(image_j, "image column")
+            folder = self.path.parent.resolve()
+            files = []
+            for i, name in enumerate(self.values(image_j, "image column")):
+                # Image paths are local and stay inside the data file's folder: no absolute
+                # paths, no "..", never a URL.
+                if "\0" in str(name):
+                    raise InvalidDataError(
+                        f"{self.path.name}, row {i}: image path {str(name)[:80]!r} holds a NUL "
+                        "character"
+                    )
+                target = (folder / str(name)).resolve()
+                if "://" in str(name) or not target.is_relative_to(folder):
+                    raise InvalidDataError(
+                        f"{self.path.name}, row {i}: image path {str(name)[:80]!r} must be "
+                        f"relative to {folder} and stay inside it"
+                    )
+                files.append(target)
+            items = _read_images(files, max_pixels=max_pixels)
+            return Dataset("image", items, labels, ids, (), str(self.path))
+        if text_j is not None:
+            self.first_missing(text_j, "text column")
+            items = self.values(text_j, "text column")
+            return Dataset("text", items, labels, ids, (self.names[text_j],), str(self.path))
+        assert features is not None
+        matrix = np.empty((self.n, len(features)), dtype=np.float64)
+        for k, j in enumerate(features):
+            matrix[:, k] = self._feature(j)
+        names = tuple(self.names[j] for j in features)
+        return Dataset("tabular", matrix, labels, ids, names, str(self.path))
+
+    def roles(
+        self,
+        text_column: str | None,
+        image_column: str | None,
+        label_column: str | None,
+        feature_columns: Sequence[str] | None,
+        id_column: str | None,
+        *,
+        headerless: bool,
+        strict_ids: bool = False,
+    ) -> _Roles:
+        """Which column plays which part: the columns named, the others inferred."""
         text_j = None if text_column is None else self.resolve(text_column, "text_column")
         image_j = None if image_column is None else self.resolve(image_column, "image_column")
         label_j = None if label_column is None else self.resolve(label_column, "label_column")
@@ -290,44 +457,20 @@ class _Table:
             )
         taken = set(chosen)
         if id_j is None:
-            id_j = self._named(_ID_NAMES, taken, unique=True)
+            # Strict: a column named like an id is the id, so its duplicates and blanks are
+            # errors, not a reason to fall back to row numbers.
+            id_j = self._named(_ID_NAMES, taken, unique=not strict_ids)
             taken |= set() if id_j is None else {id_j}
         if label_j is None:
             label_j = self._infer_label(taken, headerless)
             taken |= set() if label_j is None else {label_j}
-        labels = None if label_j is None else self._labels(label_j)
-        ids = _row_ids(self.n) if id_j is None else self._ids(id_j)
-
-        if image_j is not None:
-            self.first_missing(image_j, "image column")
-            folder = self.path.parent.resolve()
-            files = []
-            for i, name in enumerate(self.strings(image_j)):
-                # Image paths are local and stay inside the data file's folder: no absolute
-                # paths, no "..", never a URL.
-                target = (folder / str(name)).resolve()
-                if "://" in str(name) or not target.is_relative_to(folder):
-                    raise InvalidDataError(
-                        f"{self.path.name}, row {i}: image path {str(name)[:80]!r} must be "
-                        f"relative to {folder} and stay inside it"
-                    )
-                files.append(target)
-            items = _read_images(files, max_pixels=max_pixels)
-            return Dataset("image", items, labels, ids, (), str(self.path))
-        if text_j is None and features is None:
+        if image_j is None and text_j is None and features is None:
             text_j = self._named(_TEXT_NAMES, taken, unique=False)
             if text_j is None:
                 text_j, features = self._infer_text_or_features(taken)
-        if text_j is not None:
-            self.first_missing(text_j, "text column")
-            items = self.strings(text_j)
-            return Dataset("text", items, labels, ids, (self.names[text_j],), str(self.path))
-        assert features is not None
-        matrix = np.empty((self.n, len(features)), dtype=np.float64)
-        for k, j in enumerate(features):
-            matrix[:, k] = self._feature(j)
-        names = tuple(self.names[j] for j in features)
-        return Dataset("tabular", matrix, labels, ids, names, str(self.path))
+        if image_j is not None or text_j is not None:
+            features = None
+        return _Roles(text=text_j, image=image_j, label=label_j, id=id_j, features=features)
 
     def _named(self, names: frozenset[str], taken: set[int], *, unique: bool) -> int | None:
         for j, name in enumerate(self.names):
@@ -357,7 +500,8 @@ class _Table:
     def _infer_text_or_features(self, taken: set[int]) -> tuple[int | None, list[int]]:
         free = [j for j in range(len(self.names)) if j not in taken and not self.missing(j).all()]
         numeric = [j for j in free if self.numbers(j) is not None]
-        strings = [j for j in free if self.numbers(j) is None]
+        # Columns of lists or objects are neither the text nor features: left out.
+        strings = [j for j in free if self.numbers(j) is None and self.compound(j) is None]
         if strings:
             lengths = {j: [len(v) for v in self.strings(j) if v is not None] for j in strings}
             best = max(strings, key=lambda j: np.mean(lengths[j]))
@@ -380,13 +524,14 @@ class _Table:
             values = self.frame.iloc[:, j].to_numpy(dtype=object)
             row = next((i for i, v in enumerate(values) if not _is_number_value(v)), 0)
             raise InvalidDataError(
-                f"{self.path}: feature column {name!r} is not numeric (row {row}: {values[row]!r})"
+                f"{self.path}: feature column {name!r} is not numeric "
+                f"(row {self.offset + row}: {values[row]!r})"
             )
         bad = np.flatnonzero(~np.isfinite(numbers))
         if bad.size:
             raise InvalidDataError(
                 f"{self.path}: feature column {name!r} holds a missing value, NaN or infinity "
-                f"(first at row {bad[0]})"
+                f"(first at row {self.offset + int(bad[0])})"
             )
         return numbers
 
@@ -401,22 +546,42 @@ class _Table:
                 out = np.full(self.n, None, dtype=object)
                 out[~missing] = [int(v) for v in present]
                 return out
-        out = self.strings(j)
+        out = self.values(j, "label column")
         out[~missing] = [v.strip() for v in out[~missing]]
         return out
 
     def _ids(self, j: int) -> np.ndarray:
         self.first_missing(j, "id column")
-        ids = self.strings(j)
+        ids = self.values(j, "id column")
         duplicated = np.flatnonzero(pd.Series(ids).duplicated().to_numpy())
         if duplicated.size:
             row = int(duplicated[0])
             first = int(np.flatnonzero(ids == ids[row])[0])
             raise InvalidDataError(
                 f"{self.path}: id column {self.names[j]!r} holds duplicate id {ids[row]!r} "
-                f"(rows {first} and {row})"
+                f"(rows {self.offset + first} and {self.offset + row})"
             )
         return ids
+
+
+@dataclass(frozen=True)
+class _Roles:
+    """Column positions by part: the text, image paths, label and id (None where absent), and
+    the feature columns (None unless the table is tabular)."""
+
+    text: int | None
+    image: int | None
+    label: int | None
+    id: int | None
+    features: list[int] | None
+
+
+# What pandas.api.types.infer_dtype calls a column of single values (anything else is looked at
+# value by value for the compound ones).
+_SCALAR_KINDS = frozenset(
+    {"string", "integer", "floating", "mixed-integer-float", "boolean", "decimal", "empty"}
+)
+_COMPOUND = (list, tuple, dict, set, np.ndarray, bytes, bytearray)
 
 
 def _as_str(value: Any) -> str:

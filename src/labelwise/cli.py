@@ -49,8 +49,9 @@ def errors_to_exit(func: F) -> F:
             return func(*args, **kwargs)
         except LabelwiseError as exc:
             _fail(str(exc))
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            _fail(f"{exc.strerror}: {exc.filename}")
+        except OSError as exc:  # unreadable files, a full disk: one line, no traceback
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}")
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -344,18 +345,32 @@ def import_(
 def token(
     project_dir: ProjectDir,
     name: Annotated[str, typer.Option("--name", help="Who the token is for.")],
-    role: Annotated[str, typer.Option("--role", help="admin or annotator.")] = "annotator",
+    role: Annotated[
+        str | None,
+        typer.Option("--role", help="admin or annotator (new annotators: annotator)."),
+    ] = None,
+    reissue: Annotated[
+        bool,
+        typer.Option(
+            "--reissue",
+            help="A new token for an existing annotator (lost token, or restored from an "
+            "export); the old token stops working.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Make a token for a new annotator (printed once; only its hash is stored)."""
-    from labelwise.store.annotators import create_annotator
+    from labelwise.store.annotators import create_annotator, reissue_token
     from labelwise.store.projects import get_project
     from labelwise.store.setup import open_project
 
     opened = open_project(project_dir, db_url=db)
     with opened.db.write() as session:
         project = get_project(session, project_id=opened.project_id)
-        _, secret = create_annotator(session, project, name=name, role=role)
+        if reissue:
+            _, secret = reissue_token(session, project, name=name, role=role)
+        else:
+            _, secret = create_annotator(session, project, name=name, role=role or "annotator")
     typer.echo(secret)
 
 
@@ -382,9 +397,33 @@ def export(
         project = get_project(session, project_id=opened.project_id)
         # A path is written through a temporary file: a failed export leaves nothing behind.
         target: Any = sys.stdout if out is None else out
-        count = export_project(session, project, format, target, labeled_only=labeled_only)
+        count = export_project(
+            session, project, format, target, labeled_only=labeled_only, folder=opened.folder
+        )
     if out is not None:
         typer.echo(f"wrote {count} items to {out}", err=True)
+
+
+@app.command()
+@errors_to_exit
+def backup(
+    project_dir: ProjectDir,
+    dest: Annotated[Path, typer.Argument(help="A new folder for the copy.")],
+    db: DbOption = None,
+) -> None:
+    """Copy a consistent snapshot of the project (database, models, features, media), safe
+    while the server runs. Restore: see the README."""
+    from labelwise.store.backup import backup_project
+
+    result = backup_project(project_dir, dest, db_url=db)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    features = "" if result.features else "; feature cache left out (rebuilt at the next fit)"
+    typer.echo(
+        f"backed up {result.items} items, {result.labels} labels, {result.model_versions} model "
+        f"versions and {result.files} files ({result.bytes / 2**20:,.1f} MiB) to "
+        f"{result.destination}{features}"
+    )
 
 
 @app.command("triage")
@@ -534,14 +573,152 @@ def status(
     typer.echo("\n".join(lines))
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Score the pool on a Dask cluster: a scheduler address (tcp://host:8786), or "
+        "local[:N] to start N worker processes here (needs pip install labelwise[scale]).",
+    ),
+]
+
+
 @app.command()
 @errors_to_exit
-def worker(project_dir: ProjectDir, db: DbOption = None) -> None:
-    """Retrain and re-rank in the foreground (beside `labelwise serve --no-worker`)."""
+def worker(project_dir: ProjectDir, db: DbOption = None, scheduler: SchedulerOption = None) -> None:
+    """Retrain and re-rank in the foreground (beside `labelwise serve --no-worker`).
+
+    With --scheduler the pool is scored on a Dask cluster (the same queue as on this machine);
+    the project folder must then be at the same path on every Dask worker.
+    """
     from labelwise.runtime import run_worker_forever
 
+    if scheduler is not None:
+        from labelwise.scale import parse_scheduler
+
+        parse_scheduler(scheduler)
     _configure_logging()
-    run_worker_forever(str(project_dir), db)
+    run_worker_forever(str(project_dir), db, scheduler=scheduler)
+
+
+@app.command()
+@errors_to_exit
+def partition(
+    features: Annotated[
+        Path, typer.Argument(help="A feature matrix: .npy (dense) or .npz (scipy sparse).")
+    ],
+    out: Annotated[Path, typer.Argument(help="The partitioned pool folder to write.")],
+    rows_per_partition: Annotated[
+        int | None,
+        typer.Option(help="Rows per file (default: about 64 MiB each); a few files per worker."),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="npy (default for dense), parquet, or npz (sparse).")
+    ] = None,
+    ids: Annotated[
+        Path | None, typer.Option(help="A text file of one unique id per row, in row order.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a pool already at OUT.")] = False,
+) -> None:
+    """Split a feature matrix into a partitioned pool folder for `labelwise score`."""
+    from labelwise.pool import open_features
+    from labelwise.scale import write_partitioned
+
+    id_values = None
+    if ids is not None:
+        id_values = [line.strip() for line in ids.read_text(encoding="utf-8").splitlines()]
+        id_values = [v for v in id_values if v]
+    pool = write_partitioned(
+        open_features(features),
+        out,
+        rows_per_partition=rows_per_partition,
+        storage=storage,
+        ids=id_values,
+        overwrite=overwrite,
+    )
+    typer.echo(
+        f"wrote {pool.n_rows} rows x {pool.n_features} features in {len(pool.partitions)} "
+        f"{pool.storage} partitions to {pool.root}"
+    )
+
+
+@app.command()
+@errors_to_exit
+def score(
+    pool_dir: Annotated[
+        Path, typer.Argument(help="A partitioned pool folder (see `labelwise partition`).")
+    ],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            help="The fitted classifier, saved with joblib: your own, or a project's model "
+            "version (PROJECT/models/vN.joblib). A pickle: only files you trust.",
+        ),
+    ],
+    scheduler: Annotated[
+        str,
+        typer.Option(
+            "--scheduler",
+            help="A Dask scheduler address (tcp://host:8786), or local[:N] to start N worker "
+            "processes here.",
+        ),
+    ],
+    labels: Annotated[
+        Path,
+        typer.Option(
+            "--labels",
+            help="CSV, TSV or JSONL with columns id and label: the items labeled so far (a "
+            "`labelwise export` file works). They are never chosen; qbc fits its committee "
+            "on them, kcenter and coreset keep away from them; with fewer than two classes "
+            "among them the choice is random (a cold start), as on one machine.",
+        ),
+    ],
+    strategy: Annotated[str, typer.Option(help="See `labelwise strategies`.")] = "default",
+    batch_size: Annotated[int, typer.Option(help="Items to choose.")] = 100,
+    exploration: Annotated[float, typer.Option(help="Extra share of random items.")] = 0.0,
+    routine: Annotated[float, typer.Option(help="Share of items the model is sure of.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seeds every random choice.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per item (row, id, kind, reason).")
+    ] = False,
+) -> None:
+    """Choose the next items to label from a partitioned pool, scored on a Dask cluster.
+
+    Prints rank, row, id, kind, utility and why, best first. The choice equals what one
+    machine makes with the same model, labels, strategy and seed. The pool folder must be at
+    the same path on every Dask worker, and the workers need labelwise installed.
+    """
+    from labelwise.query import BatchMix
+    from labelwise.scale import connect, open_partitioned, parse_scheduler, score_partitioned
+    from labelwise.scale.files import load_model, read_labels
+
+    parse_scheduler(scheduler)
+    mix = BatchMix(exploration=exploration, routine=routine)
+    pool = open_partitioned(pool_dir)
+    fitted = load_model(model)
+    rows, values = read_labels(labels, pool, fitted.classes_)
+    with connect(scheduler) as client:
+        batch = score_partitioned(
+            pool,
+            fitted,
+            client=client,
+            labeled=rows,
+            y_labeled=values,
+            strategy=strategy,
+            batch_size=batch_size,
+            mix=mix,
+            random_state=seed,
+        )
+    ids = pool.ids()
+    for rank, (row, reason) in enumerate(zip(batch.indices, batch.reasons, strict=True), 1):
+        item = str(ids[row]) if ids is not None else str(int(row))
+        if as_json:
+            record = {"rank": rank, "row": int(row), "id": item, "kind": reason.kind}
+            typer.echo(json.dumps({**record, "reason": reason.to_dict()}))
+        else:
+            utility = "" if reason.utility is None else f"{reason.utility:.4g}"
+            typer.echo(f"{rank}\t{row}\t{item}\t{reason.kind}\t{utility}\t{reason.summary}")
 
 
 @app.command()

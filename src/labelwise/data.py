@@ -6,6 +6,7 @@
   sniffed: LIBSVM lines (``+1 3:0.5 7:1``) or delimited text (tab, comma, semicolon, pipe);
 * ``.jsonl``/``.ndjson`` (one object per line) and ``.json`` (a list of objects);
 * ``.parquet`` (pandas and pyarrow: ``pip install labelwise[parquet]``);
+* ``.npy``: a 2-D numeric array, tabular features ``f1``, ``f2``, ... without labels;
 * ``.svm``/``.libsvm``/``.svmlight``: LIBSVM, kept as a sparse CSR matrix;
 * ``.npz``: ``images``/``labels``, ``X``/``y`` or ``x``/``y`` arrays, MedMNIST-style
   ``train_images``/``val_images``/``test_images`` splits (concatenated in that order), or a
@@ -19,20 +20,34 @@ error messages cite (JSONL errors cite the 1-based line instead). Every problem 
 
 The readers live in private modules: :mod:`labelwise._tables` (delimited text, JSON, Parquet
 and column inference) and :mod:`labelwise._media` (LIBSVM, ``.npz``, images).
+
+A tabular file too large for memory is read a chunk of rows at a time with
+:func:`open_tabular_stream` (delimited text, Parquet, ``.npy``; see :mod:`labelwise._stream`).
 """
 
 from __future__ import annotations
 
-__all__ = ["Dataset", "load_dataset"]
+__all__ = ["Dataset", "TableChunk", "TabularStream", "load_dataset", "open_tabular_stream"]
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from labelwise._dataset import Dataset
-from labelwise._media import _looks_like_libsvm, _read_image_folder, _read_libsvm, _read_npz
+from labelwise._media import (
+    _looks_like_libsvm,
+    _matrix_dataset,
+    _read_image_folder,
+    _read_libsvm,
+    _read_npz,
+)
+from labelwise._stream import TableChunk, TabularStream, open_tabular_stream, read_npy
 from labelwise._tables import (
     _SNIFF_CHARS,
     _decode,
+    _decode_unicode,
+    _looks_like_utf16,
     _read_delimited,
     _read_json,
     _read_parquet,
@@ -54,6 +69,7 @@ def load_dataset(
     label_column: str | None = None,
     feature_columns: Sequence[str] | None = None,
     id_column: str | None = None,
+    strict_ids: bool = False,
 ) -> Dataset:
     """Read a dataset file (or image folder) into a :class:`Dataset`.
 
@@ -64,6 +80,10 @@ def load_dataset(
     uid) when unique; the text from its name (text, message, sentence, ...) or as the longest
     string column. With no text column, the numeric columns are the tabular features.
     ``image_column`` names a column of image paths, relative to the file's folder.
+
+    ``strict_ids``: a column named like an id is the id even when it holds duplicates or blanks,
+    which are then errors (a project addresses its items by id); by default such a column is
+    passed over and the rows are numbered.
     """
     path = Path(path)
     if not path.exists():
@@ -85,18 +105,27 @@ def load_dataset(
         return _read_libsvm(path)
     if suffix == ".npz":
         _refuse_columns(requested, path, "an .npz file")
-        return _read_npz(path)
+        return _read_npz(path, max_pixels=_MAX_IMAGE_PIXELS)
+    if suffix == ".npy":
+        _refuse_columns(requested, path, "an .npy file")
+        return _matrix_dataset(path, np.asarray(read_npy(path)), None)
     headerless = False
     if suffix == ".parquet":
         frame = _read_parquet(path)
     else:
         raw = path.read_bytes()
-        if b"\0" in raw[:_SNIFF_CHARS]:
+        unicode = _decode_unicode(raw, path)
+        if unicode is None and b"\0" in raw[:_SNIFF_CHARS]:
+            if _looks_like_utf16(raw[:_SNIFF_CHARS]):
+                raise InvalidDataError(
+                    f"{path} looks like UTF-16 text without a byte order mark; save it as UTF-8 "
+                    "(or as UTF-16 with a byte order mark)"
+                )
             raise InvalidDataError(
                 f"unsupported file type {suffix or '(no suffix)'}: {path} is binary; expected "
                 "delimited text, JSON, JSONL, Parquet, LIBSVM, .npz or a folder of images"
             )
-        text = _decode(raw)
+        text = _decode(raw) if unicode is None else unicode
         if not text.strip():
             raise InvalidDataError(f"{path} is empty")
         if suffix in (".jsonl", ".ndjson", ".json"):
@@ -122,6 +151,7 @@ def load_dataset(
         id_column,
         headerless=headerless,
         max_pixels=_MAX_IMAGE_PIXELS,
+        strict_ids=strict_ids,
     )
 
 

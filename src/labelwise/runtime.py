@@ -27,13 +27,20 @@ DEMO_TOKEN_FILE = "demo-admin-token.txt"
 WORKER_NICENESS = 10
 
 
-def run_worker_forever(project_dir: str, db_url: str | None) -> None:
-    """The worker loop until SIGTERM or Ctrl+C."""
+def run_worker_forever(
+    project_dir: str,
+    db_url: str | None,
+    *,
+    stop: threading.Event | None = None,
+    scheduler: str | None = None,
+) -> None:
+    """The worker loop until SIGTERM, Ctrl+C or ``stop`` is set; with ``scheduler`` (see
+    :func:`labelwise.scale.connect`) the pool is scored on that Dask cluster."""
     from labelwise.store.setup import open_project
     from labelwise.worker import run_worker
 
     opened = open_project(project_dir, db_url=db_url)
-    stop = threading.Event()
+    stop = stop or threading.Event()
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(WORKER_NICENESS)
@@ -42,14 +49,34 @@ def run_worker_forever(project_dir: str, db_url: str | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    with contextlib.suppress(KeyboardInterrupt):
-        run_worker(opened.folder, opened.db, stop=stop)
+    with contextlib.ExitStack() as cluster, contextlib.suppress(KeyboardInterrupt):
+        client = None
+        if scheduler is not None:
+            from labelwise.scale import connect
+
+            client = cluster.enter_context(connect(scheduler))
+        run_worker(opened.folder, opened.db, stop=stop, client=client)
 
 
 def _worker_child(project_dir: str, db_url: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    run_worker_forever(project_dir, db_url)
+    stop = threading.Event()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # A server killed outright (SIGKILL, OOM) cannot stop its worker: without this the
+        # orphan would live on holding the folder's lock, and the restarted server's worker
+        # would wait for it forever. The parent's end of the spawn pipe closes when it dies.
+        threading.Thread(
+            target=_stop_with, args=(parent, stop), name="parent-watch", daemon=True
+        ).start()
+    run_worker_forever(project_dir, db_url, stop=stop)
+
+
+def _stop_with(parent: Any, stop: threading.Event) -> None:
+    parent.join()  # returns once the parent process is gone
+    log.info("the server process is gone; the worker stops after its current cycle")
+    stop.set()
 
 
 def serve_project(

@@ -11,7 +11,9 @@ One cycle (:func:`train_once`):
 5. write the artefact file, then the version, its metrics and its queue in one transaction.
 
 The server keeps serving the previous queue the whole time. A failure is recorded as a failed
-version and changes nothing that is served; the next cycle tries again.
+version and changes nothing that is served; the next cycle tries again. A worker killed
+mid-fit changes nothing served either; the next worker removes the model file it may have left
+(:func:`sweep_artefacts`) and fits again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from labelwise.bandit import find_bandit
 from labelwise.evaluate import score_predictions
+from labelwise.exceptions import NotFoundError
 from labelwise.explain import (
     linear_contributions,
     near_duplicates,
@@ -53,16 +56,17 @@ from labelwise.query import Batch, BatchMix, query
 from labelwise.semi import fit_model, unlabeled_sample
 from labelwise.stopping import prediction_agreement
 from labelwise.store.db import Database
-from labelwise.store.features import load_features, tabular_fields
+from labelwise.store.features import feature_source, load_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Label, ModelVersion, Project
+from labelwise.store.pool_index import PoolItems
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.triage import audit_item_ids
 from labelwise.store.versions import QueuedItem, record_failure, record_version
 from labelwise.strategies import make_strategy
 
-__all__ = ["TrainingOutcome", "run_worker", "train_once"]
+__all__ = ["TrainingOutcome", "run_worker", "sweep_artefacts", "train_once"]
 
 log = logging.getLogger("labelwise.worker")
 
@@ -114,13 +118,17 @@ def _queue(
     batch: Batch,
     X: Any,
     pool: Pool,
-    rows_to_items: dict[int, Item],
+    rows_to_items: PoolItems,
     labeled_rows: np.ndarray,
     labels_by_row: dict[int, str],
     explanations: dict[int, dict[str, Any]] | None = None,
     duplicates: dict[int, list[tuple[int, float]]] | None = None,
 ) -> list[QueuedItem]:
     neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
+    rows_to_items.prefetch(
+        [*batch.indices.tolist(), *neighbours.ravel().tolist()]
+        + [d for found in (duplicates or {}).values() for d, _ in found]
+    )
     # "Unlike anything labeled so far" is relative: how close labeled items usually are to
     # their nearest labeled neighbour, in this representation.
     typical = _typical_closeness(X, labeled_rows)
@@ -132,7 +140,7 @@ def _queue(
                 "item_id": rows_to_items[int(n)].id,
                 "label": labels_by_row[int(n)],
                 "similarity": round(float(s), 4),
-                "preview": rows_to_items[int(n)].content[:_PREVIEW],
+                "preview": rows_to_items.preview(int(n), _PREVIEW),
             }
             for n, s in zip(neighbours[pos], similarity[pos], strict=True)
         ]
@@ -148,7 +156,7 @@ def _queue(
                 {
                     "item_id": rows_to_items[d].id,
                     "similarity": round(sim, 4),
-                    "preview": rows_to_items[d].content[:_PREVIEW],
+                    "preview": rows_to_items.preview(d, _PREVIEW),
                 }
                 for d, sim in duplicates[int(row)]
             ]
@@ -197,8 +205,14 @@ def _random_sample_ids(session: Any, project: Project) -> set[int]:
     )
 
 
-def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> TrainingOutcome:
-    """Run one worker cycle for the folder's project (see the module docstring)."""
+def train_once(
+    folder: ProjectFolder, db: Database, *, force: bool = False, client: Any = None
+) -> TrainingOutcome:
+    """Run one worker cycle for the folder's project (see the module docstring).
+
+    With a ``distributed.Client``, the pool is scored on its Dask cluster (the same queue as
+    on this machine, see :mod:`labelwise.scale`).
+    """
     with db.read() as session:
         project = get_project(session, name=folder.project_name)
         settings = settings_of(project)
@@ -215,12 +229,13 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
         needed = settings.retrain_every if served else min(FIRST_FIT, settings.retrain_every)
         if not force and new < needed:
             return TrainingOutcome("idle", f"{new} new labels of {needed} needed")
+    log.info("fitting %s on %s labels (%s new)", settings.model, n_labels, new)
     try:
         # Inside the try: a pool that cannot be featurized is a failed cycle, not a dead worker.
         # The items are read only now: a poll that decides not to fit stays cheap.
         with db.read() as session:
-            items = list(session.scalars(select(Item).where(Item.project_id == project.id)))
             X = load_features(session, project, folder)
+        items = PoolItems(db, project, folder)
         return _fit_and_publish(
             folder,
             db,
@@ -233,6 +248,7 @@ def train_once(folder: ProjectFolder, db: Database, *, force: bool = False) -> T
             bandit_state=bandit_state,
             random_ids=random_ids,
             audit_ids=audit_ids,
+            client=client,
         )
     except Exception as exc:  # recorded, never silently dropped: the dashboard shows it
         log.exception("fit failed")
@@ -253,7 +269,7 @@ def _fit_and_publish(
     db: Database,
     project: Project,
     settings: ProjectSettings,
-    items: list[Item],
+    items: PoolItems,
     final: dict[int, str],
     n_conflicts: int,
     X: Any,
@@ -261,13 +277,15 @@ def _fit_and_publish(
     bandit_state: dict[str, Any] | None = None,
     random_ids: set[int] | frozenset[int] = frozenset(),
     audit_ids: list[int] | None = None,
+    client: Any = None,
 ) -> TrainingOutcome:
     audit_ids = audit_ids or []
-    by_id = {item.id: item for item in items}
-    rows_to_items = {item.row: item for item in items}
+    # Rows and items are read as needed: a pool of millions is never a list of objects.
+    rows_to_items = items
+    row_of = items.rows_of([*final, *random_ids])
     pool = Pool(X, classes=project.label_set, validate=False)
-    labeled_rows = np.asarray(sorted(by_id[i].row for i in final), dtype=np.intp)
-    labels_by_row = {by_id[i].row: v for i, v in final.items()}
+    labeled_rows = np.asarray(sorted(row_of[i] for i in final), dtype=np.intp)
+    labels_by_row = {row_of[i]: v for i, v in final.items()}
     pool.label(labeled_rows, [labels_by_row[r] for r in labeled_rows])
     y = np.asarray([labels_by_row[r] for r in labeled_rows], dtype=object).astype(str)
 
@@ -291,13 +309,12 @@ def _fit_and_publish(
     # Open items: not labeled by anyone yet. Overlap items waiting for a second answer are
     # queued separately as second opinions.
     # Audit items of triage are queued apart, at random places and without the decision.
-    audits = [by_id[i] for i in audit_ids if i in by_id][: settings.queue_size]
-    audit_set = {i.id for i in audits}
-    open_rows = np.asarray(
-        sorted(i.row for i in items if not i.done and i.n_labels == 0 and i.id not in audit_set),
-        dtype=np.intp,
-    )
-    second = [i for i in items if not i.done and i.n_labels > 0 and i.id in final]
+    audits = items.by_id(audit_ids)[: settings.queue_size]
+    # The labels were read before the fit, the open items only now: an answer undone in
+    # between makes its item open again while the model trained on it. It stays out of this
+    # queue (ranking a labeled row is refused); the next cycle sees it open.
+    open_rows = items.open_rows(exclude_rows=[*(i.row for i in audits), *labeled_rows.tolist()])
+    second = items.waiting_for_second(final)
     version_number = _next_number(db, project)
     rng = np.random.default_rng([settings.seed, version_number])
     queue: list[QueuedItem] = []
@@ -306,7 +323,10 @@ def _fit_and_publish(
     if bandit is not None:
         bandit.load_state(bandit_state)
     if len(open_rows):
-        batch = query(
+        batch = _rank(
+            project,
+            folder,
+            client,
             pool,
             model,
             strategy=strategy,
@@ -316,7 +336,7 @@ def _fit_and_publish(
             estimator=template,
             candidates=open_rows,
             random_sample=np.asarray(
-                sorted(by_id[i].row for i in random_ids if i in final), dtype=np.intp
+                sorted(row_of[i] for i in random_ids if i in final), dtype=np.intp
             ),
         )
         n_second = min(len(second), max(1, round(settings.overlap * settings.queue_size)))
@@ -389,15 +409,42 @@ def _fit_and_publish(
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
 
 
-def _pseudo_labels(
-    model: Any, rows: np.ndarray, rows_to_items: dict[int, Item]
-) -> dict[str, Any] | None:
+def _rank(
+    project: Project,
+    folder: ProjectFolder,
+    client: Any,
+    pool: Pool,
+    model: Any,
+    **options: Any,
+) -> Batch:
+    """The queue's batch: :func:`~labelwise.query.query` here, or the same batch scored on the
+    client's Dask cluster from a partitioned copy of the features (``features/partitions``,
+    rewritten when the features change)."""
+    from labelwise import scale
+
+    if client is None or not scale.supports(options["strategy"]):
+        if client is not None:
+            log.warning("strategy %s cannot run on a cluster: ranking here", options["strategy"])
+        return query(pool, model, **options)
+    parts = scale.ensure_partitioned(
+        pool.X,
+        folder.features_dir / "partitions",
+        source=feature_source(project, folder, pool.X.shape[0]),
+    )
+    del options["random_sample"]  # only the bandit reads it, and it runs here
+    return scale.score_partitioned(
+        parts, model, client=client, labeled=pool.labeled, y_labeled=pool.y_labeled, **options
+    )
+
+
+def _pseudo_labels(model: Any, rows: np.ndarray, rows_to_items: PoolItems) -> dict[str, Any] | None:
     """What a semi-supervised model made up: counts per class, mean confidence, and the most
     confident examples for the dashboard. None for other models."""
     made = getattr(model, "pseudo_labels_", None)
     if made is None:
         return None
     by_class = Counter(str(label) for _, label, _ in made)
+    rows_to_items.prefetch(int(rows[pos]) for pos, _, _ in made[:_PSEUDO_EXAMPLES])
     return {
         "count": len(made),
         "from": len(rows),
@@ -408,7 +455,7 @@ def _pseudo_labels(
                 "item_id": rows_to_items[int(rows[pos])].id,
                 "label": str(label),
                 "confidence": round(conf, 4),
-                "preview": rows_to_items[int(rows[pos])].content[:_PREVIEW],
+                "preview": rows_to_items.preview(int(rows[pos]), _PREVIEW),
             }
             for pos, label, conf in made[:_PSEUDO_EXAMPLES]
         ],
@@ -421,7 +468,7 @@ def _explanations(
     model: Any,
     X: Any,
     rows: np.ndarray,
-    rows_to_items: dict[int, Item],
+    rows_to_items: PoolItems,
     labeled_rows: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
     """What drives the model's prediction for each queued row, as reason entries.
@@ -445,8 +492,7 @@ def _explanations(
     if found is None:
         return {}
     if project.kind == "tabular":
-        first = rows_to_items[min(rows_to_items)]
-        names = list(tabular_fields(first.content))
+        names = list(rows_to_items.field_names())
         return {
             int(row): {
                 "drivers": {
@@ -458,8 +504,7 @@ def _explanations(
             }
             for row, c in zip(rows, found, strict=True)
         }
-    path = folder.features_dir / "featurizer.joblib"
-    featurizer = joblib.load(path) if path.exists() else None
+    featurizer = _featurizer(folder)
     vectorizer = getattr(featurizer, "vectorizer_", None)
     if featurizer is None or vectorizer is None:
         return {}
@@ -480,11 +525,18 @@ def _explanations(
     return out
 
 
+def _featurizer(folder: ProjectFolder) -> Any:
+    """The fitted featurizer saved beside the feature matrix, or None when there is none."""
+    try:
+        return joblib.load(folder.loadable("features/featurizer.joblib", folder.features_dir))
+    except NotFoundError:
+        return None
+
+
 def _occlusions(
     folder: ProjectFolder, model: Any, X: Any, rows: np.ndarray, labeled_rows: np.ndarray
 ) -> dict[int, dict[str, Any]]:
-    path = folder.features_dir / "featurizer.joblib"
-    shape = getattr(joblib.load(path), "image_shape_", None) if path.exists() else None
+    shape = getattr(_featurizer(folder), "image_shape_", None)
     if shape is None:
         return {}
     baseline = np.asarray(X[labeled_rows], dtype=np.float64).mean(axis=0)
@@ -536,8 +588,10 @@ def _agreement_with_served(
         served = _served(session, get_project(session, project_id=project.id))
     if served is None or not served.artefact:
         return None
-    path = folder.inside(served.artefact, folder.models_dir.parent)
-    if not path.is_relative_to(folder.models_dir.resolve()) or not path.is_file():
+    try:
+        # A row pointing outside models/ (or a symlink out of it) raises: never unpickled.
+        path = folder.loadable(served.artefact, folder.models_dir)
+    except NotFoundError:
         return None
     previous = joblib.load(path)
     rows = previous.get("stop_rows")
@@ -546,13 +600,60 @@ def _agreement_with_served(
     return round(prediction_agreement(previous["stop_predictions"], stop_predictions), 6)
 
 
+class _Standardized:
+    """A dense pool seen with every column standardised, row by row as rows are read.
+
+    ``space[rows]`` is ``StandardScaler().fit_transform(X)[rows]`` (a constant column is
+    left unscaled, as there) in ``X``'s float precision, but the column means and deviations
+    (float64) come from one pass over
+    ``X`` a chunk at a time, merged exactly (Chan et al.), and only the rows read are ever
+    transformed: a memory-mapped pool of millions of rows is never copied.
+    """
+
+    def __init__(self, X: Any, chunk: int = 262_144) -> None:
+        self.X = X
+        self.shape = X.shape
+        # Rows come out in the pool's precision (float32 pools stay float32: half the memory
+        # traffic when all open rows are compared with the queue), never below float32.
+        self.dtype = np.result_type(X.dtype, np.float32)
+        n = 0
+        mean = np.zeros(X.shape[1])
+        m2 = np.zeros(X.shape[1])  # sum of squared deviations from the mean
+        for start in range(0, X.shape[0], chunk):
+            block = np.asarray(X[start : start + chunk])
+            k = len(block)
+            block_mean = block.mean(axis=0, dtype=np.float64)
+            # Deviations in the pool's own precision, their squares summed in float64.
+            deviation = block - block_mean.astype(block.dtype)
+            block_m2 = np.einsum("ij,ij->j", deviation, deviation, dtype=np.float64)
+            delta = block_mean - mean
+            mean = mean + delta * k / (n + k)
+            m2 = m2 + block_m2 + delta**2 * n * k / (n + k)
+            n += k
+        scale = np.sqrt(m2 / max(n, 1))
+        self.mean = mean
+        self.scale = np.where(scale > 10 * np.finfo(np.float64).eps * np.abs(mean), scale, 1.0)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.ndim == 1 and len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1:
+            block = self.X[int(rows[0]) : int(rows[-1]) + 1]  # a run of rows: read in place
+        else:
+            block = self.X[rows]
+        values = np.array(block, dtype=self.dtype)  # a copy: the pool is read-only
+        values -= self.mean.astype(self.dtype)
+        values /= self.scale.astype(self.dtype)
+        return values
+
+
 def _neighbour_space(project: Project, X: Any) -> Any:
     """Where "most similar labeled item" is measured: tabular columns are standardised first,
     or the column with the largest numbers alone would decide; text and pixels as they are."""
     if project.kind != "tabular":
         return X
-    dense = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
-    return StandardScaler().fit_transform(dense)
+    if hasattr(X, "toarray"):
+        return StandardScaler().fit_transform(X.toarray())
+    return _Standardized(X)
 
 
 def _next_number(db: Database, project: Project) -> int:
@@ -563,6 +664,34 @@ def _next_number(db: Database, project: Project) -> int:
             select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project.id)
         )
     return int(last or 0) + 1
+
+
+def sweep_artefacts(folder: ProjectFolder, db: Database) -> list[Path]:
+    """Remove the model files no version refers to; returns what was removed.
+
+    A fit writes ``models/pending-*.joblib`` and renames it to its version's name inside the
+    transaction that records the version. A worker killed in between leaves a pending file, or
+    a version file whose row never committed; neither is ever loaded, but they would pile up
+    and mislead whoever reads the folder. Only the worker holding the folder's lock writes
+    there, so when it starts, every such file is a leftover of a dead one.
+    """
+    with db.read() as session:
+        project = get_project(session, name=folder.project_name)
+        named = session.scalars(
+            select(ModelVersion.artefact).where(
+                ModelVersion.project_id == project.id, ModelVersion.artefact.is_not(None)
+            )
+        )
+        kept = {(folder.root / str(a)).resolve() for a in named}
+    removed = []
+    for pattern in ("pending-*.joblib", "v*.joblib"):
+        for path in sorted(folder.models_dir.glob(pattern)):
+            if path.resolve() not in kept and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    if removed:
+        log.info("removed %s model file(s) left by an interrupted fit", len(removed))
+    return removed
 
 
 class _FolderLock:
@@ -596,8 +725,12 @@ def run_worker(
     poll_seconds: float = 2.0,
     stop: threading.Event | None = None,
     max_cycles: int | None = None,
+    client: Any = None,
 ) -> None:
-    """Cycle until ``stop`` is set (or ``max_cycles`` ran); one worker per folder at a time."""
+    """Cycle until ``stop`` is set (or ``max_cycles`` ran); one worker per folder at a time.
+
+    ``client``: a ``distributed.Client`` whose cluster scores the pool (see :func:`train_once`).
+    """
     lock = _FolderLock(folder.root / "worker.lock")
     while not lock.acquire():
         log.info("another worker holds %s; waiting", lock.path)
@@ -608,9 +741,13 @@ def run_worker(
     stop = stop or threading.Event()
     cycles = 0
     try:
+        try:
+            sweep_artefacts(folder, db)
+        except Exception:  # housekeeping: a database outage here must not stop the worker
+            log.exception("could not check models/ for files left by an interrupted fit")
         while not stop.is_set():
             try:
-                outcome = train_once(folder, db)
+                outcome = train_once(folder, db, client=client)
             except Exception:  # a database outage must not end the worker: log, wait, retry
                 log.exception("worker cycle failed; retrying")
                 stop.wait(poll_seconds * 5)

@@ -124,3 +124,40 @@ def test_annotator_names_are_per_project(db, store):
     store.annotator(two, "ann")
     with db.read() as s:
         assert [a.name for a in list_annotators(s, get_project(s, project_id=two))] == ["ann"]
+
+
+def test_reissue_gives_a_new_token_and_the_old_one_stops_working(db, store):
+    from labelwise.store.annotators import reissue_token
+
+    pid = store.project(0)
+    with db.write() as s:
+        project = get_project(s, project_id=pid)
+        annotator, old = create_annotator(s, project, name="ann", role="annotator")
+        aid = annotator.id
+    with db.write() as s:  # e.g. restored from an export: disabled, no usable token
+        s.execute(update(Annotator).where(Annotator.id == aid).values(disabled=True))
+    with db.write() as s:
+        again, new = reissue_token(s, get_project(s, project_id=pid), name="ann", role="admin")
+        assert again.id == aid
+    assert new != old
+    with db.read() as s:
+        assert authenticate(s, new).id == aid
+        assert authenticate(s, new).role == "admin"
+        with pytest.raises(AuthenticationError):
+            authenticate(s, old)
+
+
+def test_reissue_refuses_unknown_names_and_the_import_annotator(db, store):
+    from labelwise.store.annotators import reissue_token, system_annotator
+
+    pid = store.project(0)
+    with db.write() as s:
+        project = get_project(s, project_id=pid)
+        system_annotator(s, project)
+        with pytest.raises(InvalidParameterError, match="no annotator named 'nobody'"):
+            reissue_token(s, project, name="nobody")
+        with pytest.raises(InvalidParameterError, match="imported labels"):
+            reissue_token(s, project, name="import")
+        create_annotator(s, project, name="ann", role="annotator")
+        with pytest.raises(InvalidParameterError, match="--reissue"):
+            create_annotator(s, project, name="ann", role="annotator")

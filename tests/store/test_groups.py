@@ -3,9 +3,13 @@ undo takes the whole group back."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from sqlalchemy import select
 
 from labelwise.exceptions import InvalidParameterError
+from labelwise.store.models import Item
 
 
 def _offer(store, pid, ids, members):
@@ -73,3 +77,30 @@ def test_undo_takes_the_whole_group_back(store):
     # history keeps everything: four answers, four undos
     assert len(store.labels(action="undo")) == 4
     assert len(store.labels(action="label")) == 4
+
+
+def test_crossing_groups_do_not_wait_for_each_other(store, backend):
+    """Ana answers item 0 with item 1 as its near-duplicate while bob's answer to item 1, with
+    item 0 as its near-duplicate, is under way. Waiting for bob's lock deadlocked on
+    PostgreSQL; a member someone else holds at that moment is left alone instead."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: nothing to cross")
+    pid = store.project(4)
+    ana, bob = store.annotators(pid, 2)
+    ids = store.item_ids(pid)
+    _offer(store, pid, ids, [ids[1]])
+    assert store.next(pid, ana).item.id == ids[0]
+    results: list = []
+    with store.db.write() as session:
+        # Bob's submit has begun: it holds item 1's row, as submit_label does first.
+        session.execute(select(Item).where(Item.id == ids[1]).with_for_update())
+        ana_answers = threading.Thread(
+            target=lambda: results.append(store.submit(pid, ana, ids[0], "spam", group=[ids[1]]))
+        )
+        ana_answers.start()
+        ana_answers.join(timeout=10)
+        waited = ana_answers.is_alive()
+    ana_answers.join()
+    assert not waited, "ana's answer waited for bob's transaction"
+    assert results[0].grouped == () and results[0].group_skipped == (ids[1],)
+    assert store.item(ids[0]).n_labels == 1 and store.item(ids[1]).n_labels == 0

@@ -1,11 +1,14 @@
 """The annotator's loop: next item under a lease, submit, skip, undo."""
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
 from labelwise.store import labeling
 from labelwise.store.models import Annotator, Item, Label, Lease
+from labelwise.store.projects import get_project
 
 # -- next_item ---------------------------------------------------------------------------------
 
@@ -57,6 +60,66 @@ def test_an_annotator_holds_at_most_max_held_leases(store):
     held = {lease.item_id for lease in store.leases()}
     assert len(held) == labeling.MAX_HELD
     assert held == set(ids[2 : 2 + labeling.MAX_HELD])  # the oldest were given back
+
+
+def test_a_retry_stored_and_undone_while_its_first_attempt_waited_is_not_stored_twice(
+    store, backend
+):
+    """Found under load with requests cut off: the first attempt of an answer checks its
+    request id, then waits for the item; meanwhile the retry is stored and undone. The first
+    attempt must find the stored answer by its id, not insert it again (a unique violation,
+    answered with a 500)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the attempts cannot interleave")
+    pid = store.project(2)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a = store.annotator(pid, "a")
+    assert store.next(pid, a).item.id == ids[0]
+    got: list = []
+    with store.db.write() as retry:
+        project, annotator = get_project(retry, project_id=pid), retry.get_one(Annotator, a)
+        stored = labeling.submit_label(
+            retry, project, annotator, item_id=ids[0], value="ham", request_id="r-1"
+        ).label
+        labeling.undo_last(retry, project, annotator)
+        first = threading.Thread(
+            target=lambda: got.append(store.submit(pid, a, ids[0], "ham", request_id="r-1"))
+        )
+        first.start()
+        first.join(timeout=1)  # it waits for the item held by the retry's transaction
+    first.join()
+    assert got and got[0].replayed and got[0].label.id == stored.id
+    assert len(store.labels(request_id="r-1")) == 1
+    assert store.item(ids[0]).n_labels == 0  # the undo stands
+
+
+def test_two_nexts_at_once_may_both_give_the_oldest_lease_back(store, backend):
+    """Found by holding a key down: two "next" requests of one annotator over the limit both
+    give back the same oldest lease; the second must find it gone without complaint."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the two cannot overlap")
+    pid = store.project(8)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a = store.annotator(pid, "a")
+    seen: set[int] = set()
+    for _ in range(labeling.MAX_HELD):
+        seen.add(store.next(pid, a, exclude=seen).item.id)
+    got: list = []
+    with store.db.write() as first:
+        got.append(
+            labeling.next_item(
+                first, get_project(first, project_id=pid), first.get_one(Annotator, a), exclude=seen
+            )
+        )
+        # The second waits for the first's delete of the same lease, then finds it gone.
+        second = threading.Thread(target=lambda: got.append(store.next(pid, a, exclude=seen)))
+        second.start()
+        second.join(timeout=1)
+    second.join()
+    assert len(got) == 2 and all(g is not None for g in got)
+    assert ids[0] not in {lease.item_id for lease in store.leases()}
 
 
 def test_a_target_one_item_goes_to_one_annotator_only(store):
@@ -398,6 +461,34 @@ def test_undo_twice_walks_back_two_steps(store):
         (ids[1], "undo", False),
     ]
     assert [store.item(i).n_labels for i in ids] == [1, 0, 0]
+
+
+def test_an_undo_retried_with_its_request_id_takes_back_nothing_more(store):
+    """A retried undo (its first answer lost on the way) must not take back a second answer."""
+    pid = store.project(3)
+    ids = store.item_ids(pid)
+    a = store.annotator(pid, "a")
+    store.submit(pid, a, ids[0], "ham")
+    store.submit(pid, a, ids[1], "spam")
+
+    def undo(request_id: str) -> labeling.Assignment:
+        with store.db.write() as s:
+            project, annotator = get_project(s, project_id=pid), s.get_one(Annotator, a)
+            return labeling.undo_last(s, project, annotator, request_id=request_id)
+
+    first, again = undo("u-1"), undo("u-1")
+    assert (first.item.id, again.item.id, again.previous) == (ids[1], ids[1], "spam")
+    assert [(lab.item_id, lab.action, lab.is_current) for lab in store.labels()] == [
+        (ids[0], "label", True),
+        (ids[1], "label", False),
+        (ids[1], "undo", False),
+    ]
+    store.submit(pid, a, ids[1], "ham")  # answered again: the old undo has nothing to return
+    with pytest.raises(ConflictError, match="already done"):
+        undo("u-1")
+    with pytest.raises(ConflictError, match="already used for another answer"):
+        store.submit(pid, a, ids[2], "ham", request_id="u-1")
+    assert undo("u-2").item.id == ids[1]
 
 
 def test_undo_only_touches_the_annotators_own_labels(store):

@@ -16,7 +16,7 @@ from labelwise import worker
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
 from labelwise.store.annotators import create_annotator
-from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.labeling import next_item, submit_label, undo_last
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.setup import init_project
@@ -270,6 +270,29 @@ def test_a_failure_before_the_fit_is_recorded_too(project, monkeypatch):
     with project.db.read() as s:
         failed = s.scalars(select(ModelVersion)).one()
     assert failed.status == "failed" and "OSError: features/matrix.npz: disk full" in failed.error
+
+
+def test_an_answer_undone_while_the_worker_fits_is_not_queued(project, monkeypatch):
+    # Found under load: the labels are read before the fit and the open items after it, so an
+    # undo in between reopened an item the model trained on, and ranking it failed the cycle.
+    project.label(FIRST_30)
+    load_features = worker.load_features
+
+    def undo_meanwhile(*args, **kwargs):
+        with project.db.write() as s:
+            undo_last(
+                s,
+                get_project(s, project_id=project.op.project_id),
+                s.get_one(Annotator, project.annotator_id),
+            )
+        return load_features(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "load_features", undo_meanwhile)
+    outcome = project.train()
+    assert (outcome.status, outcome.version) == ("trained", 1)
+    version, queue = project.current()
+    assert version.n_labels == 30  # fitted on what was read
+    assert project.ids[FIRST_30[-1]] not in {q.item_id for q in queue}  # queued next cycle
 
 
 def _label_everything_known(op, truth: dict[str, str], n: int) -> None:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +30,7 @@ from labelwise.exceptions import (
     PermissionDeniedError,
     PoolExhaustedError,
 )
-from labelwise.server.deps import AppState
+from labelwise.server.deps import AppState, User
 from labelwise.server.routes import labeling, pages, projects
 from labelwise.server.security import SecurityHeaders
 from labelwise.store.setup import OpenProject
@@ -77,9 +78,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         title="Labelwise",
         version=__version__,
         description="Human-in-the-loop active learning: the labeling API.",
-        docs_url="/api/docs",
+        # No Swagger page: it loads its script from a CDN and runs inline script, both of which
+        # the Content-Security-Policy forbids. The schema itself is served below, to a token.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
     )
     package = Path(str(resources.files("labelwise.server")))
     templates = Jinja2Templates(directory=str(package / "templates"))
@@ -116,5 +119,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.get("/api/health", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(user: User) -> dict[str, Any]:
+        """The OpenAPI description of this API (like every route but a few, it needs a token)."""
+        return app.openapi()
 
     return app

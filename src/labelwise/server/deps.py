@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from pydantic import Field
 
 from labelwise.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError
 from labelwise.server.security import COOKIE, csrf_valid
@@ -13,9 +14,29 @@ from labelwise.store.annotators import authenticate
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
 
-__all__ = ["Admin", "AppState", "Principal", "State", "User", "principal_for"]
+__all__ = [
+    "MAX_ID",
+    "Admin",
+    "AppState",
+    "BodyId",
+    "ItemId",
+    "Principal",
+    "ProjectId",
+    "State",
+    "User",
+    "principal_for",
+]
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+#: Row ids are 32-bit integers on PostgreSQL (64-bit on SQLite). A larger number in a URL or a
+#: body is no id at all: it is refused with a 422 here, before a query where the driver would
+#: fail on it (an overflow, answered as a 500).
+MAX_ID = 2**31 - 1
+ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="A project's id.")]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="An item's id (in this project).")]
+#: An item id in a request body.
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 @dataclass(frozen=True)

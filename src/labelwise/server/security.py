@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.datastructures import MutableHeaders
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CSP", "SecurityHeaders", "csrf_token", "csrf_valid"]
 
@@ -38,16 +38,45 @@ _HEADERS = {
 }
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    """Adds the security headers; dynamic responses are not cached."""
+class SecurityHeaders:
+    """Adds the security headers to every HTTP response; dynamic responses are not cached.
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        for name, value in _HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: that one never sees
+    the response of an unhandled exception (Starlette's outermost error middleware answers it),
+    so a 500 went out without a Content-Security-Policy. Here an exception that escapes the app
+    before its response has started is answered with a plain 500 carrying every header, then
+    re-raised so that the server still logs it (and a test client still sees it).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        dynamic = not str(scope.get("path", "")).startswith("/static/")
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS.items():
+                    headers.setdefault(name, value)
+                if dynamic:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if started:
+                raise
+            response = PlainTextResponse("Internal Server Error", status_code=500)
+            await response(scope, receive, send_with_headers)
+            raise
 
 
 def csrf_token(token: str) -> str:

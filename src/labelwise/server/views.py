@@ -7,9 +7,10 @@ says *why* the item was chosen, in words that do not give the guess away.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from labelwise.store.features import item_fields
+from labelwise.store.folder import ProjectFolder
 from labelwise.store.labeling import Assignment
 from labelwise.store.models import Item, Project
 
@@ -25,13 +26,14 @@ _NEUTRAL = {
 }
 
 
-def item_view(item: Item, project: Project) -> dict[str, Any]:
-    """What the page needs to show an item (content as data; the page escapes it)."""
+def item_view(item: Item, project: Project, folder: ProjectFolder) -> dict[str, Any]:
+    """What the page needs to show an item (content as data; the page escapes it). A tabular
+    item's fields are read from the project's feature file."""
     view: dict[str, Any] = {"id": item.id, "external_id": item.external_id, "kind": project.kind}
     if project.kind == "text":
         view["text"] = item.content
     elif project.kind == "tabular":
-        view["fields"] = json.loads(item.content)
+        view["fields"] = item_fields(folder, [item])[0]
     else:
         view["image_url"] = f"/api/projects/{project.id}/items/{item.id}/image"
     return view
@@ -79,11 +81,11 @@ def _why(reason: dict[str, Any], *, with_guess: bool) -> dict[str, Any]:
     return why
 
 
-def assignment_view(a: Assignment, project: Project) -> dict[str, Any]:
+def assignment_view(a: Assignment, project: Project, folder: ProjectFolder) -> dict[str, Any]:
     mode = (project.settings or {}).get("show_guess", "after")
     reason = dict(a.reason)
     return {
-        "item": item_view(a.item, project),
+        "item": item_view(a.item, project, folder),
         "why": _why(reason, with_guess=mode == "before"),
         "guess": _guess(reason) if mode == "before" else None,
         "model_version_id": a.model_version_id,

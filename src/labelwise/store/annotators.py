@@ -27,6 +27,7 @@ __all__ = [
     "create_annotator",
     "hash_token",
     "list_annotators",
+    "reissue_token",
     "require_admin",
 ]
 
@@ -47,13 +48,20 @@ def create_annotator(
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidParameterError("annotator name must be 1 to 100 characters")
+    if not name.isprintable():
+        raise InvalidParameterError(
+            f"annotator name {name!r} holds a control character; use printable characters"
+        )
     if role not in ROLES:
         raise InvalidParameterError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     exists = session.scalar(
         select(Annotator.id).where(Annotator.project_id == project.id, Annotator.name == name)
     )
     if exists is not None:
-        raise InvalidParameterError(f"an annotator named {name!r} already exists in this project")
+        raise InvalidParameterError(
+            f"an annotator named {name!r} already exists in this project "
+            "(labelwise token --reissue gives them a new token)"
+        )
     token = secrets.token_urlsafe(32)
     annotator = Annotator(
         project_id=project.id,
@@ -63,6 +71,36 @@ def create_annotator(
         token_hint=token[:4],
     )
     session.add(annotator)
+    session.flush()
+    return annotator, token
+
+
+def reissue_token(
+    session: Session, project: Project, *, name: str, role: str | None = None
+) -> tuple[Annotator, str]:
+    """A fresh token for an existing annotator: the old one stops working at once.
+
+    Also the way back in for an annotator restored from an export (restored annotators come back
+    disabled, without a token) or one whose token was lost. Their labels keep their attribution.
+    ``role``, when given, changes the annotator's role too.
+    """
+    annotator = session.scalar(
+        select(Annotator).where(Annotator.project_id == project.id, Annotator.name == name.strip())
+    )
+    if annotator is None:
+        raise InvalidParameterError(f"no annotator named {name!r} in this project")
+    if annotator.name == IMPORT_ANNOTATOR and not annotator.token_hint:
+        raise InvalidParameterError(
+            f"{name!r} stands for imported labels; it cannot sign in (make a new annotator)"
+        )
+    if role is not None and role not in ROLES:
+        raise InvalidParameterError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    token = secrets.token_urlsafe(32)
+    annotator.token_hash = hash_token(token)
+    annotator.token_hint = token[:4]
+    annotator.disabled = False
+    if role is not None:
+        annotator.role = role
     session.flush()
     return annotator, token
 

@@ -59,7 +59,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.store.features import tabular_fields
+from labelwise.store.features import field_names, item_fields, tabular_fields
+from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision
 from labelwise.store.review import resolved_labels
 
@@ -94,6 +95,7 @@ def export_project(
     out: IO[str] | str | os.PathLike[str],
     *,
     labeled_only: bool = False,
+    folder: ProjectFolder | None = None,
 ) -> int:
     """Write every item of ``project`` in format ``fmt``; returns how many records were written.
 
@@ -111,6 +113,8 @@ def export_project(
     labeled_only : bool
         Leave out items nobody has labeled (conflicts are kept: they hold answers; so are
         triage's automatic decisions).
+    folder : ProjectFolder, optional
+        The project's folder: a tabular project's fields are read from its feature file.
     """
     if fmt not in EXPORT_FORMATS:
         raise InvalidParameterError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
@@ -119,14 +123,14 @@ def export_project(
             "Label Studio export holds text or image tasks; export a tabular project as csv or "
             "jsonl"
         )
-    fields = _field_names(session, project) if project.kind == "tabular" else []
+    fields = _field_names(session, project, folder) if project.kind == "tabular" else []
     clash = sorted(set(fields) & set(_FIXED))
     if clash:
         raise InvalidDataError(
             f"the project's field(s) {', '.join(map(repr, clash))} have the name of a column the "
             f"export adds ({', '.join(_FIXED)})"
         )
-    records = _records(session, project, labeled_only=labeled_only)
+    records = _records(session, project, folder, labeled_only=labeled_only)
     write = _WRITERS[fmt]
     if not isinstance(out, (str, os.PathLike)):
         return write(out, project, records, fields)
@@ -146,15 +150,23 @@ def export_project(
 # ------------------------------------------------------------------------------------ reading
 
 
-def _field_names(session: Session, project: Project) -> list[str]:
-    """The tabular fields, as the first item has them (every import keeps the same fields)."""
+def _field_names(session: Session, project: Project, folder: ProjectFolder | None) -> list[str]:
+    """The tabular fields, in column order (every import keeps the same fields)."""
+    if folder is not None:
+        return list(field_names(session, project, folder))
     first = session.scalar(
         select(Item.content).where(Item.project_id == project.id).order_by(Item.row).limit(1)
     )
+    if first == "":
+        raise InvalidParameterError(
+            "a tabular project's fields live in its folder's feature file: pass folder= to export"
+        )
     return [] if first is None else list(tabular_fields(first))
 
 
-def _records(session: Session, project: Project, *, labeled_only: bool) -> Iterator[_Record]:
+def _records(
+    session: Session, project: Project, folder: ProjectFolder | None, *, labeled_only: bool
+) -> Iterator[_Record]:
     resolved, conflicts = resolved_labels(session, project)
     conflicted = {c.item_id for c in conflicts}
     automatic = {
@@ -179,6 +191,7 @@ def _records(session: Session, project: Project, *, labeled_only: bool) -> Itera
         if labeled_only:
             rows = [r for r in rows if r.id in resolved or r.id in conflicted or r.id in automatic]
         answers = _answers(session, [r.id for r in rows]) if rows else {}
+        content = _contents(project, folder, rows)
         for r in rows:
             label, given = resolved.get(r.id), answers.get(r.id, [])
             if r.id in resolved:
@@ -199,7 +212,16 @@ def _records(session: Session, project: Project, *, labeled_only: bool) -> Itera
                 ]
             else:
                 status = "unlabeled"
-            yield _Record(r.external_id, _content(project, r.content), label, status, given)
+            yield _Record(r.external_id, content[r.id], label, status, given)
+
+
+def _contents(
+    project: Project, folder: ProjectFolder | None, rows: Sequence[Any]
+) -> dict[int, str | dict[str, float]]:
+    """Each item's content as exported, by item id: its fields, image path or text."""
+    if project.kind == "tabular" and folder is not None:
+        return {r.id: f for r, f in zip(rows, item_fields(folder, rows), strict=True)}
+    return {r.id: _content(project, r.content) for r in rows}
 
 
 def _content(project: Project, content: str) -> str | dict[str, float]:
@@ -329,7 +351,7 @@ def _task(project: Project, record: _Record) -> dict[str, Any]:
             "created_at": answer["created_at"],
             "updated_at": answer["created_at"],
         }
-        if answer["duration_ms"] is not None:
+        if answer.get("duration_ms") is not None:  # triage's decisions have no duration
             annotation["lead_time"] = answer["duration_ms"] / 1000
         annotations.append(annotation)
     ext = record.external_id

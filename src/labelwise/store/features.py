@@ -1,15 +1,23 @@
-"""The project's feature matrix: built from the stored items once, kept as files, reused.
+"""The project's feature matrix, kept as files beside the database, and the items' fields.
 
-``features/matrix.npy`` (dense, opened as a memory map) or ``features/matrix.npz`` (sparse), the
-fitted featurizer, and ``features/meta.json`` saying how many items they cover. Items are only
-ever added, with consecutive rows, so the cache is current exactly when it covers every item;
-after an import the next fit rebuilds it (TF-IDF's vocabulary and weights change with the pool).
+* **Tabular** projects: the pool itself, :mod:`labelwise.store.tabular`'s ``tabular.npy``,
+  written once, at import, a chunk at a time (:func:`begin_tabular_import`), and opened as a
+  memory map. Items keep no copy of their fields in the database; :func:`item_fields` reads them
+  from the file. A project whose items still carry their fields as JSON (made by an earlier
+  release) gets the file built from them, in chunks, the first time it is needed.
+* **Text and image** projects: a cache built from every item at the first fit after an import
+  (TF-IDF needs the whole vocabulary, and its weights change with the pool), so the items are
+  held in memory while it is built: ``features/matrix.npy`` (dense, opened as a memory map) or
+  ``features/matrix.npz`` (sparse), the fitted featurizer, and ``features/meta.json`` saying how
+  many items they cover. Items are only ever added, with consecutive rows, so the cache is
+  current exactly when it covers every item.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +34,33 @@ from labelwise.pool import Matrix, open_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items
 from labelwise.store.models import Item, Project
+from labelwise.store.tabular import (
+    RowAppender,
+    TabularStore,
+    active_append,
+    append_rows,
+    create_store,
+    lock_store,
+    shown,
+)
 
-__all__ = ["item_dataset", "load_features", "tabular_fields"]
+__all__ = [
+    "begin_tabular_import",
+    "feature_source",
+    "field_names",
+    "item_dataset",
+    "item_fields",
+    "item_preview",
+    "load_features",
+    "tabular_fields",
+]
+
+#: Items read per query when a feature file is built from JSON fields.
+_BACKFILL_CHUNK = 20_000
 
 
 def tabular_fields(content: str) -> dict[str, float]:
-    """The numeric fields of a tabular item (its content is a JSON object)."""
+    """The numeric fields of a tabular item stored as a JSON object (earlier releases)."""
     fields = json.loads(content)
     if not isinstance(fields, dict):
         raise InvalidDataError("tabular item content must be a JSON object of fields")
@@ -48,7 +77,7 @@ def _load_image(path: Path) -> np.ndarray:
 
 
 def item_dataset(session: Session, project: Project, folder: ProjectFolder) -> Dataset:
-    """Every item of the project, in feature-row order, as a :class:`Dataset`."""
+    """Every item of the project, in feature-row order, as a :class:`Dataset` (in memory)."""
     rows = session.execute(
         select(Item.row, Item.external_id, Item.content)
         .where(Item.project_id == project.id)
@@ -62,10 +91,8 @@ def item_dataset(session: Session, project: Project, folder: ProjectFolder) -> D
         items: Any = np.asarray([r.content for r in rows], dtype=object)
         return Dataset("text", items, None, ids, ("text",), source)
     if project.kind == "tabular":
-        parsed = [tabular_fields(r.content) for r in rows]
-        names = tuple(parsed[0]) if parsed else ()
-        matrix = np.asarray([[p.get(n, np.nan) for n in names] for p in parsed], dtype=np.float64)
-        return Dataset("tabular", matrix, None, ids, names, source)
+        matrix = np.asarray(_tabular_matrix(session, project, folder), dtype=np.float64)
+        return Dataset("tabular", matrix, None, ids, field_names(session, project, folder), source)
     images = np.stack([_load_image(folder.inside(r.content, folder.media_dir)) for r in rows])
     return Dataset("image", images, None, ids, (), source)
 
@@ -79,7 +106,11 @@ def _atomic_save(path: Path, save: Any) -> None:
 
 
 def load_features(session: Session, project: Project, folder: ProjectFolder) -> Matrix:
-    """The feature matrix of every item (rebuilt first if items were added)."""
+    """The feature matrix of every item: shape (n_items, n_features), row ``i`` the item whose
+    ``row`` is ``i``. Tabular: the feature file, memory-mapped. Text and image: the cache,
+    rebuilt first if items were added."""
+    if project.kind == "tabular":
+        return _tabular_matrix(session, project, folder)
     meta_path = folder.features_dir / "meta.json"
     n_items = count_items(session, project)
     if meta_path.exists():
@@ -95,5 +126,179 @@ def load_features(session: Session, project: Project, folder: ProjectFolder) -> 
         name = "matrix.npy"
         _atomic_save(folder.features_dir / name, lambda fh: np.save(fh, np.ascontiguousarray(X)))
     _atomic_save(folder.features_dir / "featurizer.joblib", lambda fh: joblib.dump(featurizer, fh))
-    meta_path.write_text(json.dumps({"n_items": n_items, "file": name}))
+    # Through a rename too: a worker killed mid-write must not leave an empty meta.json, which
+    # would fail every later fit.
+    record = json.dumps({"n_items": n_items, "file": name}).encode()
+    _atomic_save(meta_path, lambda fh: fh.write(record))
     return open_features(folder.features_dir / name)
+
+
+def feature_source(project: Project, folder: ProjectFolder, n_rows: int) -> dict[str, Any]:
+    """What identifies the current feature matrix of ``n_rows`` rows: its file, size and
+    modification time. A copy derived from the matrix (such as a partitioned pool for a Dask
+    cluster) records it and is rebuilt when it changes."""
+    if project.kind == "tabular":
+        path = TabularStore(folder.features_dir).path
+    else:
+        meta = json.loads((folder.features_dir / "meta.json").read_text())
+        path = folder.features_dir / meta["file"]
+    stat = path.stat()
+    return {
+        "file": path.name,
+        "n_items": int(n_rows),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+
+
+# -------------------------------------------------------------------------------- tabular pools
+
+
+def _covers(store: TabularStore, n_items: int) -> bool:
+    return store.exists() and store.rows_on_disk() >= n_items
+
+
+def _tabular_matrix(session: Session, project: Project, folder: ProjectFolder) -> np.ndarray:
+    """The tabular pool, memory-mapped; built from the items' JSON fields first if need be."""
+    store = TabularStore(folder.features_dir)
+    n_items = count_items(session, project)
+    if n_items and not _covers(store, n_items):
+        lock = lock_store(store)
+        try:
+            _backfill(session, project, store, n_items)
+        finally:
+            lock.close()  # closing the handle releases the lock
+    if not store.exists():
+        raise InvalidDataError("the project has no tabular items yet")
+    return store.matrix(n_items)
+
+
+def _backfill(session: Session, project: Project, store: TabularStore, n_items: int) -> None:
+    """Write the rows the file lacks from the items' JSON fields (under the lock)."""
+    if _covers(store, n_items):
+        return  # another process built it meanwhile
+    if store.exists() and store.rows_on_disk():
+        columns = store.columns()  # the file's rows so far came from an import
+    else:
+        first = session.scalar(
+            select(Item.content).where(Item.project_id == project.id, Item.row == 0)
+        )
+        if not first:
+            raise InvalidDataError(
+                f"the feature file in {store.directory} is missing, and the items carry no "
+                "fields to rebuild it from; the project folder is damaged"
+            )
+        columns = tuple(tabular_fields(first))
+        create_store(store, columns, np.dtype(np.float64))
+    start = min(store.rows_on_disk(), n_items)
+    # The caller holds the lock (and releases it): the appender only writes.
+    appender = RowAppender(store, None, start, columns, store.layout()[0])
+    try:
+        while start < n_items:
+            rows = session.execute(
+                select(Item.row, Item.content)
+                .where(Item.project_id == project.id, Item.row >= start)
+                .order_by(Item.row)
+                .limit(_BACKFILL_CHUNK)
+            ).all()
+            if not rows or rows[0].row != start:
+                raise InvalidDataError(
+                    "item rows are not consecutive; the project database is damaged"
+                )
+            block = np.empty((len(rows), len(columns)), dtype=np.float64)
+            for i, r in enumerate(rows):
+                if not r.content:
+                    raise InvalidDataError(
+                        f"item row {r.row} carries no fields and the feature file lacks it; "
+                        "the project folder is damaged"
+                    )
+                fields = tabular_fields(r.content)
+                block[i] = [fields.get(c, np.nan) for c in columns]
+            appender.write(block)
+            start += len(rows)
+        appender.flush()
+    except BaseException:
+        appender.abort()
+        raise
+    appender.close()
+
+
+def begin_tabular_import(
+    session: Session,
+    project: Project,
+    folder: ProjectFolder,
+    columns: Sequence[str],
+    dtype: np.dtype[Any],
+    *,
+    source: str,
+) -> RowAppender:
+    """Open the feature file for an import inside ``session``'s transaction.
+
+    Waits for any other import of the project to end, then checks ``columns`` against the
+    project's fields (the same names, in any order; a first import sets them, and the dtype).
+    The returned appender's ``columns`` are the file's order, its ``next_row`` the row of the
+    first new item; its rows are kept if the transaction commits and removed if it rolls back.
+    A second import in the same transaction continues the first one's append.
+    """
+    store = TabularStore(folder.features_dir)
+    ongoing = active_append(session, store)
+    if ongoing is not None:  # a second import in the same transaction
+        _check_columns(ongoing.columns, columns, source)
+        return ongoing
+    lock = lock_store(store)
+    try:
+        committed = count_items(session, project)  # counted under the lock
+        if committed == 0:
+            create_store(store, tuple(columns), dtype)
+        else:
+            if not _covers(store, committed):
+                _backfill(session, project, store, committed)
+            _check_columns(store.columns(), columns, source)
+        return append_rows(session, store, lock, committed)
+    except BaseException:
+        lock.close()
+        raise
+
+
+def _check_columns(existing: Sequence[str], columns: Sequence[str], source: str) -> None:
+    if set(existing) != set(columns):
+        raise InvalidDataError(
+            f"{source} has the fields {', '.join(columns)} but the project's items have "
+            f"{', '.join(existing)}; name them with feature_columns="
+        )
+
+
+def field_names(session: Session, project: Project, folder: ProjectFolder) -> tuple[str, ...]:
+    """A tabular project's field names, in column order (empty before the first import)."""
+    store = TabularStore(folder.features_dir)
+    if store.exists() and count_items(session, project):
+        return store.columns()
+    first = session.scalar(
+        select(Item.content).where(Item.project_id == project.id).order_by(Item.row).limit(1)
+    )
+    return tuple(tabular_fields(first)) if first else ()
+
+
+def item_fields(folder: ProjectFolder, items: Sequence[Any]) -> list[dict[str, float]]:
+    """The fields of tabular ``items`` (anything with ``row`` and ``content``), in order.
+
+    Read from the feature file, or from the item's JSON where an earlier release stored it.
+    """
+    out: list[dict[str, float] | None] = [None] * len(items)
+    wanted: list[tuple[int, int]] = []
+    for i, item in enumerate(items):
+        if item.content:
+            out[i] = tabular_fields(item.content)
+        else:
+            wanted.append((i, int(item.row)))
+    if wanted:
+        store = TabularStore(folder.features_dir)
+        rows = [row for _, row in wanted]
+        for (i, _), fields in zip(wanted, store.fields(rows, max(rows) + 1), strict=True):
+            out[i] = fields
+    return [o if o is not None else {} for o in out]
+
+
+def item_preview(fields: dict[str, float], limit: int) -> str:
+    """A tabular item in a line: its fields as JSON, cut at ``limit`` characters."""
+    return json.dumps({k: shown(v) for k, v in fields.items()})[:limit]

@@ -103,3 +103,34 @@ class ProjectFolder:
 
     def artefact_path(self, version: int) -> Path:
         return self.models_dir / f"v{version:05d}.joblib"
+
+    def loadable(self, relative: str, base: Path) -> Path:
+        """The file ``relative`` (to the project folder) names, checked before it is unpickled.
+
+        Loading a joblib or pickle file runs whatever code it holds, so a stored reference (a
+        ``model_versions.artefact`` row, which anyone with write access to the database can
+        change) is followed only to a regular file inside ``base`` (``models/`` or
+        ``features/``), every symbolic link resolved first.
+
+        Raises
+        ------
+        InvalidDataError
+            The path is absolute, or leads outside ``base`` (through ``..`` or a symlink).
+        NotFoundError
+            There is no such file.
+        """
+        given = Path(relative)
+        if given.is_absolute():
+            raise InvalidDataError(
+                f"refused to load {relative!r}: artefacts are loaded only from inside the "
+                f"project folder ({base}), by relative path"
+            )
+        target = (self.root / given).resolve()
+        if not target.is_relative_to(base.resolve()):
+            raise InvalidDataError(
+                f"refused to load {relative!r}: it resolves to {target}, outside {base}; "
+                "artefacts are loaded only from the project's own folder"
+            )
+        if not target.is_file():
+            raise NotFoundError(f"no artefact file {relative!r} in {base}")
+        return target

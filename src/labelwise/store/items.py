@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Table,
+    Text,
+    false,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, NotFoundError
 from labelwise.store.annotators import system_annotator
-from labelwise.store.models import Item, Label, Project
+from labelwise.store.models import Item, Label, Project, utcnow
 from labelwise.store.projects import settings_of
 
-__all__ = ["ItemRecord", "add_items", "count_items", "get_item", "items_by_row"]
+__all__ = [
+    "BATCH",
+    "BULK_CACHE_MIB",
+    "ItemRecord",
+    "ItemWriter",
+    "add_items",
+    "check_ids",
+    "count_items",
+    "get_item",
+    "items_by_row",
+    "row_count",
+]
+
+#: Items per INSERT batch.
+BATCH = 10_000
+#: SQLite page cache during a large import (MiB).
+BULK_CACHE_MIB = 256
+
+_ITEMS = cast(Table, Item.__table__)
+_LABELS = cast(Table, Label.__table__)
 
 #: Longest text accepted in one item (characters).
 MAX_CONTENT = 1_000_000
@@ -30,7 +63,10 @@ class ItemRecord:
     external_id : str
         The id the data gives it (unique within the project).
     content : str
-        The text; the image's path relative to the project folder; or the tabular fields as JSON.
+        The text, or the image's path relative to the project folder. Tabular items keep their
+        fields in the project's feature file (:func:`labelwise.store.transfer.import_tabular`)
+        and have empty content; fields given here as a JSON object (as earlier releases stored
+        them) are still read, and moved into the feature file when it is first needed.
     meta : dict
         Anything else worth keeping (source file, split, original fields).
     label : str or None
@@ -54,17 +90,18 @@ def add_items(session: Session, project: Project, records: Sequence[ItemRecord])
     if not records:
         raise InvalidDataError("nothing to import: the data holds no items")
     ids = [str(r.external_id) for r in records]
-    seen: set[str] = set()
-    for i, ext in enumerate(ids):
-        if not ext or len(ext) > 300:
-            raise InvalidDataError(f"item {i}: id must be 1 to 300 characters")
-        if ext in seen:
-            raise InvalidDataError(f"item id {ext!r} appears twice in the data")
-        seen.add(ext)
+    check_ids(ids)
     labels = set(project.label_set)
     for r in records:
         if not r.content:
             raise InvalidDataError(f"item {r.external_id!r} has no content")
+        if "\0" in r.content:
+            # PostgreSQL cannot store U+0000 in text, and no text means it: refused on every
+            # database alike.
+            raise InvalidDataError(
+                f"item {r.external_id!r} holds a NUL character (U+0000) at position "
+                f"{r.content.index(chr(0))}"
+            )
         if len(r.content) > MAX_CONTENT:
             raise InvalidDataError(
                 f"item {r.external_id!r} is {len(r.content):,} characters long; the limit is "
@@ -81,38 +118,39 @@ def add_items(session: Session, project: Project, records: Sequence[ItemRecord])
             f"{len(clash)} item id(s) already exist in the project, e.g. {sorted(clash)[0]!r}"
         )
 
-    settings = settings_of(project)
-    last_row = session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id))
-    start_row = 0 if last_row is None else last_row + 1  # not `or -1`: row 0 is falsy
-    base_id = session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id)) or 0
-    rng = np.random.default_rng([settings.seed, base_id])
-    targets = np.where(rng.random(len(records)) < settings.overlap, 2, 1)
-    session.execute(
-        insert(Item),
-        [
-            {
-                "project_id": project.id,
-                "external_id": ids[i],
-                "row": start_row + i,
-                "content": r.content,
-                "meta": r.meta,
-                "target": int(targets[i]),
-                "n_labels": 0,
-                "done": False,
-            }
-            for i, r in enumerate(records)
-        ],
+    writer = ItemWriter(session, project)
+    writer.add(
+        ids,
+        contents=[r.content for r in records],
+        metas=[r.meta for r in records],
+        labels=[r.label for r in records],
     )
-    labeled = [(i, r.label) for i, r in enumerate(records) if r.label is not None]
-    if labeled:
-        _import_labels(session, project, [(start_row + i, label) for i, label in labeled])
     return len(records)
 
 
-def _existing_ids(session: Session, project: Project, ids: list[str]) -> set[str]:
+def check_ids(ids: Sequence[str], *, first: int = 0) -> None:
+    """Ids for new items: 1 to 300 characters, no NUL, none twice. ``first`` is the number of
+    ``ids[0]`` in the data, for the messages. Vectorised: a million ids take a fraction of a
+    second."""
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    bad = np.flatnonzero((lengths == 0) | (lengths > 300))
+    if bad.size:
+        raise InvalidDataError(f"item {first + int(bad[0])}: id must be 1 to 300 characters")
+    if "\0" in "".join(ids):
+        i = next(i for i, ext in enumerate(ids) if "\0" in ext)
+        raise InvalidDataError(f"item {first + i}: id {ids[i][:80]!r} holds a NUL character")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for ext in ids:
+            if ext in seen:
+                raise InvalidDataError(f"item id {ext!r} appears twice in the data")
+            seen.add(ext)
+
+
+def _existing_ids(session: Session, project: Project, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-        chunk = ids[start : start + 900]
+        chunk = list(ids[start : start + 900])
         found.update(
             session.scalars(
                 select(Item.external_id).where(
@@ -123,29 +161,183 @@ def _existing_ids(session: Session, project: Project, ids: list[str]) -> set[str
     return found
 
 
-def _import_labels(session: Session, project: Project, rows_labels: list[tuple[int, str]]) -> None:
-    annotator = system_annotator(session, project)
-    by_row = dict(rows_labels)
-    items = items_by_row(session, project, list(by_row))
-    session.execute(
-        insert(Label),
-        [
-            {
-                "project_id": project.id,
-                "item_id": item.id,
-                "annotator_id": annotator.id,
-                "action": "label",
-                "value": by_row[item.row],
-                "reason_kind": "import",
-                "is_current": True,
+class ItemWriter:
+    """Adds items to a project, batch after batch, inside the caller's transaction.
+
+    Rows continue from the project's last; each item needs two labels with probability
+    ``settings.overlap``, drawn from one generator seeded by the project's seed and item count,
+    so an import gets the same targets however its items are batched. Inserts are SQLAlchemy
+    Core ``executemany`` batches of :data:`BATCH` rows with the values shared by every row
+    written into the statement (no per-row conversion), about 8 µs an item on SQLite. Labels
+    that come with items are recorded by the ``import`` annotator.
+
+    The caller checks the items first (:func:`check_ids`, labels from the label set); an id
+    already in the project is found by the database's unique constraint and reported as an
+    :class:`InvalidDataError`.
+
+    Parameters
+    ----------
+    meta : dict
+        What every item's ``meta`` holds unless :meth:`add` gives one per item.
+    """
+
+    def __init__(self, session: Session, project: Project, *, meta: dict[str, Any] | None = None):
+        self.session = session
+        self.project = project
+        settings = settings_of(project)
+        self.next_row = row_count(session, project)
+        base = session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id))
+        self._rng = np.random.default_rng([settings.seed, base or 0])
+        self._overlap = settings.overlap
+        self._meta = json.dumps(meta or {})
+        self._now = utcnow()
+        self._annotator_id: int | None = None
+        self._cache: int | None = None
+
+    def __enter__(self) -> ItemWriter:
+        """For a large import on SQLite, a page cache of :data:`BULK_CACHE_MIB` until
+        :meth:`__exit__`: the id index takes rows in no order, and with SQLite's default 2 MiB
+        of cache each insert reads its index pages from disk again (measured: twice as slow
+        at a million items)."""
+        connection = self.session.connection()
+        if connection.dialect.name == "sqlite":
+            self._cache = int(connection.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
+            connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_MIB * 1024}")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._cache is None:
+            return
+        cache, self._cache = self._cache, None
+        try:
+            self.session.connection().exec_driver_sql(f"PRAGMA cache_size={cache}")
+        except SQLAlchemyError:
+            if kind is None:
+                raise  # otherwise the import's own error is the one to report
+
+    def _inline(self, value: Any, type_: Any) -> Any:
+        """``value`` written into the SQL statement as a literal (escaped by the dialect)."""
+        dialect = self.session.get_bind().dialect
+        text = literal(value, type_).compile(
+            dialect=dialect, compile_kwargs={"literal_binds": True}
+        )
+        return literal_column(str(text))
+
+    def add(
+        self,
+        ids: Sequence[str],
+        *,
+        contents: Sequence[str] | None = None,
+        metas: Sequence[dict[str, Any]] | None = None,
+        labels: Sequence[str | None] | None = None,
+    ) -> None:
+        """Insert items with ``ids`` at the next rows. ``contents`` default to ``""`` (tabular
+        items, whose fields live in the feature file); ``labels`` (None for no label) are
+        recorded by the ``import`` annotator."""
+        n = len(ids)
+        targets = np.where(self._rng.random(n) < self._overlap, 2, 1)
+        labeled = np.zeros(n, dtype=bool)
+        if labels is not None:
+            labeled = np.fromiter((v is not None for v in labels), dtype=bool, count=n)
+        fixed: dict[str, Any] = {
+            "project_id": self._inline(self.project.id, Integer()),
+            "created_at": self._inline(self._now, DateTime()),
+        }
+        if contents is None:
+            fixed["content"] = self._inline("", Text())
+        if metas is None:
+            fixed["meta"] = self._inline(self._meta, Text())
+        for a in range(0, n, BATCH):
+            b = min(a + BATCH, n)
+            row0 = self.next_row
+            has_labels = bool(labeled[a:b].any())
+            stmt = insert(_ITEMS).values(
+                fixed
+                if has_labels
+                else {**fixed, "n_labels": self._inline(0, Integer()), "done": false()}
+            )
+            columns: dict[str, Sequence[Any]] = {
+                "external_id": ids[a:b],
+                "row": range(row0, row0 + b - a),
+                "target": targets[a:b].tolist(),
             }
-            for item in items
-        ],
-    )
-    for item in items:
-        item.n_labels = 1
-        item.done = item.n_labels >= item.target
-    session.flush()
+            if contents is not None:
+                columns["content"] = contents[a:b]
+            if metas is not None:
+                columns["meta"] = metas[a:b]
+            if has_labels:
+                columns["n_labels"] = labeled[a:b].astype(int).tolist()
+                columns["done"] = (labeled[a:b] & (targets[a:b] <= 1)).tolist()
+            try:
+                with self.session.begin_nested():
+                    self._insert(stmt, columns, raw=metas is None)
+            except IntegrityError:
+                clash = _existing_ids(self.session, self.project, ids[a:b])
+                if not clash:
+                    raise
+                raise InvalidDataError(
+                    f"{len(clash)} item id(s) already exist in the project (imported before, or "
+                    f"earlier in the data), e.g. {sorted(clash)[0]!r}"
+                ) from None
+            self.next_row += b - a
+            if has_labels:
+                assert labels is not None
+                self._add_labels(row0, [labels[i] for i in range(a, b)])
+
+    def _insert(self, stmt: Any, columns: dict[str, Sequence[Any]], *, raw: bool) -> None:
+        """``executemany`` of ``stmt`` with one row of ``columns`` per item.
+
+        ``raw``: every value is a plain str, int or bool, so the statement, compiled by
+        SQLAlchemy for the dialect, goes to the driver with the values as they are. SQLAlchemy's
+        own per-row parameter handling costs as much as SQLite's insert itself (5 to 8 µs an
+        item); JSON values (``meta`` per item) take that path.
+        """
+        keys = list(columns)
+        if not raw:
+            rows = [
+                dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)
+            ]
+            self.session.execute(stmt, rows)
+            return
+        connection = self.session.connection()
+        compiled = stmt.compile(dialect=connection.dialect, column_keys=keys)
+        params: list[Any]
+        if compiled.positional:
+            order = compiled.positiontup or []
+            params = list(zip(*(columns[k] for k in order), strict=True))
+        else:
+            params = [
+                dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)
+            ]
+        connection.exec_driver_sql(str(compiled), params)
+
+    def _add_labels(self, row0: int, values: list[str | None]) -> None:
+        if self._annotator_id is None:
+            self._annotator_id = system_annotator(self.session, self.project).id
+        found = self.session.execute(
+            select(Item.row, Item.id).where(
+                Item.project_id == self.project.id,
+                Item.row >= row0,
+                Item.row < row0 + len(values),
+            )
+        ).all()
+        item_of = {int(r.row): int(r.id) for r in found}
+        stmt = insert(_LABELS).values(
+            project_id=self._inline(self.project.id, Integer()),
+            annotator_id=self._inline(self._annotator_id, Integer()),
+            action=self._inline("label", Text()),
+            reason_kind=self._inline("import", Text()),
+            is_current=true(),
+            created_at=self._inline(self._now, DateTime()),
+        )
+        self.session.execute(
+            stmt,
+            [
+                {"item_id": item_of[row0 + k], "value": v}
+                for k, v in enumerate(values)
+                if v is not None
+            ],
+        )
 
 
 def items_by_row(session: Session, project: Project, rows: Sequence[int]) -> list[Item]:
@@ -171,3 +363,10 @@ def get_item(session: Session, project: Project, item_id: int) -> Item:
 
 def count_items(session: Session, project: Project) -> int:
     return session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id)) or 0
+
+
+def row_count(session: Session, project: Project) -> int:
+    """The next free row: the number of items (rows run from 0 without gaps), read from the
+    ``(project_id, row)`` index instead of counting."""
+    last = session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id))
+    return 0 if last is None else int(last) + 1  # not `or`: row 0 is falsy

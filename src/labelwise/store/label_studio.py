@@ -44,7 +44,7 @@ def label_studio_tasks(path: Path) -> list[Any] | None:
         return None
     try:
         parsed = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if (
         isinstance(parsed, list)

@@ -101,12 +101,33 @@ def _reason_of(entry: QueueEntry) -> dict[str, Any]:
 
 
 def _renew(session: Session, project: Project, annotator: Annotator, now: Any) -> None:
-    """Answering shows the annotator is at work: their prefetched items stay theirs."""
-    session.execute(
-        update(Lease)
+    """Answering shows the annotator is at work: their prefetched items stay theirs.
+
+    Leases that another request of the same annotator has locked (an answer or a release sent
+    at the same moment) are left to that request, which renews them itself. Waiting for them
+    instead deadlocked on PostgreSQL: two answers sent at once each hold the lease they answer
+    and wait for the other's.
+    """
+    ids = session.scalars(
+        select(Lease.id)
         .where(Lease.annotator_id == annotator.id, Lease.expires_at > now)
-        .values(expires_at=now + timedelta(seconds=settings_of(project).lease_seconds))
-    )
+        .with_for_update(skip_locked=True)
+    ).all()
+    if ids:
+        session.execute(
+            update(Lease)
+            .where(Lease.id.in_(ids))
+            .values(expires_at=now + timedelta(seconds=settings_of(project).lease_seconds))
+        )
+
+
+def _give_back(session: Session, lease: Lease) -> None:
+    """Delete a lease, which another request of the same annotator may have deleted already
+    (two "next" at once both giving back the oldest; a release while an answer is saved):
+    finding it gone is fine, where the ORM's own delete would warn that no row matched."""
+    session.execute(delete(Lease).where(Lease.id == lease.id))
+    if lease in session:
+        session.expunge(lease)
 
 
 def _lock_item(session: Session, project: Project, item_id: int, *, wait: bool) -> Item | None:
@@ -311,8 +332,7 @@ def next_item(
             return _assignment(session, lease)
     if len(held) >= MAX_HELD:
         # Too many prefetched items: give the oldest back before taking another.
-        session.delete(held[0])
-        session.flush()
+        _give_back(session, held[0])
 
     candidates = _queue_candidates(session, project, annotator, exclude, now)
     if candidates and _routine_turn(session, annotator, now):
@@ -395,6 +415,11 @@ def _replay(
 def _check_request_id(request_id: str | None) -> None:
     if request_id is not None and (not request_id or len(request_id) > 64):
         raise InvalidParameterError("request_id must be 1 to 64 characters")
+    # PostgreSQL text cannot hold NUL: such an id would fail its query (a 500), not be refused.
+    if request_id is not None and not request_id.isprintable():
+        raise InvalidParameterError(
+            f"request_id {request_id!r} holds a control character; use printable characters"
+        )
 
 
 def _check_duration(duration_ms: int | None) -> int | None:
@@ -439,11 +464,6 @@ def submit_label(
     _check_member(project, annotator)
     _check_request_id(request_id)
     duration = _check_duration(duration_ms)
-    replay = _replay(session, annotator, request_id, item_id, "label", value)
-    if replay is not None:
-        item = session.get(Item, replay.item_id)
-        assert item is not None
-        return SubmitResult(replay, item, replayed=True)
     if value not in project.label_set:
         raise InvalidParameterError(
             f"{value!r} is not a label of this project; expected one of "
@@ -452,6 +472,11 @@ def submit_label(
     item = _lock_item(session, project, item_id, wait=True)
     if item is None:
         raise NotFoundError(f"no item {item_id} in this project")
+    # Looked up under the item's lock: the first attempt of a retried request may have been
+    # stored while this one waited, and even undone since; it must be found, not stored again.
+    replay = _replay(session, annotator, request_id, item_id, "label", value)
+    if replay is not None:
+        return SubmitResult(replay, item, replayed=True)
     now = utcnow()
     current = _current(session, item.id, annotator.id)
     if current is not None and current.action == "label" and current.value == value:
@@ -505,7 +530,7 @@ def submit_label(
     session.flush()
     _recount(session, item)
     if lease is not None:
-        session.delete(lease)
+        _give_back(session, lease)
     _renew(session, project, annotator, now)
     session.flush()
     return SubmitResult(label, item, False, grouped, skipped)
@@ -541,7 +566,10 @@ def _label_group(
     grouped: list[int] = []
     skipped: list[int] = []
     for item_id in item_ids:
-        item = _lock_item(session, project, item_id, wait=True)
+        # A member someone else is handing out or answering right now is left alone. Waiting
+        # for it deadlocked on PostgreSQL when that someone was answering it with this item
+        # as its own near-duplicate: each held its item and waited for the other's.
+        item = _lock_item(session, project, item_id, wait=False)
         if item is None or not _is_available(session, item, annotator, now):
             skipped.append(item_id)
             continue
@@ -583,14 +611,12 @@ def skip_item(
     _check_member(project, annotator)
     _check_request_id(request_id)
     duration = _check_duration(duration_ms)
-    replay = _replay(session, annotator, request_id, item_id, "skip", None)
-    if replay is not None:
-        item = session.get(Item, replay.item_id)
-        assert item is not None
-        return SubmitResult(replay, item, replayed=True)
     item = _lock_item(session, project, item_id, wait=True)
     if item is None:
         raise NotFoundError(f"no item {item_id} in this project")
+    replay = _replay(session, annotator, request_id, item_id, "skip", None)  # as in submit_label
+    if replay is not None:
+        return SubmitResult(replay, item, replayed=True)
     current = _current(session, item.id, annotator.id)
     if current is not None:
         if current.action == "skip":
@@ -615,20 +641,35 @@ def skip_item(
     )
     session.add(label)
     if lease is not None:
-        session.delete(lease)
+        _give_back(session, lease)
     _renew(session, project, annotator, label.created_at)
     session.flush()
     return SubmitResult(label, item, replayed=False)
 
 
-def undo_last(session: Session, project: Project, annotator: Annotator) -> Assignment:
+def undo_last(
+    session: Session, project: Project, annotator: Annotator, *, request_id: str | None = None
+) -> Assignment:
     """Take back the annotator's latest standing label or skip; the item is leased back to them.
 
     The undone row stays in the history, superseded by an ``undo`` row. Undoing a relabel
     restores the answer it replaced. The assignment carries the undone answer as ``previous``
     and the reason the item was first queued (from the served queue, when it is still there).
+
+    ``request_id``: an undo repeated with the same id (a retry after a lost answer) takes
+    nothing more back; it returns the item the first one gave back, while that is still
+    leased. Without it, a retried undo would take back one more answer. The annotator's row is
+    locked first, so undos sent at once by one annotator run one after the other.
     """
     _check_member(project, annotator)
+    _check_request_id(request_id)
+    session.execute(select(Annotator.id).where(Annotator.id == annotator.id).with_for_update())
+    if request_id:
+        done = session.scalar(
+            select(Label).where(Label.annotator_id == annotator.id, Label.request_id == request_id)
+        )
+        if done is not None:
+            return _undo_replay(session, annotator, done, request_id)
     last = session.scalar(
         select(Label)
         .where(
@@ -661,6 +702,7 @@ def undo_last(session: Session, project: Project, annotator: Annotator) -> Assig
             model_version_id=last.model_version_id,
             reason_kind=last.reason_kind,
             predicted=last.predicted,
+            request_id=request_id,
             supersedes_id=last.id,
             is_current=False,
             created_at=now,
@@ -694,6 +736,26 @@ def undo_last(session: Session, project: Project, annotator: Annotator) -> Assig
         predicted=last.predicted,
     )
     return _assignment(session, lease, previous=last.value)
+
+
+def _undo_replay(
+    session: Session, annotator: Annotator, done: Label, request_id: str
+) -> Assignment:
+    """What a repeated undo answers: the item the first one leased back, if still held."""
+    if done.action != "undo":
+        raise ConflictError(
+            f"request id {request_id!r} was already used for another answer; use a new one"
+        )
+    undone = session.get(Label, done.supersedes_id) if done.supersedes_id else None
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == done.item_id, Lease.annotator_id == annotator.id)
+    )
+    if lease is None or lease.expires_at <= utcnow():
+        raise ConflictError(
+            f"undo {request_id!r} was already done, and item {done.item_id} is no longer yours "
+            "to answer again"
+        )
+    return _assignment(session, lease, previous=undone.value if undone is not None else None)
 
 
 def _undo_group(

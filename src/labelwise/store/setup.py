@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from labelwise._stream import dataset_stream
+from labelwise.data import Dataset, TabularStream, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
@@ -13,7 +15,8 @@ from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import add_items
 from labelwise.store.models import Project
 from labelwise.store.projects import ProjectSettings, create_project, get_project
-from labelwise.store.transfer import dataset_records, read_data
+from labelwise.store.restore import answer_labels, read_answers, restore_answers
+from labelwise.store.transfer import dataset_records, import_tabular, read_data
 
 __all__ = ["OpenProject", "init_project", "open_project"]
 
@@ -40,6 +43,15 @@ def open_project(root: str | Path, *, db_url: str | None = None) -> OpenProject:
     return OpenProject(folder, db, project.id)
 
 
+def _file_labels(stream: TabularStream | None, dataset: Dataset | None) -> set[str] | None:
+    """The distinct labels of the data's label column (None without one)."""
+    if stream is not None:
+        return set(stream.label_values()) if stream.has_labels else None
+    if dataset is None or dataset.labels is None:
+        return None
+    return {str(v) for v in dataset.labels if v is not None}
+
+
 def init_project(
     root: str | Path,
     data: str | Path,
@@ -56,17 +68,32 @@ def init_project(
     """Create a project folder from a data file; returns it and the first admin token.
 
     The label set is ``labels`` or, when not given, the distinct values of the file's label
-    column. If anything fails, a folder this call created is removed again.
+    column. If anything fails, a folder this call created is removed again. Tabular data is
+    read a chunk at a time where the format allows (see
+    :func:`~labelwise.store.transfer.import_tabular`).
     """
-    dataset = read_data(
-        data, text_column=text_column, image_column=image_column, label_column=label_column
+    stream = open_tabular_stream(
+        data,
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
     )
+    dataset = None
+    if stream is None:
+        dataset = read_data(
+            data, text_column=text_column, image_column=image_column, label_column=label_column
+        )
+        if dataset.kind == "tabular":
+            stream = dataset_stream(dataset)
+    # A Labelwise export brings its answers back as they were (labelwise.store.restore).
+    answers = read_answers(data) if with_labels else None
     if labels is None:
-        if dataset.labels is None:
+        found = _file_labels(stream, dataset)
+        if found is None:
             raise InvalidDataError(
                 f"{Path(data).name} has no label column: give the label set with --labels a,b,…"
             )
-        labels = sorted({str(v) for v in dataset.labels if v is not None})
+        labels = sorted(found | answer_labels(answers or {}))
     root_path = Path(root)
     existed = root_path.exists()
     folder = ProjectFolder.create(root_path, name or root_path.resolve().name, db_url)
@@ -76,12 +103,22 @@ def init_project(
             project = create_project(
                 session,
                 name=folder.project_name,
-                kind=dataset.kind,
+                kind="tabular" if stream is not None or dataset is None else dataset.kind,
                 labels=labels,
                 settings=settings,
             )
-            records, _ = dataset_records(dataset, folder, with_labels=with_labels)
-            add_items(session, project, records)
+            if stream is not None:
+                import_tabular(
+                    session, project, folder, stream, with_labels=with_labels, answers=answers
+                )
+            else:
+                assert dataset is not None
+                records, _ = dataset_records(
+                    dataset, folder, with_labels=with_labels and answers is None
+                )
+                add_items(session, project, records)
+                if answers is not None:
+                    restore_answers(session, project, answers, Path(data).name)
             _, token = create_annotator(session, project, name="admin", role="admin")
             project_id = project.id
         db.analyze()

@@ -1,10 +1,13 @@
 """Bringing items into a project from a data file (all or nothing).
 
 A file is read with :func:`read_data` and becomes :class:`ItemRecord` rows: texts as they are,
-tabular rows as JSON objects of their numeric fields, images as PNG files copied into the
-project's ``media/`` folder. Labels in the file are imported only when asked for
-(``with_labels``, recorded as the ``import`` annotator): by default a label column just suggests
-the label set.
+images as PNG files copied into the project's ``media/`` folder. Tabular files take another
+path, :func:`import_tabular`: read a chunk of rows at a time where the format allows
+(:func:`labelwise.data.open_tabular_stream`: delimited text, Parquet, ``.npy``), each chunk's
+items inserted in bulk and its features appended to the project's feature file
+(:mod:`labelwise.store.tabular`), so neither the file nor the pool is ever held in memory.
+Labels in the file are imported only when asked for (``with_labels``, recorded as the
+``import`` annotator): by default a label column just suggests the label set.
 
 :func:`read_data` reads what :func:`labelwise.data.load_dataset` reads, and Label Studio JSON
 (see :mod:`labelwise.store.label_studio`).
@@ -23,14 +26,23 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise.data import Dataset, load_dataset
+from labelwise._stream import dataset_stream
+from labelwise.data import Dataset, TabularStream, load_dataset, open_tabular_stream
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.store.features import begin_tabular_import
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.items import ItemRecord, add_items
+from labelwise.store.items import ItemRecord, ItemWriter, add_items, check_ids
 from labelwise.store.label_studio import label_studio_tasks, read_label_studio
 from labelwise.store.models import Item, Project
+from labelwise.store.restore import Answer, check_answers, read_answers, restore_answers
 
-__all__ = ["dataset_records", "import_file", "read_data", "read_label_studio"]
+__all__ = [
+    "dataset_records",
+    "import_file",
+    "import_tabular",
+    "read_data",
+    "read_label_studio",
+]
 
 
 def read_data(
@@ -75,12 +87,15 @@ def read_data(
             kind=kind,
             annotations=annotations,
         )
+    # Strict ids: a project addresses its items by id, so an id column with duplicates is an
+    # error here rather than a column passed over.
     return load_dataset(
         path,
         text_column=text_column,
         image_column=image_column,
         label_column=label_column,
         feature_columns=feature_columns,
+        strict_ids=True,
     )
 
 
@@ -154,22 +169,15 @@ def _check_labels(dataset: Dataset, project: Project, name: str) -> None:
 def _check_like_existing(
     session: Session, project: Project, folder: ProjectFolder, dataset: Dataset, name: str
 ) -> None:
-    """New items must fit the project's feature matrix: the same tabular fields, or images of
-    the same size and colour mode as those already there."""
-    if project.kind == "text":
+    """New images must fit the project's feature matrix: the same size and colour mode as those
+    already there. (Tabular fields are checked against the feature file by
+    :func:`import_tabular`.)"""
+    if project.kind != "image":
         return
     first = session.scalar(
         select(Item.content).where(Item.project_id == project.id).order_by(Item.row).limit(1)
     )
     if first is None:
-        return
-    if project.kind == "tabular":
-        existing = list(json.loads(first))
-        if set(existing) != set(dataset.feature_names):
-            raise InvalidDataError(
-                f"{name} has the fields {', '.join(dataset.feature_names)} but the project's "
-                f"items have {', '.join(existing)}; name them with feature_columns="
-            )
         return
     from PIL import Image
 
@@ -206,6 +214,10 @@ def import_file(
 ) -> int:
     """Add every item of a data file to ``project`` inside the caller's transaction.
 
+    With ``with_labels``, the labels of a Labelwise export come back with their annotators,
+    times and durations (:mod:`labelwise.store.restore`); any other file's labels are recorded
+    once each, by the ``import`` annotator.
+
     Nothing is stored if anything is wrong: the data is checked before the first insert
     (readable, the project's kind, labels from the label set, tabular fields and image sizes
     like the items already there, ids new), and images copied in for a failed import are
@@ -217,6 +229,22 @@ def import_file(
     """
     path = Path(path)
     name = path.name
+    stream = None
+    if project.kind == "tabular":  # read a chunk at a time where the format allows
+        stream = open_tabular_stream(
+            path,
+            text_column=text_column,
+            image_column=image_column,
+            label_column=label_column,
+            feature_columns=feature_columns,
+        )
+    if stream is not None:
+        answers = read_answers(path) if with_labels else None
+        if answers is not None:
+            check_answers(answers, project, name)
+        return import_tabular(
+            session, project, folder, stream, with_labels=with_labels, answers=answers
+        )
     dataset = read_data(
         path,
         text_column=text_column,
@@ -230,12 +258,28 @@ def import_file(
         raise InvalidDataError(
             f"{name} holds {dataset.kind} items but the project is a {project.kind} project"
         )
-    if with_labels:
+    # A Labelwise export brings its answers back as they were (labelwise.store.restore).
+    answers = read_answers(path) if with_labels else None
+    if answers is not None:
+        check_answers(answers, project, name)
+    elif with_labels:
         _check_labels(dataset, project, name)
+    if dataset.kind == "tabular":
+        return import_tabular(
+            session,
+            project,
+            folder,
+            dataset_stream(dataset),
+            with_labels=with_labels,
+            answers=answers,
+        )
     _check_like_existing(session, project, folder, dataset, name)
-    records, written = dataset_records(dataset, folder, with_labels=with_labels)
+    records, written = dataset_records(dataset, folder, with_labels=with_labels and answers is None)
     try:
-        return add_items(session, project, records)
+        added = add_items(session, project, records)
+        if answers is not None:
+            restore_answers(session, project, answers, name)
+        return added
     except InvalidDataError as exc:
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)
@@ -244,3 +288,72 @@ def import_file(
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)
         raise
+
+
+# -------------------------------------------------------------------------------- tabular data
+
+
+def import_tabular(
+    session: Session,
+    project: Project,
+    folder: ProjectFolder,
+    stream: TabularStream,
+    *,
+    with_labels: bool = False,
+    answers: dict[str, list[Answer]] | None = None,
+) -> int:
+    """Add every row of ``stream`` to a tabular ``project`` inside the caller's transaction.
+
+    Chunk by chunk: ids and labels are checked, the items inserted in bulk
+    (:class:`~labelwise.store.items.ItemWriter`) and the features appended to the project's
+    feature file (:func:`~labelwise.store.features.begin_tabular_import`, the project's column
+    order). The file's rows stand or fall with the transaction, so a failure at any chunk leaves
+    neither items nor feature rows behind. ``with_labels`` records the stream's labels (by the
+    ``import`` annotator) unless ``answers`` from a Labelwise export are given, which are
+    restored after the items. Returns how many items were added.
+    """
+    name = Path(stream.source).name
+    if project.kind != "tabular":
+        raise InvalidDataError(
+            f"{name} holds tabular items but the project is a {project.kind} project"
+        )
+    appender = begin_tabular_import(
+        session, project, folder, stream.feature_names, stream.dtype, source=name
+    )
+    order = [stream.feature_names.index(c) for c in appender.columns]
+    writer = ItemWriter(session, project, meta={"source": name})
+    if writer.next_row != appender.next_row:
+        raise InvalidDataError(
+            f"the project's items end at row {writer.next_row} but its feature file at "
+            f"{appender.next_row}; the project folder is damaged"
+        )
+    allowed = set(project.label_set)
+    take_labels = with_labels and answers is None and stream.has_labels
+    added = 0
+    with writer:
+        for chunk in stream.chunks():
+            ids = [str(i) for i in chunk.ids.tolist()]
+            labels: list[str | None] | None = None
+            if take_labels and chunk.labels is not None:
+                labels = chunk.labels.tolist()
+                for i, value in enumerate(labels):
+                    if value is not None and value not in allowed:
+                        raise InvalidDataError(
+                            f"{name}, row {chunk.start + i} (id {ids[i]!r}): label {value!r} "
+                            f"is not one of the project's labels "
+                            f"({', '.join(project.label_set)})"
+                        )
+            try:
+                check_ids(ids, first=chunk.start)
+                writer.add(ids, labels=labels)
+            except InvalidDataError as exc:
+                raise InvalidDataError(f"{name}: {exc}") from None
+            in_order = order == list(range(len(order)))
+            appender.write(chunk.features if in_order else chunk.features[:, order])
+            added += len(chunk)
+    if added == 0:
+        raise InvalidDataError(f"{name}: nothing to import: the data holds no items")
+    appender.flush()
+    if answers is not None:
+        restore_answers(session, project, answers, name)
+    return added

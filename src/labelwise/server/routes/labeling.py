@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from labelwise.server.deps import State, User
+from labelwise.server.deps import BodyId, ItemId, ProjectId, State, User
 from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import labeling
 from labelwise.store.models import Annotator, Lease, Project
@@ -18,14 +18,14 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["labeling"])
 
 
 class NextRequest(BaseModel):
-    exclude: list[int] = Field(default_factory=list, max_length=20)
+    exclude: list[BodyId] = Field(default_factory=list, max_length=20)
 
 
 class LabelRequest(BaseModel):
     value: str = Field(min_length=1, max_length=200)
     duration_ms: int | None = Field(default=None, ge=0)
     request_id: str | None = Field(default=None, min_length=1, max_length=64)
-    group: list[int] = Field(
+    group: list[BodyId] = Field(
         default_factory=list,
         max_length=labeling.MAX_GROUP,
         description="Near-duplicates offered with the item that get the same answer.",
@@ -38,7 +38,7 @@ class SkipRequest(BaseModel):
 
 
 class ReleaseRequest(BaseModel):
-    items: list[int] = Field(max_length=20)
+    items: list[BodyId] = Field(max_length=20)
 
 
 def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]:
@@ -49,14 +49,14 @@ def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]
 
 
 @router.post("/next", responses={204: {"description": "nothing left to label"}})
-def next_item(project_id: int, body: NextRequest, state: State, user: User) -> Any:
+def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User) -> Any:
     """The next item for this annotator, leased to them (their unfinished one first)."""
     with state.db.write(durable=False) as session:  # only a lease: no need to wait for the disk
         project, annotator = _load(session, user, project_id)
         assignment = labeling.next_item(session, project, annotator, exclude=set(body.exclude))
         if assignment is None:
             return Response(status_code=204)
-        return assignment_view(assignment, project)
+        return assignment_view(assignment, project, state.folder)
 
 
 def _submitted(
@@ -84,7 +84,7 @@ def _lease_reason(session: Any, item_id: int, annotator_id: int) -> dict[str, An
 
 @router.post("/items/{item_id}/label")
 def label_item(
-    project_id: int, item_id: int, body: LabelRequest, state: State, user: User
+    project_id: ProjectId, item_id: ItemId, body: LabelRequest, state: State, user: User
 ) -> dict[str, Any]:
     """Store an answer. Repeating a request (same ``request_id``) or the same answer is a no-op."""
     with state.db.write() as session:
@@ -105,7 +105,7 @@ def label_item(
 
 @router.post("/items/{item_id}/skip")
 def skip_item(
-    project_id: int, item_id: int, body: SkipRequest, state: State, user: User
+    project_id: ProjectId, item_id: ItemId, body: SkipRequest, state: State, user: User
 ) -> dict[str, Any]:
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
@@ -120,16 +120,31 @@ def skip_item(
         return _submitted(result, {}, project)
 
 
+class UndoRequest(BaseModel):
+    request_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Makes a retried undo harmless: the same id never takes back a second answer.",
+    )
+
+
 @router.post("/undo")
-def undo(project_id: int, state: State, user: User) -> dict[str, Any]:
+def undo(
+    project_id: ProjectId, state: State, user: User, body: UndoRequest | None = None
+) -> dict[str, Any]:
     """Take back the latest answer; the item comes back to this annotator."""
+    request_id = body.request_id if body is not None else None
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
-        return assignment_view(labeling.undo_last(session, project, annotator), project)
+        assignment = labeling.undo_last(session, project, annotator, request_id=request_id)
+        return assignment_view(assignment, project, state.folder)
 
 
 @router.post("/release")
-def release(project_id: int, body: ReleaseRequest, state: State, user: User) -> dict[str, int]:
+def release(
+    project_id: ProjectId, body: ReleaseRequest, state: State, user: User
+) -> dict[str, int]:
     """Hand leased items back (the page is closing)."""
     with state.db.write(durable=False) as session:
         _, annotator = _load(session, user, project_id)

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
@@ -15,8 +17,13 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from labelwise.exceptions import InvalidDataError, InvalidParameterError, NotFoundError
-from labelwise.server.deps import Admin, State, User
+from labelwise.exceptions import (
+    InvalidDataError,
+    InvalidParameterError,
+    LabelwiseError,
+    NotFoundError,
+)
+from labelwise.server.deps import Admin, ItemId, ProjectId, State, User
 from labelwise.server.views import item_view
 from labelwise.store import stats
 from labelwise.store.annotators import create_annotator, list_annotators
@@ -37,7 +44,7 @@ MAX_UPLOAD = 200 * 1024 * 1024
 
 
 @router.get("")
-def summary(project_id: int, state: State, user: User) -> dict[str, Any]:
+def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     """The project as the annotate page needs it: labels, who you are, progress."""
     user.check_project(project_id)
     with state.db.read() as session:
@@ -109,7 +116,7 @@ def summary(project_id: int, state: State, user: User) -> dict[str, Any]:
 
 
 @router.get("/stats")
-def dashboard(project_id: int, state: State, user: User) -> dict[str, Any]:
+def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     user.check_project(project_id)
     with state.db.read() as session:
         figures = stats.dashboard(session, get_project(session, project_id=project_id))
@@ -119,14 +126,14 @@ def dashboard(project_id: int, state: State, user: User) -> dict[str, Any]:
 
 
 @router.get("/items/{item_id}")
-def item(project_id: int, item_id: int, state: State, user: User) -> dict[str, Any]:
+def item(project_id: ProjectId, item_id: ItemId, state: State, user: User) -> dict[str, Any]:
     """An item's content: for admins any item, for annotators one they hold or answered."""
     user.check_project(project_id)
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
         found = get_item(session, project, item_id)
         _check_access(session, user, found)
-        return item_view(found, project)
+        return item_view(found, project, state.folder)
 
 
 def _check_access(session: Any, user: Any, item: Item) -> None:
@@ -148,7 +155,7 @@ def _check_access(session: Any, user: Any, item: Item) -> None:
 
 
 @router.get("/items/{item_id}/image")
-def item_image(project_id: int, item_id: int, state: State, user: User) -> FileResponse:
+def item_image(project_id: ProjectId, item_id: ItemId, state: State, user: User) -> FileResponse:
     user.check_project(project_id)
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
@@ -168,7 +175,7 @@ class SettingsChange(BaseModel):
 
 @router.patch("/settings")
 def change_settings(
-    project_id: int, body: SettingsChange, state: State, admin: Admin
+    project_id: ProjectId, body: SettingsChange, state: State, admin: Admin
 ) -> dict[str, Any]:
     admin.check_project(project_id)
     with state.db.write() as session:
@@ -182,7 +189,7 @@ class NewAnnotator(BaseModel):
 
 
 @router.get("/annotators")
-def annotators(project_id: int, state: State, admin: Admin) -> list[dict[str, Any]]:
+def annotators(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
     admin.check_project(project_id)
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
@@ -200,7 +207,7 @@ def annotators(project_id: int, state: State, admin: Admin) -> list[dict[str, An
 
 @router.post("/annotators", status_code=201)
 def add_annotator(
-    project_id: int, body: NewAnnotator, state: State, admin: Admin
+    project_id: ProjectId, body: NewAnnotator, state: State, admin: Admin
 ) -> dict[str, Any]:
     """A new annotator; the token is in this response and nowhere else."""
     admin.check_project(project_id)
@@ -211,7 +218,7 @@ def add_annotator(
 
 
 @router.get("/review")
-def review_queue(project_id: int, state: State, admin: Admin) -> list[dict[str, Any]]:
+def review_queue(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
     """Items whose annotators disagree, with every answer."""
     admin.check_project(project_id)
     with state.db.read() as session:
@@ -220,7 +227,8 @@ def review_queue(project_id: int, state: State, admin: Admin) -> list[dict[str, 
         for conflict in list_conflicts(session, project):
             found = session.get(Item, conflict.item_id)
             assert found is not None
-            out.append({"item": item_view(found, project), "votes": conflict.votes})
+            view = item_view(found, project, state.folder)
+            out.append({"item": view, "votes": conflict.votes})
         return out
 
 
@@ -230,7 +238,7 @@ class Adjudication(BaseModel):
 
 @router.post("/review/{item_id}")
 def resolve(
-    project_id: int, item_id: int, body: Adjudication, state: State, admin: Admin
+    project_id: ProjectId, item_id: ItemId, body: Adjudication, state: State, admin: Admin
 ) -> dict[str, Any]:
     admin.check_project(project_id)
     with state.db.write() as session:
@@ -246,7 +254,7 @@ _IMPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parq
 
 @router.post("/import")
 def import_items(
-    project_id: int,
+    project_id: ProjectId,
     state: State,
     admin: Admin,
     file: Annotated[UploadFile, File()],
@@ -271,27 +279,46 @@ def import_items(
     return {"imported": added, "file": name}
 
 
+def _safe_name(filename: str | None) -> str:
+    """The client's file name reduced to a plain name: no folders (``/`` or ``\\``), no control
+    or odd characters, at most 100 characters, never hidden."""
+    name = PureWindowsPath(PurePosixPath(filename or "upload").name).name
+    name = re.sub(r"[^\w.\- ]", "_", name).strip(" .") or "upload"
+    stem, suffix = os.path.splitext(name)
+    return stem[: 100 - len(suffix)] + suffix
+
+
 @contextmanager
 def _uploaded(file: UploadFile) -> Iterator[tuple[Path, str]]:
-    """The upload as a temporary file with a safe name and a known suffix (and its name)."""
-    name = Path(file.filename or "upload").name  # never trust a client path
+    """The upload as a temporary file with a safe name and a known suffix (and that name).
+
+    Errors raised while the file is read name it as the client did, without the temporary
+    folder (which is no business of the client's)."""
+    name = _safe_name(file.filename)  # never trust a client path
     suffix = Path(name).suffix.lower()
     if suffix not in _IMPORT_SUFFIXES:
         raise InvalidParameterError(
             f"cannot import {name!r}: expected one of {', '.join(sorted(_IMPORT_SUFFIXES))}"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"upload{suffix}"
+        path = Path(tmp) / name
         with path.open("wb") as out:
             copied = _copy_limited(file.file, out, MAX_UPLOAD)
         if copied == 0:
             raise InvalidDataError(f"{name} is empty")
-        yield path, name
+        try:
+            yield path, name
+        except LabelwiseError as exc:
+            message = str(exc)
+            for folder in dict.fromkeys((str(Path(tmp).resolve()), tmp)):
+                message = message.replace(f"{folder}{os.sep}", "")
+                message = message.replace(folder, "the upload's folder")
+            raise type(exc)(message) from None
 
 
 @router.post("/triage")
 def triage_new_items(
-    project_id: int,
+    project_id: ProjectId,
     state: State,
     admin: Admin,
     file: Annotated[UploadFile, File()],
@@ -342,7 +369,7 @@ def _copy_limited(src: Any, dst: Any, limit: int) -> int:
 
 @router.get("/export")
 def export(
-    project_id: int,
+    project_id: ProjectId,
     state: State,
     admin: Admin,
     format: Annotated[str, Query(pattern="^(csv|jsonl|label-studio)$")] = "csv",
@@ -355,7 +382,9 @@ def export(
     buffer = io.StringIO()
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
-        export_project(session, project, format, buffer, labeled_only=labeled_only)
+        export_project(
+            session, project, format, buffer, labeled_only=labeled_only, folder=state.folder
+        )
         name = f"{project.name}-labels.{suffix}"
     media = "text/csv" if format == "csv" else "application/json"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

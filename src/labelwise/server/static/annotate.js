@@ -691,7 +691,9 @@
     $("btn-undo").disabled = true;
     try {
       await drained();
-      const res = await withRetry(() => L.post(base + "/undo"), "undoing");
+      // One id for every retry: an undo whose answer was lost must not take back a second one.
+      const undoId = uuid();
+      const res = await withRetry(() => L.post(base + "/undo", { request_id: undoId }), "undoing");
       if (res.status === 409) {
         status("Nothing to undo.", "info", 2500);
         if (!state.current && !state.done) advance();
