@@ -15,6 +15,7 @@ of 10 % exploration still explores with batches of one. Every item carries a :cl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ from labelwise.pool import Pool, as_indices
 from labelwise.scorers import decision_margin, least_confident
 from labelwise.strategies import QueryContext, Selection, Strategy, make_strategy
 
-__all__ = ["Batch", "BatchMix", "Reason", "as_generator", "query"]
+__all__ = ["Batch", "BatchMix", "Reason", "as_generator", "assemble_batch", "query"]
 
 ReasonKind = Literal["strategy", "exploration", "routine", "cold-start"]
 
@@ -314,7 +315,37 @@ def query(
         else np.empty(0, np.intp)
     )
 
-    # Strategy picks first (in rank order), then everything random or routine.
+    return assemble_batch(
+        strat.name,
+        selection,
+        explore,
+        routine,
+        lambda indices: model_outputs(model, pool.X, indices, chunk_size=chunk_size),
+        rng,
+    )
+
+
+def _sorted_unique(indices: NDArray[np.intp]) -> NDArray[np.intp]:
+    """``np.unique`` of an index array, by sorting and comparing neighbours: NumPy 2's
+    ``unique`` hashes first and takes seconds on a million indices; candidates usually come
+    sorted already, and then this is one pass."""
+    if len(indices) > 1 and not bool(np.all(indices[1:] > indices[:-1])):
+        indices = np.sort(indices)
+        indices = indices[np.concatenate(([True], indices[1:] != indices[:-1]))]
+    return indices
+
+
+def assemble_batch(
+    strategy_name: str,
+    selection: Selection,
+    explore: NDArray[np.intp],
+    routine: NDArray[np.intp],
+    outputs: Callable[[NDArray[np.intp]], ModelOutputs],
+    rng: np.random.Generator,
+) -> Batch:
+    """The batch from its picks, each with its reason: strategy picks first (in rank order),
+    then every random or routine item, in the display order drawn from ``rng``. ``outputs``
+    gives the model's outputs for the batch's rows (one machine or a cluster)."""
     details = selection.details or tuple({} for _ in selection.indices)
     ranked = [i for i, d in enumerate(details) if not d.get("exploration")]
     inner_explore = [i for i, d in enumerate(details) if d.get("exploration")]
@@ -325,7 +356,7 @@ def query(
     kinds += ["strategy"] * len(ranked)
     kinds += ["exploration"] * (len(inner_explore) + len(explore))
     kinds += ["routine"] * len(routine)
-    out = model_outputs(model, pool.X, indices, chunk_size=chunk_size)
+    out = outputs(indices)
     reasons = []
     for row, kind in enumerate(kinds):
         split = _class_split(out, row)
@@ -335,7 +366,7 @@ def query(
             reasons.append(
                 Reason(
                     kind,
-                    strat.name,
+                    strategy_name,
                     _describe(kind, split, out.kind, extra),
                     utility=None if np.isnan(utility) else utility,
                     rank=row + 1,
@@ -348,7 +379,7 @@ def query(
             reasons.append(
                 Reason(
                     kind,
-                    strat.name,
+                    strategy_name,
                     _describe(kind, split, out.kind, {}),
                     class_split=split,
                     output_kind=out.kind,
@@ -356,16 +387,6 @@ def query(
             )
     order = _interleave(len(ranked), len(indices) - len(ranked), rng)
     return Batch(indices[order], tuple(reasons[i] for i in order))
-
-
-def _sorted_unique(indices: NDArray[np.intp]) -> NDArray[np.intp]:
-    """``np.unique`` of an index array, by sorting and comparing neighbours: NumPy 2's
-    ``unique`` hashes first and takes seconds on a million indices; candidates usually come
-    sorted already, and then this is one pass."""
-    if len(indices) > 1 and not bool(np.all(indices[1:] > indices[:-1])):
-        indices = np.sort(indices)
-        indices = indices[np.concatenate(([True], indices[1:] != indices[:-1]))]
-    return indices
 
 
 def _interleave(n_strategy: int, n_other: int, rng: np.random.Generator) -> NDArray[np.intp]:

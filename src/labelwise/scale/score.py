@@ -55,11 +55,9 @@ from labelwise.query import (
     Batch,
     BatchMix,
     Reason,
-    ReasonKind,
-    _class_split,
     _describe,
-    _interleave,
     as_generator,
+    assemble_batch,
 )
 from labelwise.scale.partitions import PartitionedPool, take_grouped
 from labelwise.scale.shards import Utility, read_partition_rows
@@ -461,44 +459,4 @@ def _batch(
         available = available.without(selection.indices)
     routine = _routine_picks(run, available, n_routine, rng) if n_routine else np.empty(0, np.intp)
 
-    details = selection.details or tuple({} for _ in selection.indices)
-    ranked = [i for i, d in enumerate(details) if not d.get("exploration")]
-    inner_explore = [i for i, d in enumerate(details) if d.get("exploration")]
-    indices = np.concatenate(
-        [selection.indices[ranked], selection.indices[inner_explore], explore, routine]
-    ).astype(np.intp)
-    kinds: list[ReasonKind] = []
-    kinds += ["strategy"] * len(ranked)
-    kinds += ["exploration"] * (len(inner_explore) + len(explore))
-    kinds += ["routine"] * len(routine)
-    out = run.outputs(indices)
-    reasons = []
-    for row, kind in enumerate(kinds):
-        split = _class_split(out, row)
-        if kind == "strategy":
-            utility = float(selection.utilities[ranked[row]])
-            extra = details[ranked[row]]
-            reasons.append(
-                Reason(
-                    kind,
-                    strat.name,
-                    _describe(kind, split, out.kind, extra),
-                    utility=None if np.isnan(utility) else utility,
-                    rank=row + 1,
-                    class_split=split,
-                    output_kind=out.kind,
-                    details=extra,
-                )
-            )
-        else:
-            reasons.append(
-                Reason(
-                    kind,
-                    strat.name,
-                    _describe(kind, split, out.kind, {}),
-                    class_split=split,
-                    output_kind=out.kind,
-                )
-            )
-    order = _interleave(len(ranked), len(indices) - len(ranked), rng)
-    return Batch(indices[order], tuple(reasons[i] for i in order))
+    return assemble_batch(strat.name, selection, explore, routine, run.outputs, rng)
