@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -168,6 +169,20 @@ def _wait_saved(demo: Demo, labels: int, skips: int, timeout: float = 30) -> dic
         time.sleep(0.3)
 
 
+def _leases(demo: Demo) -> int:
+    """Leases held now, read from the demo's database."""
+    (path,) = demo.directory.rglob("labelwise.sqlite3")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT count(*) FROM leases").fetchone()[0])
+
+
+def _wait_leases(demo: Demo, n: int, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while (held := _leases(demo)) != n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return held
+
+
 def _curve_points(page, demo: Demo) -> int:
     page.goto(demo.base + "/p/1/dashboard")
     return page.locator("svg.chart-curve circle.dot").count()
@@ -214,6 +229,11 @@ def test_label_undo_skip_retrain_restart(demo: Demo) -> None:
         progress = _wait_saved(demo, labels=19, skips=1)
         assert (progress["labels"], progress["skips"]) == (19, 1)
         _shot(page, "annotate.png")
+        assert _leases(demo) >= 1  # the item on screen (and any prefetched)
+
+        # Leaving the page gives its items back (by lease token) for others at once.
+        page.goto(demo.base + "/p/1/dashboard")
+        assert _wait_leases(demo, 0) == 0
 
         # The first model lands; the dashboard's curve shows it.
         _wait_for_version(demo, 1)

@@ -287,6 +287,7 @@ class Grant:
     got: float  # ... and answered
     released: float = math.inf
     answer: Answer | None = None  # the acknowledged label it became (still holding a slot)
+    lease: str | None = None  # the grant's token, which a release names
 
     def occupied_until(self) -> float:
         """Until when the item's slot was certainly this annotator's: a label keeps it until
@@ -395,8 +396,11 @@ class Annotator:
                     self.problem(f"next answered {response.status_code}: {response.text[:200]}")
                     await asyncio.sleep(0.1)
                     continue
-                item = response.json()["item"]
-                grant = Grant(self.id, item["id"], "next", asked, time.monotonic())
+                data = response.json()
+                item = data["item"]
+                grant = Grant(
+                    self.id, item["id"], "next", asked, time.monotonic(), lease=data["lease"]
+                )
                 self.tally.grants.append(grant)
                 self.held.append((grant, item["external_id"]))
             await asyncio.sleep(self.rng.uniform(*self.behaviour.think))
@@ -408,7 +412,7 @@ class Annotator:
         b = self.behaviour
         if roll < b.release:
             grant.released = time.monotonic()
-            response = await self.send("release", "/release", {"items": [grant.item]})
+            response = await self.send("release", "/release", {"leases": [grant.lease]})
             if response.status_code != 200:
                 self.problem(f"release answered {response.status_code}")
             return
@@ -459,7 +463,8 @@ class Annotator:
             self.problem(f"undo answered {response.status_code}: {response.text[:200]}")
             return
         self.tally.undos += 1
-        item = response.json()["item"]
+        data = response.json()
+        item = data["item"]
         expected = self.standing.pop() if self.standing else None
         if expected is None or expected.item != item["id"]:
             self.problem(
@@ -468,7 +473,7 @@ class Annotator:
             )
             return
         expected.undone = sent
-        grant = Grant(self.id, item["id"], "undo", sent, time.monotonic())
+        grant = Grant(self.id, item["id"], "undo", sent, time.monotonic(), lease=data["lease"])
         self.tally.grants.append(grant)
         self.held.append((grant, item["external_id"]))
 

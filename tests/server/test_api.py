@@ -63,6 +63,27 @@ def test_reload_gets_the_same_item_and_prefetch_excludes(served):
     assert second["item"]["id"] != first["item"]["id"]
 
 
+def test_a_late_release_leaves_the_item_leased_again_since(served):
+    """A release names the lease's token: arriving after the same item was handed to the
+    annotator again (a retry, or a page closing as it reloads), it ends nothing."""
+    s = served
+    first = _next(s, s.alice)
+    assert _label(s, s.alice, first).status_code == 200
+    again = s.client.post(s.api("/undo"), headers=s.h(s.alice)).json()  # leased again
+    assert again["item"]["id"] == first["item"]["id"]
+    assert again["lease"] != first["lease"]
+    late = {"leases": [first["lease"]]}
+    r = s.client.post(s.api("/release"), json=late, headers=s.h(s.alice))
+    assert r.json() == {"released": 0}
+    assert _next(s, s.bob)["item"]["id"] != first["item"]["id"]
+    r = s.client.post(s.api("/release"), json={"leases": [again["lease"]]}, headers=s.h(s.bob))
+    assert r.json() == {"released": 0}  # not bob's
+    r = s.client.post(s.api("/release"), json={"leases": [again["lease"]]}, headers=s.h(s.alice))
+    assert r.json() == {"released": 1}
+    bad = s.client.post(s.api("/release"), json={"leases": ["<x>"]}, headers=s.h(s.alice))
+    assert bad.status_code == 422 and "leases" in bad.text
+
+
 def test_two_annotators_never_get_the_same_item(served):
     s = served
     seen_a = {_next(s, s.alice, exclude=[])["item"]["id"]}

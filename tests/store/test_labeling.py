@@ -226,7 +226,7 @@ def test_random_fallback_finds_a_free_item_behind_many_leased_ones(store):
         assert got is not None, "an open item was free, but next_item said nothing is left"
         assert got.item.id in ids[33:]
         with store.db.write() as s:
-            labeling.release(s, s.get_one(Annotator, me), {got.item.id})
+            labeling.release(s, s.get_one(Annotator, me), leases=[got.lease])
 
 
 # -- submit_label ------------------------------------------------------------------------------
@@ -555,17 +555,56 @@ def test_undoing_a_skip_of_an_item_still_open_leases_it_back(store):
     assert store.next(pid, b).item.id == ids[1]
 
 
-def test_release_gives_leases_back_at_once(store):
+def _release(store, aid: int, **which) -> int:
+    with store.db.write() as s:
+        return labeling.release(s, s.get_one(Annotator, aid), **which)
+
+
+@pytest.mark.parametrize("by", ["leases", "items"])
+def test_release_gives_leases_back_at_once(store, by):
     pid = store.project(1)
     (item_id,) = store.item_ids(pid)
     a, b = store.annotators(pid, 2)
-    store.next(pid, a)
-    with store.db.write() as s:
-        assert labeling.release(s, s.get_one(Annotator, b), {item_id}) == 0  # not b's
+    lease = store.next(pid, a).lease
+    which = {"leases": [lease]} if by == "leases" else {"items": [item_id]}
+    assert _release(store, b, **which) == 0  # not b's
     assert store.next(pid, b) is None
-    with store.db.write() as s:
-        assert labeling.release(s, s.get_one(Annotator, a), {item_id}) == 1
+    assert _release(store, a, **which) == 1
     assert store.next(pid, b).item.id == item_id
+    assert _release(store, a) == 0  # nothing named, nothing released
+
+
+def test_a_late_release_does_not_end_a_newer_lease_on_the_same_item(store):
+    """Found under load: a release cut off and retried, or sent as a page unloads, can arrive
+    after the annotator was given the same item again (released items go back to the top of
+    the queue). Ending that newer lease handed the item on screen to someone else, and the
+    annotator's answer was refused. A release names the grant by its token, not the item."""
+    pid = store.project(3)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a, b = store.annotators(pid, 2)
+    first = store.next(pid, a)
+    assert _release(store, a, leases=[first.lease]) == 1
+    again = store.next(pid, a)
+    assert again.item.id == first.item.id
+    assert again.lease and again.lease != first.lease
+    assert _release(store, a, leases=[first.lease]) == 0  # the late copy
+    assert store.next(pid, b).item.id != first.item.id  # still a's
+    assert not store.submit(pid, a, first.item.id, "ham").replayed
+    assert store.next(pid, a, exclude={first.item.id}).lease != again.lease
+
+
+def test_a_lease_keeps_its_token_until_granted_again(store):
+    pid = store.project(2)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a = store.annotator(pid, "a")
+    shown = store.next(pid, a)
+    assert store.next(pid, a).lease == shown.lease  # a reload: the same grant
+    store.submit(pid, a, shown.item.id, "ham")
+    back = store.undo(pid, a)  # a new grant of the same item
+    assert back.item.id == shown.item.id and back.lease != shown.lease
+    assert {lease.token for lease in store.leases()} == {back.lease}
 
 
 def test_annotators_only_ever_see_their_own_projects_items(store):

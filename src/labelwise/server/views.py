@@ -91,6 +91,7 @@ def assignment_view(a: Assignment, project: Project, folder: ProjectFolder) -> d
         "model_version_id": a.model_version_id,
         "previous": a.previous,
         "lease_expires_at": a.expires_at.isoformat() + "Z" if a.expires_at else None,
+        "lease": a.lease,
     }
 
 

@@ -14,13 +14,14 @@ Invariants kept here, inside one write transaction each:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
@@ -56,6 +57,8 @@ class Assignment:
     model_version_id: int | None
     predicted: str | None
     previous: str | None = None
+    #: The lease's token: what ``release`` takes to give back this grant and no later one.
+    lease: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ def _assignment(session: Session, lease: Lease, previous: str | None = None) -> 
         model_version_id=lease.model_version_id,
         predicted=lease.predicted,
         previous=previous,
+        lease=lease.token,
     )
 
 
@@ -208,6 +212,7 @@ def _lease(
         session.add(lease)
     lease.expires_at = expires
     lease.created_at = now
+    lease.token = secrets.token_hex(16)
     lease.reason = reason
     lease.model_version_id = model_version_id
     lease.predicted = predicted
@@ -793,11 +798,29 @@ def _undo_group(
         _recount(session, item)
 
 
-def release(session: Session, annotator: Annotator, item_ids: set[int]) -> int:
-    """Give leases back (the page closed): the items return to the pool at once."""
+def release(
+    session: Session,
+    annotator: Annotator,
+    *,
+    leases: Collection[str] = (),
+    items: Collection[int] = (),
+) -> int:
+    """Give leases back (the page closed): the items return to the pool at once.
+
+    ``leases`` names grants by their tokens (``Assignment.lease``): only those end. A release
+    can arrive late (a retry after a lost answer, a request sent as the page unloads) when the
+    same item has been leased to the annotator again since; by token it leaves the new grant
+    alone, where by item it would end it and hand the item on screen to someone else.
+    ``items`` ends whatever lease the annotator holds on those items, with that risk.
+    """
+    conditions = []
+    if leases:
+        conditions.append(Lease.token.in_(sorted(set(leases))))
+    if items:
+        conditions.append(Lease.item_id.in_(sorted(set(items))))
+    if not conditions:
+        return 0
     result = session.execute(
-        delete(Lease).where(
-            and_(Lease.annotator_id == annotator.id, Lease.item_id.in_(sorted(item_ids)))
-        )
+        delete(Lease).where(Lease.annotator_id == annotator.id, or_(*conditions))
     )
     return int(getattr(result, "rowcount", 0) or 0)

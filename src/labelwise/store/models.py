@@ -160,6 +160,11 @@ class Lease(Base):
     predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Names this grant of the item, not the item: a new one each time the item is leased, so a
+    #: request about an earlier grant (a release arriving late) cannot end this one. Ids may be
+    #: reused on SQLite once the newest row is deleted, so they cannot serve. Null on leases
+    #: made before schema 0003.
+    token: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class ModelVersion(Base):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from labelwise.server.deps import BodyId, ItemId, ProjectId, State, User
@@ -13,6 +13,8 @@ from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import labeling
 from labelwise.store.models import Annotator, Lease, Project
 from labelwise.store.projects import get_project
+
+LeaseToken = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["labeling"])
 
@@ -38,7 +40,18 @@ class SkipRequest(BaseModel):
 
 
 class ReleaseRequest(BaseModel):
-    items: list[BodyId] = Field(max_length=20)
+    leases: list[LeaseToken] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Lease tokens from /next or /undo: only those grants end, so a release "
+        "that arrives late never ends a newer lease on the same item.",
+    )
+    items: list[BodyId] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Item ids: ends whatever lease you hold on them, even one granted after "
+        "this request was sent. Prefer leases.",
+    )
 
 
 def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]:
@@ -148,4 +161,5 @@ def release(
     """Hand leased items back (the page is closing)."""
     with state.db.write(durable=False) as session:
         _, annotator = _load(session, user, project_id)
-        return {"released": labeling.release(session, annotator, set(body.items))}
+        released = labeling.release(session, annotator, leases=body.leases, items=body.items)
+        return {"released": released}

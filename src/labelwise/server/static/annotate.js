@@ -855,9 +855,12 @@
       L.post(entry.url, entry.body, { keepalive: true }).catch(() => {});
     });
     // ... and the items this page holds go back to the pool for others.
+    // By lease token, not item id: this request can arrive after a reloaded page has been
+    // given the same item again, and must not end that newer lease.
     const pending = new Set(state.outbox.map((e) => e.itemId));
-    const ids = heldIds().filter((id) => !pending.has(id));
-    if (ids.length) L.post(base + "/release", { items: ids }, { keepalive: true }).catch(() => {});
+    const held = state.current ? [state.current.a].concat(state.buffer) : state.buffer.slice();
+    const leases = held.filter((a) => a.lease && !pending.has(a.item.id)).map((a) => a.lease);
+    if (leases.length) L.post(base + "/release", { leases: leases.slice(0, 20) }, { keepalive: true }).catch(() => {});
   }
 
   function rerender() {
