@@ -2,7 +2,8 @@
 
 The embedded default (`labelwise serve`) runs the worker in a child *process*, not a thread: a
 fit is CPU work that would otherwise hold the interpreter while annotators wait for their next
-item. The child stops with the server; if it dies, the server goes on serving the last queue.
+item. The child stops with the server. If it dies (killed, out of memory), the server goes on
+serving the last queue and starts a new one, waiting longer after each quick death.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from labelwise.store.folder import CONFIG_NAME, ProjectFolder
 
-__all__ = ["demo_project", "run_worker_forever", "serve_project"]
+__all__ = ["WorkerSupervisor", "demo_project", "run_worker_forever", "serve_project"]
 
 log = logging.getLogger("labelwise")
 
 DEMO_TOKEN_FILE = "demo-admin-token.txt"
 #: The worker yields the CPU to the server: on a small machine a fit must not slow "next".
 WORKER_NICENESS = 10
+#: A dead worker child is started again after this many seconds, doubled after each death up
+#: to the maximum; a worker that ran for ``WORKER_STABLE_S`` starts the count again.
+WORKER_RESTART_S = (1.0, 60.0)
+WORKER_STABLE_S = 120.0
 
 
 def run_worker_forever(
@@ -79,6 +85,54 @@ def _stop_with(parent: Any, stop: threading.Event) -> None:
     stop.set()
 
 
+class WorkerSupervisor:
+    """Keeps the server's worker child running: started with the server, started again after
+    it dies, stopped with the server."""
+
+    def __init__(self, project_dir: str, db_url: str | None) -> None:
+        self.args = (project_dir, db_url)
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        delay, longest = WORKER_RESTART_S
+        spawn = multiprocessing.get_context("spawn")
+        while not self._stop.is_set():
+            child = spawn.Process(
+                target=_worker_child, args=self.args, name="labelwise-worker", daemon=True
+            )
+            child.start()
+            began = time.monotonic()
+            while child.is_alive() and not self._stop.is_set():
+                child.join(timeout=0.5)
+            if self._stop.is_set():
+                if child.is_alive():
+                    child.terminate()  # SIGTERM: it finishes its current step, then exits
+                    child.join(timeout=10)
+                return
+            ran = time.monotonic() - began
+            if ran >= WORKER_STABLE_S:
+                delay = WORKER_RESTART_S[0]
+            log.warning(
+                "the worker process exited (code %s) after %.0f s; starting a new one in %.0f s",
+                child.exitcode,
+                ran,
+                delay,
+            )
+            if self._stop.wait(delay):
+                return
+            self.restarts += 1
+            delay = min(delay * 2, longest)
+
+
 def serve_project(
     project_dir: str, *, db_url: str | None, host: str, port: int, with_worker: bool
 ) -> None:
@@ -89,18 +143,14 @@ def serve_project(
     from labelwise.store.setup import open_project
 
     opened = open_project(project_dir, db_url=db_url)
-    child = None
-    if with_worker:
-        child = multiprocessing.get_context("spawn").Process(
-            target=_worker_child, args=(project_dir, db_url), name="labelwise-worker", daemon=True
-        )
-        child.start()
+    worker = WorkerSupervisor(project_dir, db_url) if with_worker else None
+    if worker is not None:
+        worker.start()
     try:
         uvicorn.run(create_app(ServerConfig(opened)), host=host, port=port, log_level="warning")
     finally:
-        if child is not None and child.is_alive():
-            child.terminate()
-            child.join(timeout=10)
+        if worker is not None:
+            worker.stop()
 
 
 def demo_project(directory: Path) -> tuple[Path, str]:

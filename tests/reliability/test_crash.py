@@ -855,6 +855,71 @@ def test_worker_killed_mid_fit(
         labeler.close()
 
 
+def test_the_servers_worker_killed_is_started_again(
+    db_url: str,
+    tmp_path: Path,
+    procs: list[Proc],
+    make_project: Callable[..., tuple[OpenProject, str]],
+    record: Callable[..., None],
+) -> None:
+    """``kill -9`` the worker child of ``labelwise serve``, idle and then mid-fit: the server
+    keeps answering, starts a new worker by itself (no one restarts anything), and that
+    worker's fit completes and is served."""
+    seed = random.SystemRandom().randrange(2**32)
+    ctx = f"seed {seed}"
+    opened, _ = make_project(2_000, seed=seed, overlap=0.0, retrain_every=10)
+    (token,) = _tokens(opened, 1)
+    server = Server(procs, opened.folder.root, db_url, tmp_path / "serve.log", worker=True)
+    server.wait_ready()
+    labeler = Labeler(server, token, opened.project_id)
+    killed: list[int] = []
+
+    def kill_worker() -> float:
+        """SIGKILL the current worker child; seconds until the server has a new one."""
+        pid = server.worker_pid()
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+        began = time.monotonic()
+        _wait(
+            lambda: [p for p in _children(server.proc.pid) if p not in killed and _worker(p)],
+            30,
+            f"a new worker child after killing {pid} ({ctx})",
+        )
+        return time.monotonic() - began
+
+    def _worker(pid: int) -> bool:
+        line = _cmdline(pid)
+        return "spawn_main" in line and "resource_tracker" not in line
+
+    try:
+        idle = kill_worker()
+        labeler.label(12)  # the first fit starts at once
+        fitting = server.proc.wait_line(FITTING, timeout=120)
+        mid_fit = kill_worker()
+        landed = not any(VERSION.search(line) for line in server.proc.lines()[fitting:])
+        handed = labeler.next()  # still answering: without a model, unless the fit had landed
+        assert handed["why"]["kind"] == "cold-start" or not landed, handed["why"]
+        server.proc.wait_line(VERSION, skip=fitting, timeout=180)
+        assert server.proc.proc.poll() is None, "the server died"
+        assert Published.read(opened).current == 1, f"no version served ({ctx})"
+        labeler.label(1)  # the item held since before the model
+        assert labeler.next()["why"]["kind"] != "cold-start"
+        restarts = server.proc.text().count("starting a new one")
+        assert restarts == 2, f"{restarts} restarts logged ({ctx}):\n{server.proc.text()[-2000:]}"
+    finally:
+        labeler.close()
+    record(
+        "fault",
+        fault="kill -9 the server's worker child (idle, then mid-fit); the server restarts it",
+        database=_dialect(db_url),
+        survived=True,
+        restarted_after_s=f"{idle:.1f}, {mid_fit:.1f}",
+        landed_mid_fit=landed,
+        labels_lost=0,
+        seed=seed,
+    )
+
+
 def test_worker_start_removes_what_an_interrupted_publish_left(
     db_url: str, make_project: Callable[..., tuple[OpenProject, str]], record: Callable[..., None]
 ) -> None:

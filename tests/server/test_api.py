@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from fastapi.testclient import TestClient
+
 from labelwise.worker import train_once
 
 
@@ -188,6 +190,13 @@ def test_security_headers(served):
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer"
+    assert "strict-transport-security" not in r.headers  # plain HTTP: it would be ignored
+    # Behind a TLS proxy that says so (uvicorn trusts X-Forwarded-Proto from 127.0.0.1), or
+    # with TLS of its own, the browser is told to keep to HTTPS and the cookie is Secure.
+    tls = TestClient(served.client.app, base_url="https://testserver")
+    r = tls.get(f"/login?token={served.alice}", follow_redirects=False)
+    assert r.headers["strict-transport-security"].startswith("max-age=")
+    assert "secure" in r.headers["set-cookie"].lower()
 
 
 def test_label_keys_avoid_commands_and_keep_one_character_labels():

@@ -27,6 +27,9 @@ CSP = (
     "frame-ancestors 'none'; form-action 'self'"
 )
 
+#: Served over HTTPS once, the browser refuses plain HTTP to this host for a year.
+HSTS = "max-age=31536000"
+
 _HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -65,6 +68,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in _HEADERS.items():
                     headers.setdefault(name, value)
+                if scope.get("scheme") == "https":  # TLS here or at a proxy that says so
+                    headers.setdefault("Strict-Transport-Security", HSTS)
                 if dynamic:
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
