@@ -697,23 +697,7 @@ def undo_last(
         raise ConflictError(
             f"cannot undo your skip of item {item.id}: others have finished it or are on it"
         )
-    session.add(
-        Label(
-            project_id=project.id,
-            item_id=item.id,
-            annotator_id=annotator.id,
-            action="undo",
-            value=None,
-            model_version_id=last.model_version_id,
-            reason_kind=last.reason_kind,
-            predicted=last.predicted,
-            request_id=request_id,
-            supersedes_id=last.id,
-            is_current=False,
-            created_at=now,
-        )
-    )
-    last.is_current = False
+    _take_back(session, last, now, request_id=request_id)
     if last.reason_kind != "group":
         _undo_group(session, project, annotator, last, now)
     replaced = session.get(Label, last.supersedes_id) if last.supersedes_id else None
@@ -741,6 +725,28 @@ def undo_last(
         predicted=last.predicted,
     )
     return _assignment(session, lease, previous=last.value)
+
+
+def _take_back(session: Session, answer: Label, now: Any, request_id: str | None = None) -> None:
+    """Record the undo of ``answer`` (an ``undo`` row superseding it, which keeps its
+    provenance) and take it out of the standing answers."""
+    session.add(
+        Label(
+            project_id=answer.project_id,
+            item_id=answer.item_id,
+            annotator_id=answer.annotator_id,
+            action="undo",
+            value=None,
+            model_version_id=answer.model_version_id,
+            reason_kind=answer.reason_kind,
+            predicted=answer.predicted,
+            request_id=request_id,
+            supersedes_id=answer.id,
+            is_current=False,
+            created_at=now,
+        )
+    )
+    answer.is_current = False
 
 
 def _undo_replay(
@@ -779,21 +785,7 @@ def _undo_group(
     for member in members:
         item = _lock_item(session, project, member.item_id, wait=True)
         assert item is not None
-        session.add(
-            Label(
-                project_id=project.id,
-                item_id=member.item_id,
-                annotator_id=annotator.id,
-                action="undo",
-                value=None,
-                model_version_id=member.model_version_id,
-                reason_kind="group",
-                supersedes_id=member.id,
-                is_current=False,
-                created_at=now,
-            )
-        )
-        member.is_current = False
+        _take_back(session, member, now)
         session.flush()
         _recount(session, item)
 
