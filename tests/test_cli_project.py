@@ -105,3 +105,24 @@ def test_the_worker_yields_the_cpu_to_the_server(tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "run_worker", lambda *a, **k: ran.append(True))
     runtime.run_worker_forever(str(tmp_path / "p"), None)
     assert niced == [runtime.WORKER_NICENESS] and ran == [True]
+
+
+def test_serve_hands_the_scheduler_to_its_worker(tmp_path, monkeypatch):
+    """`serve --scheduler` reaches the worker child, which scores on that cluster."""
+    from labelwise import runtime
+
+    served, forever = [], []
+    monkeypatch.setattr(runtime, "serve_project", lambda *a, **k: served.append(k))
+    monkeypatch.setattr(runtime, "run_worker_forever", lambda *a, **k: forever.append(k))
+    result = _run("serve", tmp_path, "--scheduler", "local:2")
+    assert result.exit_code == 0, result.output
+    assert served[0]["scheduler"] == "local:2" and served[0]["with_worker"]
+    supervisor = runtime.WorkerSupervisor(str(tmp_path), None, served[0]["scheduler"])
+    runtime._worker_child(*supervisor.args)  # what the child process runs
+    assert forever[0]["scheduler"] == "local:2"
+
+    result = _run("serve", tmp_path, "--scheduler", "local:2", "--no-worker")
+    assert result.exit_code == 2 and "--scheduler is for the worker" in result.output
+    result = _run("serve", tmp_path, "--scheduler", "nowhere")
+    assert result.exit_code == 2 and "--scheduler must be local" in result.output
+    assert len(served) == 1

@@ -731,12 +731,26 @@ def serve(
     with_worker: Annotated[
         bool, typer.Option("--worker/--no-worker", help="Also run the worker (in its own process).")
     ] = True,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Serve the labeling app (and, by default, the worker beside it)."""
     from labelwise.runtime import serve_project
 
+    if scheduler is not None:
+        if not with_worker:
+            raise InvalidParameterError("--scheduler is for the worker; drop --no-worker")
+        from labelwise.scale import parse_scheduler
+
+        parse_scheduler(scheduler)
     _configure_logging()
-    serve_project(str(project_dir), db_url=db, host=host, port=port, with_worker=with_worker)
+    serve_project(
+        str(project_dir),
+        db_url=db,
+        host=host,
+        port=port,
+        with_worker=with_worker,
+        scheduler=scheduler,
+    )
 
 
 @app.command()

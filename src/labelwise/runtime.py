@@ -64,7 +64,7 @@ def run_worker_forever(
         run_worker(opened.folder, opened.db, stop=stop, client=client)
 
 
-def _worker_child(project_dir: str, db_url: str | None) -> None:
+def _worker_child(project_dir: str, db_url: str | None, scheduler: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stop = threading.Event()
@@ -76,7 +76,7 @@ def _worker_child(project_dir: str, db_url: str | None) -> None:
         threading.Thread(
             target=_stop_with, args=(parent, stop), name="parent-watch", daemon=True
         ).start()
-    run_worker_forever(project_dir, db_url, stop=stop)
+    run_worker_forever(project_dir, db_url, stop=stop, scheduler=scheduler)
 
 
 def _stop_with(parent: Any, stop: threading.Event) -> None:
@@ -89,8 +89,8 @@ class WorkerSupervisor:
     """Keeps the server's worker child running: started with the server, started again after
     it dies, stopped with the server."""
 
-    def __init__(self, project_dir: str, db_url: str | None) -> None:
-        self.args = (project_dir, db_url)
+    def __init__(self, project_dir: str, db_url: str | None, scheduler: str | None = None) -> None:
+        self.args = (project_dir, db_url, scheduler)
         self.restarts = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
@@ -106,9 +106,10 @@ class WorkerSupervisor:
         delay, longest = WORKER_RESTART_S
         spawn = multiprocessing.get_context("spawn")
         while not self._stop.is_set():
-            child = spawn.Process(
-                target=_worker_child, args=self.args, name="labelwise-worker", daemon=True
-            )
+            # Not a daemon: a daemonic process may not start processes of its own, and the
+            # worker starts a local Dask cluster's for ``--scheduler local``. It stops with the
+            # server all the same: below, or by watching for the server's death.
+            child = spawn.Process(target=_worker_child, args=self.args, name="labelwise-worker")
             child.start()
             began = time.monotonic()
             while child.is_alive() and not self._stop.is_set():
@@ -134,16 +135,23 @@ class WorkerSupervisor:
 
 
 def serve_project(
-    project_dir: str, *, db_url: str | None, host: str, port: int, with_worker: bool
+    project_dir: str,
+    *,
+    db_url: str | None,
+    host: str,
+    port: int,
+    with_worker: bool,
+    scheduler: str | None = None,
 ) -> None:
-    """Serve one project folder with uvicorn (and its worker process)."""
+    """Serve one project folder with uvicorn (and its worker process, which scores the pool on
+    the Dask cluster ``scheduler`` names, if any)."""
     import uvicorn
 
     from labelwise.server import ServerConfig, create_app
     from labelwise.store.setup import open_project
 
     opened = open_project(project_dir, db_url=db_url)
-    worker = WorkerSupervisor(project_dir, db_url) if with_worker else None
+    worker = WorkerSupervisor(project_dir, db_url, scheduler) if with_worker else None
     if worker is not None:
         worker.start()
     try:
