@@ -694,6 +694,19 @@ def sweep_artefacts(folder: ProjectFolder, db: Database) -> list[Path]:
     return removed
 
 
+def sweep_leftover_media(folder: ProjectFolder, db: Database) -> list[Path]:
+    """Remove the image folders a killed import left in ``media/`` (see
+    :func:`labelwise.store.transfer.sweep_media`); returns what was removed."""
+    from labelwise.store.transfer import sweep_media
+
+    with db.read() as session:
+        project = get_project(session, name=folder.project_name)
+        removed = sweep_media(session, project, folder)
+    if removed:
+        log.info("removed %s image folder(s) left by an interrupted import", len(removed))
+    return removed
+
+
 class _FolderLock:
     """One worker per project folder (an advisory file lock, released if the process dies)."""
 
@@ -743,8 +756,9 @@ def run_worker(
     try:
         try:
             sweep_artefacts(folder, db)
+            sweep_leftover_media(folder, db)
         except Exception:  # housekeeping: a database outage here must not stop the worker
-            log.exception("could not check models/ for files left by an interrupted fit")
+            log.exception("could not check models/ and media/ for what a killed process left")
         while not stop.is_set():
             try:
                 outcome = train_once(folder, db, client=client)

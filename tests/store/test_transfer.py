@@ -259,6 +259,35 @@ def test_npz_and_image_folder_into_an_image_project(db, tmp_path):
     }
 
 
+def test_image_folders_a_killed_import_left_are_swept_when_old(db, tmp_path):
+    """An import killed after copying its images, before its commit, leaves a batch folder no
+    item names: the worker removes it when it starts, once it is old enough that no running
+    import can still be filling it. Anything else in media/ stays."""
+    import os
+    import time
+
+    from labelwise.store.transfer import MEDIA_SWEEP_AGE_S
+    from labelwise.worker import run_worker
+
+    project = Project(db, tmp_path / "p", kind="image")
+    np.savez(tmp_path / "a.npz", images=np.zeros((3, 5, 6), dtype=np.uint8))
+    assert project.load(tmp_path / "a.npz") == 3
+    media = project.folder.media_dir
+    (used,) = media.iterdir()
+    left, running, mine = media / "0123456789ab", media / "ba9876543210", media / "scans"
+    for folder in (left, running, mine):
+        _png(folder / "0000000.png", 7)
+    old = time.time() - MEDIA_SWEEP_AGE_S - 60
+    for path in (used, left, mine):
+        os.utime(path, (old, old))
+
+    run_worker(project.folder, db, poll_seconds=0.01, max_cycles=1)
+
+    assert sorted(p.name for p in media.iterdir()) == sorted([used.name, running.name, "scans"])
+    for item in project.items():
+        assert (media / item.content).is_file()
+
+
 def test_images_of_another_size_are_refused_before_anything_is_copied(db, tmp_path):
     project = Project(db, tmp_path / "p", kind="image")
     np.savez(tmp_path / "a.npz", images=np.zeros((2, 5, 6), dtype=np.uint8))

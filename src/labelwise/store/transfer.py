@@ -16,14 +16,16 @@ Labels in the file are imported only when asked for (``with_labels``, recorded a
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelwise._stream import dataset_stream
@@ -42,7 +44,14 @@ __all__ = [
     "import_tabular",
     "read_data",
     "read_label_studio",
+    "sweep_media",
 ]
+
+#: The name of a batch folder under ``media/`` (one per image import), and how old a batch
+#: folder no item names must be before it counts as left by a killed import: an import running
+#: now keeps writing into its folder, which keeps the folder's time fresh.
+_BATCH = re.compile(r"[0-9a-f]{12}")
+MEDIA_SWEEP_AGE_S = 3600.0
 
 
 def read_data(
@@ -123,6 +132,45 @@ def _save_images(images: np.ndarray, folder: ProjectFolder) -> tuple[Path, list[
         shutil.rmtree(batch, ignore_errors=True)
         raise
     return batch, names
+
+
+def sweep_media(
+    session: Session,
+    project: Project,
+    folder: ProjectFolder,
+    *,
+    min_age_s: float = MEDIA_SWEEP_AGE_S,
+) -> list[Path]:
+    """Remove the image batch folders no item names; returns what was removed.
+
+    An image import copies its images into ``media/<batch>/`` before its items are committed.
+    Killed in between (or its transaction failing after the copy), it leaves a folder nothing
+    refers to. Only folders named like a batch and untouched for ``min_age_s`` go: one whose
+    import is still running is left alone, and so is anything else in ``media/``.
+    """
+    media = folder.media_dir
+    if project.kind != "image" or not media.is_dir():
+        return []
+    now = time.time()
+    old = [
+        path
+        for path in sorted(media.iterdir())
+        if _BATCH.fullmatch(path.name)
+        and path.is_dir()
+        and not path.is_symlink()
+        and now - path.stat().st_mtime >= min_age_s
+    ]
+    if not old:
+        return []
+    named = set(
+        session.scalars(
+            select(func.substr(Item.content, 1, 12)).where(Item.project_id == project.id).distinct()
+        )
+    )
+    removed = [path for path in old if path.name not in named]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def dataset_records(
