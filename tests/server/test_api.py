@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from labelwise.store.models import Lease
 from labelwise.worker import train_once
 
 
@@ -84,6 +86,24 @@ def test_a_late_release_leaves_the_item_leased_again_since(served):
     assert r.json() == {"released": 1}
     bad = s.client.post(s.api("/release"), json={"leases": ["<x>"]}, headers=s.h(s.alice))
     assert bad.status_code == 422 and "leases" in bad.text
+
+
+def test_items_being_answered_stay_leased_while_the_page_asks_for_more(served):
+    s = served
+    sending: list[int] = []
+    for _ in range(4):  # more than one annotator may hold, all with answers on their way
+        body = {"exclude": [], "answering": sending}
+        r = s.client.post(s.api("/next"), json=body, headers=s.h(s.alice))
+        assert r.status_code == 200, r.text
+        assert r.json()["item"]["id"] not in sending
+        sending.append(r.json()["item"]["id"])
+    with s.project.db.read() as session:
+        held = session.scalars(select(Lease.item_id).where(Lease.item_id.in_(sending))).all()
+    assert sorted(held) == sorted(sending)  # none given back to make room
+    for item_id in sending:
+        answered = _label(s, s.alice, {"item": {"id": item_id, "text": ""}}, value="ham")
+        assert answered.status_code == 200, answered.text
+    assert not answered.json()["replayed"]
 
 
 def test_two_annotators_never_get_the_same_item(served):

@@ -223,7 +223,11 @@ class Store:
 
     # -- the annotator's loop -----------------------------------------------------------------
     def next(
-        self, pid: int, aid: int, exclude: set[int] | None = None
+        self,
+        pid: int,
+        aid: int,
+        exclude: set[int] | None = None,
+        answering: frozenset[int] | set[int] = frozenset(),
     ) -> labeling.Assignment | None:
         with self.db.write() as s:
             return labeling.next_item(
@@ -231,6 +235,7 @@ class Store:
                 get_project(s, project_id=pid),
                 s.get_one(Annotator, aid),
                 exclude=exclude or set(),
+                answering=answering,
             )
 
     def submit(self, pid: int, aid: int, item_id: int, value: str, **kwargs: Any) -> Any:

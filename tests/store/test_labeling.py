@@ -62,6 +62,31 @@ def test_an_annotator_holds_at_most_max_held_leases(store):
     assert held == set(ids[2 : 2 + labeling.MAX_HELD])  # the oldest were given back
 
 
+def test_items_with_answers_on_their_way_are_kept_and_not_counted(store):
+    """A fast annotator on a slow line: three answers still on their way, the page asks for
+    the next item. Their leases are kept (giving the oldest back could let someone else fill
+    it first, and its answer be refused), and are not handed out again."""
+    pid = store.project(8)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a, b = store.annotators(pid, 2)
+    sent: set[int] = set()
+    for _ in range(labeling.MAX_HELD + 1):
+        got = store.next(pid, a, exclude=set(), answering=sent)
+        assert got is not None and got.item.id not in sent
+        sent.add(got.item.id)
+    assert {lease.item_id for lease in store.leases()} == sent  # nothing given back
+    assert store.next(pid, b).item.id not in sent
+    for item_id in sorted(sent):  # the answers land
+        assert not store.submit(pid, a, item_id, "ham").replayed
+    # Shown or prefetched items still count: asking past the limit gives the oldest back.
+    shown = {store.next(pid, a, exclude=set()).item.id}
+    shown.add(store.next(pid, a, exclude=shown).item.id)
+    shown.add(store.next(pid, a, exclude=shown).item.id)
+    store.next(pid, a, exclude=shown, answering={min(sent)})
+    assert len(store.leases()) == labeling.MAX_HELD
+
+
 def test_a_retry_stored_and_undone_while_its_first_attempt_waited_is_not_stored_twice(
     store, backend
 ):

@@ -319,7 +319,8 @@ def next_item(
     project: Project,
     annotator: Annotator,
     *,
-    exclude: set[int] | frozenset[int] = frozenset(),
+    exclude: Collection[int] = frozenset(),
+    answering: Collection[int] = frozenset(),
 ) -> Assignment | None:
     """The item this annotator should see next, leased to them; None when nothing is open.
 
@@ -327,17 +328,24 @@ def next_item(
     page already shows or prefetched) comes back first, so a reload or a crash loses nothing.
     Otherwise the best-ranked available item of the current queue; when the queue is used up,
     a random open item, so the annotator never waits for the model.
+
+    An annotator holds at most :data:`MAX_HELD` items besides those in ``answering`` (items
+    whose answers are on their way: never handed out again, and never given back to make
+    room, where giving one back could let another annotator fill it first and the answer be
+    refused); asking for more gives the oldest of the others back.
     """
     _check_member(project, annotator)
     now = utcnow()
-    exclude = set(exclude)
+    answering = set(answering)
+    exclude = set(exclude) | answering
     held = _held(session, annotator, now)
     for lease in held:
         if lease.item_id not in exclude:
             return _assignment(session, lease)
-    if len(held) >= MAX_HELD:
+    open_ = [lease for lease in held if lease.item_id not in answering]
+    if len(open_) >= MAX_HELD:
         # Too many prefetched items: give the oldest back before taking another.
-        _give_back(session, held[0])
+        _give_back(session, open_[0])
 
     candidates = _queue_candidates(session, project, annotator, exclude, now)
     if candidates and _routine_turn(session, annotator, now):

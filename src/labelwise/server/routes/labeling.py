@@ -20,7 +20,17 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["labeling"])
 
 
 class NextRequest(BaseModel):
-    exclude: list[BodyId] = Field(default_factory=list, max_length=20)
+    exclude: list[BodyId] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Items the page shows or has prefetched: not handed out again.",
+    )
+    answering: list[BodyId] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Items whose answers are on their way: not handed out again, and their "
+        "leases kept (they do not count against the items one annotator may hold).",
+    )
 
 
 class LabelRequest(BaseModel):
@@ -66,7 +76,9 @@ def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User
     """The next item for this annotator, leased to them (their unfinished one first)."""
     with state.db.write(durable=False) as session:  # only a lease: no need to wait for the disk
         project, annotator = _load(session, user, project_id)
-        assignment = labeling.next_item(session, project, annotator, exclude=set(body.exclude))
+        assignment = labeling.next_item(
+            session, project, annotator, exclude=body.exclude, answering=body.answering
+        )
         if assignment is None:
             return Response(status_code=204)
         return assignment_view(assignment, project, state.folder)

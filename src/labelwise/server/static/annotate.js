@@ -170,16 +170,25 @@
     return new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
   }
 
-  function heldIds() {
+  function shownIds() {
     const ids = new Set();
     if (state.current) ids.add(state.current.a.item.id);
     state.buffer.forEach((a) => ids.add(a.item.id));
-    state.outbox.forEach((e) => ids.add(e.itemId));
     return Array.from(ids).slice(0, 20);
   }
 
+  function answeringIds() {
+    return Array.from(new Set(state.outbox.map((e) => e.itemId))).slice(0, 20);
+  }
+
+  function heldIds() {
+    return Array.from(new Set(shownIds().concat(answeringIds())));
+  }
+
   async function requestNext() {
-    const res = await withRetry(() => L.post(base + "/next", { exclude: heldIds() }), "loading the next item");
+    // Items with answers on their way go apart: the server keeps their leases.
+    const body = () => ({ exclude: shownIds(), answering: answeringIds() });
+    const res = await withRetry(() => L.post(base + "/next", body()), "loading the next item");
     if (res.status === 204) return null;
     if (res.status === 401 || res.status === 403) { signedOut(); throw await errorOf(res); }
     if (!res.ok) throw await errorOf(res);
@@ -669,8 +678,9 @@
   }
 
   function prefetch() {
-    // Wait for answers in flight: their leases still count against the server's limit.
-    if (state.prefetching || state.buffer.length || state.done || state.sending || state.outbox.length || !state.current) return;
+    // Answers in flight do not hold this back: the server keeps their items apart (answering)
+    // and does not count them against the items one annotator may hold.
+    if (state.prefetching || state.buffer.length || state.done || !state.current) return;
     state.prefetching = (async () => {
       try {
         const a = await requestNext();
