@@ -142,7 +142,7 @@ class Pool:
     @property
     def classes(self) -> NDArray[Any]:
         """Label values seen or declared so far, in the order they were first met."""
-        return _as_label_array(self._classes)
+        return as_label_array(self._classes)
 
     @property
     def labeled_mask(self) -> NDArray[np.bool_]:
@@ -208,7 +208,7 @@ class Pool:
         return code
 
 
-def _as_label_array(values: list[Any]) -> NDArray[Any]:
+def as_label_array(values: list[Any]) -> NDArray[Any]:
     """Labels as an array whose dtype scikit-learn understands (int, float or str)."""
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
         return np.asarray(values, dtype=np.int64)

@@ -150,7 +150,7 @@ def _class_split(out: ModelOutputs, row: int, top: int = 3) -> tuple[tuple[str, 
     return tuple((str(out.classes[i]), float(values[i])) for i in order)
 
 
-def _describe(
+def describe_reason(
     kind: ReasonKind,
     split: tuple[tuple[str, float], ...],
     output_kind: str | None,
@@ -186,6 +186,24 @@ def _describe(
     return "chosen by the strategy"
 
 
+def routine_sample_size(n_remaining: int) -> int:
+    """How many of the remaining items to score when looking for routine ones."""
+    return min(n_remaining, _ROUTINE_SAMPLE)
+
+
+def confident_picks(
+    sample: NDArray[np.intp], out: ModelOutputs, n: int, rng: np.random.Generator
+) -> NDArray[np.intp]:
+    """Routine items: ``n`` rows drawn at random among the most confident tenth of ``sample``
+    (rows in ascending order; ``out`` the model's outputs on them)."""
+    uncertainty = (
+        least_confident(out.values) if out.kind == "proba" else decision_margin(out.values)
+    )
+    n_confident = max(n, int(np.ceil(len(sample) * _ROUTINE_QUANTILE)))
+    confident = sample[np.argsort(uncertainty, kind="stable")[:n_confident]]
+    return rng.choice(confident, size=n, replace=False).astype(np.intp)
+
+
 def _routine_picks(
     model: Any,
     pool: Pool,
@@ -194,14 +212,10 @@ def _routine_picks(
     rng: np.random.Generator,
     chunk_size: int,
 ) -> NDArray[np.intp]:
-    sample = rng.choice(remaining, size=min(len(remaining), _ROUTINE_SAMPLE), replace=False)
-    out = model_outputs(model, pool.X, np.sort(sample), chunk_size=chunk_size)
-    uncertainty = (
-        least_confident(out.values) if out.kind == "proba" else decision_margin(out.values)
-    )
-    n_confident = max(n, int(np.ceil(len(sample) * _ROUTINE_QUANTILE)))
-    confident = np.sort(sample)[np.argsort(uncertainty, kind="stable")[:n_confident]]
-    return rng.choice(confident, size=n, replace=False).astype(np.intp)
+    size = routine_sample_size(len(remaining))
+    sample = np.sort(rng.choice(remaining, size=size, replace=False))
+    out = model_outputs(model, pool.X, sample, chunk_size=chunk_size)
+    return confident_picks(sample, out, n, rng)
 
 
 def query(
@@ -282,7 +296,7 @@ def query(
     y_labeled = pool.labels_of(labeled) if len(labeled) else np.empty(0, dtype=object)
     if model is None or len(np.unique(y_labeled)) < 2:
         picks = rng.choice(cand, size=batch_size, replace=False).astype(np.intp)
-        reason = Reason("cold-start", strat.name, _describe("cold-start", (), None, {}))
+        reason = Reason("cold-start", strat.name, describe_reason("cold-start", (), None, {}))
         return Batch(picks, (reason,) * batch_size)
 
     n_explore, n_strategy, n_routine = mix.split(batch_size, rng)
@@ -367,7 +381,7 @@ def assemble_batch(
                 Reason(
                     kind,
                     strategy_name,
-                    _describe(kind, split, out.kind, extra),
+                    describe_reason(kind, split, out.kind, extra),
                     utility=None if np.isnan(utility) else utility,
                     rank=row + 1,
                     class_split=split,
@@ -380,7 +394,7 @@ def assemble_batch(
                 Reason(
                     kind,
                     strategy_name,
-                    _describe(kind, split, out.kind, {}),
+                    describe_reason(kind, split, out.kind, {}),
                     class_split=split,
                     output_kind=out.kind,
                 )

@@ -48,21 +48,20 @@ from labelwise.exceptions import (
     PoolExhaustedError,
 )
 from labelwise.models import DEFAULT_CHUNK_SIZE, ModelOutputs, model_outputs, read_in_place
-from labelwise.pool import Matrix, _as_label_array, as_indices
+from labelwise.pool import Matrix, as_indices, as_label_array
 from labelwise.query import (
-    _ROUTINE_QUANTILE,
-    _ROUTINE_SAMPLE,
     Batch,
     BatchMix,
     Reason,
-    _describe,
     as_generator,
     assemble_batch,
+    confident_picks,
+    describe_reason,
+    routine_sample_size,
 )
 from labelwise.scale.partitions import PartitionedPool, take_grouped
 from labelwise.scale.shards import Utility, read_partition_rows
 from labelwise.scale.topk import CandidateSet, ShardedScores
-from labelwise.scorers import decision_margin, least_confident
 from labelwise.selectors import density_weights, kcenter_greedy, top_k, weighted_kmeans
 from labelwise.strategies import (
     Badge,
@@ -304,16 +303,11 @@ def _select(
 def _routine_picks(
     run: _Run, remaining: CandidateSet, n: int, rng: np.random.Generator
 ) -> NDArray[np.intp]:
-    """:func:`labelwise.query._routine_picks`, drawing positions in the remaining set."""
-    size = min(len(remaining), _ROUTINE_SAMPLE)
+    """As :func:`labelwise.query.query` picks routine items: the same draws, made among the
+    positions of the remaining set."""
+    size = routine_sample_size(len(remaining))
     sample = np.sort(remaining.take(rng.choice(len(remaining), size=size, replace=False)))
-    out = run.outputs(sample)
-    uncertainty = (
-        least_confident(out.values) if out.kind == "proba" else decision_margin(out.values)
-    )
-    n_confident = max(n, int(np.ceil(len(sample) * _ROUTINE_QUANTILE)))
-    confident = sample[np.argsort(uncertainty, kind="stable")[:n_confident]]
-    return rng.choice(confident, size=n, replace=False).astype(np.intp)
+    return confident_picks(sample, run.outputs(sample), n, rng)
 
 
 def _labels(
@@ -333,7 +327,7 @@ def _labels(
             raise InvalidParameterError(f"label for item {int(row)} is missing")
     order = np.argsort(rows, kind="stable")
     keys = [v.item() if isinstance(v, np.generic) else v for v in values]
-    return rows[order].astype(np.intp), _as_label_array(keys)[order]
+    return rows[order].astype(np.intp), as_label_array(keys)[order]
 
 
 def score_partitioned(
@@ -431,7 +425,7 @@ def score_partitioned(
         )
     if model is None or len(np.unique(y)) < 2:
         picks = cand.take(rng.choice(len(cand), size=batch_size, replace=False))
-        reason = Reason("cold-start", strat.name, _describe("cold-start", (), None, {}))
+        reason = Reason("cold-start", strat.name, describe_reason("cold-start", (), None, {}))
         return Batch(picks, (reason,) * batch_size)
 
     run = _Run(client, pool, model, estimator, labeled_rows, y, int(chunk_size))
