@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh database per test, on SQLite and on a real PostgreSQL server.
+"""Shared fixtures: a fresh database per test, on SQLite and on a real PostgreSQL server, and
+a headless Chromium for the browser tests.
 
 PostgreSQL comes from ``LABELWISE_TEST_POSTGRES_URL`` (default: the local server on
 127.0.0.1:5432, database ``test``). Each test gets a database of its own, dropped afterwards.
@@ -9,8 +10,10 @@ missing server is a failure: CI installs and starts one.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -85,3 +88,41 @@ def db(db_url: str):
     upgrade(database)
     yield database
     database.dispose()
+
+
+BROWSER_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (a ``playwright.sync_api.Browser``). Skipped
+    where either is missing, except under ``CI=true``, where ``.ci/run`` installs both. Name
+    it before fixtures that start servers, so a skip comes before their work."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_missing("the playwright package is not installed")
+    if path is None:
+        _browser_missing("chromium is not installed")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=BROWSER_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _browser_missing(why: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run in CI: {why}")
+    pytest.skip(why)

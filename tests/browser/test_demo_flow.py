@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -23,37 +22,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _require_browser() -> None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the playwright package is not installed")
-    if CHROMIUM is None:
-        _missing("chromium is not installed")
-
-
-def _missing(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {why}")
-    pytest.skip(why)
 
 
 def _free_port() -> int:
@@ -128,7 +101,6 @@ class Demo:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    _require_browser()
     d = Demo(tmp_path / "demo", tmp_path / "demo.log")
     d.start()
     yield d
@@ -199,62 +171,57 @@ def _wait_for_version(demo: Demo, n: int, timeout: float = 90) -> None:
     raise AssertionError(f"no model version {n} within {timeout} s:\n{log}")
 
 
-def test_label_undo_skip_retrain_restart(demo: Demo) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_label_undo_skip_retrain_restart(chromium: Any, demo: Demo) -> None:
     problems: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 960})
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page = chromium.new_page(viewport={"width": 1440, "height": 960})
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
 
-        page.goto(f"{demo.base}/login?token={demo.token}")
-        assert page.url.endswith("/p/1/annotate")
-        assert "token=" not in page.url
+    page.goto(f"{demo.base}/login?token={demo.token}")
+    assert page.url.endswith("/p/1/annotate")
+    assert "token=" not in page.url
 
-        # 20 answers with the keyboard only, alternating so both classes are labeled.
-        for i in range(20):
-            _answer(page, "1" if i % 3 else "2")
-        # Undo the last answer: that item comes back; then skip it.
-        undone = _current_ref(page)
-        page.keyboard.press("u")
-        page.wait_for_function(
-            "ref => document.querySelector('#item-ref').textContent !== ref",
-            arg=undone,
-            timeout=20_000,
-        )
-        _answer(page, "s")
-        progress = _wait_saved(demo, labels=19, skips=1)
-        assert (progress["labels"], progress["skips"]) == (19, 1)
-        _shot(page, "annotate.png")
-        assert _leases(demo) >= 1  # the item on screen (and any prefetched)
+    # 20 answers with the keyboard only, alternating so both classes are labeled.
+    for i in range(20):
+        _answer(page, "1" if i % 3 else "2")
+    # Undo the last answer: that item comes back; then skip it.
+    undone = _current_ref(page)
+    page.keyboard.press("u")
+    page.wait_for_function(
+        "ref => document.querySelector('#item-ref').textContent !== ref",
+        arg=undone,
+        timeout=20_000,
+    )
+    _answer(page, "s")
+    progress = _wait_saved(demo, labels=19, skips=1)
+    assert (progress["labels"], progress["skips"]) == (19, 1)
+    _shot(page, "annotate.png")
+    assert _leases(demo) >= 1  # the item on screen (and any prefetched)
 
-        # Leaving the page gives its items back (by lease token) for others at once.
-        page.goto(demo.base + "/p/1/dashboard")
-        assert _wait_leases(demo, 0) == 0
+    # Leaving the page gives its items back (by lease token) for others at once.
+    page.goto(demo.base + "/p/1/dashboard")
+    assert _wait_leases(demo, 0) == 0
 
-        # The first model lands; the dashboard's curve shows it.
-        _wait_for_version(demo, 1)
-        first = _curve_points(page, demo)
-        assert first >= 1
-        # 20 more answers reach the next fit, and the curve gains a point.
-        page.goto(demo.base + "/p/1/annotate")
-        for i in range(21):
-            _answer(page, "2" if i % 4 == 0 else "1")
-        _wait_for_version(demo, 2)
-        second = _curve_points(page, demo)
-        assert second > first, (first, second)
-        _shot(page, "dashboard.png")
-        page.goto(demo.base + "/p/1/annotate")
-        _current_ref(page)
-        if page.locator("#why-panel").is_hidden():
-            page.keyboard.press("w")
-        page.wait_for_selector("#why-panel", state="visible")
-        _shot(page, "annotate-why.png")
-        saved = _wait_saved(demo, labels=40, skips=1)
-        browser.close()
+    # The first model lands; the dashboard's curve shows it.
+    _wait_for_version(demo, 1)
+    first = _curve_points(page, demo)
+    assert first >= 1
+    # 20 more answers reach the next fit, and the curve gains a point.
+    page.goto(demo.base + "/p/1/annotate")
+    for i in range(21):
+        _answer(page, "2" if i % 4 == 0 else "1")
+    _wait_for_version(demo, 2)
+    second = _curve_points(page, demo)
+    assert second > first, (first, second)
+    _shot(page, "dashboard.png")
+    page.goto(demo.base + "/p/1/annotate")
+    _current_ref(page)
+    if page.locator("#why-panel").is_hidden():
+        page.keyboard.press("w")
+    page.wait_for_selector("#why-panel", state="visible")
+    _shot(page, "annotate-why.png")
+    saved = _wait_saved(demo, labels=40, skips=1)
 
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
     assert not problems, problems

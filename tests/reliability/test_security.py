@@ -988,17 +988,6 @@ def test_model_artefacts_load_only_from_the_project_folder(
 
 # --------------------------------------------------------------------------- in the browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 #: Script payloads, each trying another way in: a script element, an event handler, a closing
 #: tag or quote to break out of an element or attribute, a javascript: URL, SVG with script.
 PAYLOADS = [
@@ -1057,21 +1046,6 @@ _DOM_CHECK = """() => {
 }"""
 
 
-def _require_browser() -> None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the playwright package is not installed")
-    if CHROMIUM is None:
-        _missing("chromium is not installed")
-
-
-def _missing(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {why}")
-    pytest.skip(why)
-
-
 @dataclass
 class Hostile:
     base: str
@@ -1114,7 +1088,6 @@ class _Server:
 def hostile(tmp_path: Path) -> Iterator[Hostile]:
     """A project whose every user-supplied string is a script payload, with a model, answers
     from three annotators and conflicts for the review page; served over HTTP."""
-    _require_browser()
     from labelwise.worker import train_once
 
     url = f"sqlite:///{tmp_path / 'hostile.sqlite3'}"
@@ -1211,43 +1184,36 @@ def _visit_all(page: Any, h: Hostile, visited: list[str], problems: list[str]) -
 
 @pytest.mark.browser
 def test_script_payloads_render_inert_in_the_browser(
-    hostile: Hostile, record: Callable[..., None]
+    chromium: Any, hostile: Hostile, record: Callable[..., None]
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     h = hostile
     problems: list[str] = []
     visited: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            # With the CSP, as served: nothing runs and the console shows no violation (a
-            # violation would mean markup from user content reached the page).
-            # Then without it (bypass_csp): the escaping alone must hold.
-            for bypass in (False, True):
-                context = browser.new_context(bypass_csp=bypass)
-                page = context.new_page()
-                page.set_viewport_size({"width": 1440, "height": 960})
-                where = "without CSP" if bypass else "with CSP"
-                page.on(
-                    "console",
-                    lambda m, w=where: (
-                        # The error pages this test opens on purpose log their status;
-                        # anything else (a CSP violation above all) is a finding.
-                        problems.append(f"{w} console: {m.text}")
-                        if m.type == "error" and not m.text.startswith("Failed to load resource")
-                        else None
-                    ),
-                )
-                page.on("pageerror", lambda e, w=where: problems.append(f"{w} page error: {e}"))
-                page.on(
-                    "dialog",
-                    lambda d, w=where: (problems.append(f"{w}: dialog {d.message!r}"), d.dismiss()),
-                )
-                _visit_all(page, h, visited, problems)
-                context.close()
-        finally:
-            browser.close()
+    # With the CSP, as served: nothing runs and the console shows no violation (a
+    # violation would mean markup from user content reached the page).
+    # Then without it (bypass_csp): the escaping alone must hold.
+    for bypass in (False, True):
+        context = chromium.new_context(bypass_csp=bypass)
+        page = context.new_page()
+        page.set_viewport_size({"width": 1440, "height": 960})
+        where = "without CSP" if bypass else "with CSP"
+        page.on(
+            "console",
+            lambda m, w=where: (
+                # The error pages this test opens on purpose log their status;
+                # anything else (a CSP violation above all) is a finding.
+                problems.append(f"{w} console: {m.text}")
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda e, w=where: problems.append(f"{w} page error: {e}"))
+        page.on(
+            "dialog",
+            lambda d, w=where: (problems.append(f"{w}: dialog {d.message!r}"), d.dismiss()),
+        )
+        _visit_all(page, h, visited, problems)
+        context.close()
     assert not problems, "\n".join(problems)
     # The other ways out of the server: downloads and item media.
     import httpx
