@@ -126,3 +126,18 @@ def test_serve_hands_the_scheduler_to_its_worker(tmp_path, monkeypatch):
     result = _run("serve", tmp_path, "--scheduler", "nowhere")
     assert result.exit_code == 2 and "--scheduler must be local" in result.output
     assert len(served) == 1
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
+    assert _run("init", tmp_path / "p", "--data", data).exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("serve", tmp_path / "p", "--port", port)
+    assert result.exit_code == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.output
+    assert "choose another with --port" in result.output

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -134,6 +135,25 @@ class WorkerSupervisor:
             delay = min(delay * 2, longest)
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on, in one line, before the worker starts."""
+    from labelwise.exceptions import InvalidParameterError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidParameterError(f"--host {host!r} is not an address here ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InvalidParameterError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another with --port"
+            ) from None
+
+
 def serve_project(
     project_dir: str,
     *,
@@ -151,6 +171,7 @@ def serve_project(
     from labelwise.store.setup import open_project
 
     opened = open_project(project_dir, db_url=db_url)
+    _check_free(host, port)
     worker = WorkerSupervisor(project_dir, db_url, scheduler) if with_worker else None
     if worker is not None:
         worker.start()
