@@ -231,3 +231,48 @@ def test_label_undo_skip_retrain_restart(chromium: Any, demo: Demo) -> None:
     demo.start()
     after = demo.api("/stats")["progress"]
     assert (after["labels"], after["skips"]) == (saved["labels"], saved["skips"]) == (40, 1)
+
+
+def test_fast_answers_on_a_slow_line_are_all_saved(chromium: Any, demo: Demo) -> None:
+    """Saving answers is slow (each held back a second on its way to the server), the
+    annotator fast (an answer as soon as an item shows): answers queue in the page's outbox
+    while it asks for more items, with the items being answered kept apart -- never shown
+    again, their leases kept -- and every answer is stored once, none refused or lost."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    held_back: list[tuple[float, Any]] = []  # label requests paused on their way, oldest first
+    page.route("**/items/*/label", lambda route: held_back.append((time.monotonic(), route)))
+
+    def let_through(older_than: float) -> None:
+        while held_back and time.monotonic() - held_back[0][0] >= older_than:
+            held_back.pop(0)[1].continue_()
+
+    page.goto(f"{demo.base}/login?token={demo.token}")
+    answered: list[str] = []
+    most_queued = 0
+    for i in range(12):
+        answered.append(_current_ref(page))
+        page.keyboard.press("2" if i % 3 == 0 else "1")
+        page.wait_for_function(
+            "ref => document.querySelector('#item-ref').textContent !== ref"
+            " && document.querySelector('#annotate').dataset.state === 'item'",
+            arg=answered[-1],
+            timeout=20_000,
+        )
+        most_queued = max(most_queued, _leases(demo))
+        let_through(older_than=1.0)
+    assert len(set(answered)) == 12, answered  # never an item answered already
+    assert most_queued >= 5, most_queued  # answers did queue up, their items still leased
+
+    deadline = time.monotonic() + 30
+    while demo.api("/stats")["progress"]["labels"] < 12 and time.monotonic() < deadline:
+        let_through(older_than=0)
+        page.wait_for_timeout(100)
+    progress = demo.api("/stats")["progress"]
+    assert (progress["labels"], progress["skips"]) == (12, 0)
+    assert _wait_leases(demo, 2) <= 2  # what the page shows and has prefetched, no more
+    assert not problems, problems
+    context.close()
