@@ -202,10 +202,25 @@ class StrategyBandit:
     # -- the strategy protocol --------------------------------------------------------------
 
     def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
+        arm = self.begin_round(ctx, rng)
+        return self.end_round(arm, self.strategy_of(arm).select(ctx, batch_size, rng))
+
+    # A round in steps, for a caller that runs the arm's selection itself (``labelwise.scale``
+    # on a cluster): ``begin_round``, the arm's strategy selects, ``end_round``.
+
+    def begin_round(self, ctx: QueryContext, rng: np.random.Generator) -> str:
+        """Reward the previous round's arm and choose this round's. ``ctx.X`` is only read at
+        the labeled rows (``take_rows``)."""
         self._learn(ctx)
         arm = self.choose(rng)
         self.last_arm = arm
-        picked = self._strategies[arm].select(ctx, batch_size, rng)
+        return arm
+
+    def strategy_of(self, arm: str) -> Strategy:
+        return self._strategies[arm]
+
+    def end_round(self, arm: str, picked: Selection) -> Selection:
+        """The arm's picks marked with the arm (and as exploration, for the random arm)."""
         details = picked.details or tuple({} for _ in picked.indices)
         # The random arm's picks are uniform over the candidates: exploration items like any.
         uniform = isinstance(self._strategies[arm], RandomSampling)

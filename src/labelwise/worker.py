@@ -431,7 +431,6 @@ def _rank(
         folder.features_dir / "partitions",
         source=feature_source(project, folder, pool.X.shape[0]),
     )
-    del options["random_sample"]  # only the bandit reads it, and it runs here
     return scale.score_partitioned(
         parts, model, client=client, labeled=pool.labeled, y_labeled=pool.y_labeled, **options
     )

@@ -161,7 +161,9 @@ def tabular_csv(tmp_path_factory) -> Path:
     return path
 
 
-def _trained_queue(root: Path, data: Path, client: Any) -> list[tuple[Any, ...]]:
+def _trained_queue(
+    root: Path, data: Path, client: Any, strategy: str = "default"
+) -> list[tuple[Any, ...]]:
     from labelwise import worker
     from labelwise.store.annotators import create_annotator
     from labelwise.store.labeling import submit_label
@@ -169,7 +171,9 @@ def _trained_queue(root: Path, data: Path, client: Any) -> list[tuple[Any, ...]]
     from labelwise.store.projects import ProjectSettings, get_project
     from labelwise.store.setup import init_project
 
-    settings = ProjectSettings(retrain_every=5, queue_size=25, overlap=0.0, routine=0.1)
+    settings = ProjectSettings(
+        retrain_every=5, queue_size=25, overlap=0.0, routine=0.1, strategy=strategy
+    )
     opened, _ = init_project(root, data, settings=settings)
     try:
         with opened.db.write() as s:
@@ -204,6 +208,14 @@ def test_worker_on_a_cluster_queues_what_it_queues_alone(sms_csv, tmp_path, clie
     assert manifest["storage"] == "npz" and manifest["rows"] == 360
     assert manifest["source"]["file"] == "matrix.npz"
     assert not (tmp_path / "alone/features/partitions").exists()
+
+
+def test_a_bandit_worker_on_a_cluster_queues_what_it_queues_alone(sms_csv, tmp_path, client):
+    alone = _trained_queue(tmp_path / "alone", sms_csv, None, strategy="bandit")
+    spread = _trained_queue(tmp_path / "spread", sms_csv, client, strategy="bandit")
+    assert len(spread) == 25
+    assert spread == alone
+    assert (tmp_path / "spread/features/partitions/manifest.json").is_file()  # it ran there
 
 
 def test_a_tabular_worker_on_a_cluster_queues_what_it_queues_alone(tabular_csv, tmp_path, client):

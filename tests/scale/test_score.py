@@ -206,6 +206,55 @@ def test_generator_is_consumed_alike(client, tmp_path):
     assert rng_single.random() == rng_spread.random()
 
 
+def test_the_bandit_plays_and_learns_alike(client, tmp_path):
+    """The bandit over rounds: its reward (fits on the labeled rows, here on the client) and
+    its arm's selection (on the cluster) give the single machine's batches and state."""
+    from labelwise.bandit import find_bandit
+    from labelwise.strategies import make_strategy
+
+    X, y = _blobs(1500, 5, 3, 21, np.float32)
+    y = y.astype(str)
+    parts = write_partitioned(X, tmp_path / "pool", rows_per_partition=ROWS_PER_PARTITION)
+    rng = np.random.default_rng(4)
+    seed = np.sort(rng.choice(len(X), size=30, replace=False))
+    pool = Pool(X)
+    pool.label(seed, y[seed])
+    single_strategy, spread_strategy = make_strategy("bandit"), make_strategy("bandit")
+    single_bandit, spread_bandit = find_bandit(single_strategy), find_bandit(spread_strategy)
+    assert single_bandit is not None and spread_bandit is not None
+    random_sample = seed.copy()
+    arms = []
+    for round_ in range(4):
+        model = make_model("logreg", random_state=0).fit(X[pool.labeled], pool.y_labeled)
+        kw = {
+            "batch_size": 15,
+            "random_state": round_,
+            "chunk_size": CHUNK,
+            "random_sample": random_sample,
+            "estimator": make_model("logreg", random_state=0),
+        }
+        single = query(pool, model, strategy=single_strategy, **kw)
+        spread = score_partitioned(
+            parts,
+            model,
+            client=client,
+            labeled=pool.labeled,
+            y_labeled=pool.y_labeled,
+            strategy=spread_strategy,
+            **kw,
+        )
+        _assert_same(single, spread)
+        assert spread_bandit.state_dict() == single_bandit.state_dict()
+        arms.append(spread_bandit.last_arm)
+        explored = [
+            i for i, kind in zip(spread.indices, spread.kinds, strict=True) if kind == "exploration"
+        ]
+        random_sample = np.union1d(random_sample, explored).astype(np.intp)
+        pool.label(spread.indices, y[spread.indices])
+    assert sum(len(r) for r in spread_bandit.rewards.values()) >= 2, spread_bandit.rewards
+    assert arms[0] is not None
+
+
 def test_cold_start_is_random_and_equal(client, tmp_path):
     X, y = _blobs(900, 4, 2, 12, np.float32)
     parts = write_partitioned(X, tmp_path / "pool", rows_per_partition=200)
@@ -238,9 +287,9 @@ def test_errors_name_what_is_wrong(client, tmp_path):
     case = _case(*_blobs(600, 4, 2, 14, np.float32), tmp_path)
     parts, model, pool = case["parts"], case["model"], case["pool"]
     kw = {"client": client, "labeled": pool.labeled, "y_labeled": pool.y_labeled}
-    assert not supports("bandit")
-    with pytest.raises(InvalidParameterError, match="'bandit' cannot run on a cluster"):
-        score_partitioned(parts, model, strategy="bandit", **kw)
+    assert not supports("bald")
+    with pytest.raises(InvalidParameterError, match="'bald' cannot run on a cluster"):
+        score_partitioned(parts, model, strategy="bald", **kw)
     with pytest.raises(PoolExhaustedError, match="only 540 unlabeled"):
         score_partitioned(parts, model, batch_size=541, **kw)
     with pytest.raises(InvalidParameterError, match=f"candidate {pool.labeled[0]} is already"):

@@ -8,7 +8,8 @@ same :class:`~labelwise.query.Batch` as ``query(pool, model, **options)`` on one
 ``y`` given to the rows ``L``: the same rows in the same order, with equal reasons (kinds,
 utilities, ranks, class splits, committee votes). The options are ``strategy``, ``batch_size``,
 ``mix``, ``random_state`` (an int seed, or a generator in the same state), ``estimator``,
-``candidates`` and ``chunk_size``. The model must predict as it would on one machine (the same
+``candidates``, ``chunk_size`` and ``random_sample``; a stateful strategy (the bandit) given to
+both in the same state ends in the same state. The model must predict as it would on one machine (the same
 fitted object, unpickled; the same library versions on the workers).
 
 How it stays equal
@@ -26,9 +27,10 @@ run on the client among those top candidates, on their feature rows fetched from
 (``max_candidates``, 50,000 by default).
 
 Strategies: every ``scorer`` or ``scorer+selector`` of the registry (uncertainty and QBC with
-top, kmeans, clusters, kcenter, density), ``+explore``, ``default``, ``random``, ``coreset`` and
-``badge``; not ``bandit`` (it learns across batches on one machine) nor ``bald`` (its dropout
-masks are seeded per block of the single-machine path, or drawn in one call over the pool).
+top, kmeans, clusters, kcenter, density), ``+explore``, ``default``, ``random``, ``coreset``,
+``badge`` and ``bandit`` (its reward, a few fits on the labeled rows, on the client; its arm's
+selection as that strategy's); not ``bald`` (its dropout masks are seeded per block of the
+single-machine path, or drawn in one call over the pool).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from labelwise.bandit import StrategyBandit
 from labelwise.committee import Committee
 from labelwise.exceptions import (
     InvalidDataError,
@@ -87,7 +90,7 @@ __all__ = ["score_partitioned", "supports"]
 _SELECTORS = (TopK, KMeansAmongTop, KCenterAmongTop, DensityWeighted)
 _SUPPORTED = (
     "uncertainty and QBC strategies with the top, kmeans, clusters, kcenter or density "
-    "selector, +explore, default, random, coreset and badge (not bandit, nor bald)"
+    "selector, +explore, default, random, coreset, badge and bandit (not bald)"
 )
 
 
@@ -98,6 +101,8 @@ def supports(strategy: str | Strategy) -> bool:
         return supports(strat.base)
     if type(strat) in (UncertaintySampling, QueryByCommittee):
         return type(strat.selector) in _SELECTORS
+    if type(strat) is StrategyBandit:
+        return all(supports(strat.strategy_of(arm)) for arm in strat.arms)
     return type(strat) in (RandomSampling, CoreSet, Badge)
 
 
@@ -112,6 +117,7 @@ class _Run:
     labeled: NDArray[np.intp]
     y_labeled: NDArray[Any]
     chunk_size: int
+    random_sample: NDArray[np.intp] | None = None
     passes: list[ShardedScores] = field(default_factory=list)
     _labeled_rows: Matrix | None = None
 
@@ -177,6 +183,20 @@ class _Run:
     def release(self) -> None:
         for scores in self.passes:
             scores.release()
+
+
+class _LabeledRows:
+    """The pool as the bandit's reward reads it: ``X[rows]`` for labeled rows, fetched once."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def __getitem__(self, rows: NDArray[np.intp]) -> Matrix:
+        rows = np.asarray(rows, dtype=np.intp)
+        at = np.searchsorted(self.run.labeled, rows)  # labeled rows are ascending
+        if not np.array_equal(self.run.labeled[np.minimum(at, len(self.run.labeled) - 1)], rows):
+            raise InvalidParameterError("only labeled rows are fetched for the bandit's reward")
+        return self.run.labeled_rows()[at]
 
 
 def _among_top(
@@ -295,6 +315,20 @@ def _select(
         return Selection(rows, utilities, details)
     if kind in (CoreSet, Badge):
         return _sampled(run, strategy, cand, k, rng)
+    if kind is StrategyBandit:
+        # Its reward needs the labeled rows only (one fit per fold): here, on the client.
+        ctx = QueryContext(
+            X=_LabeledRows(run),
+            candidates=np.empty(0, np.intp),
+            labeled=run.labeled,
+            y_labeled=run.y_labeled,
+            model=run.model,
+            estimator=run.estimator,
+            chunk_size=run.chunk_size,
+            random_sample=run.random_sample,
+        )
+        arm = strategy.begin_round(ctx, rng)
+        return strategy.end_round(arm, _select(run, strategy.strategy_of(arm), cand, k, rng))
     raise InvalidParameterError(
         f"strategy {strategy.name!r} cannot run on a cluster; supported: {_SUPPORTED}"
     )
@@ -344,6 +378,7 @@ def score_partitioned(
     estimator: Any = None,
     candidates: ArrayLike | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    random_sample: ArrayLike | None = None,
 ) -> Batch:
     """Choose the next ``batch_size`` items of a partitioned pool, scoring it on a cluster.
 
@@ -365,8 +400,8 @@ def score_partitioned(
         ``kcenter`` and ``coreset`` measure distances from them.
     y_labeled : array of shape (n_labeled,), optional
         Their labels, aligned with ``labeled``.
-    strategy, batch_size, mix, random_state, estimator, candidates, chunk_size
-        As for :func:`labelwise.query.query`.
+    strategy, batch_size, mix, random_state, estimator, candidates, chunk_size, random_sample
+        As for :func:`labelwise.query.query` (``random_sample``: the bandit's reward).
 
     Raises
     ------
@@ -428,7 +463,8 @@ def score_partitioned(
         reason = Reason("cold-start", strat.name, describe_reason("cold-start", (), None, {}))
         return Batch(picks, (reason,) * batch_size)
 
-    run = _Run(client, pool, model, estimator, labeled_rows, y, int(chunk_size))
+    sample = None if random_sample is None else as_indices(random_sample, n, name="random_sample")
+    run = _Run(client, pool, model, estimator, labeled_rows, y, int(chunk_size), sample)
     try:
         return _batch(run, strat, cand, batch_size, mix, rng)
     finally:
