@@ -9,8 +9,8 @@ same :class:`~labelwise.query.Batch` as ``query(pool, model, **options)`` on one
 utilities, ranks, class splits, committee votes). The options are ``strategy``, ``batch_size``,
 ``mix``, ``random_state`` (an int seed, or a generator in the same state), ``estimator``,
 ``candidates``, ``chunk_size`` and ``random_sample``; a stateful strategy (the bandit) given to
-both in the same state ends in the same state. The model must predict as it would on one machine (the same
-fitted object, unpickled; the same library versions on the workers).
+both in the same state ends in the same state. The model must predict as it would on one
+machine (the same fitted object, unpickled; the same library versions on the workers).
 
 How it stays equal
 ------------------
