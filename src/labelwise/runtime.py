@@ -13,9 +13,9 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,23 +135,33 @@ class WorkerSupervisor:
             delay = min(delay * 2, longest)
 
 
-def _check_free(host: str, port: int) -> None:
-    """Refuse a port another program listens on, in one line, before the worker starts."""
+def _bind(config: Any) -> Any:
+    """uvicorn's own listening socket for ``config``; a port in use (or an unknown host) is
+    refused in one line before anything else starts, where uvicorn would log it and exit."""
     from labelwise.exceptions import InvalidParameterError
 
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise InvalidParameterError(f"--host {host!r} is not an address here ({exc})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    said: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        said.append(record.getMessage())
+        return False
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(keep)
+    # On failure uvicorn exits without closing the socket it made; it goes when its exception
+    # does, at the end of the except block, with a ResourceWarning that is not ours to show.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
-            probe.bind(address)
-        except OSError as exc:
-            raise InvalidParameterError(
-                f"cannot listen on {host}:{port} ({exc.strerror}); choose another with --port"
-            ) from None
+            return config.bind_socket()
+        except SystemExit:
+            pass
+        finally:
+            uvicorn_log.removeFilter(keep)
+    why = said[-1] if said else "the address cannot be used"
+    raise InvalidParameterError(
+        f"cannot listen on {config.host}:{config.port} ({why}); choose another with --port"
+    )
 
 
 def serve_project(
@@ -167,17 +177,25 @@ def serve_project(
     the Dask cluster ``scheduler`` names, if any)."""
     import uvicorn
 
+    from labelwise.exceptions import LabelwiseError
     from labelwise.server import ServerConfig, create_app
     from labelwise.store.setup import open_project
 
     opened = open_project(project_dir, db_url=db_url)
-    _check_free(host, port)
+    config = uvicorn.Config(
+        create_app(ServerConfig(opened)), host=host, port=port, log_level="warning"
+    )
+    listening = _bind(config)
     worker = WorkerSupervisor(project_dir, db_url, scheduler) if with_worker else None
     if worker is not None:
         worker.start()
     try:
-        uvicorn.run(create_app(ServerConfig(opened)), host=host, port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        server.run(sockets=[listening])
+        if not server.started:
+            raise LabelwiseError("the server did not start: see the messages above")
     finally:
+        listening.close()
         if worker is not None:
             worker.stop()
 
