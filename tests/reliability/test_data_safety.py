@@ -66,12 +66,10 @@ from labelwise.store.review import adjudicate
 from labelwise.store.setup import OpenProject, init_project, open_project
 from labelwise.store.transfer import import_file
 from labelwise.worker import train_once
+from postgres_server import new_database
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RELEASE_0001 = FIXTURES / "release-0001"
-POSTGRES_URL = os.environ.get(
-    "LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 SUFFIX = {"csv": "csv", "jsonl": "jsonl", "label-studio": "json"}
 runner = CliRunner()
 
@@ -739,26 +737,14 @@ def _consistency(conn: Any, pid: int) -> tuple[set[int], int]:
 @contextmanager
 def _restored_postgres(dump: Path) -> Iterator[str]:
     """A new PostgreSQL database loaded from ``dump`` with psql; dropped afterwards."""
-    import psycopg
 
     psql = shutil.which("psql")
     if psql is None:
         if os.environ.get("CI") == "true":
             pytest.fail("psql is missing (CI installs the PostgreSQL client tools)")
         pytest.skip("psql is not installed")
-    url = make_url(POSTGRES_URL)
-    admin = psycopg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        dbname=url.database or "postgres",
-        autocommit=True,
-    )
-    name = f"lw_restore_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        target = url.set(database=name)
+    with new_database("lw_restore") as restored:
+        url = make_url(restored)
         env = dict(os.environ) | ({"PGPASSWORD": url.password} if url.password else {})
         loaded = subprocess.run(
             [
@@ -773,7 +759,7 @@ def _restored_postgres(dump: Path) -> Iterator[str]:
                 "-U",
                 url.username or "postgres",
                 "-d",
-                name,
+                str(url.database),
                 "-f",
                 str(dump),
             ],
@@ -783,13 +769,7 @@ def _restored_postgres(dump: Path) -> Iterator[str]:
             check=False,
         )
         assert loaded.returncode == 0, loaded.stderr
-        yield target.render_as_string(hide_password=False)
-    finally:
-        admin.execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        )
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+        yield restored
 
 
 def _require_pg_dump() -> None:

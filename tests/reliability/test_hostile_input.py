@@ -50,10 +50,8 @@ from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator, Item, Label, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.setup import OpenProject, init_project, open_project
+from postgres_server import new_database
 
-POSTGRES_URL = os.environ.get(
-    "LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 runner = CliRunner()
 
 # ------------------------------------------------------------------------------ the projects
@@ -156,34 +154,8 @@ def _build(kind: str, base: Path, db_url: str | None) -> Target:
 @pytest.fixture(scope="module")
 def _postgres_database() -> Iterator[str]:
     """A PostgreSQL database of this module's own (skipped without a server, except in CI)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(POSTGRES_URL)
-    try:
-        admin = psycopg.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 5432,
-            user=url.username or "postgres",
-            password=url.password,
-            dbname=url.database or "postgres",
-            autocommit=True,
-            connect_timeout=3,
-        )
-    except psycopg.OperationalError:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no PostgreSQL server answers at {POSTGRES_URL}")
-        pytest.skip("no PostgreSQL server")
-    name = f"lw_hostile_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        )
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+    with new_database("lw_hostile") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,14 @@ so such a test still runs once per kind.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.engine import make_url
 
 from labelwise.store import labeling
 from labelwise.store.annotators import create_annotator
@@ -34,51 +30,7 @@ from labelwise.store.migrate import upgrade
 from labelwise.store.models import Annotator, Base, Item, Label, Lease, Project, utcnow
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.versions import QueuedItem, record_version
-
-POSTGRES_URL = os.environ.get(
-    "LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _postgres_admin() -> Any:
-    """An autocommit connection to the test server; without one the test is skipped (failed
-    under ``CI=true``, where CI provides a server)."""
-    try:
-        import psycopg
-    except ImportError:
-        psycopg = None
-    if psycopg is not None:
-        url = make_url(POSTGRES_URL)
-        try:
-            return psycopg.connect(
-                host=url.host or "127.0.0.1",
-                port=url.port or 5432,
-                user=url.username or "postgres",
-                password=url.password,
-                dbname=url.database or "postgres",
-                autocommit=True,
-                connect_timeout=3,
-            )
-        except psycopg.OperationalError:
-            pass
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"no PostgreSQL server answers at {POSTGRES_URL}")
-    pytest.skip("no PostgreSQL server")
-
-
-@contextmanager
-def _new_postgres_database(prefix: str) -> Iterator[str]:
-    admin = _postgres_admin()
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        )
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+from postgres_server import new_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -92,14 +44,14 @@ def db_url(backend: str, tmp_path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
         return
-    with _new_postgres_database("lw_test") as url:
+    with new_database("lw_test") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def _postgres_for_store() -> Iterator[str]:
     """One migrated PostgreSQL database for the session's ``db`` fixtures."""
-    with _new_postgres_database("lw_store") as url:
+    with new_database("lw_store") as url:
         database = Database(url)
         upgrade(database)
         database.dispose()
