@@ -92,7 +92,6 @@ class WorkerSupervisor:
 
     def __init__(self, project_dir: str, db_url: str | None, scheduler: str | None = None) -> None:
         self.args = (project_dir, db_url, scheduler)
-        self.restarts = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
 
@@ -131,7 +130,6 @@ class WorkerSupervisor:
             )
             if self._stop.wait(delay):
                 return
-            self.restarts += 1
             delay = min(delay * 2, longest)
 
 

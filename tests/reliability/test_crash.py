@@ -136,6 +136,13 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _is_worker_child(pid: int) -> bool:
+    """Whether ``pid`` is a server's worker child (a spawned process, not its resource
+    tracker)."""
+    line = _cmdline(pid)
+    return "spawn_main" in line and "resource_tracker" not in line
+
+
 def _wait(condition: Callable[[], Any], timeout: float, what: str, period: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -232,11 +239,7 @@ class Server:
 
     def worker_pid(self, timeout: float = 30) -> int:
         def find() -> int | None:
-            for pid in _children(self.proc.pid):
-                line = _cmdline(pid)
-                if "spawn_main" in line and "resource_tracker" not in line:
-                    return pid
-            return None
+            return next((p for p in _children(self.proc.pid) if _is_worker_child(p)), None)
 
         return int(_wait(find, timeout, "the server's worker process"))
 
@@ -881,15 +884,13 @@ def test_the_servers_worker_killed_is_started_again(
         killed.append(pid)
         began = time.monotonic()
         _wait(
-            lambda: [p for p in _children(server.proc.pid) if p not in killed and _worker(p)],
+            lambda: [
+                p for p in _children(server.proc.pid) if p not in killed and _is_worker_child(p)
+            ],
             30,
             f"a new worker child after killing {pid} ({ctx})",
         )
         return time.monotonic() - began
-
-    def _worker(pid: int) -> bool:
-        line = _cmdline(pid)
-        return "spawn_main" in line and "resource_tracker" not in line
 
     try:
         idle = kill_worker()
