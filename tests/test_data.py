@@ -1,4 +1,4 @@
-"""Loading datasets: the real files under /work/shared/data, small fixtures, and every error."""
+"""Loading datasets: the real files under ../shared/data, small fixtures, and every error."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import scipy.sparse as sp
 from labelwise import data as data_module
 from labelwise.data import Dataset, load_dataset
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from shared_data import SHARED
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path("/work/shared/data")
 SMS = SHARED / "text" / "sms_spam" / "SMSSpamCollection"
 SENTENCES = SHARED / "text" / "sentiment_labelled_sentences"
 TABULAR = SHARED / "benchmark-tabular"

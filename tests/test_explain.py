@@ -27,7 +27,7 @@ def sms():
     dataset = load_dataset(bundled_path("sms-spam")).subset(np.arange(1500))
     texts = np.asarray(dataset.items, dtype=object)
     y = np.asarray(dataset.labels).astype(str)
-    X, featurizer = featurize(dataset)
+    X, featurizer = featurize(dataset, features="tfidf")
     X = sp.csr_matrix(X)
     model = make_model("logreg", random_state=0).fit(X, y)
     return texts, X, y, featurizer, model
@@ -43,7 +43,10 @@ def test_contributions_are_exact_and_the_largest_come_first(sms):
     for i, c in enumerate(found):
         # every nonzero term is there and, with the intercept, they sum to the decision value
         total = c.weights.sum() + model[-1].intercept_[0]
-        assert total == pytest.approx(model.decision_function(rows[i])[0], rel=1e-6, abs=1e-9)
+        # the decision value in float64 (the model computes it in its float32 features)
+        exact = (Z[i].astype(np.float64) @ w.astype(np.float64)).item() + model[-1].intercept_[0]
+        assert total == pytest.approx(exact, rel=1e-6, abs=1e-9)
+        assert total == pytest.approx(model.decision_function(rows[i])[0], rel=1e-5)
         expected = np.asarray(Z[i].multiply(w).todense()).ravel()
         top = np.argsort(-np.abs(expected), kind="stable")[: min(5, len(c.features))]
         assert set(c.features[: len(top)].tolist()) == set(top.tolist())

@@ -146,14 +146,20 @@ def simulate(
         str, typer.Option(help="Metric for AUBC and 'labels to reach': macro_f1, accuracy, ...")
     ] = "macro_f1",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes.")] = 1,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="How items are represented: text tfidf, embedding[:NAME], tfidf+embedding, "
+            "auto (default); images pixels, embedding:NAME; tables columns."
+        ),
+    ] = None,
 ) -> None:
     """Replay a labeled dataset to compare strategies: learning curves, AUBC, labels needed."""
     from labelwise.data import load_dataset
     from labelwise.datasets import resolve_data_path
-    from labelwise.features import featurize
+    from labelwise.features import parse_features
     from labelwise.report import summary_table, write_simulation
-    from labelwise.simulate import SimulationConfig
-    from labelwise.simulate import simulate as run_simulation
+    from labelwise.simulate import SimulationConfig, simulate_dataset
 
     config = SimulationConfig(
         strategies=parse_list(strategies, "--strategies"),
@@ -166,6 +172,7 @@ def simulate(
         noise=noise,
         metric=metric,
         n_jobs=jobs,
+        features=features,
     )
     dataset = load_dataset(
         resolve_data_path(data),
@@ -174,17 +181,17 @@ def simulate(
         image_column=image_column,
     )
     y = dataset.require_labels()
-    X, _ = featurize(dataset)
+    spec = parse_features(dataset.kind, features)
     typer.echo(
-        f"{dataset.kind} dataset {data.name}: {len(dataset)} items, {X.shape[1]} features, "
+        f"{dataset.kind} dataset {data.name}: {len(dataset)} items as {spec.name}, "
         f"classes {', '.join(map(str, sorted(set(y.tolist()), key=str)))}",
         err=True,
     )
     total = len(config.strategies) * len(config.seeds)
     with _progress() as progress:
         task = progress.add_task("simulating", total=total)
-        result = run_simulation(
-            X, y, config, on_progress=lambda done, _t: progress.update(task, completed=done)
+        result = simulate_dataset(
+            dataset, config, on_progress=lambda done, _t: progress.update(task, completed=done)
         )
     paths = write_simulation(result, out)
     typer.echo(summary_table(result))

@@ -8,7 +8,9 @@
 >>> learner.evaluate(X_test, y_test).macro_f1
 
 The caller's estimator is a template: each fit works on a fresh clone, stored as
-``estimator_``. Labels are taught by pool index; the pool is never copied.
+``estimator_``. Labels are taught by pool index; the pool is never copied. A template that
+scales its columns with the pool's statistics (the named models of :mod:`labelwise.models`,
+see :class:`~labelwise.features.scaling.PoolScaler`) gets them from this pool.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from labelwise.evaluate import Metrics, evaluate
 from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
+from labelwise.features.scaling import fit_to_pool
 from labelwise.models import DEFAULT_CHUNK_SIZE
 from labelwise.pool import Pool, take_rows
 from labelwise.query import Batch, BatchMix, Reason, as_generator, query
@@ -80,6 +83,8 @@ class ActiveLearner:
             )
         self.estimator = estimator
         self.pool = Pool(X, classes=classes)
+        # What every fit clones: the caller's estimator with the pool's column statistics.
+        self._template = fit_to_pool(estimator, self.pool.X)
         self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
         self.batch_size = batch_size
         self.mix = mix or BatchMix()
@@ -115,7 +120,7 @@ class ActiveLearner:
             batch_size=self.batch_size if batch_size is None else batch_size,
             mix=self.mix,
             random_state=self.rng,
-            estimator=self.estimator,
+            estimator=self._template,
             chunk_size=self.chunk_size,
             random_sample=sample,
         )
@@ -140,12 +145,12 @@ class ActiveLearner:
             self.estimator_ = None
             return self
         X_lab = take_rows(self.pool.X, labeled)
-        extra = unlabeled_sample(self.estimator, self.pool.unlabeled, self.rng)
+        extra = unlabeled_sample(self._template, self.pool.unlabeled, self.rng)
         unlabeled = take_rows(self.pool.X, extra) if len(extra) else None
         start = time.perf_counter()
         cells = X_lab.shape[0] * X_lab.shape[1]
         with threadpool_limits(limits=1 if cells < _SMALL_FIT_CELLS else None):
-            self.estimator_ = fit_model(self.estimator, X_lab, y, unlabeled)
+            self.estimator_ = fit_model(self._template, X_lab, y, unlabeled)
         self.last_fit_seconds = time.perf_counter() - start
         return self
 

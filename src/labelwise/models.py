@@ -31,6 +31,8 @@ from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
+from labelwise.features.auto import AutoRepresentation
+from labelwise.features.scaling import PoolScaler
 from labelwise.pool import Matrix, take_rows
 from labelwise.scorers import bald
 
@@ -57,13 +59,14 @@ OutputKind = Literal["proba", "decision"]
 
 
 def _logreg(random_state: int | None) -> BaseEstimator:
-    # MaxAbsScaler keeps sparse TF-IDF sparse and leaves [0, 1] pixels alone, while taming
-    # tabular columns on very different scales; lbfgs then converges in a few hundred steps.
+    # Columns standardised with the whole pool's statistics (PoolScaler, bound by
+    # fit_to_pool; text features, already of unit norm, pass through), never the labeled
+    # rows': a scaler fitted on a few dozen labels distorts sparse TF-IDF badly.
     # Balanced class weights: labels are scarce and classes often skewed (spam, pneumonia,
     # abuse); unweighted, an early model predicts the majority class everywhere, its
     # uncertainty is flat, and the rare class is found late. Macro-F1 is what we report.
     return make_pipeline(
-        MaxAbsScaler(),
+        PoolScaler(),
         LogisticRegression(max_iter=2000, class_weight="balanced", random_state=random_state),
     )
 
@@ -77,7 +80,7 @@ def _svm_proba(random_state: int | None) -> BaseEstimator:
 
 
 def _linear_svm(random_state: int | None) -> BaseEstimator:
-    return make_pipeline(MaxAbsScaler(), LinearSVC(random_state=random_state))
+    return make_pipeline(PoolScaler(), LinearSVC(random_state=random_state))
 
 
 def _forest(random_state: int | None) -> BaseEstimator:
@@ -89,7 +92,7 @@ def _naive_bayes(random_state: int | None) -> BaseEstimator:
 
 
 def _knn(random_state: int | None) -> BaseEstimator:
-    return make_pipeline(StandardScaler(with_mean=False), KNeighborsClassifier(n_neighbors=5))
+    return make_pipeline(PoolScaler(), KNeighborsClassifier(n_neighbors=5))
 
 
 def _self_training(random_state: int | None) -> BaseEstimator:
@@ -120,7 +123,7 @@ def _mlp_torch(random_state: int | None) -> BaseEstimator:
 _MODELS: dict[str, tuple[Callable[[int | None], BaseEstimator], str]] = {
     "logreg": (
         _logreg,
-        "logistic regression, balanced class weights, max-abs scaled features (probabilities)",
+        "logistic regression, balanced class weights, columns scaled by the pool (probabilities)",
     ),
     "svm": (_svm, "RBF support vector machine, gamma='auto', C=1 (decision values only)"),
     "svm-proba": (_svm_proba, "RBF support vector machine with Platt probabilities"),
@@ -163,11 +166,20 @@ def _final_step(model: Any) -> Any:
     return model.steps[-1][1] if isinstance(model, Pipeline) else model
 
 
+def _chosen(model: Any) -> Any:
+    """The model an :class:`~labelwise.features.auto.AutoRepresentation` wraps (fitted, else
+    its template); any other model as it is."""
+    while isinstance(model, AutoRepresentation):
+        model = getattr(model, "estimator_", model.estimator)
+    return model
+
+
 def has_predict_proba(model: Any) -> bool:
     """Whether ``model`` (fitted or not) offers ``predict_proba``.
 
     ``SVC(probability=False)`` exposes the attribute but raises when called; this says False.
     """
+    model = _chosen(model)
     final = _final_step(model)
     if isinstance(final, SVC) and not final.probability:
         return False
@@ -176,7 +188,7 @@ def has_predict_proba(model: Any) -> bool:
 
 def has_decision_function(model: Any) -> bool:
     """Whether ``model`` offers ``decision_function``."""
-    return hasattr(model, "decision_function")
+    return hasattr(_chosen(model), "decision_function")
 
 
 @dataclass(frozen=True)
@@ -284,9 +296,9 @@ def linear_form(model: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]] |
     """``(W, b)`` with ``model``'s scores equal to ``X @ W.T + b`` on raw features, or None.
 
     For a fitted linear classifier (logistic regression, linear SVM, SGD, ridge) alone or after
-    per-feature scalers (``MaxAbsScaler``, ``StandardScaler``): the scalers are affine maps of
-    each feature, so they fold into the weights exactly and the pool is scored without
-    transforming it first. ``W`` has one row per score (one for a binary model).
+    per-feature scalers (``PoolScaler``, ``MaxAbsScaler``, ``StandardScaler``): the scalers are
+    affine maps of each feature, so they fold into the weights exactly and the pool is scored
+    without transforming it first. ``W`` has one row per score (one for a binary model).
     """
     final = _final_step(model)
     if not isinstance(final, _LINEAR) or not hasattr(final, "coef_"):
@@ -298,7 +310,12 @@ def linear_form(model: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]] |
     shift = np.zeros(W.shape[1])  # the head maps x to scale * x + shift
     steps = model.steps[:-1] if isinstance(model, Pipeline) else []
     for _, step in steps:
-        if isinstance(step, MaxAbsScaler):
+        if isinstance(step, PoolScaler):
+            affine = step.affine()
+            if affine is not None:
+                mean, std = affine
+                scale, shift = scale / std, (shift - mean) / std
+        elif isinstance(step, MaxAbsScaler):
             divide = np.asarray(step.scale_, dtype=np.float64)
             scale, shift = scale / divide, shift / divide
         elif isinstance(step, StandardScaler):

@@ -10,7 +10,7 @@ curves are measured against ("labels needed to reach 99 % of the full-pool macro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
+from labelwise.data import Dataset
 from labelwise.evaluate import METRIC_NAMES, Metrics, aubc, evaluate
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.learner import ActiveLearner
@@ -29,7 +30,14 @@ from labelwise.pool import check_matrix, take_rows
 from labelwise.stopping import Budget
 from labelwise.strategies import make_strategy
 
-__all__ = ["CURVE_METRICS", "SeedRun", "SimulationConfig", "SimulationResult", "simulate"]
+__all__ = [
+    "CURVE_METRICS",
+    "SeedRun",
+    "SimulationConfig",
+    "SimulationResult",
+    "simulate",
+    "simulate_dataset",
+]
 
 CURVE_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
@@ -60,6 +68,10 @@ class SimulationConfig:
         The metric AUBC and the "labels to reach" figures use.
     n_jobs : int
         Parallel processes over (strategy, seed) runs; 1 runs in this process.
+    features : str or None
+        The representation :func:`simulate_dataset` builds (a ``features`` word, see
+        :func:`labelwise.features.parse_features`; the kind's default when None).
+        :func:`simulate`, given a matrix, only records it.
     """
 
     strategies: tuple[str, ...] = ("random", "margin", "default")
@@ -72,6 +84,7 @@ class SimulationConfig:
     noise: float = 0.0
     metric: str = "macro_f1"
     n_jobs: int = 1
+    features: str | None = None
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -310,3 +323,37 @@ def simulate(
         n_pool=len(splits[config.seeds[0]][0]),
         classes=tuple(str(c) for c in labels),
     )
+
+
+def simulate_dataset(
+    dataset: Dataset,
+    config: SimulationConfig | None = None,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SimulationResult:
+    """Replay a labeled :class:`~labelwise.data.Dataset` in ``config.features``.
+
+    The items are featurized once, on the whole dataset (no featurizer sees a label), and the
+    model is ``config.model`` -- for ``auto`` features wrapped to choose its representation at
+    every fit (:func:`labelwise.features.model_for_features`). ``run.json`` records the
+    representation.
+    """
+    from labelwise.features import feature_blocks, featurize, model_for_features, parse_features
+
+    config = config or SimulationConfig()
+    spec = parse_features(dataset.kind, config.features)
+    y = dataset.require_labels()
+    X, featurizer = featurize(dataset, features=spec.name)
+    blocks = feature_blocks(featurizer, X.shape[1])
+    estimator = model_for_features(make_model(config.model), spec, blocks)
+    result = simulate(
+        X, y, replace(config, features=spec.name), estimator=estimator, on_progress=on_progress
+    )
+    result.extra.update(
+        {
+            "features": spec.name,
+            "n_features": int(X.shape[1]),
+            "blocks": {name: list(span) for name, span in blocks.items()},
+        }
+    )
+    return result

@@ -32,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from labelwise import scorers
 from labelwise.committee import Committee
 from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
+from labelwise.features.auto import AutoRepresentation
 from labelwise.models import (
     DEFAULT_CHUNK_SIZE,
     ModelOutputs,
@@ -164,19 +165,31 @@ class Selector(Protocol):
 
 
 def represent(ctx: QueryContext, rows: NDArray[np.intp]) -> Matrix:
-    """The rows as the model's final step sees them (a pipeline's transforms applied).
+    """The rows as the model's final step sees them (a pipeline's transforms applied, and the
+    columns an ``auto`` model chose).
 
     Distances for diversity are then taken in the space the model learns in: scaled columns for
-    a scaled pipeline, TF-IDF for text, raw features for a bare estimator.
+    a scaled pipeline, TF-IDF or embeddings for text, raw features for a bare estimator.
     """
     model = ctx.model
+    views: list[Callable[[Matrix], Matrix]] = []
+    if isinstance(model, AutoRepresentation):
+        views.append(model.select)
+        model = model.estimator_
     if isinstance(model, Pipeline) and len(model.steps) > 1:
-        head = model[:-1]
-        parts = [head.transform(take_rows(ctx.X, c)) for c in iter_chunks(rows, ctx.chunk_size)]
-        if not parts:
-            return take_rows(ctx.X, rows)
-        return sp.vstack(parts).tocsr() if sp.issparse(parts[0]) else np.concatenate(parts)
-    return take_rows(ctx.X, rows)
+        views.append(model[:-1].transform)
+    if not views:
+        return take_rows(ctx.X, rows)
+
+    def view(block: Matrix) -> Matrix:
+        for step in views:
+            block = step(block)
+        return block
+
+    parts = [view(take_rows(ctx.X, c)) for c in iter_chunks(rows, ctx.chunk_size)]
+    if not parts:
+        return take_rows(ctx.X, rows)
+    return sp.vstack(parts).tocsr() if sp.issparse(parts[0]) else np.concatenate(parts)
 
 
 # --- selectors -------------------------------------------------------------------------------
