@@ -76,7 +76,7 @@ def test_sms_spam_features() -> None:
 
 def test_uint8_images_flatten_to_unit_float32() -> None:
     images = np.array([[[0, 255], [128, 64]], [[255, 255], [0, 0]]], dtype=np.uint8)
-    X, fitted = featurize(_dataset("image", images))
+    X, fitted = featurize(_dataset("image", images), features="pixels")
     assert X.dtype == np.float32
     assert X.shape == (2, 4)
     assert X.min() == 0.0
@@ -88,10 +88,10 @@ def test_uint8_images_flatten_to_unit_float32() -> None:
 
 def test_color_and_float_images() -> None:
     color = np.random.default_rng(0).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
-    X, _ = featurize(_dataset("image", color))
+    X, _ = featurize(_dataset("image", color), features="pixels")
     assert X.shape == (3, 60)
     floats = np.full((2, 2, 2), 0.25, dtype=np.float64)
-    Y, _ = featurize(_dataset("image", floats))
+    Y, _ = featurize(_dataset("image", floats), features="pixels")
     assert Y.dtype == np.float32
     assert (Y == 0.25).all()  # not rescaled
 
@@ -140,7 +140,9 @@ def test_unknown_kind_and_option() -> None:
     with pytest.raises(InvalidParameterError, match=r"unknown option\(s\) \['max_feature'\]"):
         make_featurizer("text", max_feature=10)
     with pytest.raises(InvalidParameterError, match="accepted: none"):
-        make_featurizer("image", scale=True)
+        make_featurizer("image", "pixels", scale=True)
+    with pytest.raises(InvalidParameterError, match="take no options"):
+        make_featurizer("image", scale=True)  # the default: random convolutional features
 
 
 def test_featurizer_must_be_a_transformer() -> None:

@@ -400,7 +400,9 @@ def test_the_worker_fits_scores_and_stores_the_model(tmp_path):
     frame["id"] = [f"m{i}" for i in range(len(frame))]
     path = tmp_path / "sms.csv"
     frame.to_csv(path, index=False)
-    settings = ProjectSettings(retrain_every=5, queue_size=10, model="mlp-torch", strategy="bald")
+    settings = ProjectSettings(
+        retrain_every=5, queue_size=10, model="mlp-torch", strategy="bald", features="tfidf"
+    )
     op, _ = init_project(tmp_path / "proj", path, settings=settings)
     try:
         truth = dict(zip(frame["id"], frame["label"], strict=True))

@@ -104,6 +104,29 @@ def _progress() -> Any:
     )
 
 
+FeaturesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--features",
+        help="How items are represented: text tfidf, embedding[:NAME], tfidf+embedding or "
+        "auto (the default: the model picks by cross-validation at every fit); images pixels "
+        "or embedding:NAME; tables columns. See `labelwise embedders`.",
+    ),
+]
+
+
+def _reporter(progress: Any, description: str) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that draws ``progress`` (a task made at the first call)."""
+    task: list[Any] = []
+
+    def report(done: int, total: int) -> None:
+        if not task:
+            task.append(progress.add_task(description, total=total))
+        progress.update(task[0], completed=done, total=total)
+
+    return report
+
+
 @app.command()
 @errors_to_exit
 def simulate(
@@ -129,7 +152,14 @@ def simulate(
         str, typer.Option(help="Comma-separated strategy names.")
     ] = "random,margin,default",
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-9 or 0,3,7.")] = "0-4",
-    initial: Annotated[int, typer.Option(help="Random labels to start from.")] = 20,
+    initial: Annotated[int, typer.Option(help="Labels to start from.")] = 20,
+    initial_method: Annotated[
+        str,
+        typer.Option(
+            help="How the first labels are chosen: random, or typical (the most typical item "
+            "of each k-means cluster, TypiClust)."
+        ),
+    ] = "random",
     batch_size: Annotated[int, typer.Option(help="Items queried per round.")] = 10,
     budget: Annotated[
         int | None,
@@ -146,13 +176,7 @@ def simulate(
         str, typer.Option(help="Metric for AUBC and 'labels to reach': macro_f1, accuracy, ...")
     ] = "macro_f1",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes.")] = 1,
-    features: Annotated[
-        str | None,
-        typer.Option(
-            help="How items are represented: text tfidf, embedding[:NAME], tfidf+embedding, "
-            "auto (default); images pixels, embedding:NAME; tables columns."
-        ),
-    ] = None,
+    features: FeaturesOption = None,
 ) -> None:
     """Replay a labeled dataset to compare strategies: learning curves, AUBC, labels needed."""
     from labelwise.data import load_dataset
@@ -165,6 +189,7 @@ def simulate(
         strategies=parse_list(strategies, "--strategies"),
         seeds=parse_seeds(seeds),
         initial=initial,
+        initial_method=initial_method,
         batch_size=batch_size,
         budget=budget,
         model=model,
@@ -285,27 +310,34 @@ def init(
     name: Annotated[
         str | None, typer.Option(help="Project name (default: the folder's name).")
     ] = None,
+    features: FeaturesOption = None,
     db: DbOption = None,
 ) -> None:
     """Create a project folder from a data file; prints the first admin token."""
     from labelwise.datasets import resolve_data_path
+    from labelwise.store.projects import ProjectSettings
     from labelwise.store.setup import init_project
 
-    opened, token = init_project(
-        project_dir,
-        resolve_data_path(data),
-        name=name,
-        text_column=text_column,
-        image_column=image_column,
-        label_column=label_column,
-        labels=_split_labels(labels),
-        with_labels=with_labels,
-        db_url=db,
-    )
+    with _progress() as progress:
+        opened, token = init_project(
+            project_dir,
+            resolve_data_path(data),
+            name=name,
+            text_column=text_column,
+            image_column=image_column,
+            label_column=label_column,
+            labels=_split_labels(labels),
+            with_labels=with_labels,
+            db_url=db,
+            settings=ProjectSettings(features=features),
+            progress=_reporter(progress, "embedding"),
+        )
     project = opened.project()
+    from labelwise.store.projects import feature_spec
+
     typer.echo(
-        f"created project {project.name!r} ({project.kind}, labels: "
-        f"{', '.join(project.label_set)}) in {opened.folder.root}",
+        f"created project {project.name!r} ({project.kind} as {feature_spec(project).name}, "
+        f"labels: {', '.join(project.label_set)}) in {opened.folder.root}",
         err=True,
     )
     typer.echo(f"admin token (shown once): {token}", err=True)
@@ -331,7 +363,7 @@ def import_(
     from labelwise.store.transfer import import_file
 
     opened = open_project(project_dir, db_url=db)
-    with opened.db.write() as session:
+    with opened.db.write() as session, _progress() as progress:
         project = get_project(session, project_id=opened.project_id)
         added = import_file(
             session,
@@ -342,6 +374,7 @@ def import_(
             image_column=image_column,
             label_column=label_column,
             with_labels=with_labels,
+            progress=_reporter(progress, "embedding"),
         )
     opened.db.analyze()
     typer.echo(f"imported {added} items from {data.name}")
@@ -798,6 +831,15 @@ def models() -> None:
 
     for name, description in available_models().items():
         typer.echo(f"{name:12s} {description}")
+
+
+@app.command()
+def embedders() -> None:
+    """List the embedders a --features word may name (embedding:NAME)."""
+    from labelwise.features import available_embedders
+
+    for name, description in available_embedders().items():
+        typer.echo(f"{name:22s} {description}")
 
 
 def main() -> None:

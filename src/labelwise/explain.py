@@ -9,6 +9,9 @@
   spans of the text, so the page can mark the words that push toward each class.
 - :func:`tree_contributions` does for tree ensembles what :func:`linear_contributions` does for
   linear models, with SHAP values (the optional ``shap`` package: the ``explain`` extra).
+- :func:`word_influence` does it for any text model (embeddings, both representations, a
+  model that chooses): each word is left out in turn and the text scored again; a word's
+  weight is how much the probability of the predicted class drops without it.
 - :func:`occlusion_map` covers an image patch by patch and records how much the model's score
   for its predicted class drops: a coarse heat map of where the model looks, for any model.
 """
@@ -39,6 +42,7 @@ __all__ = [
     "text_highlights",
     "tree_contributions",
     "vectorizer_highlights",
+    "word_influence",
 ]
 
 _BLOCK = 2048
@@ -308,6 +312,80 @@ def term_weights(contributions: Contributions, names: Sequence[str]) -> list[tup
         (str(names[int(j)]), float(w))
         for j, w in zip(contributions.features, contributions.weights, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class WordInfluence:
+    """What leaving each word out of a text does to the model's score for ``toward``.
+
+    ``terms`` are ``(word, weight)``, largest ``abs(weight)`` first: a positive weight is how
+    much the score of ``toward`` (the predicted class) drops when every occurrence of the word
+    is left out, a negative one how much it rises. ``spans`` mark every occurrence,
+    ``(start, end, weight)`` in text order. ``kind`` says what the score is: a probability
+    ("proba") or a decision value ("decision").
+    """
+
+    toward: str
+    against: str | None
+    kind: str
+    terms: list[tuple[str, float]]
+    spans: list[tuple[int, int, float]]
+
+
+def word_influence(
+    score: Any,
+    text: str,
+    *,
+    top: int = 8,
+    max_words: int = 48,
+    token_pattern: str = _DEFAULT_TOKEN,
+) -> WordInfluence | None:
+    """Leave-one-word-out influence of each word of ``text`` on a text model's prediction.
+
+    Parameters
+    ----------
+    score : callable
+        Texts (a list of str) to the model's :class:`~labelwise.models.ModelOutputs` on them
+        (featurize, then :func:`~labelwise.models.model_outputs`): all variants are scored in
+        one call.
+    text : str
+    top : int
+        Words kept, by largest influence.
+    max_words : int
+        Distinct words tried (the first ones in the text): bounds the cost of a long text.
+    token_pattern : str
+        What a word is (scikit-learn's default token pattern).
+
+    Returns None for a text without words.
+    """
+    pattern = re.compile(token_pattern)
+    found = [(m.start(), m.end(), m.group().lower()) for m in pattern.finditer(text)]
+    words = list(dict.fromkeys(w for _, _, w in found))[:max_words]
+    if not words:
+        return None
+    variants = [text]
+    for word in words:
+        kept, at = [], 0
+        for start, end, w in found:
+            if w == word:
+                kept.append(text[at:start])
+                at = end
+        kept.append(text[at:])
+        variants.append(" ".join(part.strip() for part in kept if part.strip()))
+    out = score(variants)
+    values = np.asarray(out.values, dtype=np.float64)
+    classes = [str(c) for c in out.classes]
+    if values.ndim == 1:  # binary decision values: the score of classes[1]
+        values = np.column_stack([-values, values])
+    predicted = int(np.argmax(values[0]))
+    drop = values[0, predicted] - values[1:, predicted]
+    order = np.argsort(-np.abs(drop), kind="stable")[:top]
+    order = order[drop[order] != 0]
+    terms = [(words[i], float(drop[i])) for i in order]
+    weight = dict(terms)
+    spans = [(s, e, weight[w]) for s, e, w in found if w in weight]
+    against = classes[1 - predicted] if len(classes) == 2 else None
+    return WordInfluence(classes[predicted], against, out.kind, terms, spans)
 
 
 @dataclass(frozen=True)

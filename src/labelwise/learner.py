@@ -27,7 +27,8 @@ from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolEx
 from labelwise.features.scaling import fit_to_pool
 from labelwise.models import DEFAULT_CHUNK_SIZE
 from labelwise.pool import Pool, take_rows
-from labelwise.query import Batch, BatchMix, Reason, as_generator, query
+from labelwise.query import TYPICAL_SUMMARY, Batch, BatchMix, Reason, as_generator, query
+from labelwise.selectors import typical_points
 from labelwise.semi import fit_model, unlabeled_sample
 from labelwise.strategies import Strategy, make_strategy
 
@@ -95,14 +96,29 @@ class ActiveLearner:
         # Items handed out as uniformly random picks (seed set, exploration): an unbiased sample.
         self._random_picks: set[int] = set()
 
-    def initial_batch(self, size: int) -> Batch:
-        """A uniformly random seed set of ``size`` unlabeled items."""
+    def initial_batch(self, size: int, *, method: str = "random") -> Batch:
+        """A seed set of ``size`` unlabeled items, before any model.
+
+        ``method`` "random": a uniform sample (an unbiased one: the adaptive strategy and the
+        accuracy estimate may use it). "typical": TypiClust's choice, the most typical item of
+        each of ``size`` k-means clusters of the pool (:func:`labelwise.selectors.
+        typical_points`), which covers the pool's regions better at low budgets.
+        """
         unlabeled = self.pool.unlabeled
         if size < 1:
             raise InvalidParameterError(f"initial size must be at least 1, got {size}")
         if size > len(unlabeled):
             raise PoolExhaustedError(
                 f"asked for {size} initial items but only {len(unlabeled)} are unlabeled"
+            )
+        if method == "typical":
+            rows = typical_points(take_rows(self.pool.X, unlabeled), size, self.rng)
+            picks = unlabeled[rows]
+            reason = Reason("typical", "initial", TYPICAL_SUMMARY)
+            return Batch(picks.astype(np.intp), (reason,) * size)
+        if method != "random":
+            raise InvalidParameterError(
+                f"initial method must be 'random' or 'typical', got {method!r}"
             )
         picks = self.rng.choice(unlabeled, size=size, replace=False)
         reason = Reason("exploration", "initial", "random pick for the initial labeled set")

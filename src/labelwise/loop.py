@@ -90,6 +90,7 @@ def run_active_learning(
     oracle: Oracle,
     *,
     initial: int = 20,
+    initial_method: str = "random",
     X_test: Any = None,
     y_test: ArrayLike | None = None,
     stopping: Sequence[StoppingCriterion] = (),
@@ -105,7 +106,9 @@ def run_active_learning(
         Its pool should hold no labels yet (labels already there count toward the budget).
     oracle : Oracle
     initial : int
-        Size of the random seed set.
+        Size of the seed set.
+    initial_method : {"random", "typical"}
+        How the seed set is chosen (:meth:`ActiveLearner.initial_batch`).
     X_test, y_test : holdout, optional
         Evaluated after every round when given.
     stopping : sequence of StoppingCriterion
@@ -150,7 +153,7 @@ def run_active_learning(
             on_round(rnd)
 
     n_initial = min(initial, budget) if budget is not None else initial
-    seed = learner.initial_batch(n_initial)
+    seed = learner.initial_batch(n_initial, method=initial_method)
     learner.teach(seed.indices, oracle(seed.indices))
     record(seed.indices, seed.kinds, 0.0)
 

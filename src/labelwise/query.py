@@ -28,9 +28,23 @@ from labelwise.pool import Pool, as_indices
 from labelwise.scorers import decision_margin, least_confident
 from labelwise.strategies import QueryContext, Selection, Strategy, make_strategy
 
-__all__ = ["Batch", "BatchMix", "Reason", "as_generator", "assemble_batch", "query"]
+__all__ = [
+    "TYPICAL_SUMMARY",
+    "Batch",
+    "BatchMix",
+    "Reason",
+    "as_generator",
+    "assemble_batch",
+    "query",
+]
 
-ReasonKind = Literal["strategy", "exploration", "routine", "cold-start"]
+ReasonKind = Literal["strategy", "exploration", "routine", "cold-start", "typical"]
+
+#: Why an item of a first batch chosen by typicality (before any model) is shown.
+TYPICAL_SUMMARY = (
+    "a typical item of its part of the pool: chosen before any model, so the first labels "
+    "cover the pool (cold start)"
+)
 
 # Routine items are drawn from the most confident tenth of a random sample of this many items.
 _ROUTINE_SAMPLE = 2000
@@ -91,7 +105,9 @@ class Reason:
 
     Attributes
     ----------
-    kind : {"strategy", "exploration", "routine", "cold-start"}
+    kind : {"strategy", "exploration", "routine", "cold-start", "typical"}
+        "cold-start" is a uniformly random pick before any model, "typical" the most typical
+        item of a region of the pool (also before any model; not a random sample).
     strategy : str
         The strategy that built the batch.
     summary : str
@@ -158,6 +174,8 @@ def describe_reason(
 ) -> str:
     if kind == "cold-start":
         return "random pick: fewer than two classes are labeled so far (cold start)"
+    if kind == "typical":
+        return TYPICAL_SUMMARY
     if kind == "exploration":
         return "random exploration pick: keeps the accuracy estimate unbiased"
     confident = split[0] if split else None

@@ -34,11 +34,14 @@ __all__ = [
     "kmeans_pp_factored",
     "rank_order",
     "top_k",
+    "typical_points",
     "weighted_kmeans",
 ]
 
 # Rows per block when computing distances, bounding memory at about block × block × 8 bytes.
 _DISTANCE_BLOCK = 4096
+# Members of one cluster whose typicality is compared (a random sample of a larger cluster).
+_TYPICAL_SAMPLE = 4096
 
 
 def rank_order(utilities: NDArray[np.floating], rng: np.random.Generator) -> NDArray[np.intp]:
@@ -313,3 +316,76 @@ def density_weights(
         d = euclidean_distances(X[start : start + _DISTANCE_BLOCK], ref)
         out[start : start + len(d)] = np.exp(-((d / bandwidth) ** 2) / 2.0).mean(axis=1)
     return np.maximum(out, 1e-12)
+
+
+def typical_points(
+    X: Matrix,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    neighbours: int = 20,
+    max_candidates: int = 50_000,
+) -> NDArray[np.intp]:
+    """``k`` rows that stand for the pool: TypiClust's choice (Hacohen, Dekel & Weinshall,
+    "Active learning on a budget", ICML 2022) for a first batch, before any model.
+
+    The rows (a random ``max_candidates`` of them on a larger pool) are split by k-means into
+    ``k`` clusters; from each, the most *typical* row is taken: the one whose ``neighbours``
+    nearest rows of its cluster are closest on average (typicality is the inverse of that
+    mean distance). Labels of typical items of every region beat a uniform sample at low
+    budgets, where a random draw misses small regions and wastes labels on outliers.
+
+    Parameters
+    ----------
+    X : matrix of shape (n, n_features)
+        The representation (embeddings, TF-IDF, scaled columns).
+    k : int
+        Rows to choose (at most ``n``).
+    rng : numpy Generator
+        Seeds the sample and k-means: same seed, same rows.
+
+    Returns
+    -------
+    int array of shape (k,)
+        Rows of ``X``, from the largest cluster to the smallest.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    n = X.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be from 1 to the number of rows ({n}), got {k}")
+    rows = np.arange(n, dtype=np.intp)
+    if n > max_candidates:
+        rows = np.sort(rng.choice(n, size=max_candidates, replace=False)).astype(np.intp)
+    data = X[rows]
+    if k == len(rows):
+        return rows
+    seed = int(rng.integers(2**31 - 1))
+    kmeans: Any = (
+        KMeans(n_clusters=k, n_init=1, random_state=seed)
+        if len(rows) <= 20_000
+        else MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed, batch_size=4096)
+    )
+    assignment = kmeans.fit_predict(data)
+    sizes = np.bincount(assignment, minlength=k)
+    picks: list[int] = []
+    for cluster in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(assignment == cluster)
+        if not len(members):
+            continue
+        if len(members) > _TYPICAL_SAMPLE:  # typicality among a sample: bounded memory
+            members = np.sort(rng.choice(members, size=_TYPICAL_SAMPLE, replace=False))
+        block = data[members]
+        d = euclidean_distances(block, block)
+        m = min(neighbours, len(members) - 1)
+        if m < 1:
+            picks.append(int(rows[members[0]]))
+            continue
+        nearest = np.partition(d, m, axis=1)[:, 1 : m + 1]  # column 0 is the row itself
+        typicality = 1.0 / (nearest.mean(axis=1) + 1e-12)
+        picks.append(int(rows[members[int(np.argmax(typicality))]]))
+    chosen = np.asarray(picks, dtype=np.intp)
+    if len(chosen) < k:  # empty clusters (duplicate rows): fill up at random
+        left = np.setdiff1d(rows, chosen)
+        chosen = np.concatenate([chosen, rng.choice(left, size=k - len(chosen), replace=False)])
+    return chosen.astype(np.intp)

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from labelwise.data import Dataset
 from labelwise.evaluate import METRIC_NAMES, Metrics, aubc, evaluate
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.features.scaling import fit_to_pool
 from labelwise.learner import ActiveLearner
 from labelwise.loop import GroundTruthOracle, run_active_learning
 from labelwise.models import make_model
@@ -68,6 +69,10 @@ class SimulationConfig:
         The metric AUBC and the "labels to reach" figures use.
     n_jobs : int
         Parallel processes over (strategy, seed) runs; 1 runs in this process.
+    initial_method : {"random", "typical"}
+        How the initial labels are chosen: a uniform sample, or the most typical item of each
+        of ``initial`` k-means clusters (TypiClust). Either way the same for every strategy of
+        a seed.
     features : str or None
         The representation :func:`simulate_dataset` builds (a ``features`` word, see
         :func:`labelwise.features.parse_features`; the kind's default when None).
@@ -84,6 +89,7 @@ class SimulationConfig:
     noise: float = 0.0
     metric: str = "macro_f1"
     n_jobs: int = 1
+    initial_method: str = "random"
     features: str | None = None
 
     def __post_init__(self) -> None:
@@ -103,6 +109,10 @@ class SimulationConfig:
         if self.budget is not None and self.budget <= self.initial:
             raise InvalidParameterError(
                 f"budget ({self.budget}) must exceed the initial set ({self.initial})"
+            )
+        if self.initial_method not in ("random", "typical"):
+            raise InvalidParameterError(
+                f"initial_method must be 'random' or 'typical', got {self.initial_method!r}"
             )
         if not 0.0 < self.test_size < 1.0:
             raise InvalidParameterError(f"test_size must be in (0, 1), got {self.test_size}")
@@ -208,8 +218,10 @@ def _full_pool(
     test: NDArray[np.intp],
     labels: list[Any],
 ) -> Metrics:
+    X_pool = take_rows(X, train)
     with threadpool_limits(limits=1):
-        model = clone(estimator).fit(take_rows(X, train), y[train])
+        # Scaled by the pool's statistics, as the active learner's models are.
+        model = clone(fit_to_pool(estimator, X_pool)).fit(X_pool, y[train])
     return evaluate(model, take_rows(X, test), y[test], labels=labels)
 
 
@@ -242,6 +254,7 @@ def _one_run(
         learner,
         oracle,
         initial=config.initial,
+        initial_method=config.initial_method,
         X_test=X_test,
         y_test=y[test],
         stopping=[Budget(min(budget, len(train)))],

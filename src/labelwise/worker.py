@@ -19,6 +19,7 @@ mid-fit changes nothing served either; the next worker removes the model file it
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,38 +35,45 @@ from typing import Any
 import joblib
 import numpy as np
 from sklearn.base import clone
+from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.preprocessing import StandardScaler
 from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
 from labelwise.bandit import find_bandit
 from labelwise.evaluate import score_predictions
 from labelwise.exceptions import NotFoundError
-from labelwise.explain import (
-    linear_contributions,
-    near_duplicates,
-    nearest_labeled,
-    occlusion_map,
-    term_weights,
-    tree_contributions,
-    vectorizer_highlights,
-)
-from labelwise.models import make_model
+from labelwise.features.auto import AutoRepresentation
+from labelwise.features.scaling import PoolStatistics, pool_statistics
 from labelwise.pool import Pool
-from labelwise.query import Batch, BatchMix, query
+from labelwise.query import TYPICAL_SUMMARY, Batch, BatchMix, query
+from labelwise.selectors import typical_points
 from labelwise.semi import fit_model, unlabeled_sample
 from labelwise.stopping import prediction_agreement
 from labelwise.store.db import Database
-from labelwise.store.features import feature_source, load_features
+from labelwise.store.features import (
+    ProjectFeatures,
+    feature_source,
+    model_template,
+    project_features,
+)
 from labelwise.store.folder import ProjectFolder
+from labelwise.store.items import count_items
 from labelwise.store.models import Item, Label, ModelVersion, Project
 from labelwise.store.pool_index import PoolItems
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.triage import audit_item_ids
-from labelwise.store.versions import QueuedItem, record_failure, record_version
+from labelwise.store.versions import COLD_START, QueuedItem, record_failure, record_version
 from labelwise.strategies import make_strategy
+from labelwise.why import (
+    duplicate_groups,
+    explanations,
+    neighbour_space,
+    pseudo_labels,
+    queue_entries,
+    similarity_floor,
+)
 
 __all__ = ["TrainingOutcome", "run_worker", "sweep_artefacts", "train_once"]
 
@@ -75,13 +84,6 @@ log = logging.getLogger("labelwise.worker")
 FIRST_FIT = 10
 #: Cross-validation is skipped above this many labels (it would cost five more fits).
 _CV_LIMIT = 5000
-#: Characters of an item shown beside a neighbour in the "why" panel.
-_PREVIEW = 160
-# Words shown as the drivers of a prediction, and how much of a text is searched for them.
-_DRIVERS = 8
-_PSEUDO_EXAMPLES = 20
-_DRIVER_TEXT = 20_000
-_DRIVER_SPANS = 300
 
 
 @dataclass(frozen=True)
@@ -109,68 +111,59 @@ def _cv_metrics(template: Any, X: Any, y: np.ndarray) -> dict[str, Any] | None:
     return score_predictions(y, pred, labels=sorted(counts)).to_dict()
 
 
-def _predicted(reason: dict[str, Any]) -> str | None:
-    split = reason.get("class_split") or []
-    return str(split[0][0]) if split else None
-
-
-def _queue(
-    batch: Batch,
-    X: Any,
-    pool: Pool,
-    rows_to_items: PoolItems,
-    labeled_rows: np.ndarray,
-    labels_by_row: dict[int, str],
-    explanations: dict[int, dict[str, Any]] | None = None,
-    duplicates: dict[int, list[tuple[int, float]]] | None = None,
-) -> list[QueuedItem]:
-    neighbours, similarity = nearest_labeled(X, batch.indices, labeled_rows, k=3)
-    rows_to_items.prefetch(
-        [*batch.indices.tolist(), *neighbours.ravel().tolist()]
-        + [d for found in (duplicates or {}).values() for d, _ in found]
-    )
-    # "Unlike anything labeled so far" is relative: how close labeled items usually are to
-    # their nearest labeled neighbour, in this representation.
-    typical = _typical_closeness(X, labeled_rows)
-    entries: list[tuple[int, str, float | None, str | None, dict[str, Any]]] = []
-    for pos, (row, reason) in enumerate(zip(batch.indices, batch.reasons, strict=True)):
-        info = reason.to_dict()
-        info["neighbors"] = [
-            {
-                "item_id": rows_to_items[int(n)].id,
-                "label": labels_by_row[int(n)],
-                "similarity": round(float(s), 4),
-                "preview": rows_to_items.preview(int(n), _PREVIEW),
-            }
-            for n, s in zip(neighbours[pos], similarity[pos], strict=True)
-        ]
-        closest = float(similarity[pos][0]) if similarity.shape[1] else None
-        info["far_from_labeled"] = bool(
-            closest is not None and typical is not None and closest < 0.5 * typical
-        )
-        if explanations and int(row) in explanations:
-            info.update(explanations[int(row)])
-        if duplicates and int(row) in duplicates:
-            # Near-duplicates the annotator may give the same answer (after confirming).
-            info["duplicates"] = [
-                {
-                    "item_id": rows_to_items[d].id,
-                    "similarity": round(sim, 4),
-                    "preview": rows_to_items.preview(d, _PREVIEW),
-                }
-                for d, sim in duplicates[int(row)]
-            ]
-        item = rows_to_items[int(row)]
-        entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
-    return [
-        QueuedItem(item_id=i, rank=r, kind=k, utility=u, predicted=p, reason=info)
-        for r, (i, k, u, p, info) in enumerate(entries)
-    ]
-
-
 #: Items queued apart from the strategy's picks, at random places and without a prediction.
 _OVERLAP = "second opinion: this item is labeled twice to measure agreement"
 _AUDIT = "a random check of the automatic decisions: your answer measures their error"
+
+
+def _chosen_cv(model: Any, y: np.ndarray) -> dict[str, Any] | None:
+    """The cross-validated metrics of an ``auto`` model's choice, from its own comparison."""
+    if not isinstance(model, AutoRepresentation) or not model.scores_:
+        return None
+    truth = y[model.cv_rows_]
+    return score_predictions(
+        truth, model.cv_predictions_[model.choice_], labels=sorted(set(y.tolist()))
+    ).to_dict()
+
+
+def representation_record(
+    model: Any, features: str, y: np.ndarray, random: np.ndarray
+) -> dict[str, Any]:
+    """What the model learned from, for the version's metrics: the ``features`` word and, for
+    ``auto``, the block chosen and every candidate's cross-validated macro-F1 -- on all the
+    labels compared and on the uniformly random ones among them (an unbiased sample, when
+    there are enough: at least 20 of two classes or more)."""
+    record: dict[str, Any] = {"features": features}
+    if not isinstance(model, AutoRepresentation):
+        return record
+    record["choice"] = model.choice_
+    record["cv_macro_f1"] = {name: round(v, 4) for name, v in model.scores_.items()}
+    rows = model.cv_rows_
+    unbiased = random[rows]
+    truth = y[rows][unbiased]
+    if model.scores_ and unbiased.sum() >= 20 and len(set(truth.tolist())) > 1:
+        record["random_items"] = int(unbiased.sum())
+        record["random_macro_f1"] = {
+            name: round(float(f1_score(truth, predicted[unbiased], average="macro")), 4)
+            for name, predicted in model.cv_predictions_.items()
+        }
+    return record
+
+
+#: Pool statistics by feature source: a pool of millions is read once, not at every fit.
+_STATISTICS: dict[str, PoolStatistics] = {}
+
+
+def _statistics(features: ProjectFeatures) -> PoolStatistics:
+    """The pool's column statistics (:func:`~labelwise.features.scaling.pool_statistics`),
+    computed once per version of the feature files."""
+    key = json.dumps(feature_source(features), sort_keys=True)
+    found = _STATISTICS.get(key)
+    if found is None:
+        found = pool_statistics(features.X)
+        _STATISTICS.clear()  # one project per worker process: keep the current pool only
+        _STATISTICS[key] = found
+    return found
 
 
 def _insert_at_random(
@@ -218,39 +211,70 @@ def train_once(
         settings = settings_of(project)
         final, conflicts = resolved_labels(session, project)
         served = _served(session, project)
-        bandit_state = (served.metrics or {}).get("bandit", {}).get("state") if served else None
+        # A cold-start queue is served before the first model; it is no model to build on.
+        fitted = served if served is not None and served.status != COLD_START else None
+        bandit_state = (fitted.metrics or {}).get("bandit", {}).get("state") if fitted else None
         random_ids = _random_sample_ids(session, project)
         audit_ids = audit_item_ids(session, project)
         n_labels = len(final)
         classes = set(final.values())
-        if len(classes) < 2:
-            return TrainingOutcome("idle", "fewer than two classes labeled")
-        new = n_labels - (served.n_labels if served else 0)
-        needed = settings.retrain_every if served else min(FIRST_FIT, settings.retrain_every)
-        if not force and new < needed:
-            return TrainingOutcome("idle", f"{new} new labels of {needed} needed")
+        new = n_labels - (fitted.n_labels if fitted else 0)
+        needed = settings.retrain_every if fitted else min(FIRST_FIT, settings.retrain_every)
+        if len(classes) < 2 or (not force and new < needed):
+            n_items = count_items(session, project)
+            stale = served is None or (served.metrics or {}).get("n_items") != n_items
+            if fitted is not None or not n_items or not stale:
+                if len(classes) < 2:
+                    return TrainingOutcome("idle", "fewer than two classes labeled")
+                return TrainingOutcome("idle", f"{new} new labels of {needed} needed")
+            fit = False  # no model yet: publish the cold-start queue instead
+        else:
+            fit = True
+    if not fit:
+        return _guarded(
+            db,
+            project,
+            settings,
+            n_labels,
+            lambda: _cold_start(folder, db, project, settings, final),
+        )
     log.info("fitting %s on %s labels (%s new)", settings.model, n_labels, new)
-    try:
-        # Inside the try: a pool that cannot be featurized is a failed cycle, not a dead worker.
-        # The items are read only now: a poll that decides not to fit stays cheap.
+
+    def fit_and_publish() -> TrainingOutcome:
+        # Inside the guard: a pool that cannot be featurized is a failed cycle, not a dead
+        # worker. The items are read only now: a poll that decides not to fit stays cheap.
         with db.read() as session:
-            X = load_features(session, project, folder)
-        items = PoolItems(db, project, folder)
+            features = project_features(session, project, folder)
         return _fit_and_publish(
             folder,
             db,
             project,
             settings,
-            items,
+            PoolItems(db, project, folder),
             final,
             len(conflicts),
-            X,
+            features,
             bandit_state=bandit_state,
             random_ids=random_ids,
             audit_ids=audit_ids,
             client=client,
         )
-    except Exception as exc:  # recorded, never silently dropped: the dashboard shows it
+
+    return _guarded(db, project, settings, n_labels, fit_and_publish)
+
+
+def _guarded(
+    db: Database,
+    project: Project,
+    settings: ProjectSettings,
+    n_labels: int,
+    step: Callable[[], TrainingOutcome],
+) -> TrainingOutcome:
+    """``step()``, with any failure recorded as a failed version (the dashboard shows it) that
+    changes nothing served; never silently dropped."""
+    try:
+        return step()
+    except Exception as exc:
         log.exception("fit failed")
         with db.write() as session:
             version = record_failure(
@@ -264,6 +288,65 @@ def train_once(
         return TrainingOutcome("failed", str(exc), version.version)
 
 
+def _cold_start(
+    folder: ProjectFolder,
+    db: Database,
+    project: Project,
+    settings: ProjectSettings,
+    final: dict[int, str],
+) -> TrainingOutcome:
+    """Before the first model: queue the most typical open item of each of ``queue_size``
+    regions of the pool (:func:`labelwise.selectors.typical_points`, TypiClust), in the space
+    where items are compared (the embedding when there is one), so the first labels cover the
+    pool instead of a random draw's clumps. Published as a version of status "cold-start"
+    (no model); a new one follows when the pool grows, until the first fit."""
+    with db.read() as session:
+        features = project_features(session, project, folder)
+    items = PoolItems(db, project, folder)
+    labeled = set(items.rows_of(final).values())
+    open_rows = items.open_rows(exclude_rows=sorted(labeled))
+    queue: list[QueuedItem] = []
+    if len(open_rows):
+        space = neighbour_space(features)
+        rng = np.random.default_rng([settings.seed, len(open_rows), 3])
+        k = min(settings.queue_size, len(open_rows))
+        picked = open_rows[typical_points(_RowsOf(space, open_rows), k, rng)]
+        items.prefetch(picked.tolist())
+        reason = {"kind": "typical", "summary": TYPICAL_SUMMARY}
+        queue = [
+            QueuedItem(items[int(row)].id, rank, "typical", None, None, dict(reason))
+            for rank, row in enumerate(picked)
+        ]
+    with db.write() as session:
+        version = record_version(
+            session,
+            get_project(session, project_id=project.id),
+            n_labels=len(final),
+            label_counts=dict(Counter(final.values())),
+            metrics={"n_items": int(features.X.shape[0]), "features": features.spec.name},
+            strategy="typical",
+            model_name=settings.model,
+            artefact=None,
+            fit_seconds=0.0,
+            queue=queue,
+            status=COLD_START,
+        )
+    log.info("cold start: %s typical items queued", len(queue))
+    return TrainingOutcome(COLD_START, f"{len(queue)} typical items queued", version.version)
+
+
+class _RowsOf:
+    """Rows ``rows`` of a space, as a matrix of their own (what ``typical_points`` reads)."""
+
+    def __init__(self, space: Any, rows: np.ndarray) -> None:
+        self.space = space
+        self.rows = rows
+        self.shape = (len(rows), space.shape[1])
+
+    def __getitem__(self, picked: Any) -> Any:
+        return self.space[self.rows[np.asarray(picked)]]
+
+
 def _fit_and_publish(
     folder: ProjectFolder,
     db: Database,
@@ -272,7 +355,7 @@ def _fit_and_publish(
     items: PoolItems,
     final: dict[int, str],
     n_conflicts: int,
-    X: Any,
+    features: ProjectFeatures,
     *,
     bandit_state: dict[str, Any] | None = None,
     random_ids: set[int] | frozenset[int] = frozenset(),
@@ -280,6 +363,7 @@ def _fit_and_publish(
     client: Any = None,
 ) -> TrainingOutcome:
     audit_ids = audit_ids or []
+    X = features.X
     # Rows and items are read as needed: a pool of millions is never a list of objects.
     rows_to_items = items
     row_of = items.rows_of([*final, *random_ids])
@@ -289,7 +373,8 @@ def _fit_and_publish(
     pool.label(labeled_rows, [labels_by_row[r] for r in labeled_rows])
     y = np.asarray([labels_by_row[r] for r in labeled_rows], dtype=object).astype(str)
 
-    template = make_model(settings.model, random_state=settings.seed)
+    statistics = _statistics(features)
+    template = model_template(settings, features, statistics)
     start = time.perf_counter()
     X_lab = X[labeled_rows]
     # A semi-supervised model also sees a sample of the unlabeled items (never stored as labels).
@@ -298,9 +383,12 @@ def _fit_and_publish(
     )
     with threadpool_limits(limits=1):
         model = fit_model(template, X_lab, y, X[extra] if len(extra) else None)
-        cv = _cv_metrics(template, X_lab, y)
+        # An auto model cross-validated its choice already: its scores serve (a little
+        # optimistic, being the best of three); five more fits of it would cost fifteen.
+        cv = _chosen_cv(model, y) or _cv_metrics(template, X_lab, y)
     fit_seconds = time.perf_counter() - start
-    pseudo = _pseudo_labels(model, extra, rows_to_items)
+    pseudo = pseudo_labels(model, extra, rows_to_items)
+    random_rows = np.asarray(sorted(row_of[i] for i in random_ids if i in final), dtype=np.intp)
 
     stop_rows = _stop_set(X.shape[0], settings.seed)
     stop_predictions = np.asarray(model.predict(X[stop_rows])).astype(str)
@@ -335,32 +423,32 @@ def _fit_and_publish(
             random_state=rng,
             estimator=template,
             candidates=open_rows,
-            random_sample=np.asarray(
-                sorted(row_of[i] for i in random_ids if i in final), dtype=np.intp
-            ),
+            random_sample=random_rows,
+            source=features,
         )
         n_second = min(len(second), max(1, round(settings.overlap * settings.queue_size)))
         picks: list[int] = rng.permutation(len(second))[:n_second].tolist() if second else []
-        space = _neighbour_space(project, X)
-        duplicates: dict[int, list[tuple[int, float]]] = {}
-        if settings.max_group:
-            found = near_duplicates(
-                space,
-                batch.indices,
-                open_rows,
-                threshold=settings.duplicate_similarity,
-                k=settings.max_group,
-            )
-            duplicates = {int(r): f for r, f in zip(batch.indices, found, strict=True) if f}
-        queue = _queue(
+        space = neighbour_space(features, statistics)
+        duplicates = duplicate_groups(
+            features,
+            space,
+            batch.indices,
+            open_rows,
+            rows_to_items,
+            threshold=settings.duplicate_similarity,
+            k=settings.max_group,
+        )
+        queue = queue_entries(
             batch,
             space,
-            pool,
             rows_to_items,
             labeled_rows,
             labels_by_row,
-            _explanations(project, folder, model, X, batch.indices, rows_to_items, labeled_rows),
-            duplicates,
+            floor=similarity_floor(space, np.random.default_rng([settings.seed, 11])),
+            explained=explanations(
+                features, folder, model, batch.indices, rows_to_items, labeled_rows
+            ),
+            duplicates=duplicates,
         )
         queue = _insert_at_random(queue, [second[i] for i in picks], "overlap", _OVERLAP, rng)
     # Audit items of triage: blind, neither the model's guess nor the decision is shown.
@@ -383,6 +471,9 @@ def _fit_and_publish(
         "conflicts": n_conflicts,
         "agreement_with_previous": agreement,
         "pseudo_labels": pseudo,
+        "representation": representation_record(
+            model, features.spec.name, y, np.isin(labeled_rows, random_rows)
+        ),
     }
     if bandit is not None:
         metrics["bandit"] = {"state": bandit.state_dict(), "arms": bandit.summary()}
@@ -415,6 +506,8 @@ def _rank(
     client: Any,
     pool: Pool,
     model: Any,
+    *,
+    source: ProjectFeatures,
     **options: Any,
 ) -> Batch:
     """The queue's batch: :func:`~labelwise.query.query` here, or the same batch scored on the
@@ -429,139 +522,11 @@ def _rank(
     parts = scale.ensure_partitioned(
         pool.X,
         folder.features_dir / "partitions",
-        source=feature_source(project, folder, pool.X.shape[0]),
+        source=feature_source(source),
     )
     return scale.score_partitioned(
         parts, model, client=client, labeled=pool.labeled, y_labeled=pool.y_labeled, **options
     )
-
-
-def _pseudo_labels(model: Any, rows: np.ndarray, rows_to_items: PoolItems) -> dict[str, Any] | None:
-    """What a semi-supervised model made up: counts per class, mean confidence, and the most
-    confident examples for the dashboard. None for other models."""
-    made = getattr(model, "pseudo_labels_", None)
-    if made is None:
-        return None
-    by_class = Counter(str(label) for _, label, _ in made)
-    rows_to_items.prefetch(int(rows[pos]) for pos, _, _ in made[:_PSEUDO_EXAMPLES])
-    return {
-        "count": len(made),
-        "from": len(rows),
-        "by_class": dict(by_class),
-        "mean_confidence": float(np.mean([c for *_, c in made])) if made else None,
-        "examples": [
-            {
-                "item_id": rows_to_items[int(rows[pos])].id,
-                "label": str(label),
-                "confidence": round(conf, 4),
-                "preview": rows_to_items.preview(int(rows[pos]), _PREVIEW),
-            }
-            for pos, label, conf in made[:_PSEUDO_EXAMPLES]
-        ],
-    }
-
-
-def _explanations(
-    project: Project,
-    folder: ProjectFolder,
-    model: Any,
-    X: Any,
-    rows: np.ndarray,
-    rows_to_items: PoolItems,
-    labeled_rows: np.ndarray,
-) -> dict[int, dict[str, Any]]:
-    """What drives the model's prediction for each queued row, as reason entries.
-
-    - text with a linear model: ``"drivers"``, the words with their exact contributions and
-      their spans in the text (:func:`labelwise.explain.linear_contributions`);
-    - tabular with a linear model: ``"drivers"``, the fields with their contributions; with a
-      tree ensemble, the same from SHAP values (when the ``explain`` extra is installed);
-    - images, any model: ``"occlusion"``, a coarse heat map of the drop in the predicted
-      class's score when each patch is covered with the labeled items' mean image.
-
-    Empty where none applies. Computed with the queue, so showing it never slows "next".
-    """
-    if not len(rows):
-        return {}
-    if project.kind == "image":
-        return _occlusions(folder, model, X, rows, labeled_rows)
-    found = linear_contributions(model, X[rows], top=_DRIVERS)
-    if found is None and project.kind == "tabular":
-        found = tree_contributions(model, X[rows], top=_DRIVERS)  # SHAP, if installed
-    if found is None:
-        return {}
-    if project.kind == "tabular":
-        names = list(rows_to_items.field_names())
-        return {
-            int(row): {
-                "drivers": {
-                    "toward": c.toward,
-                    "against": c.against,
-                    "terms": [[t, round(w, 4)] for t, w in term_weights(c, names)],
-                    "spans": [],
-                }
-            }
-            for row, c in zip(rows, found, strict=True)
-        }
-    featurizer = _featurizer(folder)
-    vectorizer = getattr(featurizer, "vectorizer_", None)
-    if featurizer is None or vectorizer is None:
-        return {}
-    names = featurizer.get_feature_names_out()
-    out: dict[int, dict[str, Any]] = {}
-    for row, contributions in zip(rows, found, strict=True):
-        terms = [(t, round(w, 4)) for t, w in term_weights(contributions, names)]
-        text = rows_to_items[int(row)].content[:_DRIVER_TEXT]
-        spans = vectorizer_highlights(vectorizer, text, dict(terms))[:_DRIVER_SPANS]
-        out[int(row)] = {
-            "drivers": {
-                "toward": contributions.toward,
-                "against": contributions.against,
-                "terms": [[t, w] for t, w in terms],
-                "spans": [[s, e, round(w, 4)] for s, e, w in spans],
-            }
-        }
-    return out
-
-
-def _featurizer(folder: ProjectFolder) -> Any:
-    """The fitted featurizer saved beside the feature matrix, or None when there is none."""
-    try:
-        return joblib.load(folder.loadable("features/featurizer.joblib", folder.features_dir))
-    except NotFoundError:
-        return None
-
-
-def _occlusions(
-    folder: ProjectFolder, model: Any, X: Any, rows: np.ndarray, labeled_rows: np.ndarray
-) -> dict[int, dict[str, Any]]:
-    shape = getattr(_featurizer(folder), "image_shape_", None)
-    if shape is None:
-        return {}
-    baseline = np.asarray(X[labeled_rows], dtype=np.float64).mean(axis=0)
-    out: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        found = occlusion_map(model, np.asarray(X[int(row)]), tuple(shape), baseline=baseline)
-        out[int(row)] = {
-            "occlusion": {
-                "target": found.target,
-                "kind": found.kind,
-                "patch": found.patch,
-                "height": int(shape[0]),
-                "width": int(shape[1]),
-                "drop": np.round(found.drop, 4).tolist(),
-            }
-        }
-    return out
-
-
-def _typical_closeness(X: Any, labeled_rows: np.ndarray, sample: int = 500) -> float | None:
-    """Median similarity of a labeled item to its nearest other labeled item (on a sample)."""
-    if len(labeled_rows) < 3:
-        return None
-    rows = labeled_rows[:: max(1, len(labeled_rows) // sample)]
-    _, sim = nearest_labeled(X, rows, labeled_rows, k=2)
-    return float(np.median(sim[:, 1])) if sim.shape[1] > 1 else None
 
 
 #: Items on which successive models' predictions are compared (stabilizing predictions).
@@ -597,62 +562,6 @@ def _agreement_with_served(
     if rows is None or len(rows) != len(stop_rows) or not np.array_equal(rows, stop_rows):
         return None
     return round(prediction_agreement(previous["stop_predictions"], stop_predictions), 6)
-
-
-class _Standardized:
-    """A dense pool seen with every column standardised, row by row as rows are read.
-
-    ``space[rows]`` is ``StandardScaler().fit_transform(X)[rows]`` (a constant column is
-    left unscaled, as there) in ``X``'s float precision, but the column means and deviations
-    (float64) come from one pass over
-    ``X`` a chunk at a time, merged exactly (Chan et al.), and only the rows read are ever
-    transformed: a memory-mapped pool of millions of rows is never copied.
-    """
-
-    def __init__(self, X: Any, chunk: int = 262_144) -> None:
-        self.X = X
-        self.shape = X.shape
-        # Rows come out in the pool's precision (float32 pools stay float32: half the memory
-        # traffic when all open rows are compared with the queue), never below float32.
-        self.dtype = np.result_type(X.dtype, np.float32)
-        n = 0
-        mean = np.zeros(X.shape[1])
-        m2 = np.zeros(X.shape[1])  # sum of squared deviations from the mean
-        for start in range(0, X.shape[0], chunk):
-            block = np.asarray(X[start : start + chunk])
-            k = len(block)
-            block_mean = block.mean(axis=0, dtype=np.float64)
-            # Deviations in the pool's own precision, their squares summed in float64.
-            deviation = block - block_mean.astype(block.dtype)
-            block_m2 = np.einsum("ij,ij->j", deviation, deviation, dtype=np.float64)
-            delta = block_mean - mean
-            mean = mean + delta * k / (n + k)
-            m2 = m2 + block_m2 + delta**2 * n * k / (n + k)
-            n += k
-        scale = np.sqrt(m2 / max(n, 1))
-        self.mean = mean
-        self.scale = np.where(scale > 10 * np.finfo(np.float64).eps * np.abs(mean), scale, 1.0)
-
-    def __getitem__(self, rows: Any) -> np.ndarray:
-        rows = np.asarray(rows)
-        if rows.ndim == 1 and len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1:
-            block = self.X[int(rows[0]) : int(rows[-1]) + 1]  # a run of rows: read in place
-        else:
-            block = self.X[rows]
-        values = np.array(block, dtype=self.dtype)  # a copy: the pool is read-only
-        values -= self.mean.astype(self.dtype)
-        values /= self.scale.astype(self.dtype)
-        return values
-
-
-def _neighbour_space(project: Project, X: Any) -> Any:
-    """Where "most similar labeled item" is measured: tabular columns are standardised first,
-    or the column with the largest numbers alone would decide; text and pixels as they are."""
-    if project.kind != "tabular":
-        return X
-    if hasattr(X, "toarray"):
-        return StandardScaler().fit_transform(X.toarray())
-    return _Standardized(X)
 
 
 def _next_number(db: Database, project: Project) -> int:

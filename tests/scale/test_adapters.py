@@ -206,7 +206,10 @@ def test_worker_on_a_cluster_queues_what_it_queues_alone(sms_csv, tmp_path, clie
     assert spread == alone
     manifest = json.loads((tmp_path / "spread/features/partitions/manifest.json").read_text())
     assert manifest["storage"] == "npz" and manifest["rows"] == 360
-    assert manifest["source"]["file"] == "matrix.npz"
+    # the partitions follow every file the matrix is made of: the embedding and the TF-IDF
+    files = [f["file"] for f in manifest["source"]["files"]]
+    assert manifest["source"]["features"] == "auto:wordllama"
+    assert files[0].startswith("embedding-wordllama") and files[1] == "matrix.npz"
     assert not (tmp_path / "alone/features/partitions").exists()
 
 
@@ -233,4 +236,5 @@ def test_a_tabular_worker_on_a_cluster_queues_what_it_queues_alone(tabular_csv, 
         assert [p for _, p in split_spread] == pytest.approx([p for _, p in split_alone], rel=1e-12)
         assert reason_spread == reason_alone
     manifest = json.loads((tmp_path / "spread/features/partitions/manifest.json").read_text())
-    assert manifest["rows"] == 360 and manifest["source"]["file"] == "tabular.npy"
+    assert manifest["rows"] == 360
+    assert [f["file"] for f in manifest["source"]["files"]] == ["tabular.npy"]

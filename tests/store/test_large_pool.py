@@ -21,14 +21,14 @@ from labelwise import _stream
 from labelwise.data import load_dataset, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
 from labelwise.explain import near_duplicates, nearest_labeled
-from labelwise.store import tabular
+from labelwise.store import row_file
 from labelwise.store.features import item_fields, load_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import ItemRecord, add_items, count_items
 from labelwise.store.models import Item, Label, QueueEntry
 from labelwise.store.projects import ProjectSettings, create_project, get_project
+from labelwise.store.row_file import TabularStore
 from labelwise.store.setup import init_project
-from labelwise.store.tabular import TabularStore
 from labelwise.store.transfer import import_file
 
 N = 50_000
@@ -158,13 +158,13 @@ def test_import_writes_features_once_chunk_by_chunk(db, tmp_path, small_chunks, 
     path = tmp_path / "pool.parquet"
     frame.to_parquet(path, row_group_size=10_000)
     writes: list[int] = []
-    write = tabular.RowAppender.write
+    write = row_file.RowAppender.write
 
     def spy(self, block):
         writes.append(len(block))
         return write(self, block)
 
-    monkeypatch.setattr(tabular.RowAppender, "write", spy)
+    monkeypatch.setattr(row_file.RowAppender, "write", spy)
 
     def whole_file(*args, **kwargs):
         raise AssertionError("a Parquet file must not be read whole")
@@ -400,7 +400,8 @@ def test_the_worker_fits_on_labeled_rows_and_reads_items_by_row(
             rows = dict(s.execute(select(Item.id, Item.row)).all())
         assert 0 < len(queue) <= 50
         assert all(rows[e.item_id] >= 60 for e in queue)  # open items only
-        preview = queue[0].reason["neighbors"][0]["preview"]
+        # the previews of the (close) neighbours shown come from the feature file
+        preview = next(e for e in queue if e.reason["neighbors"]).reason["neighbors"][0]["preview"]
         assert set(json.loads(preview)) == {f"x{j}" for j in range(D)}
     finally:
         op.db.dispose()

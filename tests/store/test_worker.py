@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import joblib
@@ -50,8 +51,17 @@ def sms_csv(tmp_path_factory) -> Path:
 class Project:
     """An initialised project folder, its ground truth and one annotator."""
 
-    def __init__(self, root: Path, data: Path, db_url: str, overlap: float = 0.0):
-        settings = ProjectSettings(retrain_every=5, queue_size=20, overlap=overlap)
+    def __init__(
+        self,
+        root: Path,
+        data: Path,
+        db_url: str,
+        overlap: float = 0.0,
+        features: str | None = None,
+    ):
+        settings = ProjectSettings(
+            retrain_every=5, queue_size=20, overlap=overlap, features=features
+        )
         self.op, _ = init_project(root, data, db_url=db_url, settings=settings)
         self.db = self.op.db
         with self.db.write() as s:
@@ -125,10 +135,20 @@ def test_a_cycle_publishes_a_version_its_artefact_and_a_queue(project):
         assert entry.reason["kind"] == entry.kind
         assert entry.reason["summary"]
         assert isinstance(entry.reason["far_from_labeled"], bool)
+        # Only close neighbours are shown: at or above the floor, at most three, closest first.
         neighbors = entry.reason["neighbors"]
-        assert len(neighbors) == 3
+        floor = entry.reason["neighbors_floor"]
+        assert 0 < floor < 1
+        assert len(neighbors) <= 3
+        assert all(n["similarity"] >= floor for n in neighbors)
+        assert [n["similarity"] for n in neighbors] == sorted(
+            (n["similarity"] for n in neighbors), reverse=True
+        )
         assert {n["item_id"] for n in neighbors} <= labeled
         assert all(n["label"] in ("ham", "spam") and n["preview"] for n in neighbors)
+        if not neighbors:
+            assert entry.reason["far_from_labeled"]
+    assert any(entry.reason["neighbors"] for entry in queue)
 
     with project.db.write() as s:
         got = next_item(
@@ -141,7 +161,15 @@ def test_a_cycle_publishes_a_version_its_artefact_and_a_queue(project):
     assert got.model_version_id == version.id and got.kind == queue[0].kind
 
 
-def test_queued_text_items_carry_the_words_that_drive_the_prediction(project):
+@pytest.fixture
+def tfidf_project(tmp_path, sms_csv, db_url):
+    proj = Project(tmp_path / "proj", sms_csv, db_url, features="tfidf")
+    yield proj
+    proj.db.dispose()
+
+
+def test_queued_text_items_carry_the_words_that_drive_the_prediction(tfidf_project):
+    project = tfidf_project
     project.label(FIRST_30)
     project.train()
     _, queue = project.current()
@@ -196,9 +224,47 @@ def test_too_few_new_labels_leave_the_worker_idle(project):
 
 def test_one_class_is_not_enough_to_train(project):
     project.label(["ham-0", "ham-1", "ham-2"])
+    assert project.train().status == "cold-start"  # the first cycle queues typical items
     outcome = project.train()
     assert (outcome.status, outcome.detail) == ("idle", "fewer than two classes labeled")
-    assert project.current() == (None, [])
+    version, _ = project.current()
+    assert version.status == "cold-start" and version.artefact is None
+
+
+def test_before_the_first_model_the_queue_holds_the_pools_typical_items(project):
+    # TypiClust: one item per k-means region of the pool, the most typical of its region, in
+    # the embedding space; published without a model, and again when the pool grows.
+    from labelwise.selectors import typical_points
+    from labelwise.store.features import project_features
+    from labelwise.why import neighbour_space
+
+    outcome = project.train()
+    assert (outcome.status, outcome.detail) == ("cold-start", "20 typical items queued")
+    version, queue = project.current()
+    assert (version.status, version.artefact, version.n_labels) == ("cold-start", None, 0)
+    assert [q.kind for q in queue] == ["typical"] * 20
+    assert all(q.reason["kind"] == "typical" and q.predicted is None for q in queue)
+    assert len({q.item_id for q in queue}) == 20
+    with project.db.read() as s:
+        p = get_project(s, project_id=project.op.project_id)
+        space = neighbour_space(project_features(s, p, project.op.folder))
+        rows = {i.id: i.row for i in s.scalars(select(Item))}
+    n_items = N_HAM + N_SPAM
+    expected = typical_points(space[np.arange(n_items)], 20, np.random.default_rng([0, n_items, 3]))
+    assert [rows[q.item_id] for q in queue] == expected.tolist()
+    # served to annotators as such, and their answers are no random sample
+    with project.db.write() as s:
+        got = next_item(
+            s,
+            get_project(s, project_id=project.op.project_id),
+            s.get_one(Annotator, project.annotator_id),
+        )
+    assert (got.item.id, got.kind, got.reason["kind"]) == (queue[0].item_id, "typical", "typical")
+    # nothing new: the queue stands; the first fit replaces it
+    assert project.train().status == "idle"
+    project.label(FIRST_30)
+    assert project.train().status == "trained"
+    assert project.current()[0].status == "ready"
 
 
 class _Broken(ClassifierMixin, BaseEstimator):
@@ -207,6 +273,9 @@ class _Broken(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         raise RuntimeError("the model fell over")
+
+    def predict(self, X):  # a classifier's interface (cross-validation checks for it)
+        raise RuntimeError("never fitted")
 
 
 def test_a_failed_fit_is_recorded_and_changes_nothing_served(project, monkeypatch):
@@ -262,7 +331,7 @@ def test_a_failure_before_the_fit_is_recorded_too(project, monkeypatch):
     def broken_features(*args, **kwargs):
         raise OSError("features/matrix.npz: disk full")
 
-    monkeypatch.setattr(worker, "load_features", broken_features)
+    monkeypatch.setattr(worker, "project_features", broken_features)
     outcome = project.train()
     assert (outcome.status, outcome.version) == ("failed", 1)
     assert "disk full" in outcome.detail
@@ -276,7 +345,7 @@ def test_an_answer_undone_while_the_worker_fits_is_not_queued(project, monkeypat
     # Found under load: the labels are read before the fit and the open items after it, so an
     # undo in between reopened an item the model trained on, and ranking it failed the cycle.
     project.label(FIRST_30)
-    load_features = worker.load_features
+    project_features = worker.project_features
 
     def undo_meanwhile(*args, **kwargs):
         with project.db.write() as s:
@@ -285,9 +354,9 @@ def test_an_answer_undone_while_the_worker_fits_is_not_queued(project, monkeypat
                 get_project(s, project_id=project.op.project_id),
                 s.get_one(Annotator, project.annotator_id),
             )
-        return load_features(*args, **kwargs)
+        return project_features(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "load_features", undo_meanwhile)
+    monkeypatch.setattr(worker, "project_features", undo_meanwhile)
     outcome = project.train()
     assert (outcome.status, outcome.version) == ("trained", 1)
     version, queue = project.current()
@@ -364,9 +433,12 @@ def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url,
             assert (drivers["toward"], drivers["against"]) == ("low", "high")
             weights = dict(drivers["terms"])
             assert set(weights) <= {"age", "dose", "noise"}
-            # fields are named right: a positive dose pushes toward "high", so away from "low"
+            # fields are named right: a dose above the pool's average (logreg centres columns
+            # on it) pushes toward "high", so away from "low"; the trees split near 0
             if "dose" in weights:
-                assert np.sign(weights["dose"]) == -np.sign(dose[external[entry.item_id]])
+                centre = frame["dose"].mean() if model == "logreg" else 0.0
+                offset = dose[external[entry.item_id]] - centre
+                assert np.sign(weights["dose"]) == -np.sign(offset)
     finally:
         op.db.dispose()
 
@@ -493,3 +565,141 @@ def test_a_bandit_project_learns_across_versions_from_its_random_items(tmp_path,
         assert all(q.reason["details"]["arm"] == state2["last_arm"] for q in strategy_picks)
     finally:
         op.db.dispose()
+
+
+def test_words_that_drive_an_embedding_model_are_found_by_leaving_each_out(project):
+    # The default features (auto: TF-IDF and wordllama side by side) are no linear model on
+    # words: each word is left out in turn and the text scored again.
+    from labelwise.store.features import project_features
+    from labelwise.why import text_scorer
+
+    project.label(FIRST_30)
+    project.train()
+    version, queue = project.current()
+    with project.db.read() as s:
+        texts = {i.id: i.content for i in s.scalars(select(Item))}
+        features = project_features(
+            s, get_project(s, project_id=project.op.project_id), project.op.folder
+        )
+    model = joblib.load(project.op.folder.root / version.artefact)["model"]
+    score = text_scorer(features, project.op.folder, model)
+    with_drivers = [q for q in queue if q.reason.get("drivers")]
+    assert len(with_drivers) >= len(queue) - 2
+    for entry in with_drivers:
+        drivers = entry.reason["drivers"]
+        text = texts[entry.item_id]
+        assert drivers["method"] == "leave-one-word-out"
+        assert drivers["toward"] == entry.predicted  # the predicted class
+        assert drivers["against"] == ({"ham", "spam"} - {entry.predicted}).pop()
+        weights = [w for _, w in drivers["terms"]]
+        assert weights == sorted(weights, key=abs, reverse=True)
+        words = {term for term, _ in drivers["terms"]}
+        assert words <= {m.lower() for m in re.findall(r"(?u)\b\w\w+\b", text)}
+        for start, end, w in drivers["spans"]:
+            assert text[start:end].lower() in words
+            assert w == dict(drivers["terms"])[text[start:end].lower()]
+    # The weight is what leaving the word out does to the probability of the predicted class.
+    entry = with_drivers[0]
+    word, weight = entry.reason["drivers"]["terms"][0]
+    text = texts[entry.item_id]
+    without = " ".join(
+        part.strip() for part in re.split(rf"(?i)\b{re.escape(word)}\b", text) if part.strip()
+    )
+    out = score([text, without])
+    column = list(out.classes).index(entry.predicted)
+    assert weight == pytest.approx(out.values[0, column] - out.values[1, column], abs=1e-3)
+
+
+def test_an_auto_version_records_the_representation_it_chose(project):
+    project.label(FIRST_30)
+    project.train()
+    version, _ = project.current()
+    record = version.metrics["representation"]
+    assert record["features"] == "auto:wordllama"
+    assert set(record["cv_macro_f1"]) == {"all", "embedding", "tfidf"}
+    assert record["choice"] in record["cv_macro_f1"]
+    assert all(0.0 <= v <= 1.0 for v in record["cv_macro_f1"].values())
+
+
+def test_a_queued_item_shows_the_labeled_copy_of_itself_as_its_nearest_neighbour(
+    tmp_path, sms_csv, db_url
+):
+    # Every open spam message has a labeled twin (the same text with one word changed): the
+    # twin is shown, as the closest neighbour; unrelated labeled items stay hidden.
+    frame = pd.read_csv(sms_csv)
+    spam = frame[frame["label"] == "spam"]
+    twins = spam.assign(id=[f"twin-{i}" for i in range(len(spam))], text=spam["text"] + " thanks")
+    data = tmp_path / "with-twins.csv"
+    pd.concat([frame, twins]).to_csv(data, index=False)
+    proj = Project(tmp_path / "proj", data, db_url)
+    try:
+        labeled = [f"ham-{i}" for i in range(30)] + [f"twin-{i}" for i in range(len(spam))]
+        for ext in labeled:
+            with proj.db.write() as s:
+                submit_label(
+                    s,
+                    get_project(s, project_id=proj.op.project_id),
+                    s.get_one(Annotator, proj.annotator_id),
+                    item_id=proj.ids[ext],
+                    value="spam" if ext.startswith("twin") else "ham",
+                )
+        assert proj.train().status == "trained"
+        _, queue = proj.current()
+        with proj.db.read() as s:
+            external = {i.id: i.external_id for i in s.scalars(select(Item))}
+        spam_entries = [q for q in queue if external[q.item_id].startswith("spam-")]
+        assert spam_entries
+        for entry in spam_entries:
+            twin = f"twin-{external[entry.item_id].split('-')[1]}"
+            nearest = entry.reason["neighbors"][0]
+            assert external[nearest["item_id"]] == twin
+            assert nearest["similarity"] > 0.9
+            assert not entry.reason["far_from_labeled"]
+    finally:
+        proj.db.dispose()
+
+
+def test_texts_that_mean_the_same_but_read_differently_are_never_grouped(tmp_path, sms_csv, db_url):
+    # Near-duplicates take one answer together, so they must be the same text in practice. In
+    # a bag-of-token embedding a reordered sentence is the same point (cosine 1.0), so the
+    # embedding alone would group texts that say the opposite: the texts are compared too.
+    from labelwise.why import near_identical
+
+    assert near_identical("Call me now, it's urgent!!", "call me now   its urgent")
+    assert not near_identical("the patient has pneumonia", "the patient has no pneumonia")
+    assert not near_identical("win a £100 prize today", "win a £200 prize today")
+
+    frame = pd.read_csv(sms_csv)
+    base = "the driver did not hit the cyclist, the cyclist hit the parked car"
+    variants = pd.DataFrame(
+        {
+            "id": ["base", "base-copy", "roles-swapped"],
+            "text": [
+                base,
+                "The driver did not hit the cyclist; the cyclist hit the parked car.",
+                "the cyclist did not hit the parked car, the driver hit the cyclist",
+            ],
+            "label": ["ham"] * 3,
+        }
+    )
+    data = tmp_path / "variants.csv"
+    pd.concat([frame, variants]).to_csv(data, index=False)
+    proj = Project(tmp_path / "proj", data, db_url, features="embedding")
+    try:
+        proj.label(FIRST_30)
+        proj.train()
+        _, queue = proj.current()
+        with proj.db.read() as s:
+            external = {i.id: i.external_id for i in s.scalars(select(Item))}
+        groups = {
+            external[q.item_id]: {external[d["item_id"]] for d in q.reason.get("duplicates", [])}
+            for q in queue
+        }
+        for name in ("base", "base-copy"):
+            if name in groups:  # queued: its copy is offered, the swapped sentence is not
+                assert groups[name] == {"base", "base-copy"} - {name}
+        assert "roles-swapped" not in set().union(*groups.values())
+        assert groups.get("roles-swapped", set()) == set()
+        assert {"base", "base-copy", "roles-swapped"} & set(groups)  # the test saw them
+    finally:
+        proj.db.dispose()

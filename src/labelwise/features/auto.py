@@ -104,7 +104,24 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
         """The columns of ``X`` the fitted model learns from (renormalised when asked)."""
         return self._view(X, self.choice_)
 
-    def fit(self, X: Any, y: Any) -> AutoRepresentation:
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether the wrapped model also learns from unlabeled rows (semi-supervised)."""
+        return bool(getattr(self.estimator, "uses_unlabeled", False))
+
+    @property
+    def max_unlabeled(self) -> int | None:
+        return getattr(self.estimator, "max_unlabeled", None)
+
+    @property
+    def pseudo_labels_(self) -> Any:
+        """The wrapped semi-supervised model's pseudo-labels (see :mod:`labelwise.semi`)."""
+        return getattr(self.estimator_, "pseudo_labels_", None)
+
+    def fit(self, X: Any, y: Any, unlabeled: Any = None) -> AutoRepresentation:
+        """Compare the candidates by cross-validation on ``(X, y)``, then fit the best on all
+        of it; ``unlabeled`` rows (for a semi-supervised model) are seen in the same columns
+        by the final fit."""
         y = np.asarray(y)
         candidates = self._candidates()
         self.scores_: dict[str, float] = {}
@@ -126,7 +143,12 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
                 self.scores_[name] = _macro_f1(y_cv, predicted)
                 per_fold[name] = np.array([_macro_f1(y_cv[t], predicted[t]) for t in splits])
             self.choice_ = _one_standard_error(candidates, per_fold)
-        self.estimator_ = clone(self.estimator).fit(self._view(X, self.choice_), y)
+        final = clone(self.estimator)
+        if unlabeled is not None and self.uses_unlabeled:
+            final.fit(self._view(X, self.choice_), y, unlabeled=self._view(unlabeled, self.choice_))
+        else:
+            final.fit(self._view(X, self.choice_), y)
+        self.estimator_ = final
         self.classes_ = self.estimator_.classes_
         self.n_features_in_ = int(X.shape[1])
         return self
@@ -141,6 +163,23 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
     @available_if(lambda self: _offers(self.estimator, "decision"))
     def decision_function(self, X: Any) -> NDArray[np.floating]:
         return self.estimator_.decision_function(self.select(X))
+
+    @available_if(lambda self: hasattr(self.estimator, "predict_proba_samples"))
+    def predict_proba_samples(
+        self, X: Any, n_samples: int, *, random_state: int | None = None
+    ) -> NDArray[np.floating]:
+        """The wrapped model's Monte Carlo dropout samples on the chosen columns (for ``bald``,
+        see :class:`labelwise.models.MCDropoutModel`)."""
+        return self.estimator_.predict_proba_samples(
+            self.select(X), n_samples, random_state=random_state
+        )
+
+    @available_if(lambda self: hasattr(self.estimator, "bald_scores"))
+    def bald_scores(
+        self, X: Any, n_samples: int, *, random_state: int | None = None
+    ) -> NDArray[np.floating]:
+        """The wrapped model's BALD scores on the chosen columns."""
+        return self.estimator_.bald_scores(self.select(X), n_samples, random_state=random_state)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

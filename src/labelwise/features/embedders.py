@@ -7,15 +7,19 @@ of embedders by name (:func:`make_embedder`):
   over each text. The weights and the tokenizer ship inside the ``wordllama`` wheel and are
   loaded from the installed package with downloads disabled: nothing is fetched, ever. About
   10,000 short texts a second on two cores. The offline default for text.
-* ``sentence-transformers:NAME_OR_PATH`` (text), ``open-clip:ARCH[:WEIGHTS]`` and
+* ``sentence-transformers:NAME_OR_PATH`` (text), ``open-clip:ARCH:WEIGHTS_FILE`` and
   ``timm:NAME_OR_PATH`` (images): models a user already has, loaded by the libraries of the
   ``embed`` extra (``pip install 'labelwise[embed]'``, see
   :mod:`labelwise.features.torch_embedders`). They run on a CUDA GPU in half precision when
   torch sees one, else on the CPU.
 
-Every embedder returns rows of unit L2 norm (an all-zero row for an item with nothing to embed,
-such as a text without a known token), so cosine similarity is a dot product and the rows need
-no further scaling before a linear model.
+A similarity embedding (wordllama, a sentence or CLIP model) returns rows of unit L2 norm (an
+all-zero row for an item with nothing to embed, such as a text without a known token): cosine
+similarity is a dot product, and the model uses the rows as they are. A feature extractor
+(``randconv``) returns its raw features, and the model standardises their columns with the
+pool's statistics, as it does pixels (:mod:`labelwise.features.scaling` tells the two apart
+by the rows' norms). Measured: unit rows suit wordllama better than standardised ones on every
+text set tried; randconv's features lose to pixels as unit rows and beat them standardised.
 
 Loaded models are kept per name in this process: embedding a second batch does not load the
 model again.
@@ -33,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labelwise.exceptions import InvalidParameterError
+from labelwise.features.image_embedders import random_conv_embedder
 
 __all__ = [
     "DEFAULT_TEXT_EMBEDDER",
@@ -41,6 +46,7 @@ __all__ = [
     "available_embedders",
     "make_embedder",
     "normalize_rows",
+    "text_list",
 ]
 
 Modality = Literal["text", "image"]
@@ -69,7 +75,8 @@ class Embedder(Protocol):
     modality: Modality
 
     def embed(self, batch: Any) -> NDArray[np.float32]:
-        """Rows of shape (len(batch), dim), float32, each of unit L2 norm (or all zero)."""
+        """Rows of shape (len(batch), dim), float32: of unit L2 norm (or all zero) for a
+        similarity embedding, raw features for a feature extractor."""
         ...
 
 
@@ -155,7 +162,7 @@ class WordLlamaEmbedder:
     def embed(self, batch: Sequence[str]) -> NDArray[np.float32]:
         """Texts to unit-norm rows of shape (len(batch), dim): the mean of each text's token
         embeddings, normalised. A text without tokens gives a zero row."""
-        texts = _texts(batch)
+        texts = text_list(batch)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -169,7 +176,9 @@ class WordLlamaEmbedder:
         return normalize_rows(out)
 
 
-def _texts(batch: Any) -> list[str]:
+def text_list(batch: Any) -> list[str]:
+    """``batch`` as a list of str; :class:`InvalidParameterError` naming the first item that
+    is not one."""
     texts = list(batch)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
@@ -212,12 +221,18 @@ _EMBEDDERS: dict[str, tuple[_Factory, Modality, str]] = {
     "open-clip": (
         _torch_factory("open-clip"),
         "image",
-        "open-clip:ARCH:WEIGHTS_FILE, an OpenCLIP image tower (embed extra)",
+        "open-clip:ARCH:WEIGHTS_FILE or open-clip:FOLDER, an OpenCLIP image tower (embed extra)",
     ),
     "timm": (
         _torch_factory("timm"),
         "image",
-        "timm:NAME_OR_PATH, a timm image model's pooled features (embed extra)",
+        "timm:FOLDER, timm:NAME:WEIGHTS_FILE or timm:NAME (weights in a local cache), a timm "
+        "model's pooled features (embed extra)",
+    ),
+    "randconv": (
+        random_conv_embedder,
+        "image",
+        "32 fixed random 5x5 filters, rectified and average-pooled, 1024 dimensions (no weights)",
     ),
 }
 

@@ -8,8 +8,9 @@ project settings. By kind of item:
   ``auto[:EMBEDDER]``: both are computed, and every fit chooses among TF-IDF alone, the
   embedding alone and both by cross-validation on the labels so far (see
   :class:`labelwise.features.auto.AutoRepresentation`);
-* image: ``pixels`` (flattened, in [0, 1]), ``embedding:EMBEDDER`` (an image embedder, such as
-  ``embedding:timm:resnet18``), ``pixels+embedding:EMBEDDER`` and ``auto:EMBEDDER``;
+* image: ``pixels`` (flattened, in [0, 1]) or ``embedding[:EMBEDDER]`` (an image embedder:
+  ``randconv``, random convolutional features that need no download, unless named, such as
+  ``embedding:timm:/models/resnet50``);
 * tabular: ``columns``, the numeric fields as they are.
 
 :func:`parse_features` checks a word against the kind and returns a :class:`FeatureSpec`;
@@ -24,12 +25,21 @@ from dataclasses import dataclass
 from labelwise.exceptions import InvalidParameterError
 from labelwise.features.embedders import DEFAULT_TEXT_EMBEDDER, embedder_modality
 
-__all__ = ["DEFAULT_FEATURES", "KINDS", "FeatureSpec", "default_features", "parse_features"]
+__all__ = [
+    "DEFAULT_EMBEDDERS",
+    "DEFAULT_FEATURES",
+    "KINDS",
+    "FeatureSpec",
+    "default_features",
+    "parse_features",
+]
 
 KINDS = ("text", "image", "tabular")
 
 #: What a project of each kind uses unless told otherwise (see the README for the evidence).
-DEFAULT_FEATURES = {"text": "auto", "image": "pixels", "tabular": "columns"}
+DEFAULT_FEATURES = {"text": "auto", "image": "embedding", "tabular": "columns"}
+#: The embedder ``embedding`` means for each kind when it names none.
+DEFAULT_EMBEDDERS = {"text": DEFAULT_TEXT_EMBEDDER, "image": "randconv"}
 
 # The representation that needs nothing but the items, per kind.
 _BASE = {"text": "tfidf", "image": "pixels", "tabular": "columns"}
@@ -85,7 +95,7 @@ def _choices(kind: str) -> str:
     if kind == "text":
         return "tfidf, embedding[:EMBEDDER], tfidf+embedding[:EMBEDDER], auto[:EMBEDDER]"
     if kind == "image":
-        return "pixels, embedding:EMBEDDER, pixels+embedding:EMBEDDER, auto:EMBEDDER"
+        return "pixels, embedding[:EMBEDDER]"
     return "columns"
 
 
@@ -106,12 +116,9 @@ def parse_features(kind: str, word: str | None = None) -> FeatureSpec:
     text = word.strip()
     head, _, embedder = text.partition(":")
     base = _BASE[kind]
-    forms = {
-        base: (base,),
-        "embedding": ("embedding",),
-        f"{base}+embedding": ("embedding", base),
-        "auto": ("embedding", base),
-    }
+    forms: dict[str, tuple[str, ...]] = {base: (base,), "embedding": ("embedding",)}
+    if kind == "text":  # text blocks are each of unit norm, so they can stand side by side
+        forms |= {f"{base}+embedding": ("embedding", base), "auto": ("embedding", base)}
     if (kind == "tabular" and text != base) or head not in forms or (head == base and embedder):
         raise InvalidParameterError(
             f"features {word!r} do not apply to {kind} items; expected one of {_choices(kind)}"
@@ -120,12 +127,7 @@ def parse_features(kind: str, word: str | None = None) -> FeatureSpec:
     if "embedding" not in parts:
         return FeatureSpec(kind, base, parts)
     if not embedder:
-        if kind != "text":
-            raise InvalidParameterError(
-                f"features {word!r}: name the image embedder, e.g. {head}:timm:resnet18 "
-                "(see `labelwise embedders`)"
-            )
-        embedder = DEFAULT_TEXT_EMBEDDER
+        embedder = DEFAULT_EMBEDDERS[kind]
     modality = embedder_modality(embedder)
     if modality != kind:
         raise InvalidParameterError(

@@ -1,16 +1,24 @@
 """The project's feature matrix, kept as files beside the database, and the items' fields.
 
-* **Tabular** projects: the pool itself, :mod:`labelwise.store.tabular`'s ``tabular.npy``,
+* **Tabular** projects: the pool itself, :mod:`labelwise.store.row_file`'s ``tabular.npy``,
   written once, at import, a chunk at a time (:func:`begin_tabular_import`), and opened as a
   memory map. Items keep no copy of their fields in the database; :func:`item_fields` reads them
   from the file. A project whose items still carry their fields as JSON (made by an earlier
   release) gets the file built from them, in chunks, the first time it is needed.
-* **Text and image** projects: a cache built from every item at the first fit after an import
-  (TF-IDF needs the whole vocabulary, and its weights change with the pool), so the items are
-  held in memory while it is built: ``features/matrix.npy`` (dense, opened as a memory map) or
-  ``features/matrix.npz`` (sparse), the fitted featurizer, and ``features/meta.json`` saying how
-  many items they cover. Items are only ever added, with consecutive rows, so the cache is
-  current exactly when it covers every item.
+* **Text and image** projects are represented as their ``features`` setting says
+  (:func:`project_features`):
+
+  - an embedding is computed once per item, at import, into a memory-mapped row file
+    (:mod:`labelwise.store.embeddings`), and read from there;
+  - TF-IDF and pixels are a cache built from every item at the first fit after an import
+    (TF-IDF needs the whole vocabulary, and its weights change with the pool), so the items
+    are held in memory while it is built: ``features/matrix.npy`` (dense, opened as a memory
+    map) or ``features/matrix.npz`` (sparse), the fitted featurizer, and
+    ``features/meta.json`` saying how many items they cover and of what representation.
+    Items are only ever added, with consecutive rows, so the cache is current exactly when it
+    covers every item;
+  - both (``tfidf+embedding``, ``auto``) are put side by side at every read
+    (:func:`labelwise.features.combine`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +38,28 @@ from sqlalchemy.orm import Session
 
 from labelwise.data import Dataset
 from labelwise.exceptions import InvalidDataError
-from labelwise.features import featurize
+from labelwise.features import Blocks, FeatureSpec, combine, featurize, model_for_features
+from labelwise.features.scaling import PoolStatistics, fit_to_pool
+from labelwise.models import make_model
 from labelwise.pool import Matrix, open_features
+from labelwise.store.embeddings import embedding_rows, load_image
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items
 from labelwise.store.models import Item, Project
-from labelwise.store.tabular import (
+from labelwise.store.projects import ProjectSettings, feature_spec
+from labelwise.store.row_file import (
     RowAppender,
     TabularStore,
     active_append,
     append_rows,
     create_store,
+    embedding_file,
     lock_store,
     shown,
 )
 
 __all__ = [
+    "ProjectFeatures",
     "begin_tabular_import",
     "feature_source",
     "field_names",
@@ -52,6 +67,8 @@ __all__ = [
     "item_fields",
     "item_preview",
     "load_features",
+    "model_template",
+    "project_features",
     "tabular_fields",
 ]
 
@@ -65,15 +82,6 @@ def tabular_fields(content: str) -> dict[str, float]:
     if not isinstance(fields, dict):
         raise InvalidDataError("tabular item content must be a JSON object of fields")
     return {str(k): float(v) for k, v in fields.items()}
-
-
-def _load_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(
-            image.convert("L") if image.mode in ("L", "1", "P") else image.convert("RGB")
-        )
 
 
 def item_dataset(session: Session, project: Project, folder: ProjectFolder) -> Dataset:
@@ -93,7 +101,7 @@ def item_dataset(session: Session, project: Project, folder: ProjectFolder) -> D
     if project.kind == "tabular":
         matrix = np.asarray(_tabular_matrix(session, project, folder), dtype=np.float64)
         return Dataset("tabular", matrix, None, ids, field_names(session, project, folder), source)
-    images = np.stack([_load_image(folder.inside(r.content, folder.media_dir)) for r in rows])
+    images = np.stack([load_image(folder.inside(r.content, folder.media_dir)) for r in rows])
     return Dataset("image", images, None, ids, (), source)
 
 
@@ -105,20 +113,82 @@ def _atomic_save(path: Path, save: Any) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class ProjectFeatures:
+    """A project's feature matrix and what it is made of.
+
+    Attributes
+    ----------
+    X : matrix of shape (n_items, n_features)
+        Row ``i`` is the item whose ``row`` is ``i``.
+    spec : FeatureSpec
+        The representation (the project's ``features`` setting).
+    blocks : dict of name -> (start, stop)
+        Where each part's columns are (``"embedding"``, ``"tfidf"``, ``"pixels"``,
+        ``"columns"``).
+    files : tuple of Path
+        The files the matrix was read from (what a copy derived from it must follow).
+    """
+
+    X: Matrix
+    spec: FeatureSpec
+    blocks: Blocks
+    files: tuple[Path, ...]
+
+    def part(self, name: str) -> Matrix | None:
+        """The columns of part ``name``, or None when the matrix has no such part."""
+        if name not in self.blocks:
+            return None
+        if len(self.blocks) == 1:
+            return self.X
+        start, stop = self.blocks[name]
+        return self.X[:, start:stop]
+
+
 def load_features(session: Session, project: Project, folder: ProjectFolder) -> Matrix:
-    """The feature matrix of every item: shape (n_items, n_features), row ``i`` the item whose
-    ``row`` is ``i``. Tabular: the feature file, memory-mapped. Text and image: the cache,
-    rebuilt first if items were added."""
+    """The feature matrix of every item (:func:`project_features`'s ``X``)."""
+    return project_features(session, project, folder).X
+
+
+def project_features(session: Session, project: Project, folder: ProjectFolder) -> ProjectFeatures:
+    """Every item's features in the project's representation: shape (n_items, n_features).
+
+    Tabular: the feature file, memory-mapped. An embedding: its row file, memory-mapped (rows
+    the file lacks are computed first). TF-IDF and pixels: the cache, rebuilt first if items
+    were added. Both: side by side, rows scaled to unit norm.
+    """
+    spec = feature_spec(project)
     if project.kind == "tabular":
-        return _tabular_matrix(session, project, folder)
+        matrix = _tabular_matrix(session, project, folder)
+        path = TabularStore(folder.features_dir).path
+        return ProjectFeatures(matrix, spec, {"columns": (0, matrix.shape[1])}, (path,))
+    parts: list[tuple[str, Any]] = []
+    files: list[Path] = []
+    if spec.embedder is not None:
+        parts.append(("embedding", embedding_rows(session, project, folder, spec.embedder)))
+        files.append(embedding_file(folder.features_dir, spec.embedder).path)
+    if spec.base is not None:
+        base, path = _base_matrix(session, project, folder, spec.base)
+        parts.append((spec.base, base))
+        files.append(path)
+    X, blocks = combine(parts)
+    return ProjectFeatures(X, spec, blocks, tuple(files))
+
+
+def _base_matrix(
+    session: Session, project: Project, folder: ProjectFolder, base: str
+) -> tuple[Matrix, Path]:
+    """TF-IDF or pixels of every item, from the cache (rebuilt when items were added)."""
     meta_path = folder.features_dir / "meta.json"
     n_items = count_items(session, project)
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("n_items") == n_items:
-            return open_features(folder.features_dir / meta["file"])
+        # A cache without "features" was written by an earlier release: the kind's base.
+        if meta.get("n_items") == n_items and meta.get("features", base) == base:
+            path = folder.features_dir / meta["file"]
+            return open_features(path), path
     dataset = item_dataset(session, project, folder)
-    X, featurizer = featurize(dataset)
+    X, featurizer = featurize(dataset, features=base)
     if sp.issparse(X):
         name = "matrix.npz"
         _atomic_save(folder.features_dir / name, lambda fh: sp.save_npz(fh, sp.csr_matrix(X)))
@@ -128,26 +198,44 @@ def load_features(session: Session, project: Project, folder: ProjectFolder) -> 
     _atomic_save(folder.features_dir / "featurizer.joblib", lambda fh: joblib.dump(featurizer, fh))
     # Through a rename too: a worker killed mid-write must not leave an empty meta.json, which
     # would fail every later fit.
-    record = json.dumps({"n_items": n_items, "file": name}).encode()
+    record = json.dumps({"n_items": n_items, "file": name, "features": base}).encode()
     _atomic_save(meta_path, lambda fh: fh.write(record))
-    return open_features(folder.features_dir / name)
+    path = folder.features_dir / name
+    return open_features(path), path
 
 
-def feature_source(project: Project, folder: ProjectFolder, n_rows: int) -> dict[str, Any]:
-    """What identifies the current feature matrix of ``n_rows`` rows: its file, size and
-    modification time. A copy derived from the matrix (such as a partitioned pool for a Dask
-    cluster) records it and is rebuilt when it changes."""
-    if project.kind == "tabular":
-        path = TabularStore(folder.features_dir).path
-    else:
-        meta = json.loads((folder.features_dir / "meta.json").read_text())
-        path = folder.features_dir / meta["file"]
-    stat = path.stat()
+def model_template(
+    settings: ProjectSettings,
+    features: ProjectFeatures,
+    statistics: PoolStatistics | None = None,
+) -> Any:
+    """The project's unfitted model for its features: ``settings.model``, for ``auto``
+    features wrapped to choose its representation at every fit, with its column scaling bound
+    to the pool's statistics (``statistics``, else computed from ``features.X``)."""
+    template = model_for_features(
+        make_model(settings.model, random_state=settings.seed),
+        features.spec,
+        features.blocks,
+        random_state=settings.seed,
+    )
+    if statistics is None:
+        return fit_to_pool(template, features.X)
+    return fit_to_pool(template, statistics=statistics)
+
+
+def feature_source(features: ProjectFeatures) -> dict[str, Any]:
+    """What identifies the current feature matrix: its representation, shape, and its files'
+    sizes and modification times. A copy derived from the matrix (such as a partitioned pool
+    for a Dask cluster) records it and is rebuilt when it changes."""
+    files = []
+    for path in features.files:
+        stat = path.stat()
+        files.append({"file": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return {
-        "file": path.name,
-        "n_items": int(n_rows),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
+        "features": features.spec.name,
+        "n_items": int(features.X.shape[0]),
+        "n_features": int(features.X.shape[1]),
+        "files": files,
     }
 
 

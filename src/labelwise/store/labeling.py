@@ -26,8 +26,18 @@ from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
 from labelwise.store.fatigue import assess, recent_answers
-from labelwise.store.models import Annotator, Item, Label, Lease, Project, QueueEntry, utcnow
+from labelwise.store.models import (
+    Annotator,
+    Item,
+    Label,
+    Lease,
+    ModelVersion,
+    Project,
+    QueueEntry,
+    utcnow,
+)
 from labelwise.store.projects import settings_of
+from labelwise.store.versions import COLD_START
 
 __all__ = ["Assignment", "SubmitResult", "next_item", "skip_item", "submit_label", "undo_last"]
 
@@ -370,7 +380,12 @@ def next_item(
         )
         return _assignment(session, lease)
 
-    fallback = FALLBACK_REASON if project.current_version_id is not None else COLD_START_REASON
+    served = (
+        session.get(ModelVersion, project.current_version_id)
+        if project.current_version_id is not None
+        else None
+    )
+    fallback = FALLBACK_REASON if served and served.status != COLD_START else COLD_START_REASON
     for candidate in _random_candidates(session, project, annotator, exclude, now):
         item = _lock_item(session, project, candidate.id, wait=False)
         if item is None or not _is_available(session, item, annotator, now):

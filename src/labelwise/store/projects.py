@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidParameterError, NotFoundError
+from labelwise.features.spec import FeatureSpec, parse_features
 from labelwise.models import available_models
 from labelwise.store.models import Project
 from labelwise.strategies import make_strategy
@@ -23,6 +24,7 @@ __all__ = [
     "KINDS",
     "ProjectSettings",
     "create_project",
+    "feature_spec",
     "get_project",
     "settings_of",
     "update_settings",
@@ -63,6 +65,11 @@ class ProjectSettings:
         the annotator may give a group of them the same answer, after confirming.
     max_group : int
         Most near-duplicates offered with one item (0: never offer any).
+    features : str or None
+        How items are represented (a ``features`` word, see
+        :func:`labelwise.features.parse_features`), checked against the project's kind when
+        set; None: the kind's default. A change takes effect at the next fit (embeddings the
+        project lacks are computed then).
     """
 
     strategy: str = "default"
@@ -77,6 +84,7 @@ class ProjectSettings:
     seed: int = 0
     duplicate_similarity: float = 0.9
     max_group: int = 20
+    features: str | None = None
 
     def __post_init__(self) -> None:
         make_strategy(self.strategy)
@@ -107,6 +115,12 @@ class ProjectSettings:
             )
         if self.exploration + self.routine > 1.0:
             raise InvalidParameterError("exploration + routine must be at most 1")
+        if self.features is not None and (
+            not isinstance(self.features, str) or not self.features.strip()
+        ):
+            raise InvalidParameterError(
+                f"features must be a word such as auto, got {self.features!r}"
+            )
         if self.show_guess not in GUESS_MODES:
             raise InvalidParameterError(
                 f"show_guess must be one of {', '.join(GUESS_MODES)}, got {self.show_guess!r}"
@@ -155,11 +169,12 @@ def create_project(
         raise InvalidParameterError("project name must be 1 to 200 characters")
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
         raise InvalidParameterError(f"a project named {name!r} already exists")
+    settings = _with_features(kind, settings or ProjectSettings())
     project = Project(
         name=name,
         kind=kind,
         label_set=_check_labels(labels),
-        settings=(settings or ProjectSettings()).to_dict(),
+        settings=settings.to_dict(),
     )
     session.add(project)
     session.flush()
@@ -182,6 +197,18 @@ def get_project(
     return project
 
 
+def _with_features(kind: str, settings: ProjectSettings) -> ProjectSettings:
+    """``settings`` with ``features`` checked against ``kind`` and in its canonical spelling."""
+    if settings.features is None:
+        return settings
+    return replace(settings, features=parse_features(kind, settings.features).name)
+
+
+def feature_spec(project: Project) -> FeatureSpec:
+    """How the project's items are represented now (its setting, or the kind's default)."""
+    return parse_features(project.kind, settings_of(project).features)
+
+
 def settings_of(project: Project) -> ProjectSettings:
     """The project's settings, checked (and remembered: every request reads them)."""
     return _settings_from_json(json.dumps(project.settings or {}, sort_keys=True))
@@ -195,7 +222,7 @@ def _settings_from_json(text: str) -> ProjectSettings:
 def update_settings(session: Session, project: Project, changes: dict[str, Any]) -> ProjectSettings:
     """Apply ``changes`` (validated as a whole) to the project's settings."""
     merged = {**settings_of(project).to_dict(), **changes}
-    settings = ProjectSettings.from_dict(merged)
+    settings = _with_features(project.kind, ProjectSettings.from_dict(merged))
     project.settings = settings.to_dict()
     session.flush()
     return settings

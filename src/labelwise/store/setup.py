@@ -11,12 +11,12 @@ from labelwise.data import Dataset, TabularStream, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
+from labelwise.store.embeddings import Progress
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.items import add_items
 from labelwise.store.models import Project
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.restore import answer_labels, read_answers, restore_answers
-from labelwise.store.transfer import dataset_records, import_tabular, read_data
+from labelwise.store.transfer import add_records, dataset_records, import_tabular, read_data
 
 __all__ = ["OpenProject", "init_project", "open_project"]
 
@@ -64,13 +64,15 @@ def init_project(
     with_labels: bool = False,
     db_url: str | None = None,
     settings: ProjectSettings | None = None,
+    progress: Progress | None = None,
 ) -> tuple[OpenProject, str]:
     """Create a project folder from a data file; returns it and the first admin token.
 
     The label set is ``labels`` or, when not given, the distinct values of the file's label
     column. If anything fails, a folder this call created is removed again. Tabular data is
     read a chunk at a time where the format allows (see
-    :func:`~labelwise.store.transfer.import_tabular`).
+    :func:`~labelwise.store.transfer.import_tabular`). Texts and images are embedded when the
+    project's features include an embedding (``progress(done, total)`` as they are).
     """
     stream = open_tabular_stream(
         data,
@@ -116,7 +118,7 @@ def init_project(
                 records, _ = dataset_records(
                     dataset, folder, with_labels=with_labels and answers is None
                 )
-                add_items(session, project, records)
+                add_records(session, project, folder, records, dataset, progress=progress)
                 if answers is not None:
                     restore_answers(session, project, answers, Path(data).name)
             _, token = create_annotator(session, project, name="admin", role="admin")

@@ -29,6 +29,7 @@ from labelwise.evaluate import score_predictions, wilson_interval
 from labelwise.stopping import fit_learning_curve, prediction_agreement
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
+from labelwise.store.projects import feature_spec
 from labelwise.store.review import resolved_labels
 from labelwise.store.triage import triage_report
 
@@ -286,6 +287,32 @@ def hide_colleagues(figures: dict[str, Any], name: str) -> None:
     }
 
 
+def _representation(project: Project, current: ModelVersion | None) -> dict[str, Any]:
+    """The served model's representation (the project's setting before the first model)."""
+    record = dict((current.metrics or {}).get("representation") or {}) if current else {}
+    record.setdefault("features", feature_spec(project).name)
+    scores = record.get("cv_macro_f1") or {}
+    unbiased = record.get("random_macro_f1") or {}
+    record["candidates"] = [
+        {
+            "name": name,
+            "label": _CANDIDATE_LABELS.get(name, name),
+            "cv_macro_f1": value,
+            "random_macro_f1": unbiased.get(name),
+            "chosen": name == record.get("choice"),
+        }
+        for name, value in sorted(scores.items(), key=lambda kv: -kv[1])
+    ]
+    return record
+
+
+_CANDIDATE_LABELS = {
+    "all": "TF-IDF and embedding together",
+    "embedding": "embedding alone",
+    "tfidf": "TF-IDF alone",
+}
+
+
 def dashboard(session: Session, project: Project) -> dict[str, Any]:
     """Every figure of the dashboard, as plain data."""
     final, conflicts = resolved_labels(session, project)
@@ -328,6 +355,8 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
         "pseudo_labels": ((current.metrics or {}).get("pseudo_labels") if current else None),
         # The adaptive strategy's arms: how often each was played and what it gained.
         "bandit": ((current.metrics or {}).get("bandit", {}).get("arms") if current else None),
+        # What the served model learns from; for auto features, the comparison it chose by.
+        "representation": _representation(project, current),
         "triage": triage_report(session, project),
         "annotators": _annotators(session, project),
         "agreement": _agreement(session, project),

@@ -5,7 +5,7 @@ images as PNG files copied into the project's ``media/`` folder. Tabular files t
 path, :func:`import_tabular`: read a chunk of rows at a time where the format allows
 (:func:`labelwise.data.open_tabular_stream`: delimited text, Parquet, ``.npy``), each chunk's
 items inserted in bulk and its features appended to the project's feature file
-(:mod:`labelwise.store.tabular`), so neither the file nor the pool is ever held in memory.
+(:mod:`labelwise.store.row_file`), so neither the file nor the pool is ever held in memory.
 Labels in the file are imported only when asked for (``with_labels``, recorded as the
 ``import`` annotator): by default a label column just suggests the label set.
 
@@ -31,14 +31,17 @@ from sqlalchemy.orm import Session
 from labelwise._stream import dataset_stream
 from labelwise.data import Dataset, TabularStream, load_dataset, open_tabular_stream
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.store.embeddings import Progress, embed_import
 from labelwise.store.features import begin_tabular_import
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.items import ItemRecord, ItemWriter, add_items, check_ids
+from labelwise.store.items import ItemRecord, ItemWriter, add_items, check_ids, row_count
 from labelwise.store.label_studio import label_studio_tasks, read_label_studio
 from labelwise.store.models import Item, Project
+from labelwise.store.projects import feature_spec
 from labelwise.store.restore import Answer, check_answers, read_answers, restore_answers
 
 __all__ = [
+    "add_records",
     "dataset_records",
     "import_file",
     "import_tabular",
@@ -259,6 +262,7 @@ def import_file(
     label_column: str | None = None,
     feature_columns: Sequence[str] | None = None,
     with_labels: bool = False,
+    progress: Progress | None = None,
 ) -> int:
     """Add every item of a data file to ``project`` inside the caller's transaction.
 
@@ -274,6 +278,8 @@ def import_file(
 
     Images are copied when the records are made, before the caller commits: if the caller's
     transaction fails after this returns, the copies stay behind in ``media/`` (unreferenced).
+    When the project's features include an embedding, the new items are embedded too
+    (``progress(done, total)`` is called as they are), in the same transaction.
     """
     path = Path(path)
     name = path.name
@@ -324,7 +330,7 @@ def import_file(
     _check_like_existing(session, project, folder, dataset, name)
     records, written = dataset_records(dataset, folder, with_labels=with_labels and answers is None)
     try:
-        added = add_items(session, project, records)
+        added = add_records(session, project, folder, records, dataset, progress=progress)
         if answers is not None:
             restore_answers(session, project, answers, name)
         return added
@@ -336,6 +342,27 @@ def import_file(
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)
         raise
+
+
+def add_records(
+    session: Session,
+    project: Project,
+    folder: ProjectFolder,
+    records: Sequence[ItemRecord],
+    dataset: Dataset,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Add a text or image dataset's ``records`` (:func:`dataset_records`) and, when the
+    project's features include an embedding, embed its items into the project's row file --
+    all in the caller's transaction. Returns how many items were added."""
+    first = row_count(session, project)
+    added = add_items(session, project, records)
+    spec = feature_spec(project)
+    if spec.embedder is not None:
+        items = list(dataset.items) if dataset.kind == "text" else np.asarray(dataset.items)
+        embed_import(session, project, folder, spec.embedder, first, items, progress=progress)
+    return added
 
 
 # -------------------------------------------------------------------------------- tabular data

@@ -29,9 +29,8 @@ from sqlalchemy.orm import Session
 
 from labelwise.evaluate import wilson_interval
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.models import make_model
 from labelwise.store.db import Database
-from labelwise.store.features import load_features
+from labelwise.store.features import model_template, project_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Project, TriageDecision, utcnow
 from labelwise.store.projects import get_project, settings_of
@@ -121,14 +120,15 @@ def triage_items(
         labeled = list(
             session.execute(select(Item.id, Item.row).where(Item.id.in_(list(final)))).all()
         )
-        X = load_features(session, project, folder)
+        features = project_features(session, project, folder)
+    X = features.X
     labeled.sort(key=lambda r: r.row)
     rows = np.asarray([r.row for r in labeled], dtype=np.intp)
     y = np.asarray([final[r.id] for r in labeled], dtype=object).astype(str)
     new_rows = np.asarray([i.row for i in items], dtype=np.intp)
     rng_seed = settings.seed if seed is None else seed
     decisions = triage(
-        make_model(settings.model, random_state=settings.seed),
+        model_template(settings, features),
         X[rows],
         y,
         X[new_rows],

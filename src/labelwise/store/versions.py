@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 
 from labelwise.store.models import ModelVersion, Project, QueueEntry
 
-__all__ = ["QueuedItem", "list_versions", "record_failure", "record_version"]
+__all__ = ["COLD_START", "QueuedItem", "list_versions", "record_failure", "record_version"]
+
+#: The status of a version that serves a cold-start queue: chosen before any model, it has
+#: no artefact (see :func:`labelwise.worker.train_once`).
+COLD_START = "cold-start"
 
 
 @dataclass(frozen=True)
@@ -48,15 +52,17 @@ def record_version(
     metrics: dict[str, Any],
     strategy: str,
     model_name: str,
-    artefact: str,
+    artefact: str | None,
     fit_seconds: float,
     queue: Sequence[QueuedItem],
+    status: str = "ready",
 ) -> ModelVersion:
-    """Store a fitted model's version and queue, and make it the one served."""
+    """Store a fitted model's version and queue (or a cold-start queue, without a model), and
+    make it the one served."""
     version = ModelVersion(
         project_id=project.id,
         version=_next_version(session, project),
-        status="ready",
+        status=status,
         n_labels=n_labels,
         label_counts=label_counts,
         metrics=metrics,

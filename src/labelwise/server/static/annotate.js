@@ -208,11 +208,21 @@
     card.hidden = view === "done";
   }
 
-  // Words that drive a linear text model, with their exact weights (see labelwise.explain).
+  // Words that drive the prediction (see labelwise.explain): a linear model's exact weights,
+  // or, for any other text model, how much leaving the word out changes its probability.
   const MARK_KEY = "labelwise.mark";
 
   function markWords() {
     try { return localStorage.getItem(MARK_KEY) !== "off"; } catch (e) { return true; }
+  }
+
+  function driverTitle(drivers, term, w) {
+    if (drivers && drivers.method === "leave-one-word-out") {
+      const what = drivers.kind === "decision" ? "score" : "probability";
+      const change = drivers.kind === "decision" ? Number(w).toFixed(3) : (100 * Number(w)).toFixed(1) + " points";
+      return "Leaving “" + term + "” out lowers the " + what + " of " + drivers.toward + " by " + change;
+    }
+    return "weight " + Number(w).toFixed(3);
   }
 
   function driverChips(container, drivers) {
@@ -226,13 +236,13 @@
       if (!list.length) return;
       container.appendChild(el("p", { class: "drivers-line" }, [
         el("span", { class: "muted small", text: "toward " + label + ": " }),
-        ...list.map(([term, w]) => el("span", { class: "chip chip-driver " + tone, title: "weight " + Number(w).toFixed(3), text: term })),
+        ...list.map(([term, w]) => el("span", { class: "chip chip-driver " + tone, title: driverTitle(drivers, term, w), text: term })),
       ]));
     });
     return true;
   }
 
-  function textWithMarks(text, spans) {
+  function textWithMarks(text, spans, drivers) {
     // Spans are [start, end, weight] in text order; everything goes in as text nodes.
     const frag = document.createDocumentFragment();
     let at = 0;
@@ -241,7 +251,7 @@
       if (typeof start !== "number" || typeof end !== "number" || start < at || end > text.length) return;
       frag.appendChild(document.createTextNode(text.slice(at, start)));
       const strength = Math.min(1, Math.abs(Number(w) || 0) / biggest);
-      const mark = el("mark", { class: "driver " + (w > 0 ? "pos" : "neg"), title: "weight " + Number(w).toFixed(3), text: text.slice(start, end) });
+      const mark = el("mark", { class: "driver " + (w > 0 ? "pos" : "neg"), title: driverTitle(drivers, text.slice(start, end).toLowerCase(), w), text: text.slice(start, end) });
       mark.style.setProperty("--strength", String(0.25 + 0.75 * strength));
       frag.appendChild(mark);
       at = end;
@@ -294,7 +304,7 @@
       const spans = drivers && Array.isArray(drivers.spans) ? drivers.spans : [];
       if (text && spans.length && markWords()) {
         L.clear(box);
-        box.appendChild(textWithMarks(text, spans));
+        box.appendChild(textWithMarks(text, spans, drivers));
       }
       body.appendChild(box);
     }

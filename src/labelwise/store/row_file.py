@@ -1,15 +1,18 @@
-"""A tabular project's pool on disk: one feature row per item, appended at import, memory-mapped.
+"""Feature rows on disk: one row per item, appended at import, memory-mapped.
 
-::
+A :class:`RowFile` is three files in the project's ``features/`` folder, named by its stem::
 
-    features/tabular.npy    the rows, float32 or float64, in NPY format (np.load works on it)
-    features/tabular.json   {"columns": [...]}: the field names, in column order
-    features/tabular.lock   held while rows are appended
+    features/<stem>.npy    the rows, float32 or float64, in NPY format (np.load works on it)
+    features/<stem>.json   {"columns": [...], ...}: the column names, in order, and what made them
+    features/<stem>.lock   held while rows are appended
 
-Row ``i`` of the file belongs to the item whose ``row`` is ``i``; a tabular item keeps no copy
-of its fields in the database. The database says how many rows count: item rows run from 0
-without gaps, so the pool is the file's first ``count_items`` rows, and anything past them was
-left by an import that never committed.
+A tabular project's pool is the row file ``tabular`` (:class:`TabularStore`: a tabular item
+keeps no copy of its fields in the database); a project whose features include an embedding
+keeps the embedder's rows in ``embedding-<embedder>`` (:func:`embedding_file`).
+
+Row ``i`` of the file belongs to the item whose ``row`` is ``i``. The database says how many
+rows count: item rows run from 0 without gaps, so the pool is the file's first ``count_items``
+rows, and anything past them was left by an import that never committed.
 
 :func:`append_rows` binds an append to the database transaction that adds the items: it takes
 the lock (one import at a time, across processes), cuts off any uncommitted tail, and returns a
@@ -23,9 +26,11 @@ grow), so the file stays a valid ``.npy`` file throughout.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,10 +43,12 @@ from labelwise.exceptions import InvalidDataError
 
 __all__ = [
     "RowAppender",
+    "RowFile",
     "TabularStore",
     "active_append",
     "append_rows",
     "create_store",
+    "embedding_file",
     "lock_store",
     "shown",
 ]
@@ -79,20 +86,23 @@ def shown(value: Any) -> float:
     return float(value)
 
 
-class TabularStore:
-    """The feature file of one project (see the module docstring).
+class RowFile:
+    """One file of feature rows (see the module docstring).
 
     Parameters
     ----------
     directory : Path
         The project's ``features/`` folder.
+    stem : str
+        The file's name without its suffix.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, stem: str) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / "tabular.npy"
-        self.columns_path = self.directory / "tabular.json"
-        self.lock_path = self.directory / "tabular.lock"
+        self.stem = stem
+        self.path = self.directory / f"{stem}.npy"
+        self.columns_path = self.directory / f"{stem}.json"
+        self.lock_path = self.directory / f"{stem}.lock"
 
     def exists(self) -> bool:
         return self.path.is_file() and self.columns_path.is_file()
@@ -154,9 +164,34 @@ class TabularStore:
         values = np.asarray(matrix[np.asarray(rows, dtype=np.intp)])
         return [{name: shown(v) for name, v in zip(names, row, strict=True)} for row in values]
 
+    def info(self) -> dict[str, Any]:
+        """What the column file records besides the columns (e.g. the embedder's name)."""
+        try:
+            return dict(json.loads(self.columns_path.read_text()))
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError) as exc:
+            raise InvalidDataError(f"{self.columns_path} is damaged: {exc}") from None
+
+
+class TabularStore(RowFile):
+    """A tabular project's pool: the row file ``tabular``."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "tabular")
+
+
+def embedding_file(directory: Path, embedder: str) -> RowFile:
+    """The row file holding ``embedder``'s embeddings of a project's items: named after the
+    embedder (readable, filesystem-safe), with a digest of the full name so two names never
+    share a file."""
+    readable = re.sub(r"[^a-z0-9]+", "-", embedder.lower()).strip("-")[:40] or "embedder"
+    digest = hashlib.sha1(embedder.encode()).hexdigest()[:8]
+    return RowFile(directory, f"embedding-{readable}-{digest}")
+
 
 class RowAppender:
-    """Rows added by one import; see :func:`append_rows`.
+    """Rows added by one import to a :class:`RowFile`; see :func:`append_rows`.
 
     Attributes
     ----------
@@ -170,7 +205,7 @@ class RowAppender:
 
     def __init__(
         self,
-        store: TabularStore,
+        store: RowFile,
         lock: IO[str] | None,
         start: int,
         columns: tuple[str, ...],
@@ -252,7 +287,7 @@ class RowAppender:
             self._lock = None
 
 
-def lock_store(store: TabularStore) -> IO[str]:
+def lock_store(store: RowFile) -> IO[str]:
     """Take the store's exclusive lock (waiting for another import to end); returns the handle
     to close."""
     store.directory.mkdir(parents=True, exist_ok=True)
@@ -261,28 +296,35 @@ def lock_store(store: TabularStore) -> IO[str]:
     return lock
 
 
-def create_store(store: TabularStore, columns: tuple[str, ...], dtype: np.dtype[Any]) -> None:
-    """(Re)create an empty feature file for ``columns`` of ``dtype`` (under the lock)."""
+def create_store(
+    store: RowFile,
+    columns: tuple[str, ...],
+    dtype: np.dtype[Any],
+    info: dict[str, Any] | None = None,
+) -> None:
+    """(Re)create an empty feature file for ``columns`` of ``dtype`` (under the lock); ``info``
+    is recorded beside the columns."""
     if np.dtype(dtype) not in _DTYPES:
         raise InvalidDataError(f"features must be float32 or float64, got {dtype}")
     if len(set(columns)) != len(columns) or not columns:
         raise InvalidDataError(f"feature names must be distinct and non-empty: {list(columns)}")
     _atomic_write(store.path, _header(np.dtype(dtype), 0, len(columns)))
-    _atomic_write(store.columns_path, json.dumps({"columns": list(columns)}).encode())
+    record = {**(info or {}), "columns": list(columns)}
+    _atomic_write(store.columns_path, json.dumps(record).encode())
 
 
-def _active_key(store: TabularStore) -> str:
-    return f"labelwise.tabular:{store.path.resolve()}"
+def _active_key(store: RowFile) -> str:
+    return f"labelwise.rows:{store.path.resolve()}"
 
 
-def active_append(session: Session, store: TabularStore) -> RowAppender | None:
+def active_append(session: Session, store: RowFile) -> RowAppender | None:
     """The append ``session``'s transaction already holds on ``store`` (a second import in the
     same transaction continues it: taking the lock again would wait for itself)."""
     appender = session.info.get(_active_key(store))
     return appender if isinstance(appender, RowAppender) and appender.active else None
 
 
-def append_rows(session: Session, store: TabularStore, lock: IO[str], start: int) -> RowAppender:
+def append_rows(session: Session, store: RowFile, lock: IO[str], start: int) -> RowAppender:
     """A :class:`RowAppender` at row ``start`` whose rows stand or fall with ``session``'s
     transaction: flushed to disk before it commits, cut off if it rolls back. ``lock`` (from
     :func:`lock_store`) is released when the transaction ends."""
