@@ -99,7 +99,8 @@ def test_the_registry_lists_every_embedder_with_its_modality():
 @pytest.mark.parametrize(
     ("kind", "word", "name", "parts", "auto"),
     [
-        ("text", None, "auto:wordllama", ("embedding", "tfidf"), True),
+        ("text", None, "tfidf+embedding:wordllama", ("embedding", "tfidf"), False),
+        ("text", "auto", "auto:wordllama", ("embedding", "tfidf"), True),
         ("text", "tfidf", "tfidf", ("tfidf",), False),
         ("text", "embedding", "embedding:wordllama", ("embedding",), False),
         ("text", " tfidf+embedding ", "tfidf+embedding:wordllama", ("embedding", "tfidf"), False),

@@ -108,9 +108,9 @@ FeaturesOption = Annotated[
     str | None,
     typer.Option(
         "--features",
-        help="How items are represented: text tfidf, embedding[:NAME], tfidf+embedding or "
-        "auto (the default: the model picks by cross-validation at every fit); images pixels "
-        "or embedding:NAME; tables columns. See `labelwise embedders`.",
+        help="How items are represented: text tfidf, embedding[:NAME], tfidf+embedding (the "
+        "default) or auto (each fit picks by cross-validation); images pixels or "
+        "embedding[:NAME] (default: randconv); tables columns. See `labelwise embedders`.",
     ),
 ]
 

@@ -208,7 +208,7 @@ def test_worker_on_a_cluster_queues_what_it_queues_alone(sms_csv, tmp_path, clie
     assert manifest["storage"] == "npz" and manifest["rows"] == 360
     # the partitions follow every file the matrix is made of: the embedding and the TF-IDF
     files = [f["file"] for f in manifest["source"]["files"]]
-    assert manifest["source"]["features"] == "auto:wordllama"
+    assert manifest["source"]["features"] == "tfidf+embedding:wordllama"
     assert files[0].startswith("embedding-wordllama") and files[1] == "matrix.npz"
     assert not (tmp_path / "alone/features/partitions").exists()
 

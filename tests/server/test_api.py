@@ -268,17 +268,29 @@ def test_the_words_behind_the_model_follow_the_guess_setting(served):
     assert spans and all(text[b:e].lower() in words for b, e, _ in spans)
 
 
-def test_one_answer_for_a_confirmed_group_of_near_duplicates(served_with):
-    from labelwise.store.projects import ProjectSettings
+def test_one_answer_for_a_confirmed_group_of_near_duplicates(served_with, tmp_path):
+    from labelwise.store.projects import ProjectSettings, get_project
+    from labelwise.store.transfer import import_file
 
-    s = served_with(ProjectSettings(overlap=0.0, routine=0.0, duplicate_similarity=0.3))
+    s = served_with(ProjectSettings(overlap=0.0, routine=0.0))
+    # every message twice more, under new ids: copies that one answer may cover
+    lines = (tmp_path / "messages.csv").read_text().splitlines()
+    copies = [lines[0]] + [
+        f"{line.split(',', 1)[0]}-copy{k},{line.split(',', 1)[1]}"
+        for k in range(2)
+        for line in lines[1:]
+    ]
+    (tmp_path / "copies.csv").write_text("\n".join(copies) + "\n")
+    with s.project.db.write() as session:
+        project = get_project(session, project_id=s.pid)
+        import_file(session, project, s.project.folder, tmp_path / "copies.csv")
     for _ in range(22):
         _label(s, s.alice, _next(s, s.alice))
     assert train_once(s.project.folder, s.project.db).status == "trained"
     a = _next(s, s.alice)
     group = [d["item_id"] for d in a["why"]["duplicates"]]
     assert group and a["item"]["id"] not in group
-    assert all(d["similarity"] >= 0.3 and d["preview"] for d in a["why"]["duplicates"])
+    assert all(d["similarity"] >= 0.9 and d["preview"] for d in a["why"]["duplicates"])
     body = {"value": "spam", "request_id": uuid.uuid4().hex, "group": group}
     r = s.client.post(s.api(f"/items/{a['item']['id']}/label"), json=body, headers=s.h(s.alice))
     assert r.status_code == 200, r.text

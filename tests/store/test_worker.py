@@ -283,7 +283,9 @@ def test_a_failed_fit_is_recorded_and_changes_nothing_served(project, monkeypatc
     assert project.train().status == "trained"
     before_version, before_queue = project.current()
     project.label([f"ham-{i}" for i in range(20, 25)])
-    monkeypatch.setattr(worker, "make_model", lambda name, random_state=None: _Broken())
+    from labelwise.store import features as store_features
+
+    monkeypatch.setattr(store_features, "make_model", lambda name, random_state=None: _Broken())
     outcome = project.train()
     assert (outcome.status, outcome.version) == ("failed", 2)
     assert "the model fell over" in outcome.detail
@@ -610,7 +612,8 @@ def test_words_that_drive_an_embedding_model_are_found_by_leaving_each_out(proje
     assert weight == pytest.approx(out.values[0, column] - out.values[1, column], abs=1e-3)
 
 
-def test_an_auto_version_records_the_representation_it_chose(project):
+def test_an_auto_version_records_the_representation_it_chose(tmp_path, sms_csv, db_url):
+    project = Project(tmp_path / "proj", sms_csv, db_url, features="auto")
     project.label(FIRST_30)
     project.train()
     version, _ = project.current()
@@ -619,6 +622,7 @@ def test_an_auto_version_records_the_representation_it_chose(project):
     assert set(record["cv_macro_f1"]) == {"all", "embedding", "tfidf"}
     assert record["choice"] in record["cv_macro_f1"]
     assert all(0.0 <= v <= 1.0 for v in record["cv_macro_f1"].values())
+    project.db.dispose()
 
 
 def test_a_queued_item_shows_the_labeled_copy_of_itself_as_its_nearest_neighbour(

@@ -5,14 +5,18 @@ item has a default (:data:`DEFAULT_FEATURES`):
 
 * text: TF-IDF over words and word pairs (``tfidf``, sparse CSR float32), pretrained
   embeddings (``embedding[:EMBEDDER]``, dense float32, :mod:`labelwise.features.embedders`),
-  both side by side (``tfidf+embedding``), or ``auto``: both, with every fit choosing among
-  them (:class:`~labelwise.features.auto.AutoRepresentation`);
-* image: pixels flattened to float32 in [0, 1] (``pixels``), or an image embedder's features;
+  both side by side (``tfidf+embedding``, the default: best on average over the text sets of
+  the benchmark, and never clearly below TF-IDF), or ``auto``: both, with every fit choosing
+  among them (:class:`~labelwise.features.auto.AutoRepresentation`);
+* image: an image embedder's features (``embedding[:EMBEDDER]``; by default ``randconv``,
+  random convolutional features that need no download), or pixels flattened to float32 in
+  [0, 1] (``pixels``);
 * tabular: the matrix itself as float64 (dense stays dense, sparse stays CSR), checked finite.
 
 Text features have rows of unit L2 norm (all zero for an item with nothing to represent):
-they need no further scaling. Scaling tabular columns and pixels is the model's job, with
-statistics of the whole pool (:class:`labelwise.models.PoolScaler`). Fitting a featurizer on
+they need no further scaling. Tabular columns, pixels and raw image features are standardised
+by the model with statistics of the whole pool
+(:class:`labelwise.features.scaling.PoolScaler`). Fitting a featurizer on
 the whole pool, labeled or not, is legitimate in pool-based active learning: it never sees a
 label.
 """

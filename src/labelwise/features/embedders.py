@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from labelwise.exceptions import InvalidParameterError
@@ -163,17 +164,21 @@ class WordLlamaEmbedder:
         """Texts to unit-norm rows of shape (len(batch), dim): the mean of each text's token
         embeddings, normalised. A text without tokens gives a zero row."""
         texts = text_list(batch)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, self.dim), dtype=np.float32)
         ids = self.token_ids(texts)
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        some = lengths > 0
-        if some.any():
-            flat = np.concatenate([i for i in ids if len(i)])
-            starts = np.concatenate([[0], np.cumsum(lengths[some])[:-1]])
-            out[some] = np.add.reduceat(self._table[flat], starts, axis=0)
-        return normalize_rows(out)
+        # Token counts per text as a sparse matrix times the table: the sum of each text's token
+        # vectors without gathering one vector per token (a chunk of tokens x 256 floats).
+        counts = sp.csr_matrix(
+            (
+                np.ones(int(lengths.sum()), dtype=np.float32),
+                np.concatenate(ids) if len(ids) else np.empty(0, np.int64),
+                np.concatenate([[0], np.cumsum(lengths)]),
+            ),
+            shape=(len(texts), self._table.shape[0]),
+        )
+        return normalize_rows(np.asarray(counts @ self._table, dtype=np.float32))
 
 
 def text_list(batch: Any) -> list[str]:

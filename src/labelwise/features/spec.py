@@ -37,7 +37,7 @@ __all__ = [
 KINDS = ("text", "image", "tabular")
 
 #: What a project of each kind uses unless told otherwise (see the README for the evidence).
-DEFAULT_FEATURES = {"text": "auto", "image": "embedding", "tabular": "columns"}
+DEFAULT_FEATURES = {"text": "tfidf+embedding", "image": "embedding", "tabular": "columns"}
 #: The embedder ``embedding`` means for each kind when it names none.
 DEFAULT_EMBEDDERS = {"text": DEFAULT_TEXT_EMBEDDER, "image": "randconv"}
 
