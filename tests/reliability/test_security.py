@@ -48,7 +48,7 @@ import labelwise
 from labelwise.exceptions import InvalidDataError
 from labelwise.server import ServerConfig, create_app
 from labelwise.server.deps import get_admin
-from labelwise.server.security import COOKIE, CSP, csrf_token
+from labelwise.server.security import CSP, csrf_token
 from labelwise.store import labeling
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
@@ -216,6 +216,11 @@ class World:
     @property
     def pid(self) -> int:
         return self.opened.project_id
+
+    @property
+    def cookie(self) -> str:
+        """The name of our project's sign-in cookie."""
+        return str(self.app.state.labelwise.cookie)
 
 
 def _messages(n: int, prefix: str = "") -> list[ItemRecord]:
@@ -403,7 +408,7 @@ def test_every_route_needs_a_token_but_the_allow_list(
         bearer(w.disabled),
         bearer(""),
         {"Authorization": f"Basic {w.admin}"},
-        {"Cookie": f"{COOKIE}=forged"},
+        {"Cookie": f"{w.cookie}=forged"},
     ]
     for endpoint in w.endpoints:
         for headers in bad_credentials:
@@ -452,7 +457,7 @@ def test_an_annotator_reaches_no_admin_route(
                 f"{response.status_code} {response.text[:200]!r}"
             )
     # Cookie sessions too (the way the browser asks), with a valid CSRF header.
-    cookie = {"Cookie": f"{COOKIE}={w.alice}", "X-CSRF-Token": csrf_token(w.alice)}
+    cookie = {"Cookie": f"{w.cookie}={w.alice}", "X-CSRF-Token": csrf_token(w.alice)}
     for endpoint in admin_routes:
         assert call(w, endpoint, w.own, cookie).status_code == 403, endpoint
     # The same requests with the admin's token, and the annotator's own routes, get through.
@@ -480,7 +485,7 @@ def test_cookie_sessions_need_the_csrf_header_on_every_state_change(lite_world: 
         good = csrf_token(w.admin)
         one_off = good[:-1] + ("1" if good[-1] == "0" else "0")  # never the valid token
         for csrf in (None, "wrong", one_off):
-            headers = {"Cookie": f"{COOKIE}={w.admin}"}
+            headers = {"Cookie": f"{w.cookie}={w.admin}"}
             if csrf is not None:
                 headers["X-CSRF-Token"] = csrf
             response = call(w, endpoint, w.own, headers)
@@ -550,10 +555,19 @@ def test_ids_of_another_project_are_not_found(world: World, record: Callable[...
     )
     assert r.status_code == 200
     assert r.json()["released"] == 0
-    # Their token reaches nothing of ours either.
+    # Their token is not even a token here: this server serves our project only, so it is
+    # refused (401) on every route, theirs and ours alike, and no sign-in takes it.
     for endpoint in scoped:
-        response = call(w, endpoint, w.own, bearer(w.other_admin))
-        assert response.status_code == 404, (endpoint, response.status_code)
+        for ids in (w.own, w.other):
+            response = call(w, endpoint, ids, bearer(w.other_admin))
+            if endpoint.path.startswith("/p/"):  # a page sends the browser to sign in
+                assert response.status_code == 303, (endpoint, response.status_code)
+                assert response.headers["location"] == "/login"
+            else:
+                assert response.status_code == 401, (endpoint, response.status_code)
+            assert w.other_secret not in response.text
+    signed = w.client.post("/login", data={"token": w.other_admin}, follow_redirects=False)
+    assert signed.status_code == 401 and w.cookie not in signed.headers.get("set-cookie", "")
     assert _their_state(w) == before
     record(
         "security",
@@ -573,7 +587,7 @@ def test_security_headers_on_every_kind_of_response(
 ) -> None:
     w = lite_world
     c = w.client
-    c.cookies.set(COOKIE, w.admin)
+    c.cookies.set(w.cookie, w.admin)
     seen: dict[str, Any] = {
         "page": c.get(f"/p/{w.pid}/annotate", headers={"Accept": "text/html"}),
         "dashboard": c.get(f"/p/{w.pid}/dashboard", headers={"Accept": "text/html"}),
@@ -702,7 +716,7 @@ def test_tokens_and_csrf_values_are_compared_in_constant_time(
     assert r.status_code == 200
     assert (hash_token(w.alice), hash_token(w.alice)) in compared
     compared.clear()
-    headers = {"Cookie": f"{COOKIE}={w.alice}", "X-CSRF-Token": "0" * 40}
+    headers = {"Cookie": f"{w.cookie}={w.alice}", "X-CSRF-Token": "0" * 40}
     r = w.client.post(f"/api/projects/{w.pid}/next", json={}, headers=headers)
     assert r.status_code == 403
     assert (csrf_token(w.alice), "0" * 40) in compared

@@ -50,6 +50,11 @@ class Served:
     def api(self, path: str) -> str:
         return f"/api/projects/{self.pid}{path}"
 
+    @property
+    def cookie(self) -> str:
+        """The name of the served project's sign-in cookie."""
+        return str(self.client.app.state.labelwise.cookie)
+
 
 def make_served(tmp_path: Path, db_url: str, *, settings: ProjectSettings | None = None) -> Served:
     data = write_messages(tmp_path / "messages.csv")

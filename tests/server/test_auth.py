@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labelwise.server.security import COOKIE, csrf_token
+from labelwise.server.security import csrf_token
 from labelwise.store.annotators import create_annotator
 from labelwise.store.items import ItemRecord, add_items
 from labelwise.store.projects import create_project
@@ -22,7 +22,7 @@ def test_login_sets_an_httponly_strict_cookie_and_drops_the_token_from_the_url(s
 
 def test_cookie_requests_need_the_csrf_header(served):
     s = served
-    s.client.cookies.set(COOKIE, s.alice)
+    s.client.cookies.set(s.cookie, s.alice)
     assert s.client.get(s.api("")).status_code == 200  # reading is fine
     r = s.client.post(s.api("/next"), json={})
     assert r.status_code == 403
@@ -63,6 +63,33 @@ def test_ids_of_another_project_are_not_found(served):
         s.api(f"/items/{other_item}/label"), json={"value": "ham"}, headers=s.h(s.admin)
     )
     assert r.status_code == 404
-    # And their admin cannot reach ours.
-    r = s.client.get(s.api("/stats"), headers=s.h(other_token))
-    assert r.status_code == 404
+    # And their admin's token is unknown to this server: not ours, nor even theirs, is served.
+    for path in (s.api("/stats"), f"/api/projects/{other_id}/stats"):
+        r = s.client.get(path, headers=s.h(other_token))
+        assert r.status_code == 401 and "secret" not in r.text
+
+
+def test_each_project_signs_in_with_a_cookie_of_its_own(tmp_path, db_url):
+    # Cookies ignore ports: two servers on one host share the browser's cookies. Each
+    # project's sign-in cookie has its own name, and a server takes only its own.
+    from server.conftest import make_served
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = make_served(tmp_path / "a", db_url)
+    second = make_served(tmp_path / "b", f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    try:
+        assert first.cookie != second.cookie and first.cookie.startswith("labelwise_token_")
+        r = first.client.post("/login", data={"token": first.alice}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["set-cookie"].startswith(first.cookie + "=")
+        # the other server neither reads that cookie nor takes the token under its own name
+        second.client.cookies.set(first.cookie, first.alice)
+        page = second.client.get(f"/p/{second.pid}/annotate", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+        second.client.cookies.set(second.cookie, first.alice)
+        api = second.client.get(second.api("/stats"))
+        assert api.status_code == 401
+    finally:
+        for s in (first, second):
+            s.client.close()
+            s.project.db.dispose()

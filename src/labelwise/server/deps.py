@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Request
 from pydantic import Field
 
 from labelwise.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError
-from labelwise.server.security import COOKIE, csrf_valid
+from labelwise.server.security import cookie_name, csrf_valid
 from labelwise.store.annotators import authenticate
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
@@ -47,6 +47,11 @@ class AppState:
     db: Database
     project_id: int
 
+    @property
+    def cookie(self) -> str:
+        """The name of this project's sign-in cookie."""
+        return cookie_name(self.db.url, self.project_id)
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -77,18 +82,19 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def _token_of(request: Request) -> tuple[str | None, bool]:
+def _token_of(request: Request, state: AppState) -> tuple[str | None, bool]:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip(), False
-    return request.cookies.get(COOKIE), True
+    return request.cookies.get(state.cookie), True
 
 
 def principal_for(request: Request, state: AppState) -> Principal:
-    """Authenticate the request (Bearer header, else the session cookie plus CSRF header)."""
-    token, via_cookie = _token_of(request)
+    """Authenticate the request (Bearer header, else the session cookie plus CSRF header) as
+    one of the served project's annotators."""
+    token, via_cookie = _token_of(request, state)
     with state.db.read() as session:
-        annotator = authenticate(session, token)
+        annotator = authenticate(session, token, project_id=state.project_id)
     assert token is not None  # authenticate refuses an empty token
     unsafe = via_cookie and request.method not in _SAFE_METHODS
     if unsafe and not csrf_valid(token, request.headers.get("x-csrf-token")):

@@ -16,9 +16,18 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeaders", "csrf_token", "csrf_valid"]
+__all__ = ["CSP", "SecurityHeaders", "cookie_name", "csrf_token", "csrf_valid"]
 
 COOKIE = "labelwise_token"
+
+
+def cookie_name(database_url: str, project_id: int) -> str:
+    """The sign-in cookie of one project: ``labelwise_token_<digest>``. Cookies ignore ports,
+    so two servers on one host would otherwise overwrite each other's sign-in; every server of
+    one project (the same database, the same project) shares the name."""
+    digest = hashlib.sha256(f"{database_url}|{project_id}".encode()).hexdigest()[:12]
+    return f"{COOKIE}_{digest}"
+
 
 #: No inline script or style, no plugins, no framing, nothing loaded from elsewhere.
 CSP = (

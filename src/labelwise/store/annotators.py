@@ -124,17 +124,32 @@ def system_annotator(session: Session, project: Project, name: str = IMPORT_ANNO
     return annotator
 
 
-def authenticate(session: Session, token: str | None) -> Annotator:
-    """The active annotator holding ``token``, or :class:`AuthenticationError`."""
+def authenticate(
+    session: Session, token: str | None, *, project_id: int | None = None
+) -> Annotator:
+    """The active annotator holding ``token``, or :class:`AuthenticationError`.
+
+    With ``project_id``, only that project's annotators count: a server serves its own project,
+    and another project's token in the same database is as unknown to it as a made-up one.
+    """
     if not token:
         raise AuthenticationError("a token is required")
     digest = hash_token(token)
     annotator = session.scalar(select(Annotator).where(Annotator.token_hash == digest))
     if annotator is None or not hmac.compare_digest(annotator.token_hash, digest):
         raise AuthenticationError("unknown token")
+    if project_id is not None:
+        _check_member(annotator, project_id)
     if annotator.disabled:
         raise AuthenticationError("this token has been disabled")
     return annotator
+
+
+def _check_member(annotator: Annotator, project_id: int) -> None:
+    """A token of another project is refused as unknown (kept out of :func:`authenticate`,
+    whose only comparisons are of secrets, in constant time)."""
+    if annotator.project_id != project_id:
+        raise AuthenticationError("unknown token (not one of this project's)")
 
 
 def require_admin(annotator: Annotator) -> None:

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from labelwise.exceptions import AuthenticationError
 from labelwise.server.deps import Principal, State, optional_principal, principal_for
-from labelwise.server.security import COOKIE, csrf_token
+from labelwise.server.security import csrf_token
 from labelwise.store import stats
 from labelwise.store.annotators import authenticate
 from labelwise.store.projects import get_project, settings_of
@@ -71,10 +71,10 @@ def home(request: Request, state: State) -> Response:
 
 def _logged_in(request: Request, state: Any, token: str) -> Response:
     with state.db.read() as session:
-        annotator = authenticate(session, token)
+        annotator = authenticate(session, token, project_id=state.project_id)
     response = RedirectResponse(f"/p/{annotator.project_id}/annotate", status_code=303)
     response.set_cookie(
-        COOKIE,
+        state.cookie,
         token,
         httponly=True,
         samesite="strict",
@@ -114,7 +114,7 @@ def login_form(
 def logout(request: Request, state: State) -> Response:
     principal_for(request, state)  # a cross-site form cannot log you out: CSRF applies
     response = _login_redirect()
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(state.cookie, path="/")
     return response
 
 
