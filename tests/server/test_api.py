@@ -355,3 +355,19 @@ def test_triage_takes_a_batch_of_new_items_and_answers_what_it_decided(served, t
     assert f"Triage decided {out['accepted']} of 30 new items automatically" in page
     both = post(s.admin, precision=0.9, sensitivity=0.9)
     assert both.status_code == 422 and "exactly one target" in both.text
+
+
+def test_a_skip_reveals_nothing_an_annotator_was_not_handed(served):
+    # Skipping any item by id, then reading it as "answered", copied the pool two requests an
+    # item. A skip now needs the caller's lease; what they were not handed stays unreadable.
+    s = served
+    held_by_alice = _next(s, s.alice)["item"]["id"]
+    never_handed = next(i for i in range(1, 60) if i != held_by_alice)
+    for item_id in (held_by_alice, never_handed):
+        r = s.client.post(s.api(f"/items/{item_id}/skip"), json={}, headers=s.h(s.bob))
+        assert r.status_code == 409 and f"do not hold item {item_id}" in r.json()["error"]
+        for path in (f"/items/{item_id}", f"/items/{item_id}/image"):
+            r = s.client.get(s.api(path), headers=s.h(s.bob))
+            assert r.status_code == 404 and "message" not in r.text
+    r = s.client.post(s.api(f"/items/{held_by_alice}/skip"), json={}, headers=s.h(s.alice))
+    assert r.status_code == 200

@@ -410,7 +410,9 @@ def test_a_skipped_item_goes_to_others_but_not_back_to_the_skipper(store):
 def test_skipping_twice_is_a_no_op_and_skipping_a_labeled_item_conflicts(store):
     pid = store.project(2)
     ids = store.item_ids(pid)
+    store.queue(pid, ids)
     a = store.annotator(pid, "a")
+    assert store.next(pid, a).item.id == ids[0]
     first = store.skip(pid, a, ids[0])
     assert store.skip(pid, a, ids[0]).label.id == first.label.id
     store.submit(pid, a, ids[1], "ham")
@@ -423,11 +425,27 @@ def test_labeling_an_item_one_skipped_supersedes_the_skip(store):
     pid = store.project(1)
     (item_id,) = store.item_ids(pid)
     a = store.annotator(pid, "a")
+    assert store.next(pid, a).item.id == item_id
     skip = store.skip(pid, a, item_id).label
     store.submit(pid, a, item_id, "ham")
     old, new = store.labels()
     assert (old.id, old.is_current) == (skip.id, False)
     assert (new.supersedes_id, new.is_current, store.item(item_id).n_labels) == (skip.id, True, 1)
+
+
+def test_only_an_item_handed_to_you_can_be_skipped(store):
+    # A skip records that the annotator was shown the item; without the lease it would also
+    # make any item readable to them afterwards (as one they answered).
+    pid = store.project(2)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a, b = store.annotators(pid, 2)
+    held = store.next(pid, a).item.id
+    for who, item_id in ((b, held), (b, ids[1]), (a, ids[1])):
+        with pytest.raises(ConflictError, match=f"you do not hold item {item_id}"):
+            store.skip(pid, who, item_id)
+    assert store.labels() == []
+    assert store.skip(pid, a, held).label.action == "skip"
 
 
 # -- undo_last ---------------------------------------------------------------------------------
@@ -472,8 +490,10 @@ def test_undoing_a_relabel_restores_the_earlier_answer(store):
 def test_undo_twice_walks_back_two_steps(store):
     pid = store.project(3)
     ids = store.item_ids(pid)
+    store.queue(pid, ids)
     a = store.annotator(pid, "a")
     store.submit(pid, a, ids[0], "ham")
+    assert store.next(pid, a).item.id == ids[1]
     store.skip(pid, a, ids[1])
     store.submit(pid, a, ids[2], "spam")
     assert store.undo(pid, a).item.id == ids[2]
@@ -573,7 +593,9 @@ def test_undoing_a_skip_of_an_item_others_finished_is_refused(store, target):
 def test_undoing_a_skip_of_an_item_still_open_leases_it_back(store):
     pid = store.project(2)
     ids = store.item_ids(pid)
+    store.queue(pid, ids)
     a, b = store.annotators(pid, 2)
+    assert store.next(pid, a).item.id == ids[0]
     store.skip(pid, a, ids[0])
     back = store.undo(pid, a)
     assert back.item.id == ids[0]

@@ -634,8 +634,9 @@ def skip_item(
     duration_ms: int | None = None,
     request_id: str | None = None,
 ) -> SubmitResult:
-    """Pass on an item: it returns to the pool for others and is not offered to this annotator
-    again (until the skip is undone)."""
+    """Pass on an item the annotator holds: it returns to the pool for others and is not offered
+    to this annotator again (until the skip is undone). Without the item's lease:
+    :class:`ConflictError`."""
     _check_member(project, annotator)
     _check_request_id(request_id)
     duration = _check_duration(duration_ms)
@@ -653,6 +654,13 @@ def skip_item(
     lease = session.scalar(
         select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
     )
+    if lease is None:
+        # A skip records that the annotator saw the item; without a lease they never were
+        # handed it (and a skip would let them read any item afterwards, as one they answered).
+        raise ConflictError(
+            f"you do not hold item {item.id}: only an item handed to you can be skipped (your "
+            "lease may have expired)"
+        )
     label = Label(
         project_id=project.id,
         item_id=item.id,
@@ -660,16 +668,15 @@ def skip_item(
         action="skip",
         value=None,
         duration_ms=duration,
-        model_version_id=lease.model_version_id if lease else None,
-        reason_kind=str((lease.reason or {}).get("kind", "strategy")) if lease else None,
-        predicted=lease.predicted if lease else None,
+        model_version_id=lease.model_version_id,
+        reason_kind=str((lease.reason or {}).get("kind", "strategy")),
+        predicted=lease.predicted,
         request_id=request_id,
         is_current=True,
         created_at=utcnow(),
     )
     session.add(label)
-    if lease is not None:
-        _give_back(session, lease)
+    _give_back(session, lease)
     _renew(session, project, annotator, label.created_at)
     session.flush()
     return SubmitResult(label, item, replayed=False)
