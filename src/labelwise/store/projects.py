@@ -34,6 +34,16 @@ KINDS = ("text", "image", "tabular")
 GUESS_MODES = ("after", "before", "never")
 
 
+#: Integer settings and their bounds: past them a value breaks something (a lease beyond the
+#: calendar, a queue of a trillion rows) rather than meaning anything.
+_INTEGER_BOUNDS = {
+    "retrain_every": (1, 1_000_000),
+    "queue_size": (1, 10_000),
+    "lease_seconds": (5, 7 * 24 * 3600),
+    "seed": (0, 2**32 - 1),
+}
+
+
 @dataclass(frozen=True)
 class ProjectSettings:
     """How a project queries, retrains and serves.
@@ -45,21 +55,21 @@ class ProjectSettings:
     model : str
         Registry name of the model (see ``labelwise models``).
     retrain_every : int
-        New labels that trigger the next fit.
+        New labels that trigger the next fit (1 to 1,000,000).
     queue_size : int
-        Items ranked per model version.
+        Items ranked per model version (1 to 10,000).
     exploration, routine : float
         Extra shares of random and of confident items in the queue (on top of any exploration
         the strategy does).
     overlap : float
         Share of imported items that two annotators label (for agreement figures).
     lease_seconds : int
-        How long an item stays reserved for the annotator it was handed to.
+        How long an item stays reserved for the annotator it was handed to (5 s to a week).
     show_guess : {"after", "before", "never"}
         When the annotator sees the model's guess: after answering (default: a guess shown
         before anchors experts), before, or never.
     seed : int
-        Seeds the strategy and overlap draws.
+        Seeds the strategy and overlap draws (0 to 2**32 - 1).
     duplicate_similarity : float in (0, 1]
         Cosine similarity from which an open item counts as a near-duplicate of a queued one;
         the annotator may give a group of them the same answer, after confirming.
@@ -92,10 +102,12 @@ class ProjectSettings:
             raise InvalidParameterError(
                 f"unknown model {self.model!r}; expected one of {', '.join(available_models())}"
             )
-        for name, low in (("retrain_every", 1), ("queue_size", 1), ("lease_seconds", 5)):
+        for name, (low, high) in _INTEGER_BOUNDS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise InvalidParameterError(f"{name} must be an integer ≥ {low}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidParameterError(
+                    f"{name} must be an integer from {low:,} to {high:,}, got {value!r}"
+                )
         for name in ("exploration", "routine", "overlap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
