@@ -52,6 +52,13 @@ def errors_to_exit(func: F) -> F:
         except OSError as exc:  # unreadable files, a full disk: one line, no traceback
             where = f": {exc.filename}" if exc.filename else ""
             _fail(f"{exc.strerror or exc}{where}")
+        except Exception as exc:  # a damaged or unreachable database: one line too
+            from labelwise.store.db import as_storage_error
+
+            meaning = as_storage_error(exc)
+            if meaning is None:
+                raise
+            _fail(str(meaning))
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None

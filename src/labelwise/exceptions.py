@@ -17,9 +17,12 @@ Every error the library raises deliberately derives from :class:`LabelwiseError`
     ├── ConflictError                               the request clashes with the stored state:
     │                                               nothing to undo, an item leased to someone
     │                                               else (HTTP 409)
-    └── AuthenticationError                         no token, or an unknown one (HTTP 401)
-        └── PermissionDeniedError                   a valid token whose role may not do this
-                                                    (HTTP 403)
+    ├── AuthenticationError                         no token, or an unknown one (HTTP 401)
+    │   └── PermissionDeniedError                   a valid token whose role may not do this
+    │                                               (HTTP 403)
+    └── StorageError                                the database or the disk cannot serve:
+        │                                           damaged, unreachable (HTTP 503)
+        └── DiskFullError                           no space left (HTTP 507)
 
 Messages name what was wrong: the parameter or column, the value received and what was expected.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ConflictError",
+    "DiskFullError",
     "InvalidDataError",
     "InvalidParameterError",
     "LabelwiseError",
@@ -36,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PoolExhaustedError",
+    "StorageError",
 ]
 
 
@@ -73,3 +78,11 @@ class AuthenticationError(LabelwiseError):
 
 class PermissionDeniedError(AuthenticationError):
     """Known credentials whose role does not allow the request."""
+
+
+class StorageError(LabelwiseError):
+    """The database or the disk cannot serve the request: damaged, unreadable, unreachable."""
+
+
+class DiskFullError(StorageError):
+    """No space is left where the project writes (its database or folder)."""

@@ -17,11 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DBAPIError
 
 from labelwise import __version__
 from labelwise.exceptions import (
     AuthenticationError,
     ConflictError,
+    DiskFullError,
     InvalidDataError,
     InvalidParameterError,
     LabelwiseError,
@@ -29,10 +31,12 @@ from labelwise.exceptions import (
     NotFoundError,
     PermissionDeniedError,
     PoolExhaustedError,
+    StorageError,
 )
 from labelwise.server.deps import AppState, User
 from labelwise.server.routes import labeling, pages, projects
 from labelwise.server.security import SecurityHeaders
+from labelwise.store.db import as_storage_error
 from labelwise.store.setup import OpenProject
 
 __all__ = ["ServerConfig", "create_app", "status_for"]
@@ -48,6 +52,8 @@ _STATUS: list[tuple[type[LabelwiseError], int]] = [
     (InvalidDataError, 422),
     (InvalidParameterError, 422),
     (ModelCapabilityError, 422),
+    (DiskFullError, 507),
+    (StorageError, 503),
 ]
 
 
@@ -108,6 +114,24 @@ def create_app(config: ServerConfig) -> FastAPI:
             )
         return JSONResponse({"error": str(exc)}, status_code=status)
 
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> Response:
+        # The database failing (damaged, full, unreachable) is said so, as a 503 or 507 that
+        # names it; any other database error is a bug, answered as a 500 and logged.
+        meaning = as_storage_error(exc, app.state.labelwise.db)
+        if meaning is None:
+            raise exc
+        log.error("%s", meaning)
+        return await labelwise_error(request, meaning)
+
+    @app.exception_handler(OSError)
+    async def disk_error(request: Request, exc: OSError) -> Response:
+        meaning = as_storage_error(exc)
+        if meaning is None:
+            raise exc
+        log.error("%s", meaning)
+        return await labelwise_error(request, meaning)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(
@@ -117,8 +141,15 @@ def create_app(config: ServerConfig) -> FastAPI:
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
     @app.get("/api/health", include_in_schema=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    def health() -> Response:
+        """Up, and the database can be read (a 503 naming what is wrong otherwise)."""
+        try:
+            app.state.labelwise.db.check()
+        except StorageError as exc:
+            return JSONResponse(
+                {"status": "error", "error": str(exc), "version": __version__}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "version": __version__})
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(user: User) -> dict[str, Any]:

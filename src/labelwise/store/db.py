@@ -16,6 +16,7 @@ crash (as opposed to the machine's) loses nothing.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +24,19 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    DatabaseError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from labelwise.exceptions import InvalidParameterError
+from labelwise.exceptions import DiskFullError, InvalidParameterError, StorageError
 
-__all__ = ["Database", "sqlite_url"]
+__all__ = ["Database", "as_storage_error", "sqlite_url"]
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -135,7 +144,58 @@ class Database:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
             conn.commit()
 
+    def check(self) -> None:
+        """Read from the database, or raise :class:`StorageError` saying why it cannot be read
+        (what the health check answers)."""
+        try:
+            with self.read() as session:
+                session.execute(text("SELECT count(*) FROM projects")).scalar()
+        except (DBAPIError, OSError) as exc:
+            raise as_storage_error(exc, self) or StorageError(
+                f"the database cannot be read: {exc}"
+            ) from None
+
+    def where(self) -> str:
+        """The database, for messages: its file, or its server and name (no password)."""
+        parsed = make_url(self.url)
+        if self.is_sqlite:
+            return str(parsed.database)
+        return parsed.render_as_string(hide_password=True)
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._write_engine is not self.engine:
             self._write_engine.dispose()
+
+
+#: Words of database drivers' messages that mean the disk is full.
+_FULL = ("database or disk is full", "no space left on device", "disk full")
+#: ... that the database file is damaged or is no database.
+_DAMAGED = ("file is not a database", "malformed", "disk i/o error", "not a database")
+#: ... that the server cannot be reached.
+_UNREACHABLE = ("connection refused", "could not connect", "server closed the connection")
+
+
+def as_storage_error(exc: BaseException, db: Database | None = None) -> StorageError | None:
+    """What a database driver's (or the disk's) error means for the user, as a
+    :class:`StorageError` naming the database -- or None for any other error (a bug, a
+    constraint: those are not the storage's fault)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFullError(f"the disk is full: {exc.filename or 'the project folder'}")
+    if not isinstance(exc, (OperationalError, DatabaseError)) or isinstance(
+        exc, (IntegrityError, DataError, ProgrammingError)
+    ):
+        return None
+    message = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+    where = f" ({db.where()})" if db is not None else ""
+    lowered = message.lower()
+    if any(w in lowered for w in _FULL):
+        return DiskFullError(f"the disk of the database is full{where}: {message}")
+    if any(w in lowered for w in _DAMAGED):
+        return StorageError(
+            f"the database{where} is damaged or is not a Labelwise database: {message}; "
+            "restore it from a backup (labelwise backup)"
+        )
+    if any(w in lowered for w in _UNREACHABLE):
+        return StorageError(f"the database server cannot be reached{where}: {message}")
+    return StorageError(f"the database cannot be used{where}: {message}")
