@@ -188,8 +188,26 @@ def test_a_short_lease_setting_expires_by_itself(store, monkeypatch):
     lease = store.next(pid, a)
     assert (lease.expires_at - store.leases()[0].created_at).total_seconds() == 5
     later = lease.expires_at
-    monkeypatch.setattr(labeling, "utcnow", lambda: later)  # the moment it runs out
+    monkeypatch.setattr(labeling, "database_now", lambda session: later)  # when it runs out
     assert store.next(pid, b) is not None
+
+
+def test_leases_run_on_the_databases_clock_not_the_servers(store, backend, monkeypatch):
+    # A second server whose clock is 11 minutes ahead took every item still leased to others
+    # (and their answers were refused). Lease times come from the database's clock.
+    if backend != "postgresql":
+        pytest.skip("SQLite lives on one machine: every process reads the same clock")
+    pid = store.project(1, lease_seconds=600)
+    (held,) = store.item_ids(pid)
+    a, b = store.annotators(pid, 2)
+    assert store.next(pid, a).item.id == held
+    from datetime import timedelta
+
+    ahead = labeling.utcnow() + timedelta(minutes=11)
+    monkeypatch.setattr(labeling, "utcnow", lambda: ahead)  # this server's clock runs ahead
+    assert store.next(pid, b) is None  # a's lease stands
+    assert [lease.annotator_id for lease in store.leases()] == [a]
+    assert store.submit(pid, a, held, "ham").label.value == "ham"  # a's answer is taken
 
 
 def test_queue_used_up_falls_back_to_a_random_open_item(store):

@@ -17,11 +17,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
@@ -39,7 +39,15 @@ from labelwise.store.models import (
 from labelwise.store.projects import settings_of
 from labelwise.store.versions import COLD_START
 
-__all__ = ["Assignment", "SubmitResult", "next_item", "skip_item", "submit_label", "undo_last"]
+__all__ = [
+    "Assignment",
+    "SubmitResult",
+    "database_now",
+    "next_item",
+    "skip_item",
+    "submit_label",
+    "undo_last",
+]
 
 #: Leases one annotator may hold at once: the item on screen plus prefetched ones.
 MAX_HELD = 3
@@ -85,6 +93,18 @@ class SubmitResult:
 ROUTINE_HISTORY = 200
 #: The longest group of near-duplicates one answer may label.
 MAX_GROUP = 50
+
+
+def database_now(session: Session) -> datetime:
+    """Now by the database's clock (naive UTC, as every timestamp is stored): leases are granted
+    and compared by one clock, so a server whose own clock runs ahead cannot take items still
+    leased to others (nor one running behind keep them). SQLite lives on one machine: its
+    clock is this process's."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment = session.scalar(text("SELECT now() AT TIME ZONE 'UTC'"))
+        if isinstance(moment, datetime):
+            return moment
+    return utcnow()
 
 
 def _check_member(project: Project, annotator: Annotator) -> None:
@@ -345,7 +365,7 @@ def next_item(
     refused); asking for more gives the oldest of the others back.
     """
     _check_member(project, annotator)
-    now = utcnow()
+    now = database_now(session)
     answering = set(answering)
     exclude = set(exclude) | answering
     held = _held(session, annotator, now)
@@ -505,7 +525,7 @@ def submit_label(
     replay = _replay(session, annotator, request_id, item_id, "label", value)
     if replay is not None:
         return SubmitResult(replay, item, replayed=True)
-    now = utcnow()
+    now = database_now(session)
     current = _current(session, item.id, annotator.id)
     if current is not None and current.action == "label" and current.value == value:
         session.execute(
@@ -673,7 +693,7 @@ def skip_item(
         predicted=lease.predicted,
         request_id=request_id,
         is_current=True,
-        created_at=utcnow(),
+        created_at=database_now(session),
     )
     session.add(label)
     _give_back(session, lease)
@@ -720,7 +740,7 @@ def undo_last(
         raise ConflictError("nothing to undo")
     item = _lock_item(session, project, last.item_id, wait=True)
     assert item is not None
-    now = utcnow()
+    now = database_now(session)
     # A skip holds no slot: others may have filled the item since. Leasing it back would hand
     # out a slot it no longer has (the label would then conflict), so the skip stays.
     if last.action == "skip" and (item.done or _free_slots(session, item, annotator, now) <= 0):
@@ -791,7 +811,7 @@ def _undo_replay(
     lease = session.scalar(
         select(Lease).where(Lease.item_id == done.item_id, Lease.annotator_id == annotator.id)
     )
-    if lease is None or lease.expires_at <= utcnow():
+    if lease is None or lease.expires_at <= database_now(session):
         raise ConflictError(
             f"undo {request_id!r} was already done, and item {done.item_id} is no longer yours "
             "to answer again"
