@@ -13,6 +13,7 @@ PneumoniaMNIST, and the paired difference (typical - random).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -40,13 +41,24 @@ DATASETS = {
 AT = (20, 50, 100)
 
 
-def _scores(result, at: tuple[int, ...]) -> np.ndarray:
-    """Macro-F1 at each label count of ``at``, shape (seeds, len(at))."""
+def _scores(result, at: tuple[int, ...]) -> list[list[float | None]]:
+    """Macro-F1 at each label count of ``at``, per seed; None where no model could be fitted
+    yet (the first labels held a single class)."""
     out = []
     for run in result.runs["default"]:
         by_labels = dict(zip(run.labels, run.scores["macro_f1"], strict=True))
-        out.append([by_labels[n] for n in at])
-    return np.asarray(out)
+        out.append([by_labels.get(n) for n in at])
+    return out
+
+
+def _cell(values: np.ndarray) -> str:
+    """Mean ± standard error of the seeds that have a model, and how many have none."""
+    have = values[~np.isnan(values)]
+    if not len(have):
+        return "no model"
+    se = float(have.std(ddof=1) / np.sqrt(len(have))) if len(have) > 1 else 0.0
+    missing = len(values) - len(have)
+    return f"{have.mean():.3f} ± {se:.3f}" + (f" ({missing} without a model)" if missing else "")
 
 
 def main() -> None:
@@ -78,34 +90,42 @@ def main() -> None:
         dataset = load_dataset(
             args.data_dir / relative, text_column=text_column, label_column=label_column
         )
-        scores = {}
-        for method in ("random", "typical"):
-            config = SimulationConfig(
-                strategies=("default",),
-                seeds=args.seeds,
-                initial=20,
-                batch_size=10,
-                budget=max(AT),
-                n_jobs=args.jobs,
-                initial_method=method,
-            )
-            result = simulate_dataset(dataset, config)
-            scores[method] = _scores(result, AT)
-            features = result.extra["features"]
+        cache = args.results / "cold-start" / f"{name}.json"
+        if cache.exists():
+            scores, features = json.loads(cache.read_text())
+        else:
+            scores = {}
+            for method in ("random", "typical"):
+                config = SimulationConfig(
+                    strategies=("default",),
+                    seeds=args.seeds,
+                    initial=20,
+                    batch_size=10,
+                    budget=max(AT),
+                    n_jobs=args.jobs,
+                    initial_method=method,
+                )
+                result = simulate_dataset(dataset, config)
+                scores[method] = _scores(result, AT)
+                features = result.extra["features"]
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps([scores, features]))
         for i, n in enumerate(AT):
-            r, t = scores["random"][:, i], scores["typical"][:, i]
-            d = t - r
-            se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0  # noqa: E731
-            deltas[n].append(float(d.mean()))
+            r = np.array([row[i] for row in scores["random"]], dtype=float)
+            t = np.array([row[i] for row in scores["typical"]], dtype=float)
+            d = (t - r)[~np.isnan(t - r)]
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+            deltas[n].append(float(d.mean()) if len(d) else float("nan"))
             lines.append(
-                f"| {name} | {features} | {n} | {r.mean():.3f} ± {se(r):.3f} "
-                f"| {t.mean():.3f} ± {se(t):.3f} | {d.mean():+.3f} ± {se(d):.3f} |"
+                f"| {name} | {features} | {n} | {_cell(r)} | {_cell(t)} "
+                f"| {d.mean():+.3f} ± {se:.3f} |"
             )
         print("\n".join(lines[-3:]), flush=True)
     lines += [
         "",
         "Mean Δ over the data sets: "
-        + ", ".join(f"{n} labels {np.mean(v):+.3f}" for n, v in deltas.items()),
+        + ", ".join(f"{n} labels {np.nanmean(v):+.3f}" for n, v in deltas.items())
+        + " (Δ over the seeds where both have a model).",
         "",
     ]
     path = args.results / "cold_start.md"

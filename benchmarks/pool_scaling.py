@@ -121,6 +121,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     wins = losses = compared = 0
+    by_features: dict[str, list[float]] = {}
     for name in parse_list(args.only, "--only"):
         X, y, budget, features = _data(args, name)
         budget = min(budget, int(0.7 * len(y)) - 1)
@@ -138,6 +139,7 @@ def main() -> None:
             d = b - a
             se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
             compared += 1
+            by_features.setdefault(features, []).append(float(d.mean()))
             wins += int(d.mean() > se)
             losses += int(d.mean() < -se)
             lines.append(
@@ -148,7 +150,9 @@ def main() -> None:
     lines += [
         "",
         f"Now above before by more than one standard error: {wins}; below by more than one: "
-        f"{losses} (of {compared} comparisons).",
+        f"{losses} (of {compared} comparisons). Mean Δ: "
+        + ", ".join(f"{k} {np.mean(v):+.4f} ({len(v)})" for k, v in by_features.items())
+        + ".",
         "",
     ]
     path = args.results / "pool_scaling.md"

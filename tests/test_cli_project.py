@@ -141,3 +141,28 @@ def test_serve_on_a_port_in_use_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert f"error: cannot listen on 127.0.0.1:{port}" in result.output
     assert "choose another with --port" in result.output
+
+
+def test_a_worker_child_that_will_not_stop_is_killed_with_the_server(tmp_path, monkeypatch):
+    # SIGTERM of `serve` left its worker fitting (9.6 GB) until killed by hand: a fit does not
+    # look up from SIGTERM. The supervisor kills what has not stopped in time.
+    import time
+
+    from labelwise import runtime
+    from stubborn_worker import run
+
+    monkeypatch.setattr(runtime, "WORKER_STOP_S", 0.5)
+    supervisor = runtime.WorkerSupervisor(str(tmp_path), None, target=run)
+    supervisor.start()
+    for _ in range(200):
+        if (tmp_path / "started").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp_path / "started").exists()
+    began = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - began < 10
+    assert not supervisor._thread.is_alive()
+    import multiprocessing
+
+    assert not [p for p in multiprocessing.active_children() if p.name == "labelwise-worker"]

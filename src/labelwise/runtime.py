@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ WORKER_NICENESS = 10
 #: to the maximum; a worker that ran for ``WORKER_STABLE_S`` starts the count again.
 WORKER_RESTART_S = (1.0, 60.0)
 WORKER_STABLE_S = 120.0
+#: Seconds a worker child has to end its current step when the server stops, before it is
+#: killed.
+WORKER_STOP_S = 10.0
 
 
 def run_worker_forever(
@@ -90,8 +94,16 @@ class WorkerSupervisor:
     """Keeps the server's worker child running: started with the server, started again after
     it dies, stopped with the server."""
 
-    def __init__(self, project_dir: str, db_url: str | None, scheduler: str | None = None) -> None:
+    def __init__(
+        self,
+        project_dir: str,
+        db_url: str | None,
+        scheduler: str | None = None,
+        *,
+        target: Callable[..., None] | None = None,
+    ) -> None:
         self.args = (project_dir, db_url, scheduler)
+        self.target = target or _worker_child
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
 
@@ -100,7 +112,7 @@ class WorkerSupervisor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=WORKER_STOP_S + 15)
 
     def _run(self) -> None:
         delay, longest = WORKER_RESTART_S
@@ -109,7 +121,7 @@ class WorkerSupervisor:
             # Not a daemon: a daemonic process may not start processes of its own, and the
             # worker starts a local Dask cluster's for ``--scheduler local``. It stops with the
             # server all the same: below, or by watching for the server's death.
-            child = spawn.Process(target=_worker_child, args=self.args, name="labelwise-worker")
+            child = spawn.Process(target=self.target, args=self.args, name="labelwise-worker")
             child.start()
             began = time.monotonic()
             while child.is_alive() and not self._stop.is_set():
@@ -117,6 +129,12 @@ class WorkerSupervisor:
             if self._stop.is_set():
                 if child.is_alive():
                     child.terminate()  # SIGTERM: it finishes its current step, then exits
+                    child.join(timeout=WORKER_STOP_S)
+                if child.is_alive():
+                    # A fit can run for minutes: the server does not outlive it. Killing a
+                    # worker mid-fit changes nothing served (the next one sweeps its files).
+                    log.warning("the worker did not stop within %.0f s: killing it", WORKER_STOP_S)
+                    child.kill()
                     child.join(timeout=10)
                 return
             ran = time.monotonic() - began

@@ -457,15 +457,20 @@ def _fit_and_publish(
     # The artefact is written under a temporary name first; it takes its version's name inside
     # the transaction that records the version, so the two always match.
     pending = folder.models_dir / f"pending-{uuid.uuid4().hex}.joblib"
-    joblib.dump(
-        {
-            "model": model,
-            "classes": list(model.classes_),
-            "stop_rows": stop_rows,
-            "stop_predictions": stop_predictions,
-        },
-        pending,
-    )
+    artefact_record = {
+        "model": model,
+        "classes": list(model.classes_),
+        "stop_rows": stop_rows,
+        "stop_predictions": stop_predictions,
+    }
+    try:
+        with pending.open("wb") as fh:
+            joblib.dump(artefact_record, fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename that publishes it
+    except BaseException:
+        pending.unlink(missing_ok=True)  # a full disk leaves no empty file behind
+        raise
     metrics: dict[str, Any] = {
         "cv": cv,
         "conflicts": n_conflicts,

@@ -707,3 +707,19 @@ def test_texts_that_mean_the_same_but_read_differently_are_never_grouped(tmp_pat
         assert {"base", "base-copy", "roles-swapped"} & set(groups)  # the test saw them
     finally:
         proj.db.dispose()
+
+
+def test_a_full_disk_while_saving_the_model_leaves_no_file_behind(project, monkeypatch):
+    import errno
+
+    project.label(FIRST_30)
+
+    def full(value, fh, *args, **kwargs):
+        fh.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(worker.joblib, "dump", full)
+    outcome = project.train()
+    assert outcome.status == "failed" and "No space left" in outcome.detail
+    assert not list(project.op.folder.models_dir.iterdir())  # no pending-*.joblib left
+    assert project.current()[0] is None or project.current()[0].status != "ready"
