@@ -32,8 +32,6 @@ import os
 import re
 import shutil
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +61,7 @@ from labelwise.store.models import (
 )
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.setup import OpenProject
+from threaded_server import ThreadedServer
 
 # ------------------------------------------------------------------------------------ tables
 
@@ -1069,35 +1068,6 @@ class Hostile:
     opened: OpenProject
 
 
-class _Server:
-    """The app served by uvicorn on a free port, in a thread of this process."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", ws="none"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def hostile(tmp_path: Path) -> Iterator[Hostile]:
     """A project whose every user-supplied string is a script payload, with a model, answers
@@ -1141,7 +1111,7 @@ def hostile(tmp_path: Path) -> Iterator[Hostile]:
             labeling.submit_label(session, project, alice, item_id=item_id, value=LABEL_NAMES[0])
             labeling.submit_label(session, project, bob, item_id=item_id, value=LABEL_NAMES[2])
     opened = OpenProject(folder, db, pid)
-    with _Server(create_app(ServerConfig(opened))) as base:
+    with ThreadedServer(create_app(ServerConfig(opened))) as base:
         yield Hostile(base, pid, tokens, item_ids, opened)
     db.dispose()
 

@@ -34,8 +34,11 @@ from labelwise.exceptions import (
     StorageError,
 )
 from labelwise.server.deps import AppState, User
+from labelwise.server.limits import BodyLimits
 from labelwise.server.routes import labeling, pages, projects
+from labelwise.server.routes.projects import MAX_UPLOAD
 from labelwise.server.security import SecurityHeaders
+from labelwise.store.annotators import authenticate
 from labelwise.store.db import as_storage_error
 from labelwise.store.setup import OpenProject
 
@@ -96,6 +99,16 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.templates = templates
     app.state.labelwise = AppState(
         folder=config.project.folder, db=config.project.db, project_id=config.project.project_id
+    )
+    state: AppState = app.state.labelwise
+
+    def check_token(token: str) -> None:
+        with state.db.read() as session:
+            authenticate(session, token, project_id=state.project_id)
+
+    # Added before the headers, so that its 401 and 413 answers carry them too.
+    app.add_middleware(
+        BodyLimits, authenticate=check_token, cookie=state.cookie, max_upload=MAX_UPLOAD
     )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(package / "static")), name="static")
