@@ -2,8 +2,13 @@
 
     python benchmarks/real_data.py [--data-dir ../shared/data] [--seeds 0-4] [--jobs 2]
 
-- text: the SMS Spam Collection (TF-IDF + logistic regression);
-- images: PneumoniaMNIST, 28x28 chest X-rays (pixels + logistic regression).
+- text: the SMS Spam Collection (the default text features, TF-IDF beside the wordllama
+  embedding, and logistic regression);
+- images: PneumoniaMNIST, 28x28 chest X-rays (the default image features, randconv, and
+  logistic regression).
+
+`real-data-tfidf-pixels.md` keeps the figures of the earlier representation (TF-IDF alone,
+raw pixels) for comparison.
 
 For each, the labels needed to reach 99 % (and 95 %) of the macro-F1 of the same model trained
 on the whole pool, mean over seeds, and the AUBC of macro-F1. Runs are written under
