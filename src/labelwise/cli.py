@@ -607,6 +607,9 @@ def status(
         if serving
         else "model: none yet"
     )
+    last = figures["versions"][-1] if figures["versions"] else None
+    if last is not None and last["status"] == "failed":
+        lines.append(f"last fit failed (v{last['version']}): {last['error']}")
     est = stop["estimate"]
     lines.append(
         f"estimate (model v{est['version']}, {est['n']} random items): accuracy "

@@ -9,6 +9,7 @@ to the pool.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -100,11 +101,16 @@ def open_features(path: str | Path) -> Matrix:
     path = Path(path)
     if not path.exists():
         raise InvalidDataError(f"no such feature file: {path}")
-    if path.suffix == ".npy":
-        return np.load(path, mmap_mode="r")
-    if path.suffix == ".npz":
+    if path.suffix not in (".npy", ".npz"):
+        raise InvalidDataError(f"unsupported feature file {path.name}: expected .npy or .npz")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, mmap_mode="r")
         return sp.load_npz(path).tocsr()
-    raise InvalidDataError(f"unsupported feature file {path.name}: expected .npy or .npz")
+    except (ValueError, EOFError, OSError, KeyError, zipfile.BadZipFile) as exc:
+        # A file cut short (a full disk, a crash without fsync) or overwritten: named, not a
+        # bare traceback from numpy's or zipfile's insides.
+        raise InvalidDataError(f"the feature file {path} is damaged: {exc}") from None
 
 
 class Pool:

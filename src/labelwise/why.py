@@ -320,6 +320,8 @@ def _featurizer(folder: ProjectFolder) -> Any:
         return joblib.load(folder.loadable("features/featurizer.joblib", folder.features_dir))
     except NotFoundError:
         return None
+    except Exception:  # damaged: explanations are optional (the next cache build mends it)
+        return None
 
 
 def text_scorer(

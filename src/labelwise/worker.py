@@ -82,6 +82,8 @@ log = logging.getLogger("labelwise.worker")
 #: Labels the first fit waits for (fewer if ``retrain_every`` is smaller): a model of three
 #: labels ranks the pool no better than chance and its "reasons" would mislead annotators.
 FIRST_FIT = 10
+#: The longest wait, in seconds, between retries of a fit that keeps failing.
+FAILURE_BACKOFF_MAX = 300.0
 #: Cross-validation is skipped above this many labels (it would cost five more fits).
 _CV_LIMIT = 5000
 
@@ -562,7 +564,11 @@ def _agreement_with_served(
         path = folder.loadable(served.artefact, folder.models_dir)
     except NotFoundError:
         return None
-    previous = joblib.load(path)
+    try:
+        previous = joblib.load(path)
+    except Exception as exc:  # a damaged file: the comparison is optional, the fit goes on
+        log.warning("cannot compare with the served model: %s is damaged (%s)", path, exc)
+        return None
     rows = previous.get("stop_rows")
     if rows is None or len(rows) != len(stop_rows) or not np.array_equal(rows, stop_rows):
         return None
@@ -672,6 +678,7 @@ def run_worker(
             sweep_leftover_media(folder, db)
         except Exception:  # housekeeping: a database outage here must not stop the worker
             log.exception("could not check models/ and media/ for what a killed process left")
+        failures = 0
         while not stop.is_set():
             try:
                 outcome = train_once(folder, db, client=client)
@@ -684,7 +691,11 @@ def run_worker(
             cycles += 1
             if max_cycles is not None and cycles >= max_cycles:
                 return
+            # A fit that keeps failing (a damaged file, a full disk) is retried ever less
+            # often, up to every FAILURE_BACKOFF_MAX seconds: not twenty failed versions a
+            # minute. Any other outcome starts the count again.
+            failures = failures + 1 if outcome.status == "failed" else 0
             if outcome.status != "trained":
-                stop.wait(poll_seconds)
+                stop.wait(min(poll_seconds * 2**failures, FAILURE_BACKOFF_MAX))
     finally:
         lock.release()

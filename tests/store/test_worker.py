@@ -17,6 +17,7 @@ from labelwise import worker
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
 from labelwise.store.annotators import create_annotator
+from labelwise.store.folder import ProjectFolder
 from labelwise.store.labeling import next_item, submit_label, undo_last
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
@@ -723,3 +724,88 @@ def test_a_full_disk_while_saving_the_model_leaves_no_file_behind(project, monke
     assert outcome.status == "failed" and "No space left" in outcome.detail
     assert not list(project.op.folder.models_dir.iterdir())  # no pending-*.joblib left
     assert project.current()[0] is None or project.current()[0].status != "ready"
+
+
+def _cut(path: Path, keep: int = 100) -> None:
+    """What a full disk or a crash without fsync leaves: the file cut short."""
+    data = path.read_bytes()
+    path.write_bytes(data[: min(keep, len(data) // 2)])
+
+
+def test_a_damaged_feature_cache_is_rebuilt_and_a_damaged_served_model_is_passed_over(
+    tfidf_project,
+):
+    project = tfidf_project
+    project.label(FIRST_30)
+    assert project.train().status == "trained"
+    version, _ = project.current()
+    features = project.op.folder.features_dir
+    _cut(features / "matrix.npz")
+    _cut(features / "featurizer.joblib")
+    _cut(project.op.folder.root / version.artefact)  # the served model: only compared with
+    project.label([f"ham-{i}" for i in range(15, 20)])
+    outcome = project.train()
+    assert outcome.status == "trained", outcome.detail
+    second, queue = project.current()
+    assert second.metrics["agreement_with_previous"] is None  # nothing sound to compare with
+    assert queue and all(q.reason.get("drivers") for q in queue[:5])  # explanations are back
+    import scipy.sparse as sp
+
+    assert sp.load_npz(features / "matrix.npz").shape[0] == N_HAM + N_SPAM
+
+
+def test_a_damaged_embedding_file_is_made_again_from_the_items(project):
+    from labelwise.features import make_embedder
+    from labelwise.store.row_file import embedding_file
+
+    project.label(FIRST_30)
+    rows = embedding_file(project.op.folder.features_dir, "wordllama")
+    rows.path.write_bytes(b"garbage, not an npy header" * 10)
+    assert project.train().status == "trained"
+    matrix = np.load(rows.path, mmap_mode="r")
+    with project.db.read() as s:
+        texts = [i.content for i in s.scalars(select(Item).order_by(Item.row))]
+    np.testing.assert_allclose(matrix, make_embedder("wordllama").embed(texts), atol=1e-6)
+
+
+def test_a_damaged_pool_fails_the_fit_naming_the_file_and_status_says_so(tmp_path, db_url):
+    from typer.testing import CliRunner
+
+    from labelwise.cli import app
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    frame["label"] = np.where(frame["a"] > 0, "yes", "no")
+    frame["id"] = [f"r{i}" for i in range(60)]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    op, _ = init_project(tmp_path / "tab", tmp_path / "t.csv", db_url=db_url)
+    try:
+        _label_everything_known(op, dict(zip(frame["id"], frame["label"], strict=True)), 30)
+        pool = op.folder.features_dir / "tabular.npy"
+        pool.write_bytes(b"\x93NUMPY garbage" + bytes(200))  # the pool itself: not derived
+        outcome = worker.train_once(op.folder, op.db)
+        assert outcome.status == "failed" and "tabular.npy" in outcome.detail
+        result = CliRunner().invoke(app, ["status", str(op.folder.root), "--db", db_url])
+        assert result.exit_code == 0, result.output
+        assert "last fit failed (v" in result.output and "tabular.npy" in result.output
+    finally:
+        op.db.dispose()
+
+
+def test_a_fit_that_keeps_failing_is_retried_ever_less_often(tmp_path, monkeypatch):
+    import threading
+
+    waits: list[float] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return False
+
+    monkeypatch.setattr(worker, "train_once", lambda *a, **k: worker.TrainingOutcome("failed", "x"))
+    monkeypatch.setattr(worker, "sweep_artefacts", lambda *a: [])
+    monkeypatch.setattr(worker, "sweep_leftover_media", lambda *a: [])
+    folder = ProjectFolder.create(tmp_path / "p", "p")
+    worker.run_worker(folder, None, poll_seconds=2.0, stop=Stop(), max_cycles=12)
+    assert waits[:4] == [4.0, 8.0, 16.0, 32.0]
+    assert max(waits) == worker.FAILURE_BACKOFF_MAX

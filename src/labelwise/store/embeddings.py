@@ -17,6 +17,7 @@ reads the same rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from labelwise.store.row_file import (
 )
 
 __all__ = ["EMBED_CHUNK", "embed_import", "embedding_rows", "load_image"]
+
+log = logging.getLogger("labelwise.embeddings")
 
 #: Items embedded per step (and read from the database per step when filling in).
 EMBED_CHUNK = 4096
@@ -145,14 +148,30 @@ def embedding_rows(
     embedder = make_embedder(embedder_name)
     store = embedding_file(folder.features_dir, embedder.name)
     n_items = count_items(session, project)
-    if not (store.exists() and store.rows_on_disk() >= n_items):
+    if not _covers(store, n_items):
         lock = lock_store(store)
         try:
-            _open(store, embedder)
+            try:
+                _open(store, embedder)
+                store.rows_on_disk()  # reads the header: raises if it is damaged
+            except InvalidDataError as exc:
+                # Embeddings are derived from the items: a damaged file is made again.
+                log.warning("embedding every item again: %s", exc)
+                for path in (store.path, store.columns_path):
+                    path.unlink(missing_ok=True)
+                _open(store, embedder)
             _fill(session, project, folder, store, embedder, n_items, progress=progress)
         finally:
             lock.close()
     return store.matrix(n_items)
+
+
+def _covers(store: RowFile, n_items: int) -> bool:
+    """Whether the file is readable and holds every item's row."""
+    try:
+        return store.exists() and store.rows_on_disk() >= n_items
+    except InvalidDataError:
+        return False
 
 
 def _fill(

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ __all__ = [
     "tabular_fields",
 ]
 
+log = logging.getLogger("labelwise.features")
+
 #: Items read per query when a feature file is built from JSON fields.
 _BACKFILL_CHUNK = 20_000
 
@@ -106,11 +109,27 @@ def item_dataset(session: Session, project: Project, folder: ProjectFolder) -> D
 
 
 def _atomic_save(path: Path, save: Any) -> None:
-    """Write through a temporary file and rename: readers see the old file or the new one."""
+    """Write through a temporary file, on disk (fsync) before the rename: readers see the old
+    file or the whole new one, even after a power cut."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:  # a file object: numpy and scipy add no suffix of their own
-        save(fh)
+    try:
+        with tmp.open("wb") as fh:  # a file object: numpy and scipy add no suffix of their own
+            save(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+
+
+def _featurizer_readable(folder: ProjectFolder) -> None:
+    """Raise :class:`InvalidDataError` when the cache's fitted featurizer cannot be loaded."""
+    path = folder.features_dir / "featurizer.joblib"
+    try:
+        joblib.load(path)
+    except Exception as exc:  # unpickling a damaged file raises anything
+        raise InvalidDataError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -182,11 +201,16 @@ def _base_matrix(
     meta_path = folder.features_dir / "meta.json"
     n_items = count_items(session, project)
     if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        # A cache without "features" was written by an earlier release: the kind's base.
-        if meta.get("n_items") == n_items and meta.get("features", base) == base:
-            path = folder.features_dir / meta["file"]
-            return open_features(path), path
+        try:
+            meta = json.loads(meta_path.read_text())
+            # A cache without "features" was written by an earlier release: the kind's base.
+            if meta.get("n_items") == n_items and meta.get("features", base) == base:
+                path = folder.features_dir / meta["file"]
+                _featurizer_readable(folder)
+                return open_features(path), path
+        except (InvalidDataError, ValueError, KeyError, TypeError) as exc:
+            # The cache is derived from the items: a damaged one is rebuilt, not a dead end.
+            log.warning("rebuilding the feature cache: %s", exc)
     dataset = item_dataset(session, project, folder)
     X, featurizer = featurize(dataset, features=base)
     if sp.issparse(X):
