@@ -151,13 +151,21 @@ class Source:
 
     def skip(self, who: str, ext: str) -> None:
         with self.db.write() as s:
-            labeling.skip_item(
+            project = get_project(s, project_id=self.pid)
+            annotator = s.get_one(Annotator, self.people[who])
+            item_id = self._item(s, ext)
+            # A skip needs the item handed to the annotator: lease it to them as `next` would.
+            labeling._lease(
                 s,
-                get_project(s, project_id=self.pid),
-                s.get_one(Annotator, self.people[who]),
-                item_id=self._item(s, ext),
-                duration_ms=300,
+                project,
+                annotator,
+                s.get_one(Item, item_id),
+                now=labeling.database_now(s),
+                reason={"kind": "strategy", "summary": "handed out for the test"},
+                model_version_id=None,
+                predicted=None,
             )
+            labeling.skip_item(s, project, annotator, item_id=item_id, duration_ms=300)
 
     def undo(self, who: str) -> None:
         with self.db.write() as s:

@@ -37,8 +37,10 @@ def test_resolved_labels_agreement_conflict_and_adjudication(db, store):
     store.submit(pid, a, ids[3], "ham")  # disagreement, settled by the admin
     store.submit(pid, b, ids[3], "spam")
     _adjudicate(db, pid, boss, ids[3], "ham")
-    _adjudicate(db, pid, boss, ids[4], "spam")  # adjudicated without any vote
+    store.queue(pid, [ids[4]])
+    assert store.next(pid, a).item.id == ids[4]
     store.skip(pid, a, ids[4])  # skips are not votes
+    _adjudicate(db, pid, boss, ids[4], "spam")  # adjudicated without any vote
     final, conflicts = _resolve(db, pid)
     assert final == {ids[0]: "ham", ids[1]: "spam", ids[3]: "ham", ids[4]: "spam"}
     assert [(c.item_id, c.votes) for c in conflicts] == [(ids[2], {"ham": ["a0"], "spam": ["a1"]})]
