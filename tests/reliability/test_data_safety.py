@@ -891,6 +891,32 @@ def test_a_backup_refuses_a_bad_destination_and_leaves_nothing_when_it_fails(tmp
     assert leftovers == []
 
 
+def test_a_copy_left_by_a_killed_backup_is_removed_by_the_next(tmp_path):
+    # A backup killed mid-way left a hidden partial copy, with the token hashes, forever.
+    import socket
+    import subprocess
+    import sys
+
+    opened, _ = _busy_project(f"sqlite:///{tmp_path / 'p.sqlite3'}", tmp_path / "p", 20)
+    root = opened.folder.root
+    opened.db.dispose()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(gone.stdout)  # a process that has ended
+    left = tmp_path / ".old.partial-0badcafe"
+    left.mkdir()
+    (left / "labelwise.sqlite3").write_text("token hashes")
+    (left / ".owner").write_text(f"{socket.gethostname()} {dead_pid}\n")
+    running = tmp_path / ".other.partial-1234abcd"  # a backup running now is left alone
+    running.mkdir()
+    (running / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    result = _invoke("backup", root, tmp_path / "fresh")
+    assert result.exit_code == 0, result.output
+    assert not left.exists() and running.exists()
+    assert not (tmp_path / "fresh" / ".owner").exists()
+    assert oct((tmp_path / "fresh").stat().st_mode & 0o777) == "0o700"
+
+
 def test_a_backup_leaves_out_a_feature_cache_that_does_not_match(tmp_path):
     opened, _ = _busy_project(f"sqlite:///{tmp_path / 'p.sqlite3'}", tmp_path / "p", 40)
     root = opened.folder.root

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import uuid
@@ -58,7 +59,7 @@ from labelwise.store.db import Database, sqlite_url
 from labelwise.store.folder import CONFIG_NAME, DB_NAME, ProjectFolder
 from labelwise.store.models import utcnow
 
-__all__ = ["MANIFEST_NAME", "BackupResult", "backup_project"]
+__all__ = ["MANIFEST_NAME", "BackupResult", "backup_project", "sweep_partial_copies"]
 
 MANIFEST_NAME = "backup.json"
 DUMP_NAME = "database.sql"
@@ -138,8 +139,10 @@ def backup_project(
     target = _check_destination(folder, Path(dest))
     url = folder.database_url(db_url)
     db = Database(url)  # opened, never migrated: a backup changes nothing
-    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir(parents=True)
+    sweep_partial_copies(target.parent)
+    partial = target.parent / f"{_PARTIAL_PREFIX}{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir(parents=True, mode=0o700)  # it holds token hashes: the owner's only
+    (partial / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
     try:
         if db.is_sqlite:
             db.dispose()
@@ -174,6 +177,7 @@ def backup_project(
             warnings=tuple(warnings),
         )
         _write_manifest(partial, folder, result, url)
+        (partial / _OWNER).unlink()
         if target.exists():
             target.rmdir()  # checked empty above
         os.replace(partial, target)
@@ -184,6 +188,44 @@ def backup_project(
 
 
 # ----------------------------------------------------------------------------- destination
+
+_PARTIAL_PREFIX = "."
+#: The file in a copy being made that names the process making it: "host pid".
+_OWNER = ".owner"
+
+
+def sweep_partial_copies(parent: Path) -> list[Path]:
+    """Remove the copies that backups killed mid-way left in ``parent`` (hidden folders
+    ``.NAME.partial-*`` whose owner, a process of this machine, is gone); returns them.
+
+    A copy holds the project's database, token hashes included: it must not outlive the
+    backup that made it. One whose owner is alive (a backup running now) or on another
+    machine is left alone.
+    """
+    removed = []
+    host = socket.gethostname()
+    for path in sorted(parent.glob(f"{_PARTIAL_PREFIX}*.partial-*")):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        try:
+            owner_host, pid = (path / _OWNER).read_text().split()
+        except (OSError, ValueError):
+            continue  # not ours to judge
+        if owner_host != host or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _check_destination(folder: ProjectFolder, dest: Path) -> Path:
