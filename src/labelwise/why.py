@@ -13,9 +13,9 @@ alone does not say, so showing it never slows "next":
   tables (exact for linear models, SHAP for tree ensembles), an occlusion map for images;
 * the open items that are the same item in practice (:func:`duplicate_groups`), which the
   annotator may give the same answer after confirming: found by similarity in the feature
-  space, and for texts kept only when the texts are the same once case, punctuation and
-  spacing are folded (:func:`near_identical`): two texts that mean nearly the same are not
-  the same item;
+  space, then kept only when they are the same item in practice -- texts the same once case,
+  punctuation and spacing are folded (:func:`near_identical`), images with (almost) the same
+  pixels, table rows with the same values: two items that are merely alike are not one;
 * what a semi-supervised model made up (:func:`pseudo_labels`), for the dashboard.
 """
 
@@ -293,22 +293,63 @@ def duplicate_groups(
 ) -> dict[int, list[tuple[int, float]]]:
     """For each of ``rows``, up to ``k`` open rows of ``among`` offered as its near-duplicates
     (``(row, similarity)``, most similar first): at cosine similarity ``threshold`` or more in
-    ``space`` (:func:`labelwise.explain.near_duplicates`), and for texts the same text once
-    folded (:func:`near_identical`). Rows with none are left out; ``k`` 0 offers none."""
+    ``space`` (:func:`labelwise.explain.near_duplicates`), then the same item in practice
+    (:func:`_same_item_test`). Rows with none are left out; ``k`` 0 offers none."""
     if not k:
         return {}
     found = near_duplicates(space, rows, among, threshold=threshold, k=k)
     out = {int(r): f for r, f in zip(rows, found, strict=True) if f}
-    if features.spec.kind != "text" or not out:
+    if not out:
         return out
     rows_to_items.prefetch([*out, *(d for group in out.values() for d, _ in group)])
+    same = _same_item_test(features, rows_to_items)
     checked = {}
     for row, group in out.items():
-        text = rows_to_items[row].content
-        kept = [(d, s) for d, s in group if near_identical(text, rows_to_items[d].content)]
+        kept = [(d, s) for d, s in group if same(row, d)]
         if kept:
             checked[row] = kept
     return checked
+
+
+#: Largest mean absolute difference of two images' pixels (in [0, 1]) for them to count as one
+#: image: a re-encoding or a speck, not a second X-ray (two chest X-rays of PneumoniaMNIST
+#: differ by 0.05 or more; their raw pixels' cosine similarity is 0.98 for almost any pair).
+IMAGE_DUPLICATE_MAD = 2 / 255
+#: Relative tolerance within which two rows of a table are the same row.
+TABLE_DUPLICATE_RTOL = 1e-6
+
+
+def _same_item_test(
+    features: ProjectFeatures, rows_to_items: PoolItems
+) -> Callable[[int, int], bool]:
+    """Whether two rows are the same item in practice, by kind: texts equal once folded
+    (:func:`near_identical`), images whose pixels differ by at most
+    :data:`IMAGE_DUPLICATE_MAD` on average, table rows equal within
+    :data:`TABLE_DUPLICATE_RTOL`. Similar is not enough: one answer goes to all of them."""
+    kind = features.spec.kind
+    if kind == "text":
+        return lambda a, b: near_identical(rows_to_items[a].content, rows_to_items[b].content)
+    if kind == "tabular":
+        X = features.X
+
+        def same_row(a: int, b: int) -> bool:
+            x, y = np.asarray(X[a], dtype=np.float64), np.asarray(X[b], dtype=np.float64)
+            return bool(np.allclose(x, y, rtol=TABLE_DUPLICATE_RTOL, atol=1e-12))
+
+        return same_row
+    folder = rows_to_items.folder
+    cache: dict[int, np.ndarray] = {}
+
+    def pixels(row: int) -> np.ndarray:
+        if row not in cache:
+            cache[row] = _pixels(folder, rows_to_items, row)
+        return cache[row]
+
+    def same_image(a: int, b: int) -> bool:
+        x, y = pixels(a), pixels(b)
+        return x.shape == y.shape and float(np.abs(x - y).mean()) <= IMAGE_DUPLICATE_MAD
+
+    return same_image
 
 
 # ---------------------------------------------------------------------------- explanations

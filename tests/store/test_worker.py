@@ -809,3 +809,87 @@ def test_a_fit_that_keeps_failing_is_retried_ever_less_often(tmp_path, monkeypat
     worker.run_worker(folder, None, poll_seconds=2.0, stop=Stop(), max_cycles=12)
     assert waits[:4] == [4.0, 8.0, 16.0, 32.0]
     assert max(waits) == worker.FAILURE_BACKOFF_MAX
+
+
+def _groups_of(op) -> list[tuple[str, list[str]]]:
+    """Every queued item's offered near-duplicates, by external id."""
+    with op.db.read() as s:
+        external = {i.id: i.external_id for i in s.scalars(select(Item))}
+        queue = s.scalars(select(QueueEntry)).all()
+        return [
+            (external[q.item_id], [external[d["item_id"]] for d in q.reason.get("duplicates", [])])
+            for q in queue
+        ]
+
+
+def test_pneumonia_x_rays_are_grouped_only_with_their_own_copies(tmp_path, db_url):
+    # Raw pixels of two chest X-rays have a cosine similarity of 0.98 for almost any pair: one
+    # key press labeled twenty different X-rays, 14 % of them of the other class. Only copies
+    # of the same image (PneumoniaMNIST holds 27 sets of them) may be grouped.
+    from shared_data import shared_file
+
+    data = np.load(shared_file("image", "pneumoniamnist", "pneumoniamnist_reconstructed.npz"))
+    images = np.concatenate([data["train_images"], data["val_images"], data["test_images"]])
+    labels = np.concatenate([data["train_labels"], data["val_labels"], data["test_labels"]])
+    flat = images.reshape(len(images), -1)
+    seen: dict[bytes, list[int]] = {}
+    for i, row in enumerate(flat):
+        seen.setdefault(row.tobytes(), []).append(i)
+    copies = [i for group in seen.values() if len(group) > 1 for i in group]
+    rng = np.random.default_rng(0)
+    others = rng.choice(np.setdiff1d(np.arange(len(images)), copies), 250, replace=False)
+    picked = np.concatenate([copies, others])
+    rng.shuffle(picked)
+    path = tmp_path / "xrays.npz"
+    np.savez(path, train_images=images[picked], train_labels=labels[picked])
+    truth = {str(k): str(int(labels[i][0])) for k, i in enumerate(picked)}
+    settings = ProjectSettings(retrain_every=5, queue_size=100, overlap=0.0, max_group=20)
+    op, _ = init_project(tmp_path / "xrays", path, db_url=db_url, settings=settings)
+    try:
+        _label_everything_known(op, truth, 40)
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        groups = _groups_of(op)
+        assert any(members for _, members in groups)  # the copies are found
+        for item, members in groups:
+            for other in members:
+                same = np.abs(
+                    images[picked[int(item)]].astype(float) - images[picked[int(other)]]
+                ).mean()
+                assert same <= 2, (item, other, same)  # copies, never another X-ray
+                assert truth[other] == truth[item]
+    finally:
+        op.db.dispose()
+
+
+def test_table_rows_are_grouped_only_with_rows_of_the_same_values(tmp_path, db_url):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=150, n_features=6, random_state=0)
+    X = np.vstack([X, X[:5], X[:5] * (1 + 1e-9)])  # exact copies, and copies a rounding away
+    y = np.concatenate([y, y[:5], y[:5]])
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(6)])
+    frame["label"] = np.where(y == 1, "yes", "no")
+    frame["id"] = [f"r{i}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    settings = ProjectSettings(retrain_every=5, queue_size=100, overlap=0.0, max_group=20)
+    op, _ = init_project(tmp_path / "tab", tmp_path / "t.csv", db_url=db_url, settings=settings)
+    try:
+        truth = dict(zip(frame["id"], frame["label"], strict=True))
+        _label_everything_known(op, truth, 40)  # r0..r39: the five originals among them
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        groups = dict(_groups_of(op))
+        row = {f"r{i}": i for i in range(len(frame))}
+        for item, members in groups.items():
+            for other in members:
+                assert np.allclose(X[row[item]], X[row[other]], rtol=1e-6)
+                assert truth[other] == truth[item]
+        # the open copies of each original are grouped with each other, whatever is queued
+        queued = [f"r{150 + i}" for i in range(5) if f"r{150 + i}" in groups] + [
+            f"r{155 + i}" for i in range(5) if f"r{155 + i}" in groups
+        ]
+        assert queued, "no copy was queued: the test would prove nothing"
+        for name in queued:
+            i = (int(name[1:]) - 150) % 5
+            assert set(groups[name]) == {f"r{150 + i}", f"r{155 + i}"} - {name}
+    finally:
+        op.db.dispose()

@@ -353,6 +353,9 @@
   }
 
   // Near-duplicates offered with the item: one answer for all of them, once confirmed with G.
+  // More than GROUP_CONFIRM of them take a second G, with the list of them open to look at.
+  const GROUP_CONFIRM = 3;
+
   function groupIds(cur) {
     const d = cur && cur.a.why && Array.isArray(cur.a.why.duplicates) ? cur.a.why.duplicates : [];
     return d.map((x) => x.item_id).filter((id) => typeof id === "number");
@@ -365,10 +368,16 @@
     bar.hidden = !dups.length;
     if (!dups.length) return;
     const on = !!cur.group;
+    const armed = !on && !!cur.groupArmed;
     const n = dups.length;
+    const items = n + " near-identical item" + (n === 1 ? "" : "s");
     $("group-text").textContent = on
-      ? "Your answer also goes to " + n + " near-identical item" + (n === 1 ? "" : "s") + " (G to undo this choice)"
-      : n + " near-identical item" + (n === 1 ? "" : "s") + " still open: press G to give them your answer too";
+      ? "Your answer also goes to " + items + " (G to undo this choice)"
+      : armed
+        ? "Give your answer to all " + items + " listed below? Press G again to confirm"
+        : items + " still open: press G to give them your answer too";
+    $("group-list").open = on || armed;
+    bar.classList.toggle("is-armed", armed);
     $("btn-group").setAttribute("aria-pressed", on ? "true" : "false");
     $("btn-group").classList.toggle("is-on", on);
     const list = $("group-items");
@@ -383,8 +392,17 @@
 
   function toggleGroup() {
     const cur = state.current;
-    if (!cur || !groupIds(cur).length) return;
-    cur.group = !cur.group;
+    const n = groupIds(cur).length;
+    if (!cur || !n) return;
+    if (cur.group) {
+      cur.group = false;
+      cur.groupArmed = false;
+    } else if (n > GROUP_CONFIRM && !cur.groupArmed) {
+      cur.groupArmed = true; // a large group: look at them first, then confirm
+    } else {
+      cur.group = true;
+      cur.groupArmed = false;
+    }
     renderGroup();
   }
 
