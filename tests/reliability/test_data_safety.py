@@ -893,7 +893,7 @@ def test_a_backup_refuses_a_bad_destination_and_leaves_nothing_when_it_fails(tmp
 
 def test_a_copy_left_by_a_killed_backup_is_removed_by_the_next(tmp_path):
     # A backup killed mid-way left a hidden partial copy, with the token hashes, forever.
-    import socket
+    import platform
     import subprocess
     import sys
 
@@ -906,10 +906,10 @@ def test_a_copy_left_by_a_killed_backup_is_removed_by_the_next(tmp_path):
     left = tmp_path / ".old.partial-0badcafe"
     left.mkdir()
     (left / "labelwise.sqlite3").write_text("token hashes")
-    (left / ".owner").write_text(f"{socket.gethostname()} {dead_pid}\n")
+    (left / ".owner").write_text(f"{platform.node()} {dead_pid}\n")
     running = tmp_path / ".other.partial-1234abcd"  # a backup running now is left alone
     running.mkdir()
-    (running / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    (running / ".owner").write_text(f"{platform.node()} {os.getpid()}\n")
     result = _invoke("backup", root, tmp_path / "fresh")
     assert result.exit_code == 0, result.output
     assert not left.exists() and running.exists()

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
-import socket
 import sqlite3
 import subprocess
 import uuid
@@ -142,7 +142,7 @@ def backup_project(
     sweep_partial_copies(target.parent)
     partial = target.parent / f"{_PARTIAL_PREFIX}{target.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir(parents=True, mode=0o700)  # it holds token hashes: the owner's only
-    (partial / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    (partial / _OWNER).write_text(f"{platform.node()} {os.getpid()}\n")
     try:
         if db.is_sqlite:
             db.dispose()
@@ -203,7 +203,7 @@ def sweep_partial_copies(parent: Path) -> list[Path]:
     machine is left alone.
     """
     removed = []
-    host = socket.gethostname()
+    host = platform.node()
     for path in sorted(parent.glob(f"{_PARTIAL_PREFIX}*.partial-*")):
         if not path.is_dir() or path.is_symlink():
             continue
