@@ -55,7 +55,7 @@ from labelwise.cli import app
 from labelwise.server import ServerConfig, create_app
 from labelwise.store import backup as backup_module
 from labelwise.store import labeling, setup
-from labelwise.store.annotators import create_annotator
+from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
 from labelwise.store.export import export_project
 from labelwise.store.folder import ProjectFolder
@@ -863,6 +863,47 @@ def test_a_backup_taken_while_labels_are_written_is_consistent(
         writer.join(timeout=60)
         opened.db.dispose()
     assert writer.error is None, repr(writer.error)
+
+
+def test_a_backup_holds_its_own_project_only(db_url, tmp_path, record):
+    # Backing up one project of a shared database dumped another project's items and token
+    # hashes. The copy holds the project's rows only, and restores to a working project.
+    backend = _backend(db_url)
+    if backend == "postgresql":
+        _require_pg_dump()
+    ours, _ = _busy_project(db_url, tmp_path / "ours", 30)
+    theirs, _ = _busy_project(db_url, tmp_path / "theirs", 20)
+    with theirs.db.write() as s:
+        _, their_token = create_annotator(
+            s, get_project(s, project_id=theirs.project_id), name="their-secret", role="admin"
+        )
+        their_name = get_project(s, project_id=theirs.project_id).name
+    result = _invoke("backup", ours.folder.root, tmp_path / "copy")
+    assert result.exit_code == 0, result.output
+    with ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'copy' / 'labelwise.sqlite3'}"
+            raw = (tmp_path / "copy" / "labelwise.sqlite3").read_bytes()
+        else:
+            raw = (tmp_path / "copy" / "database.sql").read_bytes()
+            url = stack.enter_context(_restored_postgres(tmp_path / "copy" / "database.sql"))
+        # nothing of theirs, not even in a free page of the file
+        assert hash_token(their_token).encode() not in raw
+        assert their_name.encode() not in raw
+        copy = Database(url)
+        stack.callback(copy.dispose)
+        with copy.engine.connect() as conn:
+            names = conn.execute(text("SELECT name FROM projects")).scalars().all()
+            counts = {
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                for table in ("items", "annotators")
+            }
+        assert names == [ours.project().name]
+        assert counts["items"] == 30
+        status = _invoke("status", tmp_path / "copy", "--db", url)
+        assert status.exit_code == 0 and "of 30 items labeled" in status.stdout, status.output
+    record("data-safety", check="backup of one project of a shared database", database=backend,
+           other_projects_rows=0)  # fmt: skip
 
 
 def test_a_backup_refuses_a_bad_destination_and_leaves_nothing_when_it_fails(tmp_path, monkeypatch):

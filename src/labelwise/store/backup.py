@@ -10,14 +10,9 @@ The copy is a project folder of its own::
       backup.json         what was copied: counts, schema revision, anything left out
 
 **The database** is copied first, as one snapshot, while the server and the worker go on
-writing. SQLite: Python's :meth:`sqlite3.Connection.backup` in a single step holds one read
-transaction, which in WAL mode blocks no writer; the copy is switched to a rollback journal (one
-self-contained file) and must pass ``PRAGMA integrity_check`` and ``foreign_key_check``.
-PostgreSQL: ``pg_dump`` (the PostgreSQL client tools must be on ``PATH``) runs on a snapshot
-exported from a repeatable-read transaction, the same one in which the counts and file
-references below are read; the dump must end with pg_dump's completion line. Either way the
-copy holds every transaction committed before the snapshot and none after: labels are a
-prefix of the acknowledged ones, never half of a submit.
+writing, and holds this project's rows only, even where the database holds several projects
+(:mod:`labelwise.store.snapshots`). The copy holds every transaction committed before the
+snapshot and none after: labels are a prefix of the acknowledged ones, never half of a submit.
 
 **The files** are copied after the snapshot. Model artefacts and images are written before the
 rows that name them are committed and are never changed afterwards, so every file the snapshot
@@ -41,30 +36,25 @@ import json
 import os
 import platform
 import shutil
-import sqlite3
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 from labelwise import __version__
-from labelwise.exceptions import InvalidDataError, InvalidParameterError, NotFoundError
-from labelwise.store.db import Database, sqlite_url
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.store.db import Database
 from labelwise.store.folder import CONFIG_NAME, DB_NAME, ProjectFolder
 from labelwise.store.models import utcnow
+from labelwise.store.snapshots import Facts, postgres_snapshot, sqlite_path, sqlite_snapshot
 
 __all__ = ["MANIFEST_NAME", "BackupResult", "backup_project", "sweep_partial_copies"]
 
 MANIFEST_NAME = "backup.json"
 DUMP_NAME = "database.sql"
-#: pg_dump's last line when a dump is complete.
-_DUMP_COMPLETE = "-- PostgreSQL database dump complete"
 _TEMPORARY_SUFFIXES = (".tmp", ".part", ".lock")
 
 
@@ -103,19 +93,6 @@ class BackupResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class _Facts:
-    """What the snapshot says about the project (read in the snapshot itself)."""
-
-    revision: str | None
-    kind: str
-    items: int
-    labels: int
-    model_versions: int
-    artefacts: list[str]
-    images: list[str]
-
-
 def backup_project(
     project_dir: str | Path, dest: str | Path, *, db_url: str | None = None
 ) -> BackupResult:
@@ -147,17 +124,11 @@ def backup_project(
         if db.is_sqlite:
             db.dispose()
             database_file = partial / DB_NAME
-            _sqlite_snapshot(_sqlite_path(url), database_file)
-            engine = create_engine(sqlite_url(database_file))
-            try:
-                with engine.connect() as conn:
-                    facts = _facts(conn, folder.project_name)
-            finally:
-                engine.dispose()
+            facts = sqlite_snapshot(sqlite_path(url), database_file, folder.project_name)
         else:
             database_file = partial / DUMP_NAME
             try:
-                facts = _postgres_snapshot(db, database_file, folder.project_name)
+                facts = postgres_snapshot(db, database_file, folder.project_name)
             finally:
                 db.dispose()
         config = {"project": folder.project_name, "database": None}
@@ -243,149 +214,6 @@ def _check_destination(folder: ProjectFolder, dest: Path) -> Path:
     return target
 
 
-# -------------------------------------------------------------------------------- databases
-
-
-def _sqlite_path(url: str) -> Path:
-    name = make_url(url).database
-    if not name or name == ":memory:":
-        raise InvalidParameterError(f"cannot back up the SQLite database {url!r}: not a file")
-    path = Path(name)
-    if not path.is_file():
-        raise NotFoundError(f"no SQLite database file at {path}")
-    return path
-
-
-def _sqlite_snapshot(source: Path, target: Path) -> None:
-    """Copy ``source`` into the new file ``target`` as one snapshot, and check the copy."""
-    src = sqlite3.connect(source, timeout=30)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            # One step (pages=-1): a single read transaction, so the copy is one moment even
-            # while others write (in WAL mode they are not blocked meanwhile).
-            src.backup(dst, pages=-1)
-        finally:
-            dst.close()
-    finally:
-        src.close()
-    check = sqlite3.connect(target, isolation_level=None)
-    try:
-        check.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside
-        integrity = [row[0] for row in check.execute("PRAGMA integrity_check")]
-        broken_keys = check.execute("PRAGMA foreign_key_check").fetchall()
-    finally:
-        check.close()
-    if integrity != ["ok"]:
-        raise InvalidDataError(f"the copy of {source} fails its integrity check: {integrity[:3]}")
-    if broken_keys:
-        raise InvalidDataError(
-            f"the copy of {source} has {len(broken_keys)} rows whose references are broken"
-        )
-
-
-def _postgres_snapshot(db: Database, out: Path, project_name: str) -> _Facts:
-    """pg_dump of one exported snapshot into ``out``; the facts read in that same snapshot."""
-    pg_dump = shutil.which("pg_dump")
-    if pg_dump is None:
-        raise InvalidParameterError(
-            "backing up a PostgreSQL database needs pg_dump (the PostgreSQL client tools) on "
-            "PATH, e.g. `apt install postgresql-client`; without it, `labelwise export` writes "
-            "the labels"
-        )
-    with db.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-            facts = _facts(conn, project_name)
-            command, env = _pg_dump_command(pg_dump, db.url, snapshot, out)
-            # The exported snapshot lives as long as this transaction: pg_dump runs inside it.
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise InvalidParameterError(f"pg_dump failed (exit {done.returncode}): {reason}")
-    with out.open("rb") as fh:
-        fh.seek(max(0, out.stat().st_size - 4096))
-        if _DUMP_COMPLETE.encode() not in fh.read():
-            raise InvalidDataError(f"pg_dump's output {out.name} is incomplete")
-    return facts
-
-
-def _pg_dump_command(
-    pg_dump: str, url: str, snapshot: str, out: Path
-) -> tuple[list[str], dict[str, str]]:
-    """The pg_dump command line and environment: the password travels in the environment,
-    never on the command line (where other users of the machine could read it)."""
-    from psycopg.conninfo import make_conninfo
-
-    parsed = make_url(url)
-    params: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "host": parsed.host,
-            "port": parsed.port,
-            "user": parsed.username,
-            "dbname": parsed.database,
-        }.items()
-        if value is not None
-    }
-    params.update({k: v for k, v in parsed.query.items() if isinstance(v, str)})
-    env = dict(os.environ)
-    if parsed.password is not None:
-        env["PGPASSWORD"] = str(parsed.password)
-    command = [
-        pg_dump,
-        "--format=plain",
-        "--no-owner",
-        "--no-privileges",
-        f"--snapshot={snapshot}",
-        f"--file={out}",
-        f"--dbname={make_conninfo(**params)}",
-    ]
-    return command, env
-
-
-def _facts(conn: Connection, project_name: str) -> _Facts:
-    """Counts and file references of the project, read through ``conn`` (the snapshot)."""
-
-    def scalar(sql: str, **params: Any) -> Any:
-        return conn.execute(text(sql), params).scalar()
-
-    revision = scalar("SELECT version_num FROM alembic_version")
-    project = conn.execute(
-        text("SELECT id, kind FROM projects WHERE name = :name"), {"name": project_name}
-    ).first()
-    if project is None:
-        raise NotFoundError(f"no project {project_name!r} in the database")
-    pid = project.id
-    artefacts = conn.execute(
-        text(
-            "SELECT artefact FROM model_versions WHERE project_id = :pid AND artefact IS NOT NULL"
-        ),
-        {"pid": pid},
-    ).scalars()
-    images = (
-        list(
-            conn.execute(
-                text("SELECT content FROM items WHERE project_id = :pid"), {"pid": pid}
-            ).scalars()
-        )
-        if project.kind == "image"
-        else []
-    )
-    return _Facts(
-        revision=revision,
-        kind=str(project.kind),
-        items=int(scalar("SELECT count(*) FROM items WHERE project_id = :pid", pid=pid)),
-        labels=int(scalar("SELECT count(*) FROM labels WHERE project_id = :pid", pid=pid)),
-        model_versions=int(
-            scalar("SELECT count(*) FROM model_versions WHERE project_id = :pid", pid=pid)
-        ),
-        artefacts=[str(a) for a in artefacts],
-        images=[str(i) for i in images],
-    )
-
-
 # ------------------------------------------------------------------------------------ files
 
 
@@ -412,7 +240,7 @@ def _copy(path: Path, source_root: Path, target_root: Path) -> int:
     return to.stat().st_size
 
 
-def _copy_files(folder: ProjectFolder, dest: Path, facts: _Facts) -> tuple[int, int, bool]:
+def _copy_files(folder: ProjectFolder, dest: Path, facts: Facts) -> tuple[int, int, bool]:
     """Copy features/, models/ and media/; (files, bytes, whether the feature cache was kept)."""
     files = size = 0
     for sub in (folder.models_dir, folder.media_dir):
@@ -428,7 +256,7 @@ def _copy_files(folder: ProjectFolder, dest: Path, facts: _Facts) -> tuple[int, 
     return files, size, features
 
 
-def _copy_features(folder: ProjectFolder, dest: Path, facts: _Facts) -> bool:
+def _copy_features(folder: ProjectFolder, dest: Path, facts: Facts) -> bool:
     """Copy the feature cache when it describes the snapshot's items; see the module docstring.
 
     A tabular project's ``features/`` is no cache: it holds the pool itself, so it is always
@@ -462,7 +290,7 @@ def _copy_features(folder: ProjectFolder, dest: Path, facts: _Facts) -> bool:
     return False
 
 
-def _copy_tabular_pool(folder: ProjectFolder, dest: Path, facts: _Facts, tries: int = 5) -> None:
+def _copy_tabular_pool(folder: ProjectFolder, dest: Path, facts: Facts, tries: int = 5) -> None:
     """Copy a tabular project's pool files. Rows are only appended, each flushed before the
     transaction that adds its items commits, so a copy made after the snapshot holds at least
     the snapshot's rows; rows past them belong to later (or failed) imports and are ignored by
@@ -496,7 +324,7 @@ def _rows(path: Path) -> int | None:
     return None
 
 
-def _missing(dest: Path, facts: _Facts) -> list[str]:
+def _missing(dest: Path, facts: Facts) -> list[str]:
     """Files the snapshot names that the copy lacks."""
     missing = [a for a in facts.artefacts if not (dest / a).is_file()]
     missing += [f"media/{i}" for i in facts.images if not (dest / "media" / i).is_file()]
