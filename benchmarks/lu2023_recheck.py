@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import commit
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -48,14 +50,12 @@ def main() -> None:
         ]  # fmt: skip
         subprocess.run(command, check=True, capture_output=True)
         fresh = _runs(Path(out) / "runs.jsonl")
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    made_at = commit()
     lines = [
         "# Lu et al. (2023), batch mode: a subset rerun against the stored runs",
         "",
         f"`python benchmarks/lu2023_recheck.py --datasets {args.datasets} --strategies "
-        f"{args.strategies} --seeds {args.seeds}` at commit {commit or 'unknown'}.",
+        f"{args.strategies} --seeds {args.seeds}` at commit {made_at}.",
         "",
         "| dataset | strategy | runs | identical | largest difference |",
         "|---|---|---|---|---|",

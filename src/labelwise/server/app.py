@@ -127,23 +127,17 @@ def create_app(config: ServerConfig) -> FastAPI:
             )
         return JSONResponse({"error": str(exc)}, status_code=status)
 
-    @app.exception_handler(DBAPIError)
-    async def database_error(request: Request, exc: DBAPIError) -> Response:
-        # The database failing (damaged, full, unreachable) is said so, as a 503 or 507 that
-        # names it; any other database error is a bug, answered as a 500 and logged.
-        meaning = as_storage_error(exc, app.state.labelwise.db)
+    async def storage_error(request: Request, exc: Exception) -> Response:
+        # The database or the disk failing (damaged, full, unreachable) is said so, as a 503
+        # or 507 that names it; any other such error is a bug, answered as a 500 and logged.
+        meaning = as_storage_error(exc, state.db)
         if meaning is None:
             raise exc
         log.error("%s", meaning)
         return await labelwise_error(request, meaning)
 
-    @app.exception_handler(OSError)
-    async def disk_error(request: Request, exc: OSError) -> Response:
-        meaning = as_storage_error(exc)
-        if meaning is None:
-            raise exc
-        log.error("%s", meaning)
-        return await labelwise_error(request, meaning)
+    app.add_exception_handler(DBAPIError, storage_error)
+    app.add_exception_handler(OSError, storage_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
