@@ -358,9 +358,11 @@ def _same_item_test(
 def _featurizer(folder: ProjectFolder) -> Any:
     """The fitted TF-IDF or pixel featurizer saved beside the cache, or None."""
     try:
-        return joblib.load(folder.loadable("features/featurizer.joblib", folder.features_dir))
+        path = folder.loadable("features/featurizer.joblib", folder.features_dir)
     except NotFoundError:
-        return None
+        return None  # a file out of the folder is refused: that error goes on
+    try:
+        return joblib.load(path)
     except Exception:  # damaged: explanations are optional (the next cache build mends it)
         return None
 

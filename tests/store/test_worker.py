@@ -526,7 +526,13 @@ def test_a_semi_supervised_model_reports_its_pseudo_labels_and_stores_none(
         op.db.dispose()
 
 
-def test_a_bandit_project_learns_across_versions_from_its_random_items(tmp_path, sms_csv, db_url):
+def test_a_bandit_project_learns_across_versions_from_its_random_items(
+    tmp_path, sms_csv, db_url, monkeypatch
+):
+    from labelwise.store import labeling
+
+    # The random picks before any model, seeded: every fold of them then holds both classes.
+    monkeypatch.setattr(labeling, "_FALLBACK_RNG", np.random.default_rng(7))
     settings = ProjectSettings(retrain_every=5, queue_size=20, overlap=0.0, strategy="bandit")
     op, _ = init_project(tmp_path / "bandit", sms_csv, db_url=db_url, settings=settings)
 

@@ -38,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelwise.data import Dataset
-from labelwise.exceptions import InvalidDataError
+from labelwise.exceptions import InvalidDataError, NotFoundError
 from labelwise.features import Blocks, FeatureSpec, combine, featurize, model_for_features
 from labelwise.features.scaling import PoolStatistics, fit_to_pool
 from labelwise.models import make_model
@@ -123,13 +123,34 @@ def _atomic_save(path: Path, save: Any) -> None:
     os.replace(tmp, path)
 
 
-def _featurizer_readable(folder: ProjectFolder) -> None:
-    """Raise :class:`InvalidDataError` when the cache's fitted featurizer cannot be loaded."""
-    path = folder.features_dir / "featurizer.joblib"
+def _sound_cache(
+    folder: ProjectFolder, meta_path: Path, n_items: int, base: str
+) -> tuple[Matrix, Path] | None:
+    """The cached matrix of ``base`` and its path when it is current and can be read, else None
+    (the cache is derived from the items: a damaged one is rebuilt, not a dead end). A file
+    that leads out of the folder is refused (:class:`InvalidDataError`), never read."""
+    if not meta_path.exists():
+        return None
     try:
-        joblib.load(path)
-    except Exception as exc:  # unpickling a damaged file raises anything
-        raise InvalidDataError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+        meta = json.loads(meta_path.read_text())
+        # A cache without "features" was written by an earlier release: the kind's base.
+        if meta.get("n_items") != n_items or meta.get("features", base) != base:
+            return None
+        name = str(meta["file"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("rebuilding the feature cache: %s is damaged (%s)", meta_path, exc)
+        return None
+    try:
+        featurizer = folder.loadable("features/featurizer.joblib", folder.features_dir)
+    except NotFoundError:
+        return None
+    try:
+        joblib.load(featurizer)  # a damaged pickle raises anything
+        path = folder.features_dir / name
+        return open_features(path), path
+    except Exception as exc:
+        log.warning("rebuilding the feature cache: %s", exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -200,17 +221,9 @@ def _base_matrix(
     """TF-IDF or pixels of every item, from the cache (rebuilt when items were added)."""
     meta_path = folder.features_dir / "meta.json"
     n_items = count_items(session, project)
-    if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            # A cache without "features" was written by an earlier release: the kind's base.
-            if meta.get("n_items") == n_items and meta.get("features", base) == base:
-                path = folder.features_dir / meta["file"]
-                _featurizer_readable(folder)
-                return open_features(path), path
-        except (InvalidDataError, ValueError, KeyError, TypeError) as exc:
-            # The cache is derived from the items: a damaged one is rebuilt, not a dead end.
-            log.warning("rebuilding the feature cache: %s", exc)
+    cached = _sound_cache(folder, meta_path, n_items, base)
+    if cached is not None:
+        return cached
     dataset = item_dataset(session, project, folder)
     X, featurizer = featurize(dataset, features=base)
     if sp.issparse(X):

@@ -53,6 +53,8 @@ __all__ = [
 MAX_HELD = 3
 #: Candidates fetched per try before falling back to a random open item.
 _CANDIDATES = 24
+#: Where a random open item is looked for (unseeded: annotators do not all start at one place).
+_FALLBACK_RNG = np.random.default_rng()
 
 FALLBACK_REASON = {
     "kind": "fallback",
@@ -312,7 +314,7 @@ def _random_candidates(
     max_row = session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id))
     if max_row is None:
         return []
-    start = int(np.random.default_rng().integers(0, max_row + 1))
+    start = int(_FALLBACK_RNG.integers(0, max_row + 1))
     mine = exists().where(
         Label.item_id == Item.id, Label.annotator_id == annotator.id, Label.is_current.is_(True)
     )
