@@ -775,9 +775,8 @@ def test_a_damaged_embedding_file_is_made_again_from_the_items(project):
 
 
 def test_a_damaged_pool_fails_the_fit_naming_the_file_and_status_says_so(tmp_path, db_url):
-    from typer.testing import CliRunner
-
-    from labelwise.cli import app
+    import subprocess
+    import sys
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
@@ -791,9 +790,13 @@ def test_a_damaged_pool_fails_the_fit_naming_the_file_and_status_says_so(tmp_pat
         pool.write_bytes(b"\x93NUMPY garbage" + bytes(200))  # the pool itself: not derived
         outcome = worker.train_once(op.folder, op.db)
         assert outcome.status == "failed" and "tabular.npy" in outcome.detail
-        result = CliRunner().invoke(app, ["status", str(op.folder.root), "--db", db_url])
-        assert result.exit_code == 0, result.output
-        assert "last fit failed (v" in result.output and "tabular.npy" in result.output
+        # a process of its own, as the command runs (its connections end with it)
+        result = subprocess.run(
+            [sys.executable, "-m", "labelwise.cli", "status", str(op.folder.root), "--db", db_url],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "last fit failed (v" in result.stdout and "tabular.npy" in result.stdout
     finally:
         op.db.dispose()
 
