@@ -624,7 +624,7 @@ def project_id_of(base_url: str, token: str) -> int:
 def make_tokens(project_dir: Path, db_args: list[str], n: int) -> list[str]:
     def one(i: int) -> str:
         return run_labelwise(
-            ["token", str(project_dir), "--name", f"annotator-{i:02d}", *db_args]
+            ["token", str(project_dir), "--name", f"annotator-{i:02d}", "--api", *db_args]
         ).splitlines()[-1]
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:

@@ -105,7 +105,9 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1360, "height": 860})
-            page.goto(f"{base}/login?token={admin}")
+            page.goto(f"{base}/login")
+            page.fill("input[name=token]", admin)
+            page.click("button[type=submit]")
             page.wait_for_selector('#annotate[data-state="item"]')
             if page.locator("#why-panel").is_hidden():
                 page.keyboard.press("w")

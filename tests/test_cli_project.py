@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -42,13 +43,23 @@ def test_a_project_from_init_to_status_and_export(tmp_path):
 
     result = _run("init", proj, "--data", first)
     assert result.exit_code == 0, result.output
-    token = _run("token", proj, "--name", "ana", "--role", "annotator")
-    assert token.exit_code == 0 and len(token.stdout.strip()) >= 20
-    again = _run("token", proj, "--name", "ana")
-    assert again.exit_code != 0 and "--reissue" in again.output
-    reissued = _run("token", proj, "--name", "ana", "--reissue")
+    link = _run(
+        "token", proj, "--name", "ana", "--role", "annotator", "--url", "https://lw.example/"
+    )
+    assert link.exit_code == 0, link.output
+    assert re.fullmatch(r"https://lw\.example/login/link/[\w-]{20,}\n", link.stdout)
+    again = _run("token", proj, "--name", "ana")  # another link, same annotator
+    assert again.exit_code == 0 and again.stdout.startswith("http://127.0.0.1:8000/login/link/")
+    assert again.stdout != link.stdout and "valid 30 minutes" in again.stderr
+    no_token = _run("token", proj, "--name", "ana", "--api")  # shown once, when made
+    assert no_token.exit_code != 0 and "--reissue" in no_token.output
+    token = _run("token", proj, "--name", "ana", "--reissue", "--api")
+    assert token.exit_code == 0 and re.fullmatch(r"[\w-]{40,}\n", token.stdout)
+    reissued = _run("token", proj, "--name", "ana", "--reissue", "--api")
     assert reissued.exit_code == 0
     assert reissued.stdout.strip() not in ("", token.stdout.strip())
+    bad_url = _run("token", proj, "--name", "ana", "--url", "lw.example")
+    assert bad_url.exit_code != 0 and "--url" in bad_url.output
     result = _run("import", proj, more)
     assert result.exit_code == 0 and "imported 50 items" in result.stdout
 

@@ -391,7 +391,7 @@ def import_(
 @errors_to_exit
 def token(
     project_dir: ProjectDir,
-    name: Annotated[str, typer.Option("--name", help="Who the token is for.")],
+    name: Annotated[str, typer.Option("--name", help="Who signs in.")],
     role: Annotated[
         str | None,
         typer.Option("--role", help="admin or annotator (new annotators: annotator)."),
@@ -400,25 +400,70 @@ def token(
         bool,
         typer.Option(
             "--reissue",
-            help="A new token for an existing annotator (lost token, or restored from an "
-            "export); the old token stops working.",
+            help="A new token for an existing annotator (lost or leaked token, or restored "
+            "from an export); the old token, and every browser signed in with it, stop working.",
         ),
     ] = False,
+    api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="Print the long-lived token itself (for scripts: Authorization: Bearer) "
+            "instead of a sign-in link. Shown once; only its hash is stored.",
+        ),
+    ] = False,
+    url: Annotated[
+        str, typer.Option("--url", help="The server's address, as annotators reach it.")
+    ] = "http://127.0.0.1:8000",
+    minutes: Annotated[
+        int, typer.Option("--minutes", help="How long the sign-in link lasts.")
+    ] = 30,
     db: DbOption = None,
 ) -> None:
-    """Make a token for a new annotator (printed once; only its hash is stored)."""
-    from labelwise.store.annotators import create_annotator, reissue_token
+    """A one-time sign-in link for an annotator (made first if new), or with --api a token.
+
+    A link signs one browser in, once, within --minutes; it carries no long-lived secret, so it
+    may pass through chat or mail. Run it again for another browser or a new link.
+    """
+    from labelwise.store.annotators import create_annotator, find_annotator, reissue_token
     from labelwise.store.projects import get_project
     from labelwise.store.setup import open_project
+    from labelwise.store.sign_ins import link_url, new_link
 
+    if not url.startswith(("http://", "https://")):
+        raise InvalidParameterError(f"--url must start with http:// or https://, not {url!r}")
     opened = open_project(project_dir, db_url=db)
     with opened.db.write() as session:
         project = get_project(session, project_id=opened.project_id)
+        secret = None
+        existing = find_annotator(session, project, name)
         if reissue:
-            _, secret = reissue_token(session, project, name=name, role=role)
+            annotator, secret = reissue_token(session, project, name=name, role=role)
+        elif existing is None:
+            annotator, secret = create_annotator(
+                session, project, name=name, role=role or "annotator"
+            )
+        elif api or (role is not None and role != existing.role):
+            what = "print its token (shown once, when made)" if api else "change a role"
+            raise InvalidParameterError(
+                f"{name!r} already exists; to {what}, add --reissue (a new token; the old "
+                "one stops working)"
+            )
+        elif existing.disabled:
+            raise InvalidParameterError(f"{name!r} is disabled; --reissue lets them back in")
         else:
-            _, secret = create_annotator(session, project, name=name, role=role or "annotator")
-    typer.echo(secret)
+            annotator = existing
+        if api:
+            typer.echo(secret)
+            return
+        code = new_link(session, annotator, minutes=minutes)
+        who = f"{annotator.name} ({annotator.role})"
+    typer.echo(link_url(url, code))
+    typer.echo(
+        f"a one-time sign-in link for {who}, valid {minutes} minutes "
+        "(--api prints a token for scripts instead)",
+        err=True,
+    )
 
 
 @app.command()
@@ -811,15 +856,16 @@ def demo(
         "labelwise-demo"
     ),
 ) -> None:
-    """A ready project from the bundled SMS spam collection: server, worker, and a URL that logs
-    you in as admin. Run it again to continue where you stopped."""
+    """A ready project from the bundled SMS spam collection: server, worker, and a one-time
+    link that signs you in as admin. Run it again to continue where you stopped."""
     from labelwise.runtime import demo_project, serve_project
+    from labelwise.store.sign_ins import link_url
 
     _configure_logging()
-    folder, secret = demo_project(directory)
+    folder, code = demo_project(directory)
     typer.echo(
         "\nLabelwise demo: 5,574 SMS messages to label as ham or spam.\n"
-        f"Open  http://{'127.0.0.1'}:{port}/login?token={secret}\n"
+        f"Open  {link_url(f'http://127.0.0.1:{port}', code)}\n"
         "Keys: 1 ham, 2 spam, s skip, u undo, ? help. Ctrl+C stops; run again to resume.\n",
     )
     serve_project(str(folder), db_url=None, host="127.0.0.1", port=port, with_worker=True)

@@ -27,6 +27,8 @@ __all__ = ["WorkerSupervisor", "demo_project", "run_worker_forever", "serve_proj
 log = logging.getLogger("labelwise")
 
 DEMO_TOKEN_FILE = "demo-admin-token.txt"
+#: How long the demo's sign-in link lasts (a run prints a new one).
+DEMO_LINK_MINUTES = 24 * 60
 #: The worker yields the CPU to the server: on a small machine a fit must not slow "next".
 WORKER_NICENESS = 10
 #: A dead worker child is started again after this many seconds, doubled after each death up
@@ -217,33 +219,38 @@ def serve_project(
 
 
 def demo_project(directory: Path) -> tuple[Path, str]:
-    """The demo folder (made from the bundled SMS collection on first use) and its admin token.
+    """The demo folder (made from the bundled SMS collection on first use) and a one-time
+    sign-in code for its admin (valid :data:`DEMO_LINK_MINUTES`; each run makes a new one).
 
-    The token is kept in a file inside the demo folder so a second run logs in again; a real
-    project never stores a token.
+    The admin's token is kept in a file inside the demo folder (owner-only) for scripts that
+    call the API; a real project never stores a token.
     """
+    import secrets
+
     from labelwise.datasets import bundled_path
-    from labelwise.store.setup import init_project
+    from labelwise.exceptions import AuthenticationError
+    from labelwise.store.annotators import authenticate, create_annotator
+    from labelwise.store.projects import get_project
+    from labelwise.store.setup import init_project, open_project
+    from labelwise.store.sign_ins import new_link
 
     token_file = directory / DEMO_TOKEN_FILE
     if (directory / CONFIG_NAME).exists():
         ProjectFolder.open(directory)
-        if token_file.exists():
-            return directory, token_file.read_text().strip()
-        from labelwise.store.annotators import create_annotator
-        from labelwise.store.projects import get_project
-        from labelwise.store.setup import open_project
-
         opened = open_project(directory)
-        with opened.db.write() as session:
+        token = token_file.read_text().strip() if token_file.exists() else ""
+    else:
+        opened, token = init_project(directory, bundled_path("sms-spam"), name="SMS spam (demo)")
+    with opened.db.write() as session:
+        try:
+            admin = authenticate(session, token, project_id=opened.project_id)
+        except AuthenticationError:  # no token file, or its token was reissued
             project = get_project(session, project_id=opened.project_id)
-            import secrets
-
-            _, token = create_annotator(
+            admin, token = create_annotator(
                 session, project, name=f"admin-{secrets.token_hex(2)}", role="admin"
             )
-    else:
-        _, token = init_project(directory, bundled_path("sms-spam"), name="SMS spam (demo)")
+        code = new_link(session, admin, minutes=DEMO_LINK_MINUTES)
+    opened.db.dispose()
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
-    return directory, token
+    return directory, code

@@ -333,7 +333,6 @@ def _cold_start(
             queue=queue,
             status=COLD_START,
         )
-    log.info("cold start: %s typical items queued", len(queue))
     return TrainingOutcome(COLD_START, f"{len(queue)} typical items queued", version.version)
 
 

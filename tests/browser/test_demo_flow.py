@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from sessions import sign_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -86,6 +89,13 @@ class Demo:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+
+    @property
+    def link(self) -> str:
+        """The one-time sign-in link the latest start printed."""
+        links = re.findall(r"Open\s+(http\S+/login/link/\S+)", self.log.read_text())
+        assert links, f"no sign-in link in the demo's output:\n{self.log.read_text()[-2000:]}"
+        return links[-1]
 
     @property
     def token(self) -> str:
@@ -178,9 +188,8 @@ def test_label_undo_skip_retrain_restart(chromium: Any, demo: Demo) -> None:
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
 
-    page.goto(f"{demo.base}/login?token={demo.token}")
+    sign_in_page(page, demo.link)
     assert page.url.endswith("/p/1/annotate")
-    assert "token=" not in page.url
 
     # 20 answers with the keyboard only, alternating so both classes are labeled.
     for i in range(20):
@@ -231,6 +240,13 @@ def test_label_undo_skip_retrain_restart(chromium: Any, demo: Demo) -> None:
     demo.start()
     after = demo.api("/stats")["progress"]
     assert (after["labels"], after["skips"]) == (saved["labels"], saved["skips"]) == (40, 1)
+    # The browser's session outlives the restart; signing out ends it.
+    page.goto(demo.base + "/p/1/annotate")
+    _current_ref(page)
+    page.click("#sign-out")
+    page.wait_for_url("**/login")
+    page.goto(demo.base + "/p/1/annotate")
+    assert page.url.endswith("/login")
 
 
 def test_fast_answers_on_a_slow_line_are_all_saved(chromium: Any, demo: Demo) -> None:
@@ -250,7 +266,7 @@ def test_fast_answers_on_a_slow_line_are_all_saved(chromium: Any, demo: Demo) ->
         while held_back and time.monotonic() - held_back[0][0] >= older_than:
             held_back.pop(0)[1].continue_()
 
-    page.goto(f"{demo.base}/login?token={demo.token}")
+    sign_in_page(page, demo.link)
     answered: list[str] = []
     most_queued = 0
     for i in range(12):

@@ -64,6 +64,7 @@ from labelwise.store.models import Annotator, Item, Label, TriageDecision, utcno
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.review import adjudicate
 from labelwise.store.setup import OpenProject, init_project, open_project
+from labelwise.store.sign_ins import start_session
 from labelwise.store.transfer import import_file
 from labelwise.worker import train_once
 from postgres_server import new_database
@@ -878,6 +879,9 @@ def test_a_backup_holds_its_own_project_only(db_url, tmp_path, record):
             s, get_project(s, project_id=theirs.project_id), name="their-secret", role="admin"
         )
         their_name = get_project(s, project_id=theirs.project_id).name
+    with ours.db.write() as s:  # a browser session of ours: no part of a backup either
+        admin = s.scalar(select(Annotator).where(Annotator.project_id == ours.project_id))
+        session_hash = hash_token(start_session(s, admin))
     result = _invoke("backup", ours.folder.root, tmp_path / "copy")
     assert result.exit_code == 0, result.output
     with ExitStack() as stack:
@@ -890,16 +894,17 @@ def test_a_backup_holds_its_own_project_only(db_url, tmp_path, record):
         # nothing of theirs, not even in a free page of the file
         assert hash_token(their_token).encode() not in raw
         assert their_name.encode() not in raw
+        assert session_hash.encode() not in raw
         copy = Database(url)
         stack.callback(copy.dispose)
         with copy.engine.connect() as conn:
             names = conn.execute(text("SELECT name FROM projects")).scalars().all()
             counts = {
                 table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                for table in ("items", "annotators")
+                for table in ("items", "annotators", "sign_ins")
             }
         assert names == [ours.project().name]
-        assert counts["items"] == 30
+        assert counts["items"] == 30 and counts["sign_ins"] == 0
         status = _invoke("status", tmp_path / "copy", "--db", url)
         assert status.exit_code == 0 and "of 30 items labeled" in status.stdout, status.output
     record("data-safety", check="backup of one project of a shared database", database=backend,

@@ -58,9 +58,12 @@ from labelwise.store.models import (
     Label,
     Lease,
     ModelVersion,
+    SignIn,
 )
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.setup import OpenProject
+from labelwise.store.sign_ins import new_link
+from sessions import link_for, session_secret, sign_in_page
 from threaded_server import ThreadedServer
 
 # ------------------------------------------------------------------------------------ tables
@@ -69,6 +72,8 @@ from threaded_server import ThreadedServer
 PUBLIC: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/login"): (200, "the sign-in form"),
     ("POST", "/login"): (401, "signing in (a wrong token gets the form again, with the error)"),
+    ("GET", "/login/link/{code}"): (401, "a sign-in link's page (an unknown code: the form)"),
+    ("POST", "/login/link"): (401, "confirming a sign-in link (an unknown code: the form)"),
     ("GET", "/api/health"): (200, "load balancers probe it; it says only 'ok' and the version"),
     ("GET", "/static/{path}"): (200, "stylesheets, scripts and icons: no project data"),
 }
@@ -99,6 +104,7 @@ _UPLOAD = {"file": ("more.csv", b"id,text\nnew-1,one more message to label\n", "
 #: test sees is the answer to the token or the id, never to a malformed request.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/login"): {"data": {"token": "not-a-token"}},
+    ("POST", "/login/link"): {"data": {"code": "not-a-code"}},
     ("POST", "/api/projects/{project_id}/next"): {"json": {}},
     ("POST", "/api/projects/{project_id}/items/{item_id}/label"): {"json": {"value": "ham"}},
     ("POST", "/api/projects/{project_id}/items/{item_id}/skip"): {"json": {}},
@@ -121,7 +127,7 @@ HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }
@@ -255,7 +261,7 @@ def make_world(root: Path, db_url: str) -> World:
             settings=ProjectSettings(overlap=0.0, routine=0.0),
         )
         add_items(session, theirs, _messages(6, prefix="THEIRS-SECRET "))
-        _, other_admin = create_annotator(session, theirs, name="mallory", role="admin")
+        mallory, other_admin = create_annotator(session, theirs, name="mallory", role="admin")
         eve_row, _ = create_annotator(session, theirs, name="eve", role="annotator")
         # Their project has history: an answer, a lease, a model version.
         first = labeling.next_item(session, theirs, eve_row)
@@ -280,8 +286,15 @@ def make_world(root: Path, db_url: str) -> World:
         labeling.submit_label(session, ours, alice_row, item_id=mine.item.id, value="ham")
         held_by_alice = labeling.next_item(session, ours, alice_row)
         assert held_by_alice is not None
-        own = {"project_id": ours.id, "item_id": held_by_alice.item.id, "path": "style.css"}
-        other = {"project_id": theirs.id, "item_id": held.item.id}
+        own = {
+            "project_id": ours.id,
+            "item_id": held_by_alice.item.id,
+            "path": "style.css",
+            "code": "not-a-code",
+        }
+        # Their admin's unspent sign-in link.
+        their_link = new_link(session, session.get(Annotator, mallory.id))
+        other = {"project_id": theirs.id, "item_id": held.item.id, "code": their_link}
     opened = OpenProject(folder, db, own["project_id"])
     app = create_app(ServerConfig(opened))
     client = TestClient(app, raise_server_exceptions=False)
@@ -408,6 +421,7 @@ def test_every_route_needs_a_token_but_the_allow_list(
         bearer(""),
         {"Authorization": f"Basic {w.admin}"},
         {"Cookie": f"{w.cookie}=forged"},
+        {"Cookie": f"{w.cookie}={w.admin}"},  # a token is no session
     ]
     for endpoint in w.endpoints:
         for headers in bad_credentials:
@@ -424,7 +438,7 @@ def test_every_route_needs_a_token_but_the_allow_list(
                 )
     assert open_routes == set(PUBLIC)
     # The allow-list is short, and none of it shows project data.
-    assert len(PUBLIC) <= 4
+    assert len(PUBLIC) <= 6
     health = w.client.get("/api/health").json()
     assert set(health) == {"status", "version"}
     record(
@@ -456,7 +470,8 @@ def test_an_annotator_reaches_no_admin_route(
                 f"{response.status_code} {response.text[:200]!r}"
             )
     # Cookie sessions too (the way the browser asks), with a valid CSRF header.
-    cookie = {"Cookie": f"{w.cookie}={w.alice}", "X-CSRF-Token": csrf_token(w.alice)}
+    alice = session_secret(w.db, w.pid, w.alice)
+    cookie = {"Cookie": f"{w.cookie}={alice}", "X-CSRF-Token": csrf_token(alice)}
     for endpoint in admin_routes:
         assert call(w, endpoint, w.own, cookie).status_code == 403, endpoint
     # The same requests with the admin's token, and the annotator's own routes, get through.
@@ -480,11 +495,12 @@ def test_cookie_sessions_need_the_csrf_header_on_every_state_change(lite_world: 
         e for e in w.endpoints if e.method not in ("GET", "HEAD", "OPTIONS") and e.key not in PUBLIC
     ]
     assert changing
+    admin = session_secret(w.db, w.pid, w.admin)
     for endpoint in changing:
-        good = csrf_token(w.admin)
+        good = csrf_token(admin)
         one_off = good[:-1] + ("1" if good[-1] == "0" else "0")  # never the valid token
         for csrf in (None, "wrong", one_off):
-            headers = {"Cookie": f"{w.cookie}={w.admin}"}
+            headers = {"Cookie": f"{w.cookie}={admin}"}
             if csrf is not None:
                 headers["X-CSRF-Token"] = csrf
             response = call(w, endpoint, w.own, headers)
@@ -516,7 +532,11 @@ def _their_state(w: World) -> dict[str, Any]:
 def test_ids_of_another_project_are_not_found(world: World, record: Callable[..., None]) -> None:
     w = world
     before = _their_state(w)
-    scoped = [e for e in w.endpoints if e.params and not e.path.startswith("/static/")]
+    scoped = [
+        e
+        for e in w.endpoints
+        if e.params and not e.path.startswith("/static/") and e.key not in PUBLIC
+    ]
     assert len(scoped) >= 15
     requests = 0
     for endpoint in scoped:
@@ -567,6 +587,14 @@ def test_ids_of_another_project_are_not_found(world: World, record: Callable[...
             assert w.other_secret not in response.text
     signed = w.client.post("/login", data={"token": w.other_admin}, follow_redirects=False)
     assert signed.status_code == 401 and w.cookie not in signed.headers.get("set-cookie", "")
+    # Nor does their sign-in link: not shown, not spent, no session.
+    code = w.other["code"]
+    shown = w.client.get(f"/login/link/{code}", follow_redirects=False)
+    assert shown.status_code == 401 and "mallory" not in shown.text
+    signed = w.client.post("/login/link", data={"code": code}, follow_redirects=False)
+    assert signed.status_code == 401 and "set-cookie" not in signed.headers
+    with w.db.read() as session:
+        assert session.execute(select(SignIn.kind, SignIn.used_at)).all() == [("link", None)]
     assert _their_state(w) == before
     record(
         "security",
@@ -586,7 +614,7 @@ def test_security_headers_on_every_kind_of_response(
 ) -> None:
     w = lite_world
     c = w.client
-    c.cookies.set(w.cookie, w.admin)
+    c.cookies.set(w.cookie, session_secret(w.db, w.pid, w.admin))
     seen: dict[str, Any] = {
         "page": c.get(f"/p/{w.pid}/annotate", headers={"Accept": "text/html"}),
         "dashboard": c.get(f"/p/{w.pid}/dashboard", headers={"Accept": "text/html"}),
@@ -715,10 +743,11 @@ def test_tokens_and_csrf_values_are_compared_in_constant_time(
     assert r.status_code == 200
     assert (hash_token(w.alice), hash_token(w.alice)) in compared
     compared.clear()
-    headers = {"Cookie": f"{w.cookie}={w.alice}", "X-CSRF-Token": "0" * 40}
+    alice = session_secret(w.db, w.pid, w.alice)
+    headers = {"Cookie": f"{w.cookie}={alice}", "X-CSRF-Token": "0" * 40}
     r = w.client.post(f"/api/projects/{w.pid}/next", json={}, headers=headers)
     assert r.status_code == 403
-    assert (csrf_token(w.alice), "0" * 40) in compared
+    assert (csrf_token(alice), "0" * 40) in compared
     # And no `==` on a secret in Python in the functions that check them. The lookup is by
     # SHA-256 in SQL (an index compare, not constant time), which is safe: its timing could
     # tell only how much of the *hash* of a guess matches a stored hash, which says nothing
@@ -1131,7 +1160,7 @@ def _visit_all(page: Any, h: Hostile, visited: list[str], problems: list[str]) -
         visited.append(where)
 
     base, pid = h.base, h.pid
-    page.goto(f"{base}/login?token={h.tokens['admin']}")
+    sign_in_page(page, link_for(h.opened.db, pid, h.tokens["admin"], base))
     page.wait_for_selector('#annotate[data-state="item"]', timeout=20_000)
     check("annotate (admin)", [ANNOTATOR_NAMES["admin"], LABEL_NAMES[0], LABEL_NAMES[1]])
     if page.locator("#why-panel").is_hidden():  # open by default on a wide screen
@@ -1157,9 +1186,11 @@ def _visit_all(page: Any, h: Hostile, visited: list[str], problems: list[str]) -
     check("item JSON", [json.dumps(PAYLOADS[1])[1:-1]])
     page.goto(f"{base}/login?token={PAYLOADS[1]}")
     check("sign-in error", [])
+    page.goto(f"{base}/login/link/{PAYLOADS[1]}")
+    check("sign-in link error", [])
     page.goto(f"{base}/p/{PAYLOADS[0]}/annotate")
     check("invalid id in the address", [])
-    page.goto(f"{base}/login?token={h.tokens['alice']}")
+    sign_in_page(page, link_for(h.opened.db, pid, h.tokens["alice"], base))
     page.wait_for_selector('#annotate[data-state="item"]', timeout=20_000)
     check("annotate (annotator)", [ANNOTATOR_NAMES["alice"]])
     page.goto(f"{base}/p/{pid}/dashboard")

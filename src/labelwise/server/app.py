@@ -33,12 +33,11 @@ from labelwise.exceptions import (
     PoolExhaustedError,
     StorageError,
 )
-from labelwise.server.deps import AppState, User
+from labelwise.server.deps import AppState, User, annotator_for
 from labelwise.server.limits import BodyLimits
 from labelwise.server.routes import labeling, pages, projects
 from labelwise.server.routes.projects import MAX_UPLOAD
 from labelwise.server.security import SecurityHeaders
-from labelwise.store.annotators import authenticate
 from labelwise.store.db import as_storage_error
 from labelwise.store.setup import OpenProject
 
@@ -102,13 +101,12 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     state: AppState = app.state.labelwise
 
-    def check_token(token: str) -> None:
-        with state.db.read() as session:
-            authenticate(session, token, project_id=state.project_id)
+    def check_credential(credential: str, via_cookie: bool) -> None:
+        annotator_for(state, credential, via_cookie)
 
     # Added before the headers, so that its 401 and 413 answers carry them too.
     app.add_middleware(
-        BodyLimits, authenticate=check_token, cookie=state.cookie, max_upload=MAX_UPLOAD
+        BodyLimits, authenticate=check_credential, cookie=state.cookie, max_upload=MAX_UPLOAD
     )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(package / "static")), name="static")

@@ -13,6 +13,8 @@ from labelwise.server.security import cookie_name, csrf_valid
 from labelwise.store.annotators import authenticate
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
+from labelwise.store.models import Annotator
+from labelwise.store.sign_ins import session_annotator
 
 __all__ = [
     "MAX_ID",
@@ -24,6 +26,7 @@ __all__ = [
     "ProjectId",
     "State",
     "User",
+    "annotator_for",
     "principal_for",
 ]
 
@@ -61,7 +64,9 @@ class Principal:
     name: str
     role: str
     project_id: int
-    token: str
+    #: What the request presented: a token (``Authorization: Bearer``) or, from a browser,
+    #: the secret of its session (the cookie). The CSRF value is derived from it.
+    credential: str
     via_cookie: bool
 
     @property
@@ -89,18 +94,26 @@ def _token_of(request: Request, state: AppState) -> tuple[str | None, bool]:
     return request.cookies.get(state.cookie), True
 
 
+def annotator_for(state: AppState, credential: str | None, via_cookie: bool) -> Annotator:
+    """The served project's annotator behind a credential: a token, or (``via_cookie``) the
+    secret of a browser session. A token in the cookie is no session: refused."""
+    with state.db.read() as session:
+        if via_cookie:
+            return session_annotator(session, state.project_id, credential)
+        return authenticate(session, credential, project_id=state.project_id)
+
+
 def principal_for(request: Request, state: AppState) -> Principal:
     """Authenticate the request (Bearer header, else the session cookie plus CSRF header) as
     one of the served project's annotators."""
-    token, via_cookie = _token_of(request, state)
-    with state.db.read() as session:
-        annotator = authenticate(session, token, project_id=state.project_id)
-    assert token is not None  # authenticate refuses an empty token
+    credential, via_cookie = _token_of(request, state)
+    annotator = annotator_for(state, credential, via_cookie)
+    assert credential is not None  # an empty credential is refused
     unsafe = via_cookie and request.method not in _SAFE_METHODS
-    if unsafe and not csrf_valid(token, request.headers.get("x-csrf-token")):
+    if unsafe and not csrf_valid(credential, request.headers.get("x-csrf-token")):
         raise PermissionDeniedError("missing or wrong X-CSRF-Token header")
     return Principal(
-        annotator.id, annotator.name, annotator.role, annotator.project_id, token, via_cookie
+        annotator.id, annotator.name, annotator.role, annotator.project_id, credential, via_cookie
     )
 
 

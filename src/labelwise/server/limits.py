@@ -46,9 +46,10 @@ class BodyLimits:
     Parameters
     ----------
     app : ASGI application
-    authenticate : callable(token) -> None
-        Raises :class:`AuthenticationError` unless ``token`` is one of the served project's
-        (called in a thread: it reads the database).
+    authenticate : callable(credential, via_cookie) -> None
+        Raises :class:`AuthenticationError` unless ``credential`` (a token, or with
+        ``via_cookie`` a session's secret) is one of the served project's (called in a thread:
+        it reads the database).
     cookie : str
         The name of the project's sign-in cookie.
     max_upload : int
@@ -111,19 +112,20 @@ class BodyLimits:
 
     async def _unauthenticated(self, headers: dict[str, str]) -> str | None:
         """Why the request has no valid credentials, or None when it has."""
-        token = None
+        credential = None
         auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            token = auth[7:].strip()
+        via_cookie = not auth.lower().startswith("bearer ")
+        if not via_cookie:
+            credential = auth[7:].strip()
         else:
             for part in headers.get("cookie", "").split(";"):
                 name, _, value = part.strip().partition("=")
                 if name == self.cookie:
-                    token = value.strip()
-        if not token:
+                    credential = value.strip()
+        if not credential:
             return "a token is required"
         try:
-            await run_in_threadpool(self.authenticate, token)
+            await run_in_threadpool(self.authenticate, credential, via_cookie)
         except AuthenticationError as exc:
             return str(exc)
         return None

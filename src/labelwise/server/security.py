@@ -1,22 +1,30 @@
-"""HTTP security: headers on every response, and the CSRF token of a browser session.
+"""HTTP security: headers on every response, the CSRF token of a browser session, and the
+origin check of a sign-in.
 
-Browsers authenticate with an HttpOnly, SameSite=Strict cookie holding the annotator's token.
-Every state-changing request made with that cookie must also carry ``X-CSRF-Token``, a value
-derived from the token (HMAC) that pages embed in a ``<meta>`` tag: another site can make the
-browser send the cookie, but cannot read the page to learn the header. Requests that present the
-token in an ``Authorization: Bearer`` header need no CSRF token (no ambient credential).
+Browsers authenticate with an HttpOnly, SameSite=Strict cookie holding the secret of a session
+(:mod:`labelwise.store.sign_ins`), never the annotator's token. Every state-changing request
+made with that cookie must also carry ``X-CSRF-Token``, a value derived from the secret (HMAC)
+that pages embed in a ``<meta>`` tag: another site can make the browser send the cookie, but
+cannot read the page to learn the header. Requests that present the token in an
+``Authorization: Bearer`` header need no CSRF token (no ambient credential).
+
+Signing in has no session yet to derive a CSRF value from, so the sign-in forms check where
+the form came from instead (:func:`same_origin`): another site's form could otherwise sign a
+browser in as someone else (an admin's session silently swapped for an annotator's).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeaders", "cookie_name", "csrf_token", "csrf_valid"]
+__all__ = ["CSP", "SecurityHeaders", "cookie_name", "csrf_token", "csrf_valid", "same_origin"]
 
 COOKIE = "labelwise_token"
 
@@ -43,7 +51,9 @@ _HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Nothing to other sites; same-origin requests keep their Origin header (under
+    # no-referrer a browser sends "Origin: null" even with its own forms).
+    "Referrer-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
@@ -93,8 +103,27 @@ class SecurityHeaders:
             raise
 
 
+def same_origin(headers: Mapping[str, str]) -> bool:
+    """Whether a form post comes from this site's own pages.
+
+    Browsers say where a request comes from: ``Sec-Fetch-Site`` (every current browser),
+    else ``Origin`` (sent with every POST), compared with ``Host``. A request with neither
+    comes from no browser (a script), where a cross-site forgery is not possible.
+    """
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")  # none: typed or bookmarked by the user
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if origin == "null":  # a sandboxed frame, a data: page: nothing of ours
+        return False
+    host = headers.get("host", "")
+    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
+
 def csrf_token(token: str) -> str:
-    """The CSRF value bound to a session token."""
+    """The CSRF value bound to a session's secret (or, for a script, its token)."""
     return hmac.new(token.encode(), b"labelwise-csrf", hashlib.sha256).hexdigest()[:40]
 
 

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import (
@@ -19,12 +19,13 @@ from labelwise.exceptions import (
     InvalidParameterError,
     PermissionDeniedError,
 )
-from labelwise.store.models import Annotator, Project
+from labelwise.store.models import Annotator, Project, SignIn
 
 __all__ = [
     "ROLES",
     "authenticate",
     "create_annotator",
+    "find_annotator",
     "hash_token",
     "list_annotators",
     "reissue_token",
@@ -75,18 +76,24 @@ def create_annotator(
     return annotator, token
 
 
+def find_annotator(session: Session, project: Project, name: str) -> Annotator | None:
+    """The project's annotator called ``name``, if any."""
+    return session.scalar(
+        select(Annotator).where(Annotator.project_id == project.id, Annotator.name == name.strip())
+    )
+
+
 def reissue_token(
     session: Session, project: Project, *, name: str, role: str | None = None
 ) -> tuple[Annotator, str]:
-    """A fresh token for an existing annotator: the old one stops working at once.
+    """A fresh token for an existing annotator: the old one stops working at once, and so do
+    the browser sessions and sign-in links they had (a stolen token's sessions included).
 
     Also the way back in for an annotator restored from an export (restored annotators come back
     disabled, without a token) or one whose token was lost. Their labels keep their attribution.
     ``role``, when given, changes the annotator's role too.
     """
-    annotator = session.scalar(
-        select(Annotator).where(Annotator.project_id == project.id, Annotator.name == name.strip())
-    )
+    annotator = find_annotator(session, project, name)
     if annotator is None:
         raise InvalidParameterError(f"no annotator named {name!r} in this project")
     if annotator.name == IMPORT_ANNOTATOR and not annotator.token_hint:
@@ -101,6 +108,7 @@ def reissue_token(
     annotator.disabled = False
     if role is not None:
         annotator.role = role
+    session.execute(delete(SignIn).where(SignIn.annotator_id == annotator.id))
     session.flush()
     return annotator, token
 

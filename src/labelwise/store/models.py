@@ -46,6 +46,7 @@ __all__ = [
     "ModelVersion",
     "Project",
     "QueueEntry",
+    "SignIn",
     "TriageDecision",
     "utcnow",
 ]
@@ -112,6 +113,26 @@ class Annotator(Base):
     token_hint: Mapped[str] = mapped_column(String(8))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignIn(Base):
+    """A browser's sign-in (``kind`` "session": the cookie holds its secret) or a one-time
+    sign-in link (``kind`` "link"). Only the secret's SHA-256 is stored; a session ends when
+    it expires or is signed out (its row deleted), a link when it is used or expires."""
+
+    __tablename__ = "sign_ins"
+    __table_args__ = (
+        UniqueConstraint("secret_hash", name="uq_sign_in_secret"),
+        Index("ix_sign_ins_annotator", "annotator_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # session | link
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Label(Base):

@@ -7,15 +7,15 @@ annotators' token hashes.
 * **SQLite** (:func:`sqlite_snapshot`): Python's :meth:`sqlite3.Connection.backup` in a single
   step holds one read transaction, which in WAL mode blocks no writer. In the copy, every other
   project is deleted (its rows go with it: every table's rows hang on ``projects`` with
-  ``ON DELETE CASCADE``) and the file is vacuumed, so no page of theirs is left; it is switched
-  to a rollback journal (one self-contained file) and must pass ``PRAGMA integrity_check`` and
-  ``foreign_key_check``.
+  ``ON DELETE CASCADE``), so are the browser sessions, and the file is vacuumed, so no page of
+  theirs is left; it is switched to a rollback journal (one self-contained file) and must pass
+  ``PRAGMA integrity_check`` and ``foreign_key_check``.
 * **PostgreSQL** (:func:`postgres_snapshot`): in a repeatable-read transaction whose snapshot
   is exported, ``pg_dump`` writes the schema (``--section=pre-data``), then this project's rows
-  of every table are copied out (``COPY (SELECT …) TO STDOUT``) as ``COPY … FROM stdin``
-  blocks, then its sequences' positions, then ``pg_dump --section=post-data`` (indexes,
-  constraints): ``psql -f`` loads it into an empty database. The PostgreSQL client tools must
-  be on ``PATH``.
+  of every table but the browser sessions are copied out (``COPY (SELECT …) TO STDOUT``) as
+  ``COPY … FROM stdin`` blocks, then its sequences' positions, then
+  ``pg_dump --section=post-data`` (indexes, constraints): ``psql -f`` loads it into an empty
+  database. The PostgreSQL client tools must be on ``PATH``.
 
 Either way the copy holds every transaction committed before the snapshot and none after, and
 the counts and file references the backup checks (:class:`Facts`) are read in the same
@@ -103,6 +103,13 @@ def sqlite_snapshot(source: Path, target: Path, project_name: str) -> Facts:
         check.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside
         check.execute("PRAGMA foreign_keys=ON")
         others = check.execute("DELETE FROM projects WHERE name <> ?", (project_name,)).rowcount
+        # Browser sessions and sign-in links are no part of a backup (a restored project
+        # signs in afresh).
+        has_sign_ins = check.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sign_ins'"
+        ).fetchone()
+        if has_sign_ins and check.execute("DELETE FROM sign_ins").rowcount:
+            others += 1
         if others:
             check.execute("VACUUM")  # their rows' pages, token hashes included, go too
         integrity = [row[0] for row in check.execute("PRAGMA integrity_check")]

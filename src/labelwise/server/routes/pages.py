@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from labelwise.exceptions import AuthenticationError
 from labelwise.server.deps import Principal, State, optional_principal, principal_for
-from labelwise.server.security import csrf_token
-from labelwise.store import stats
+from labelwise.server.security import csrf_token, same_origin
+from labelwise.store import sign_ins, stats
 from labelwise.store.annotators import authenticate
 from labelwise.store.projects import get_project, settings_of
 from labelwise.store.review import list_conflicts
@@ -53,7 +53,7 @@ def _templates(request: Request) -> Any:
 
 def _page(request: Request, name: str, user: Principal, **context: Any) -> HTMLResponse:
     return _templates(request).TemplateResponse(
-        request, name, {"me": user, "csrf": csrf_token(user.token), **context}
+        request, name, {"me": user, "csrf": csrf_token(user.credential), **context}
     )
 
 
@@ -69,50 +69,100 @@ def home(request: Request, state: State) -> Response:
     return RedirectResponse(f"/p/{user.project_id}/annotate", status_code=303)
 
 
-def _logged_in(request: Request, state: Any, token: str) -> Response:
-    with state.db.read() as session:
-        annotator = authenticate(session, token, project_id=state.project_id)
-    response = RedirectResponse(f"/p/{annotator.project_id}/annotate", status_code=303)
+_NOT_HERE = "this sign-in form was sent from another site; sign in from this server's own page"
+
+
+def _login_form(request: Request, error: str | None, status_code: int = 200) -> Response:
+    return _templates(request).TemplateResponse(
+        request, "login.html", {"error": error}, status_code=status_code
+    )
+
+
+def _signed_in(request: Request, state: Any, secret: str, project_id: int) -> Response:
+    """The answer to a sign-in: the new session's cookie, and on to the project."""
+    response = RedirectResponse(f"/p/{project_id}/annotate", status_code=303)
     response.set_cookie(
         state.cookie,
-        token,
+        secret,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        max_age=30 * 24 * 3600,
+        max_age=sign_ins.SESSION_DAYS * 24 * 3600,
         path="/",
     )
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, state: State, token: str | None = None) -> Response:
-    """``/login?token=…`` signs in and drops the token from the address; without it, a form."""
+def login_page(request: Request, token: str | None = None) -> Response:
+    """The sign-in form. A token in the address signs nobody in: addresses land in proxy logs
+    and browser history (``labelwise token`` prints a one-time sign-in link instead)."""
     if token:
-        try:
-            return _logged_in(request, state, token)
-        except AuthenticationError as exc:
-            return _templates(request).TemplateResponse(
-                request, "login.html", {"error": str(exc)}, status_code=401
-            )
-    return _templates(request).TemplateResponse(request, "login.html", {"error": None})
+        return _login_form(
+            request,
+            "a token in the address is not accepted (addresses are logged): paste it here, "
+            "or ask your admin for a sign-in link",
+            status_code=400,
+        )
+    return _login_form(request, None)
 
 
 @router.post("/login", response_class=HTMLResponse)
 def login_form(
     request: Request, state: State, token: Annotated[str, Form(max_length=200)]
 ) -> Response:
+    """Sign in with a token: a new session, whose secret (not the token) the cookie keeps."""
+    if not same_origin(request.headers):
+        return _login_form(request, _NOT_HERE, status_code=403)
     try:
-        return _logged_in(request, state, token.strip())
+        with state.db.write() as session:
+            annotator = authenticate(session, token.strip(), project_id=state.project_id)
+            secret = sign_ins.start_session(session, annotator)
+            project_id = annotator.project_id
     except AuthenticationError as exc:
-        return _templates(request).TemplateResponse(
-            request, "login.html", {"error": str(exc)}, status_code=401
-        )
+        return _login_form(request, str(exc), status_code=401)
+    return _signed_in(request, state, secret, project_id)
+
+
+@router.get(sign_ins.LINK_PATH + "{code}", response_class=HTMLResponse)
+def link_page(request: Request, state: State, code: str) -> Response:
+    """What a sign-in link signs in, to confirm. Looking spends nothing: a link scanner (or a
+    preview) that opens the address leaves the link usable."""
+    try:
+        with state.db.read() as session:
+            annotator = sign_ins.link_annotator(session, state.project_id, code)
+            project = get_project(session, project_id=state.project_id)
+            who = {"name": annotator.name, "role": annotator.role, "project": project.name}
+    except AuthenticationError as exc:
+        return _login_form(request, str(exc), status_code=401)
+    return _templates(request).TemplateResponse(
+        request, "sign_in_link.html", {"who": who, "code": code}
+    )
+
+
+@router.post("/login/link", response_class=HTMLResponse)
+def link_sign_in(
+    request: Request, state: State, code: Annotated[str, Form(max_length=200)]
+) -> Response:
+    """Spend a sign-in link: a new session for its annotator."""
+    if not same_origin(request.headers):
+        return _login_form(request, _NOT_HERE, status_code=403)
+    try:
+        with state.db.write() as session:
+            annotator, secret = sign_ins.redeem_link(session, state.project_id, code)
+            project_id = annotator.project_id
+    except AuthenticationError as exc:
+        return _login_form(request, str(exc), status_code=401)
+    return _signed_in(request, state, secret, project_id)
 
 
 @router.post("/logout")
 def logout(request: Request, state: State) -> Response:
-    principal_for(request, state)  # a cross-site form cannot log you out: CSRF applies
+    """Sign out: the session ends in the database, so a copy of the cookie is worthless too."""
+    user = principal_for(request, state)  # a cross-site form cannot sign you out: CSRF applies
+    if user.via_cookie:
+        with state.db.write() as session:
+            sign_ins.end_session(session, user.credential)
     response = _login_redirect()
     response.delete_cookie(state.cookie, path="/")
     return response
