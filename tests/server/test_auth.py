@@ -230,3 +230,22 @@ def test_each_project_signs_in_with_a_cookie_of_its_own(tmp_path, db_url):
         for s in (first, second):
             s.client.close()
             s.project.db.dispose()
+
+
+def test_a_request_with_a_body_is_authenticated_once(served, monkeypatch):
+    # The credentials checked before the body is read are the route's: not looked up twice.
+    from labelwise.server import deps
+
+    calls = []
+    real = deps.authenticate
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deps, "authenticate", counted)
+    r = served.client.post(served.api("/next"), json={}, headers=served.h(served.alice))
+    assert r.status_code == 200 and calls == [served.alice]
+    calls.clear()
+    assert served.client.get(served.api("/stats"), headers=served.h(served.alice)).is_success
+    assert calls == [served.alice]

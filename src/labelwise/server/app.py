@@ -101,8 +101,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     state: AppState = app.state.labelwise
 
-    def check_credential(credential: str, via_cookie: bool) -> None:
-        annotator_for(state, credential, via_cookie)
+    def check_credential(credential: str, via_cookie: bool) -> Any:
+        return annotator_for(state, credential, via_cookie)
 
     # Added before the headers, so that its 401 and 413 answers carry them too.
     app.add_middleware(

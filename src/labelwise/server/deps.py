@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Request
 from pydantic import Field
 
 from labelwise.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError
+from labelwise.server.limits import AUTHENTICATED
 from labelwise.server.security import cookie_name, csrf_valid
 from labelwise.store.annotators import authenticate
 from labelwise.store.db import Database
@@ -107,7 +108,11 @@ def principal_for(request: Request, state: AppState) -> Principal:
     """Authenticate the request (Bearer header, else the session cookie plus CSRF header) as
     one of the served project's annotators."""
     credential, via_cookie = _token_of(request, state)
-    annotator = annotator_for(state, credential, via_cookie)
+    checked = request.scope.get("state", {}).get(AUTHENTICATED)
+    if checked is not None and checked[:2] == (credential, via_cookie):
+        annotator = checked[2]  # looked up before the body was read (BodyLimits)
+    else:
+        annotator = annotator_for(state, credential, via_cookie)
     assert credential is not None  # an empty credential is refused
     unsafe = via_cookie and request.method not in _SAFE_METHODS
     if unsafe and not csrf_valid(credential, request.headers.get("x-csrf-token")):

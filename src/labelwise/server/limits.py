@@ -25,12 +25,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labelwise.exceptions import AuthenticationError
 
-__all__ = ["MAX_JSON", "MULTIPART_SLACK", "BodyLimits"]
+__all__ = ["AUTHENTICATED", "MAX_JSON", "MULTIPART_SLACK", "BodyLimits"]
 
 #: The largest JSON body or form a request may carry (a label, a release, a settings change).
 MAX_JSON = 1024 * 1024
 #: Bytes allowed past the upload limit for a multipart envelope (boundaries, headers, fields).
 MULTIPART_SLACK = 1024 * 1024
+#: Where the request's state keeps who the credentials checked here belong to,
+#: ``(credential, via_cookie, annotator)``: the route reuses it rather than look them up again.
+AUTHENTICATED = "labelwise.authenticated"
 #: Routes whose body comes without credentials: the sign-in form.
 _OPEN = {("POST", "/login")}
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -46,10 +49,11 @@ class BodyLimits:
     Parameters
     ----------
     app : ASGI application
-    authenticate : callable(credential, via_cookie) -> None
+    authenticate : callable(credential, via_cookie) -> annotator
         Raises :class:`AuthenticationError` unless ``credential`` (a token, or with
         ``via_cookie`` a session's secret) is one of the served project's (called in a thread:
-        it reads the database).
+        it reads the database); what it returns is kept in the request's state under
+        :data:`AUTHENTICATED`.
     cookie : str
         The name of the project's sign-in cookie.
     max_upload : int
@@ -69,7 +73,7 @@ class BodyLimits:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = str(scope.get("path", ""))
         if path.startswith("/api/") and (scope["method"], path) not in _OPEN:
-            why = await self._unauthenticated(headers)
+            why = await self._unauthenticated(scope, headers)
             if why is not None:
                 await _answer(send, 401, why)
                 return
@@ -110,7 +114,7 @@ class BodyLimits:
             if not replaced:
                 await _answer(send, 413, _too_large(cap, multipart))
 
-    async def _unauthenticated(self, headers: dict[str, str]) -> str | None:
+    async def _unauthenticated(self, scope: Scope, headers: dict[str, str]) -> str | None:
         """Why the request has no valid credentials, or None when it has."""
         credential = None
         auth = headers.get("authorization", "")
@@ -125,9 +129,10 @@ class BodyLimits:
         if not credential:
             return "a token is required"
         try:
-            await run_in_threadpool(self.authenticate, credential, via_cookie)
+            who = await run_in_threadpool(self.authenticate, credential, via_cookie)
         except AuthenticationError as exc:
             return str(exc)
+        scope.setdefault("state", {})[AUTHENTICATED] = (credential, via_cookie, who)
         return None
 
 
