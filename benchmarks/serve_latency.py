@@ -392,7 +392,7 @@ class Sampler(threading.Thread):
 
 
 #: ``retrain_every`` while retraining is paused: more labels than any run gives.
-PAUSED_RETRAIN_EVERY = 1_000_000_000
+PAUSED_RETRAIN_EVERY = 1_000_000  # the largest the settings take
 
 
 def wait_worker_idle(sampler: Sampler, *, timeout: float, quiet: float = 0.8) -> float:

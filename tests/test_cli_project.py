@@ -123,9 +123,11 @@ def test_serve_hands_the_scheduler_to_its_worker(tmp_path, monkeypatch):
     from labelwise import runtime
 
     served, forever = [], []
-    monkeypatch.setattr(runtime, "serve_project", lambda *a, **k: served.append(k))
+    monkeypatch.setattr(
+        runtime, "serve_project", lambda *a, **k: served.append(k) or k["listening"].close()
+    )
     monkeypatch.setattr(runtime, "run_worker_forever", lambda *a, **k: forever.append(k))
-    result = _run("serve", tmp_path, "--scheduler", "local:2")
+    result = _run("serve", tmp_path, "--scheduler", "local:2", "--port", "0")
     assert result.exit_code == 0, result.output
     assert served[0]["scheduler"] == "local:2" and served[0]["with_worker"]
     supervisor = runtime.WorkerSupervisor(str(tmp_path), None, served[0]["scheduler"])
@@ -177,3 +179,53 @@ def test_a_worker_child_that_will_not_stop_is_killed_with_the_server(tmp_path, m
     import multiprocessing
 
     assert not [p for p in multiprocessing.active_children() if p.name == "labelwise-worker"]
+
+
+def test_serve_says_where_it_listens_with_a_sign_in_link_that_works(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
+    assert _run("init", tmp_path / "p", "--data", data).exit_code == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelwise.cli", "serve", str(tmp_path / "p"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        said = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            said.append(line)
+            if "/login/link/" in line:
+                break
+        text = "".join(said)
+        address = re.search(r" at (http://127\.0\.0\.1:\d+)\n", text)
+        link = re.search(r"(http://127\.0\.0\.1:\d+/login/link/[\w-]+)", text)
+        assert address and link, text
+        assert link.group(1).startswith(address.group(1))
+        with urllib.request.urlopen(link.group(1), timeout=10) as page:
+            assert page.status == 200 and "Sign in as admin" in page.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_port_out_of_range_or_in_use_is_one_line_before_anything_is_made(tmp_path):
+    import socket
+
+    data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
+    assert _run("init", tmp_path / "p", "--data", data).exit_code == 0
+    result = _run("serve", tmp_path / "p", "--port", "99999")
+    assert result.exit_code == 2 and "--port must be 0 to 65535" in result.stderr
+    assert len(result.output.strip().splitlines()) == 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("demo", "--port", port, "--dir", tmp_path / "demo")
+        assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+        assert "/login/link/" not in result.output and len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "demo").exists()

@@ -828,8 +828,9 @@ def serve(
     ] = True,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Serve the labeling app (and, by default, the worker beside it)."""
-    from labelwise.runtime import serve_project
+    """Serve the labeling app (and, by default, the worker beside it). Prints the address and
+    a one-time sign-in link for the project's admin."""
+    from labelwise.runtime import admin_link, listen, serve_project
 
     if scheduler is not None:
         if not with_worker:
@@ -838,13 +839,24 @@ def serve(
 
         parse_scheduler(scheduler)
     _configure_logging()
+
+    def announce(opened: Any, base: str) -> None:
+        link = admin_link(opened, base)
+        typer.echo(f"\nLabelwise: {opened.project().name} at {base}")
+        if link:
+            typer.echo(f"Sign in as admin (a one-time link, valid 30 minutes):  {link}")
+        typer.echo(
+            "Annotators: labelwise token PROJECT --name NAME prints a link for each. "
+            "Ctrl+C stops.\n"
+        )
+
     serve_project(
         str(project_dir),
         db_url=db,
-        host=host,
-        port=port,
+        listening=listen(host, port),
         with_worker=with_worker,
         scheduler=scheduler,
+        announce=announce,
     )
 
 
@@ -858,17 +870,33 @@ def demo(
 ) -> None:
     """A ready project from the bundled SMS spam collection: server, worker, and a one-time
     link that signs you in as admin. Run it again to continue where you stopped."""
-    from labelwise.runtime import demo_project, serve_project
-    from labelwise.store.sign_ins import link_url
+    from labelwise.runtime import (
+        DEMO_LINK_MINUTES,
+        admin_link,
+        demo_project,
+        listen,
+        serve_project,
+    )
 
     _configure_logging()
-    folder, code = demo_project(directory)
-    typer.echo(
-        "\nLabelwise demo: 5,574 SMS messages to label as ham or spam.\n"
-        f"Open  {link_url(f'http://127.0.0.1:{port}', code)}\n"
-        "Keys: 1 ham, 2 spam, s skip, u undo, ? help. Ctrl+C stops; run again to resume.\n",
+    listening = listen("127.0.0.1", port)  # a port in use is said before anything is made
+    try:
+        folder, token = demo_project(directory)
+    except BaseException:
+        listening.close()
+        raise
+
+    def announce(opened: Any, base: str) -> None:
+        link = admin_link(opened, base, token=token, minutes=DEMO_LINK_MINUTES)
+        typer.echo(
+            "\nLabelwise demo: 5,574 SMS messages to label as ham or spam.\n"
+            f"Open  {link}\n"
+            "Keys: 1 ham, 2 spam, s skip, u undo, ? help. Ctrl+C stops; run again to resume.\n",
+        )
+
+    serve_project(
+        str(folder), db_url=None, listening=listening, with_worker=True, announce=announce
     )
-    serve_project(str(folder), db_url=None, host="127.0.0.1", port=port, with_worker=True)
 
 
 @app.command()

@@ -22,7 +22,15 @@ from typing import Any
 
 from labelwise.store.folder import CONFIG_NAME, ProjectFolder
 
-__all__ = ["WorkerSupervisor", "demo_project", "run_worker_forever", "serve_project"]
+__all__ = [
+    "WorkerSupervisor",
+    "admin_link",
+    "base_url",
+    "demo_project",
+    "listen",
+    "run_worker_forever",
+    "serve_project",
+]
 
 log = logging.getLogger("labelwise")
 
@@ -182,49 +190,114 @@ def _bind(config: Any) -> Any:
     )
 
 
+def listen(host: str, port: int) -> Any:
+    """A socket listening on ``host:port`` (port 0: any free one), or one line saying why not.
+
+    Bound before anything is printed or started, so that a link printed is a link that works.
+    """
+    import uvicorn
+
+    from labelwise.exceptions import InvalidParameterError
+
+    if not 0 <= port <= 65535:
+        raise InvalidParameterError(f"--port must be 0 to 65535, not {port}")
+    sock = _bind(uvicorn.Config(_no_app, host=host, port=port, log_level="warning"))
+    sock.listen(2048)  # from now on connections wait for the server rather than fail
+    return sock
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+    """Stands for the app while a socket is bound (uvicorn's config needs one)."""
+
+
+def base_url(listening: Any) -> str:
+    """The address a browser on this machine (or, for a server on every interface, on the
+    network) reaches a listening socket at."""
+    import platform
+
+    host, port = listening.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = platform.node() or "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def serve_project(
     project_dir: str,
     *,
     db_url: str | None,
-    host: str,
-    port: int,
+    listening: Any,
     with_worker: bool,
     scheduler: str | None = None,
+    announce: Callable[[Any, str], None] | None = None,
 ) -> None:
-    """Serve one project folder with uvicorn (and its worker process, which scores the pool on
-    the Dask cluster ``scheduler`` names, if any)."""
+    """Serve one project folder with uvicorn on the socket ``listening`` (see :func:`listen`),
+    and its worker process, which scores the pool on the Dask cluster ``scheduler`` names, if
+    any. ``announce(opened_project, base_url)`` runs once the project is open, before serving.
+    """
     import uvicorn
 
     from labelwise.exceptions import LabelwiseError
     from labelwise.server import ServerConfig, create_app
     from labelwise.store.setup import open_project
 
-    opened = open_project(project_dir, db_url=db_url)
-    config = uvicorn.Config(
-        create_app(ServerConfig(opened)), host=host, port=port, log_level="warning"
-    )
-    listening = _bind(config)
-    worker = WorkerSupervisor(project_dir, db_url, scheduler) if with_worker else None
-    if worker is not None:
-        worker.start()
     try:
-        server = uvicorn.Server(config)
-        server.run(sockets=[listening])
-        if not server.started:
-            raise LabelwiseError("the server did not start: see the messages above")
+        opened = open_project(project_dir, db_url=db_url)
+        host, port = listening.getsockname()[:2]
+        config = uvicorn.Config(
+            create_app(ServerConfig(opened)), host=host, port=port, log_level="warning"
+        )
+        if announce is not None:
+            announce(opened, base_url(listening))
+        worker = WorkerSupervisor(project_dir, db_url, scheduler) if with_worker else None
+        if worker is not None:
+            worker.start()
+        try:
+            server = uvicorn.Server(config)
+            server.run(sockets=[listening])
+            if not server.started:
+                raise LabelwiseError("the server did not start: see the messages above")
+        finally:
+            if worker is not None:
+                worker.stop()
     finally:
         listening.close()
-        if worker is not None:
-            worker.stop()
+
+
+def admin_link(opened: Any, base: str, *, token: str | None = None, minutes: int = 30) -> str:
+    """A one-time sign-in link to ``base`` for the admin holding ``token`` or, without one,
+    the project's first admin who may sign in ("" when there is none)."""
+    from sqlalchemy import select
+
+    from labelwise.store.annotators import authenticate
+    from labelwise.store.models import Annotator
+    from labelwise.store.sign_ins import link_url, new_link
+
+    with opened.db.write() as session:
+        if token is not None:
+            admin = authenticate(session, token, project_id=opened.project_id)
+        else:
+            admin = session.scalar(
+                select(Annotator)
+                .where(
+                    Annotator.project_id == opened.project_id,
+                    Annotator.role == "admin",
+                    Annotator.disabled.is_(False),
+                )
+                .order_by(Annotator.id)
+                .limit(1)
+            )
+        if admin is None:
+            return ""
+        return link_url(base, new_link(session, admin, minutes=minutes))
 
 
 def demo_project(directory: Path) -> tuple[Path, str]:
-    """The demo folder (made from the bundled SMS collection on first use) and a one-time
-    sign-in code for its admin (valid :data:`DEMO_LINK_MINUTES`; each run makes a new one).
-
-    The admin's token is kept in a file inside the demo folder (owner-only) for scripts that
-    call the API; a real project never stores a token.
-    """
+    """The demo folder (made from the bundled SMS collection on first use) and its admin's
+    token, kept in a file inside the folder (owner-only) so that each run signs the same admin
+    in (with a new one-time link) and scripts may call the API; a real project never stores a
+    token."""
     import secrets
 
     from labelwise.datasets import bundled_path
@@ -232,7 +305,6 @@ def demo_project(directory: Path) -> tuple[Path, str]:
     from labelwise.store.annotators import authenticate, create_annotator
     from labelwise.store.projects import get_project
     from labelwise.store.setup import init_project, open_project
-    from labelwise.store.sign_ins import new_link
 
     token_file = directory / DEMO_TOKEN_FILE
     if (directory / CONFIG_NAME).exists():
@@ -243,14 +315,13 @@ def demo_project(directory: Path) -> tuple[Path, str]:
         opened, token = init_project(directory, bundled_path("sms-spam"), name="SMS spam (demo)")
     with opened.db.write() as session:
         try:
-            admin = authenticate(session, token, project_id=opened.project_id)
+            authenticate(session, token, project_id=opened.project_id)
         except AuthenticationError:  # no token file, or its token was reissued
             project = get_project(session, project_id=opened.project_id)
-            admin, token = create_annotator(
+            _, token = create_annotator(
                 session, project, name=f"admin-{secrets.token_hex(2)}", role="admin"
             )
-        code = new_link(session, admin, minutes=DEMO_LINK_MINUTES)
     opened.db.dispose()
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
-    return directory, code
+    return directory, token
