@@ -61,10 +61,19 @@ from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items
 from labelwise.store.models import Item, Label, ModelVersion, Project
 from labelwise.store.pool_index import PoolItems
+from labelwise.store.prediction_cache import write_predictions
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.triage import audit_item_ids
-from labelwise.store.versions import COLD_START, QueuedItem, record_failure, record_version
+from labelwise.store.versions import (
+    COLD_START,
+    DamagedArtefactError,
+    QueuedItem,
+    load_artefact,
+    record_failure,
+    record_version,
+    served_version,
+)
 from labelwise.strategies import make_strategy
 from labelwise.why import (
     duplicate_groups,
@@ -98,9 +107,7 @@ class TrainingOutcome:
 
 
 def _served(session: Any, project: Project) -> ModelVersion | None:
-    if project.current_version_id is None:
-        return None
-    return session.get(ModelVersion, project.current_version_id)
+    return served_version(session, project)
 
 
 def _cv_metrics(template: Any, X: Any, y: np.ndarray) -> dict[str, Any] | None:
@@ -463,6 +470,9 @@ def _fit_and_publish(
         "classes": list(model.classes_),
         "stop_rows": stop_rows,
         "stop_predictions": stop_predictions,
+        # What the model was fitted on: predictions with it (labelwise.store.served) are
+        # refused once these features are no longer the same (a TF-IDF rebuilt for new items).
+        "features": feature_source(features),
     }
     try:
         with pending.open("wb") as fh:
@@ -502,6 +512,13 @@ def _fit_and_publish(
             version.artefact = str(artefact.relative_to(folder.root))
     finally:
         pending.unlink(missing_ok=True)
+    # After publishing (annotators get the new queue first): every item's prediction, for the
+    # data browser and the export. Optional: a failure here costs that, not the fit.
+    try:
+        with threadpool_limits(limits=1):
+            write_predictions(folder, version.version, model, X, list(project.label_set))
+    except Exception as exc:
+        log.warning("model version %s: predictions not written (%s)", version.version, exc)
     log.info("model version %s on %s labels, %s queued", version.version, len(final), len(queue))
     return TrainingOutcome("trained", f"{len(queue)} items queued", version.version)
 
@@ -560,13 +577,11 @@ def _agreement_with_served(
         return None
     try:
         # A row pointing outside models/ (or a symlink out of it) raises: never unpickled.
-        path = folder.loadable(served.artefact, folder.models_dir)
+        previous = load_artefact(folder, served)
     except NotFoundError:
         return None
-    try:
-        previous = joblib.load(path)
-    except Exception as exc:  # a damaged file: the comparison is optional, the fit goes on
-        log.warning("cannot compare with the served model: %s is damaged (%s)", path, exc)
+    except DamagedArtefactError as exc:  # the comparison is optional, the fit goes on
+        log.warning("cannot compare with the served model: %s", exc)
         return None
     rows = previous.get("stop_rows")
     if rows is None or len(rows) != len(stop_rows) or not np.array_equal(rows, stop_rows):
@@ -588,10 +603,12 @@ def sweep_artefacts(folder: ProjectFolder, db: Database) -> list[Path]:
     """Remove the model files no version refers to; returns what was removed.
 
     A fit writes ``models/pending-*.joblib`` and renames it to its version's name inside the
-    transaction that records the version. A worker killed in between leaves a pending file, or
-    a version file whose row never committed; neither is ever loaded, but they would pile up
-    and mislead whoever reads the folder. Only the worker holding the folder's lock writes
-    there, so when it starts, every such file is a leftover of a dead one.
+    transaction that records the version, then writes its predictions
+    (``pending-*.predictions.npy``, renamed to ``vNNNNN.predictions.npy``). A worker killed in
+    between leaves a pending file, or a version file whose row never committed; neither is ever
+    loaded, but they would pile up and mislead whoever reads the folder. Only the worker
+    holding the folder's lock writes there, so when it starts, every such file is a leftover
+    of a dead one. The predictions of a kept version stay.
     """
     with db.read() as session:
         project = get_project(session, name=folder.project_name)
@@ -602,7 +619,13 @@ def sweep_artefacts(folder: ProjectFolder, db: Database) -> list[Path]:
         )
         kept = {(folder.root / str(a)).resolve() for a in named}
     removed = []
-    for pattern in ("pending-*.joblib", "v*.joblib"):
+    kept |= {p.with_name(p.name.removesuffix(".joblib") + ".predictions.npy") for p in kept}
+    for pattern in (
+        "pending-*.joblib",
+        "v*.joblib",
+        "pending-*.predictions.npy",
+        "v*.predictions.npy",
+    ):
         for path in sorted(folder.models_dir.glob(pattern)):
             if path.resolve() not in kept and path.is_file():
                 path.unlink(missing_ok=True)

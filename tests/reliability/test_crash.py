@@ -794,7 +794,9 @@ def test_worker_killed_mid_fit(
         fit_time = first_fit / 2  # a later fit reuses the features; measured below
         published = Published.read(opened)
         _check_published(opened, published, f"after the first fit ({ctx})")
-        assert published.current == 1 and set(published.files) == {"v00001.joblib"}, (
+        # The version and its items' predictions (written before the version is logged).
+        served_files = {"v00001.joblib", "v00001.predictions.npy"}
+        assert published.current == 1 and set(published.files) == served_files, (
             f"the restarted worker left {sorted(published.files)} ({ctx})"
         )
 
@@ -848,6 +850,7 @@ def test_worker_killed_mid_fit(
             _check_published(opened, published, f"after restart {kill + 1} ({ctx})")
             assert published.current == max(n for n, *_ in published.versions)
             ready = {Path(a).name for _, s, a in published.versions if s == "ready" and a}
+            ready.add(f"v{published.current:05d}.predictions.npy")  # the served one's only
             assert set(published.files) == ready, (
                 f"models/ holds {sorted(published.files)}, versions name {sorted(ready)} ({ctx})"
             )

@@ -446,6 +446,42 @@ def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url,
         op.db.dispose()
 
 
+def test_tabular_neighbours_carry_their_fields_drivers_first(tmp_path, db_url, monkeypatch):
+    monkeypatch.setattr("labelwise.why.FIELDS_SHOWN", 4)
+    rng = np.random.default_rng(2)
+    n = 80
+    columns = ["age", "dose", "noise", "weight", "height", "pulse"]
+    frame = pd.DataFrame(rng.normal(size=(n, 6)) / 3, columns=columns)  # 16-digit floats
+    frame["label"] = np.where(frame["dose"] > 0, "high", "low")
+    frame["id"] = [f"r{i}" for i in range(n)]
+    data = tmp_path / "table.csv"
+    frame.to_csv(data, index=False)
+    settings = ProjectSettings(retrain_every=5, queue_size=10, overlap=0.0)
+    op, _ = init_project(tmp_path / "tab", data, db_url=db_url, settings=settings)
+    try:
+        _label_everything_known(op, dict(zip(frame["id"], frame["label"], strict=True)), 40)
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        with op.db.read() as s:
+            queue = s.scalars(select(QueueEntry)).all()
+            external = {i.id: i.external_id for i in s.scalars(select(Item))}
+        by_id = frame.set_index("id")
+        shown = [(q, nb) for q in queue for nb in q.reason["neighbors"]]
+        assert shown
+        for entry, neighbour in shown:
+            fields = neighbour["fields"]  # [name, value] pairs, never a cut-off JSON line
+            assert len(fields) == 4 and neighbour["fields_left_out"] == 2
+            names = [name for name, _ in fields]
+            assert set(names) <= set(columns) and len(set(names)) == 4
+            row = by_id.loc[external[neighbour["item_id"]]]
+            for name, value in fields:
+                assert value == pytest.approx(row[name], rel=1e-6)
+            # the fields behind the prediction come first
+            drivers = [t for t, _ in entry.reason["drivers"]["terms"]]
+            assert names[: min(4, len(drivers))] == drivers[:4]
+    finally:
+        op.db.dispose()
+
+
 def test_queued_items_offer_their_open_near_duplicates(tmp_path, sms_csv, db_url):
     import pandas as pd
 
@@ -902,3 +938,22 @@ def test_table_rows_are_grouped_only_with_rows_of_the_same_values(tmp_path, db_u
             assert set(groups[name]) == {f"r{150 + i}", f"r{155 + i}"} - {name}
     finally:
         op.db.dispose()
+
+
+def test_a_restarted_worker_sweeps_what_a_killed_one_left_and_keeps_the_served_files(project):
+    project.label(FIRST_30)
+    assert project.train().status == "trained"
+    models = project.op.folder.models_dir
+    assert sorted(p.name for p in models.iterdir()) == ["v00001.joblib", "v00001.predictions.npy"]
+    # What a worker killed mid-fit leaves: pending files, a version whose row never committed.
+    leftovers = [
+        "pending-1.joblib",
+        "pending-2.predictions.npy",
+        "v00002.joblib",
+        "v00002.predictions.npy",
+    ]
+    for name in leftovers:
+        (models / name).write_bytes(b"partial")
+    removed = worker.sweep_artefacts(project.op.folder, project.op.db)
+    assert sorted(p.name for p in removed) == sorted(leftovers)
+    assert sorted(p.name for p in models.iterdir()) == ["v00001.joblib", "v00001.predictions.npy"]

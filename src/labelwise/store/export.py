@@ -38,8 +38,40 @@ Formats (:data:`EXPORT_FORMATS`):
     annotation gives the label). Label Studio itself shows the images once they are served to
     it (local storage), since it does not read relative paths.
 
+Predictions (``predictions=True``, ``labelwise export --predictions``): every record also
+carries the prediction of the model the project serves (the worker's latest fit, on the
+features it was fitted on; see :mod:`labelwise.store.served`):
+
+- ``prediction``: the label the model predicts (its most probable class, the guess annotators
+  are shown);
+- ``confidence``: the model's probability for that label;
+- one probability per label of the project, in the label set's order: columns ``p_<label>``
+  in CSV (``p_ham``, ``p_spam``), a ``probabilities`` object (``{"ham": 0.07, "spam": 0.93}``)
+  in JSONL. A label the model was not trained on yet (no labeled example) has 0;
+- ``model_version``: that model's version number (the 3 of ``v3`` in ``labelwise status``,
+  whose file is ``models/v00003.joblib``).
+
+Probabilities are rounded to 6 decimals. A model without probabilities (``svm``,
+``linear-svm``: decision values only) gives the prediction alone: ``confidence`` and the
+probabilities are empty (null). In Label Studio JSON, a task's ``predictions`` list (empty
+without predictions) holds one prediction in Label Studio's own format::
+
+    {"model_version": "v3", "score": 0.93, "result": [{"from_name": "label", "to_name":
+     "text", "type": "choices", "value": {"choices": ["spam"]}}]}
+
+(``score`` is the confidence, left out without probabilities; ``to_name`` is ``image`` for
+images). Every exported item is predicted, labeled ones too: on the items it was trained on a
+model is right more often than on new ones (``labelwise status`` gives its cross-validated
+quality). A project with no model yet, or whose model no longer fits its features (its
+``features`` setting changed, or items were added to a TF-IDF pool since the fit), is refused
+with a :class:`~labelwise.exceptions.ConflictError` that says why, before anything is written:
+an export never holds empty or stale predictions. Brought back with ``labelwise init --data``
+(:func:`labelwise.store.setup.init_project`), the prediction columns are ignored: never a
+label, never a tabular feature.
+
 Items are read in chunks of rows and each record is written as it is made, so the file is
-never built in memory; only the resolved labels (one entry per labeled item) are held.
+never built in memory; only the resolved labels (one entry per labeled item) are held, and
+predictions are made a chunk of items at a time.
 """
 
 from __future__ import annotations
@@ -55,6 +87,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -63,8 +96,9 @@ from labelwise.store.features import field_names, item_fields, tabular_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision
 from labelwise.store.review import resolved_labels
+from labelwise.store.served import ServedModel, served_model
 
-__all__ = ["EXPORT_FORMATS", "export_project"]
+__all__ = ["EXPORT_FORMATS", "PREDICTION_KEYS", "export_project", "prediction_columns"]
 
 EXPORT_FORMATS = ("csv", "jsonl", "label-studio")
 
@@ -73,10 +107,22 @@ _CHUNK = 500
 #: The folder image contents are relative to: ``ProjectFolder.media_dir`` is ``root / "media"``.
 _MEDIA = "media"
 _FIXED = ("id", "label", "status", "annotations")
+#: The keys predictions add (JSONL; in CSV ``probabilities`` is one ``p_<label>`` column each).
+PREDICTION_KEYS = ("prediction", "confidence", "probabilities", "model_version")
+_PROBABILITY = "p_"
+_DECIMALS = 6
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # Ids Label Studio can keep as its integer task ids (and that read back to the same string).
 _TASK_INT = re.compile(r"0|[1-9]\d{0,17}")
+
+
+@dataclass(frozen=True)
+class _Predicted:
+    label: str
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    model_version: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +132,17 @@ class _Record:
     label: str | None
     status: str
     annotations: list[dict[str, Any]]
+    predicted: _Predicted | None = None
+
+
+def prediction_columns(labels: Sequence[str]) -> list[str]:
+    """The CSV columns predictions add, in order, for a project of ``labels``."""
+    return [
+        "prediction",
+        "confidence",
+        *(_PROBABILITY + str(label) for label in labels),
+        "model_version",
+    ]
 
 
 def export_project(
@@ -96,6 +153,7 @@ def export_project(
     *,
     labeled_only: bool = False,
     folder: ProjectFolder | None = None,
+    predictions: bool = False,
 ) -> int:
     """Write every item of ``project`` in format ``fmt``; returns how many records were written.
 
@@ -115,6 +173,12 @@ def export_project(
         triage's automatic decisions).
     folder : ProjectFolder, optional
         The project's folder: a tabular project's fields are read from its feature file.
+        Needed for ``predictions``.
+    predictions : bool
+        Add the served model's prediction, confidence and probabilities to every record (see
+        the module docstring). Refused (:class:`~labelwise.exceptions.ConflictError`, before
+        anything is written) when the project has no model yet or its model no longer fits
+        its features.
     """
     if fmt not in EXPORT_FORMATS:
         raise InvalidParameterError(f"fmt must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
@@ -124,22 +188,33 @@ def export_project(
             "jsonl"
         )
     fields = _field_names(session, project, folder) if project.kind == "tabular" else []
-    clash = sorted(set(fields) & set(_FIXED))
+    added = list(_FIXED)
+    if predictions:
+        added += [*PREDICTION_KEYS, *prediction_columns(project.label_set)]
+    clash = sorted(set(fields) & set(added))
     if clash:
         raise InvalidDataError(
             f"the project's field(s) {', '.join(map(repr, clash))} have the name of a column the "
-            f"export adds ({', '.join(_FIXED)})"
+            f"export adds ({', '.join(dict.fromkeys(added))})"
         )
-    records = _records(session, project, folder, labeled_only=labeled_only)
+    served = None
+    if predictions:
+        if folder is None:
+            raise InvalidParameterError(
+                "predictions need the project's folder (its model and feature files): pass folder="
+            )
+        served = served_model(session, project, folder)  # refused here: nothing written yet
+    records = _records(session, project, folder, labeled_only=labeled_only, served=served)
     write = _WRITERS[fmt]
+    labels = None if served is None else served.labels
     if not isinstance(out, (str, os.PathLike)):
-        return write(out, project, records, fields)
+        return write(out, project, records, fields, labels)
     path = Path(out)
     tmp = path.with_name(path.name + ".part")
     try:
         encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
         with tmp.open("w", encoding=encoding, newline="") as fh:
-            count = write(fh, project, records, fields)
+            count = write(fh, project, records, fields, labels)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -165,7 +240,12 @@ def _field_names(session: Session, project: Project, folder: ProjectFolder | Non
 
 
 def _records(
-    session: Session, project: Project, folder: ProjectFolder | None, *, labeled_only: bool
+    session: Session,
+    project: Project,
+    folder: ProjectFolder | None,
+    *,
+    labeled_only: bool,
+    served: ServedModel | None = None,
 ) -> Iterator[_Record]:
     resolved, conflicts = resolved_labels(session, project)
     conflicted = {c.item_id for c in conflicts}
@@ -192,7 +272,8 @@ def _records(
             rows = [r for r in rows if r.id in resolved or r.id in conflicted or r.id in automatic]
         answers = _answers(session, [r.id for r in rows]) if rows else {}
         content = _contents(project, folder, rows)
-        for r in rows:
+        predicted = _predicted(served, rows)
+        for k, r in enumerate(rows):
             label, given = resolved.get(r.id), answers.get(r.id, [])
             if r.id in resolved:
                 status = "labeled"
@@ -212,7 +293,32 @@ def _records(
                 ]
             else:
                 status = "unlabeled"
-            yield _Record(r.external_id, content[r.id], label, status, given)
+            yield _Record(
+                r.external_id,
+                content[r.id],
+                label,
+                status,
+                given,
+                predicted[k] if predicted else None,
+            )
+
+
+def _predicted(served: ServedModel | None, rows: Sequence[Any]) -> list[_Predicted] | None:
+    """The served model's prediction for each of ``rows`` (one chunk), or None without one."""
+    if served is None or not rows:
+        return None
+    out = served.predict(np.asarray([r.row for r in rows], dtype=np.intp))
+    found = []
+    for k, label in enumerate(out.labels):
+        confidence = probabilities = None
+        if out.confidence is not None and out.probabilities is not None:
+            confidence = round(float(out.confidence[k]), _DECIMALS)
+            probabilities = {
+                name: round(float(p), _DECIMALS)
+                for name, p in zip(served.labels, out.probabilities[k], strict=True)
+            }
+        found.append(_Predicted(str(label), confidence, probabilities, served.version))
+    return found
 
 
 def _contents(
@@ -287,6 +393,14 @@ def _flat(project: Project, record: _Record, fields: list[str]) -> dict[str, Any
     else:
         row[project.kind] = record.content
     row.update(label=record.label, status=record.status, annotations=record.annotations)
+    if record.predicted is not None:
+        p = record.predicted
+        row.update(
+            prediction=p.label,
+            confidence=p.confidence,
+            probabilities=p.probabilities,
+            model_version=p.model_version,
+        )
     return row
 
 
@@ -308,21 +422,45 @@ def _csv_value(value: Any) -> str:
 
 
 def _write_csv(
-    out: IO[str], project: Project, records: Iterator[_Record], fields: list[str]
+    out: IO[str],
+    project: Project,
+    records: Iterator[_Record],
+    fields: list[str],
+    labels: Sequence[str] | None,
 ) -> int:
     columns = ["id", *_content_columns(project, fields), "label", "status", "annotations"]
+    added = prediction_columns(labels) if labels is not None else []
     writer = csv.writer(out)
-    writer.writerow([_safe_cell(c) for c in columns])
+    writer.writerow([_safe_cell(c) for c in [*columns, *added]])
     count = 0
     for record in records:
         row = _flat(project, record, fields)
-        writer.writerow([_csv_value(row[c]) for c in columns])
+        cells = [_csv_value(row[c]) for c in columns]
+        if labels is not None:
+            cells += _prediction_cells(record.predicted, labels)
+        writer.writerow(cells)
         count += 1
     return count
 
 
+def _prediction_cells(predicted: _Predicted | None, labels: Sequence[str]) -> list[str]:
+    """The CSV cells of :func:`prediction_columns` (a chunk always has its predictions)."""
+    assert predicted is not None
+    probabilities = predicted.probabilities or {}
+    return [
+        _csv_value(predicted.label),
+        _csv_value(predicted.confidence),
+        *(_csv_value(probabilities.get(str(label))) for label in labels),
+        _csv_value(predicted.model_version),
+    ]
+
+
 def _write_jsonl(
-    out: IO[str], project: Project, records: Iterator[_Record], fields: list[str]
+    out: IO[str],
+    project: Project,
+    records: Iterator[_Record],
+    fields: list[str],
+    labels: Sequence[str] | None,
 ) -> int:
     count = 0
     for record in records:
@@ -359,7 +497,7 @@ def _task(project: Project, record: _Record) -> dict[str, Any]:
         "id": int(ext) if _TASK_INT.fullmatch(ext) else ext,
         "data": {to_name: record.content},
         "annotations": annotations,
-        "predictions": [],
+        "predictions": _task_predictions(record.predicted, to_name),
         "meta": {
             "external_id": ext,
             "label": record.label,
@@ -369,8 +507,30 @@ def _task(project: Project, record: _Record) -> dict[str, Any]:
     }
 
 
+def _task_predictions(predicted: _Predicted | None, to_name: str) -> list[dict[str, Any]]:
+    """Label Studio's ``predictions`` of a task: the served model's, or none."""
+    if predicted is None:
+        return []
+    entry: dict[str, Any] = {"model_version": f"v{predicted.model_version}"}
+    if predicted.confidence is not None:
+        entry["score"] = predicted.confidence
+    entry["result"] = [
+        {
+            "from_name": "label",
+            "to_name": to_name,
+            "type": "choices",
+            "value": {"choices": [predicted.label]},
+        }
+    ]
+    return [entry]
+
+
 def _write_label_studio(
-    out: IO[str], project: Project, records: Iterator[_Record], fields: list[str]
+    out: IO[str],
+    project: Project,
+    records: Iterator[_Record],
+    fields: list[str],
+    labels: Sequence[str] | None,
 ) -> int:
     count = 0
     out.write("[")
@@ -382,7 +542,8 @@ def _write_label_studio(
     return count
 
 
-_WRITERS: dict[str, Callable[[IO[str], Project, Iterator[_Record], list[str]], int]] = {
+_Writer = Callable[[IO[str], Project, Iterator[_Record], list[str], Sequence[str] | None], int]
+_WRITERS: dict[str, _Writer] = {
     "csv": _write_csv,
     "jsonl": _write_jsonl,
     "label-studio": _write_label_studio,

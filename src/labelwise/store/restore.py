@@ -12,6 +12,26 @@ restores those answers as they were, rather than recording the resolved label on
   ``import``; the answers of one item keep their order;
 - triage's automatic decisions become accepted decisions of an ``import`` batch.
 
+Who is who: within a project a name is one person. Imported into an existing project
+(``labelwise import``), an answer whose annotator has the name of one of the project's own is
+theirs (an export brought back into its project, or into a copy whose people were made with the
+same names); every other name is restored as above, never matched to anyone else. A new project
+(``labelwise init --data EXPORT --with-labels``, :func:`labelwise.store.setup.init_project`)
+has nobody yet, so all its exported people are restored that way, ``admin`` included -- the
+first admin of the exported project, say. The account ``init`` then makes for whoever runs it is
+a person of its own: it is ``admin``, or ``admin-2`` (the first free ``admin-N``) when the export
+brought an ``admin`` back, since who runs ``init`` need not be who answered in the export. Their
+answers are never handed to the new token; the exported admin's keep their attribution and
+history. Whoever is that person takes the restored account over explicitly:
+``labelwise token PROJECT --name admin --reissue --role admin``
+(:func:`~labelwise.store.annotators.reissue_token`) gives it a working token, its answers still
+its own.
+
+Columns an export adds after ``annotations`` (a predictions export's ``prediction``,
+``confidence``, ``p_<label>``, ``probabilities``, ``model_version``) are no data:
+:func:`added_columns` names them, so that an import never takes them for a tabular item's
+fields; they are never a label either.
+
 "Exactly" therefore means what the export carries: exporting the restored project gives the
 same records, field by field (tested in ``tests/reliability/test_data_safety.py``). Not carried,
 so not restored: superseded answers (undone or relabeled), skips, leases, queues, model versions,
@@ -38,7 +58,14 @@ from labelwise.exceptions import InvalidDataError
 from labelwise.store.annotators import IMPORT_ANNOTATOR, hash_token, system_annotator
 from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision, utcnow
 
-__all__ = ["Answer", "answer_labels", "check_answers", "read_answers", "restore_answers"]
+__all__ = [
+    "Answer",
+    "added_columns",
+    "answer_labels",
+    "check_answers",
+    "read_answers",
+    "restore_answers",
+]
 
 ACTIONS = ("label", "adjudicate", "automatic")
 #: The columns (keys) that mark a file as a Labelwise export.
@@ -106,6 +133,33 @@ def read_answers(path: str | Path) -> dict[str, list[Answer]] | None:
             raise InvalidDataError(f"{path.name}, {where}: id {external_id!r} appears twice")
         answers[external_id] = _parse(raw, f"{path.name}, {where} (id {external_id!r})")
     return answers
+
+
+def added_columns(path: str | Path) -> tuple[str, ...]:
+    """The columns a Labelwise export added after ``annotations``, in order, when ``path`` is
+    a CSV or JSONL export (its header, or its first record); else none.
+
+    What follows the answers in an export is never data (:mod:`labelwise.store.export`: the
+    predictions' ``prediction``, ``confidence``, ``p_<label>``, ``model_version``, ...); an
+    import leaves these columns out of a tabular item's fields.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in (".csv", ".jsonl", ".ndjson"):
+        return ()
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            if suffix == ".csv":
+                names = next(csv.reader(fh), [])
+            else:
+                first = next((line for line in fh if line.strip()), "")
+                record = json.loads(first) if first else None
+                names = list(record) if isinstance(record, dict) else []
+    except (UnicodeDecodeError, ValueError, RecursionError, csv.Error):
+        return ()  # not an export: the data's readers say what is wrong with the file
+    if not set(names) >= _MARKERS:
+        return ()
+    return tuple(names[names.index("annotations") + 1 :])
 
 
 _Row = tuple[str, str, Any]

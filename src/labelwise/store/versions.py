@@ -12,12 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import joblib
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from labelwise.exceptions import InvalidDataError, NotFoundError
+from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import ModelVersion, Project, QueueEntry
 
-__all__ = ["COLD_START", "QueuedItem", "list_versions", "record_failure", "record_version"]
+__all__ = [
+    "COLD_START",
+    "DamagedArtefactError",
+    "QueuedItem",
+    "list_versions",
+    "load_artefact",
+    "record_failure",
+    "record_version",
+    "served_version",
+]
 
 #: The status of a version that serves a cold-start queue: chosen before any model, it has
 #: no artefact (see :func:`labelwise.worker.train_once`).
@@ -134,3 +146,47 @@ def list_versions(session: Session, project: Project) -> list[ModelVersion]:
             .order_by(ModelVersion.version)
         )
     )
+
+
+def served_version(session: Session, project: Project) -> ModelVersion | None:
+    """The version whose queue is served (``projects.current_version_id``), None before the
+    first; a :data:`COLD_START` one has no model."""
+    if project.current_version_id is None:
+        return None
+    return session.get(ModelVersion, project.current_version_id)
+
+
+class DamagedArtefactError(InvalidDataError):
+    """A version's model file is there but cannot be read back (cut short by a full disk or a
+    crash, or not a model file)."""
+
+
+def load_artefact(folder: ProjectFolder, version: ModelVersion) -> dict[str, Any]:
+    """What the fit of ``version`` wrote (:func:`labelwise.worker.train_once`): a dict with
+    ``model`` (the fitted estimator), ``classes``, ``stop_rows`` and ``stop_predictions``, and,
+    from versions fitted by this release on, ``features``: the
+    :func:`~labelwise.store.features.feature_source` of the matrix it was fitted on.
+
+    Raises
+    ------
+    NotFoundError
+        The version has no model (cold start, failed fit) or its file is gone.
+    InvalidDataError
+        The stored path leads outside ``models/`` (never unpickled, see
+        :meth:`ProjectFolder.loadable`); :class:`DamagedArtefactError` when the file cannot be
+        read back.
+    """
+    if not version.artefact:
+        raise NotFoundError(f"model version v{version.version} ({version.status}) has no model")
+    path = folder.loadable(version.artefact, folder.models_dir)
+    try:
+        record = joblib.load(path)
+    except Exception as exc:  # a damaged pickle raises anything
+        raise DamagedArtefactError(
+            f"the model file of v{version.version} ({version.artefact}) is damaged: {exc}"
+        ) from None
+    if not isinstance(record, dict) or "model" not in record:
+        raise DamagedArtefactError(
+            f"the model file of v{version.version} ({version.artefact}) holds no model"
+        )
+    return record

@@ -28,7 +28,7 @@ from labelwise.server.views import item_view
 from labelwise.store import stats
 from labelwise.store.annotators import create_annotator, list_annotators
 from labelwise.store.fatigue import assess, recent_answers
-from labelwise.store.items import count_items, get_item
+from labelwise.store.items import get_item
 from labelwise.store.models import Annotator, Item, Label, Lease, ModelVersion, utcnow
 from labelwise.store.projects import get_project, settings_of, update_settings
 from labelwise.store.review import adjudicate, list_conflicts
@@ -72,9 +72,6 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
                 Label.is_current.is_(True),
             )
         )
-        done = session.scalar(
-            select(func.count(Item.id)).where(Item.project_id == project_id, Item.done.is_(True))
-        )
         n_mine = session.scalar(
             select(func.count(Label.id)).where(
                 Label.annotator_id == user.annotator_id,
@@ -95,7 +92,7 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
                 "can_undo": mine is not None,
                 "fatigue": assess(recent_answers(session, user.annotator_id), utcnow()).to_dict(),
             },
-            "progress": {"items": count_items(session, project), "done": done},
+            "progress": stats.item_progress(session, project),
             "model": (
                 {
                     "version": served.version,
@@ -374,6 +371,7 @@ def export(
     admin: Admin,
     format: Annotated[str, Query(pattern="^(csv|jsonl|label-studio)$")] = "csv",
     labeled_only: bool = False,
+    predictions: bool = False,
 ) -> Response:
     admin.check_project(project_id)
     from labelwise.store.export import export_project
@@ -383,7 +381,13 @@ def export(
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
         export_project(
-            session, project, format, buffer, labeled_only=labeled_only, folder=state.folder
+            session,
+            project,
+            format,
+            buffer,
+            labeled_only=labeled_only,
+            folder=state.folder,
+            predictions=predictions,  # refused (409) without a model: see store.export
         )
         name = f"{project.name}-labels.{suffix}"
     media = "text/csv" if format == "csv" else "application/json"
