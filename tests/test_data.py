@@ -570,3 +570,102 @@ def test_ragged_delimited_rows(tmp_path: Path) -> None:
     path.write_text("a\tb\nc\td\te\n")
     with pytest.raises(InvalidDataError, match=r"cannot parse .*ragged\.tsv"):
         load_dataset(path)
+
+
+# ------------------------------------------------------- what the readers say beyond errors
+
+
+def _data_warnings(call: object) -> tuple[object, list[str]]:
+    """``call()``'s result and the DataWarning messages it raised."""
+    import warnings
+
+    from labelwise.exceptions import DataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        result = call()  # type: ignore[operator]
+    return result, [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+
+
+def test_a_guessed_encoding_is_said_once(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.tsv"
+    utf8_lines = "ham\tcaf\u00e9 at 5\nham\tna\u00efve question\n".encode()
+    path.write_bytes(utf8_lines + b"spam\tWin \xa3100, it\x92s free\n")
+    ds, found = _data_warnings(lambda: load_dataset(path))
+    assert list(ds.items)[2] == "Win \u00a3100, it\u2019s free"  # type: ignore[attr-defined]
+    assert found == [
+        "mixed.tsv is not UTF-8: the encoding was guessed line by line, 1 as cp1252 of its 3 "
+        "lines (first at line 3), the rest as UTF-8; if accented letters look wrong, save the "
+        "file as UTF-8"
+    ]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text,label\nna\xefve,a\nbad \x81 byte,b\n")  # 0x81: cp1252 has none
+    _, found = _data_warnings(lambda: load_dataset(latin))
+    assert "1 as cp1252 and 1 as latin-1 of its 3 lines (first at line 2)" in found[0]
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text("text,label\ncaf\u00e9,a\n", encoding="utf-8")
+    assert _data_warnings(lambda: load_dataset(utf8))[1] == []
+
+
+def test_a_small_tabular_stream_says_a_guessed_encoding_too(tmp_path: Path) -> None:
+    from labelwise.data import open_tabular_stream
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"f1,f2,note\n1,2,x\n3,4,\xe9\n")
+    stream, found = _data_warnings(lambda: open_tabular_stream(path, feature_columns=["f1", "f2"]))
+    assert stream is not None and len(found) == 1 and "1 as cp1252" in found[0]
+
+
+def test_where_ids_and_labels_come_from(tmp_path: Path) -> None:
+    numbered = tmp_path / "plain.csv"
+    numbered.write_text("text,category\nfirst text,a\nsecond text,b\n")
+    ds = load_dataset(numbered)
+    assert ds.ids_numbered and ds.label_column == "category"
+    named = tmp_path / "named.csv"
+    named.write_text("id,text\nx,first text\ny,second text\n")
+    ds = load_dataset(named)
+    assert not ds.ids_numbered and ds.label_column is None
+    assert load_dataset(FIXTURES / "sample.svm").ids_numbered
+
+
+def test_npz_splits_are_kept_and_classes_named(tmp_path: Path) -> None:
+    path = tmp_path / "med.npz"
+    np.savez(
+        path,
+        train_images=np.zeros((3, 2, 2), dtype=np.uint8),
+        train_labels=np.array([[0], [1], [2]]),
+        test_images=np.ones((2, 2, 2), dtype=np.uint8),
+        test_labels=np.array([[2], [0]]),
+        label_names=np.array(["cat", "dog", "owl"]),
+    )
+    ds = load_dataset(path)
+    assert ds.splits is not None and ds.splits.tolist() == ["train"] * 3 + ["test"] * 2
+    assert ds.classes == ("cat", "dog", "owl")
+    assert ds.labels is not None and ds.labels.tolist() == ["cat", "dog", "owl", "owl", "cat"]
+    assert ds.label_column == "labels"
+    assert ds.subset([4, 0]).splits.tolist() == ["test", "train"]  # type: ignore[union-attr]
+    given = load_dataset(path, label_names=["a", "b", "c"])  # the caller's names come first
+    assert given.labels is not None and given.labels.tolist()[:3] == ["a", "b", "c"]
+    with pytest.raises(InvalidDataError, match=r"label 2 \(row 2\) has no name"):
+        load_dataset(path, label_names=["a", "b"])
+
+    xy = tmp_path / "xy.npz"
+    np.savez(xy, X_train=np.eye(2), y_train=np.array([0, 1]), X_val=np.ones((1, 2)), y_val=[1])
+    ds = load_dataset(xy)
+    assert ds.kind == "tabular" and ds.items.shape == (3, 2)
+    assert ds.splits is not None and ds.splits.tolist() == ["train", "train", "val"]
+    assert ds.label_column == "y"
+
+
+def test_label_names_name_integer_labels_of_any_file(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.csv"
+    path.write_text("text,label\nbuy now,1\nsee you,0\nno label here,\n")
+    ds = load_dataset(path, label_names=["ham", "spam"])
+    assert ds.labels is not None and ds.labels.tolist() == ["spam", "ham", None]
+    assert ds.classes == ("ham", "spam")
+    words = tmp_path / "words.csv"
+    words.write_text("text,label\nbuy now,spam\n")
+    with pytest.raises(InvalidDataError, match="name integer classes, but the label of row 0"):
+        load_dataset(words, label_names=["ham", "spam"])
+    with pytest.raises(InvalidParameterError, match="label_names names 'a' twice"):
+        load_dataset(path, label_names=["a", "a"])

@@ -3,6 +3,12 @@
 Each reader returns a :class:`~labelwise.data.Dataset`, except :func:`_read_images`, which
 returns the pixel array for a folder or for a table's image column. Pillow is imported only
 when images are read.
+
+An ``.npz`` file may keep its splits apart (``train_images``/``train_labels``, ``val_...``,
+``test_...`` as MedMNIST does, or ``X_train``/``y_train``, ...): they are concatenated in train,
+val, test order and each item's split is kept in :attr:`Dataset.splits`. Integer labels take
+their names from a ``label_names`` (or ``classes``) array of strings in the file, or from the
+caller's ``label_names``, which come first.
 """
 
 from __future__ import annotations
@@ -13,17 +19,22 @@ import re
 import warnings
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from labelwise._dataset import Dataset, _row_ids
+from labelwise._dataset import Dataset, _named_labels, _row_ids, _with_label_names
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 
 _IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+#: Split names an .npz file may use, in the order their items are concatenated.
+_SPLITS = ("train", "val", "valid", "validation", "test")
+#: Arrays of an .npz file that name its integer classes (the first found is used).
+_NAME_KEYS = ("label_names", "classes")
 _LIBSVM_LINE = re.compile(
     r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(,\S+)*(\s+qid:\d+)?(\s+\d+:\S+)*\s*(#.*)?$"
 )
@@ -116,21 +127,50 @@ def _check_npz_sizes(path: Path, *, max_pixels: int) -> None:
         raise InvalidDataError(f"cannot read {path} as .npz: {exc}") from None
 
 
-def _read_npz(path: Path, *, max_pixels: int) -> Dataset:
+def _split_keys(arrays: dict[str, np.ndarray], split: str) -> tuple[str, str] | None:
+    """(items key, labels key) of one split of an .npz file, or None when it has no such split."""
+    for items, labels in (
+        (f"{split}_images", f"{split}_labels"),
+        (f"X_{split}", f"y_{split}"),
+        (f"x_{split}", f"y_{split}"),
+    ):
+        if items in arrays:
+            return items, labels
+    return None
+
+
+def _read_npz(path: Path, *, max_pixels: int, label_names: Sequence[str] | None = None) -> Dataset:
     _check_npz_sizes(path, max_pixels=max_pixels)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InvalidDataError(f"cannot read {path} as .npz: {exc}") from None
-    splits = [s for s in ("train", "val", "valid", "validation", "test") if f"{s}_images" in arrays]
+    names_key = next((key for key in _NAME_KEYS if key in arrays), None)
+    file_names = None if names_key is None else arrays.pop(names_key)
+    found = [(split, pair) for split in _SPLITS if (pair := _split_keys(arrays, split))]
     labels: np.ndarray | None
-    if splits:
-        items = np.concatenate([arrays[f"{s}_images"] for s in splits])
-        keys = [f"{s}_labels" for s in splits]
+    splits = None
+    label_key = None
+    if found:
+        parts = [arrays[items_key] for _, (items_key, _) in found]
+        try:
+            items = np.concatenate(parts)
+        except ValueError:
+            shapes = ", ".join(f"{key} {arrays[key].shape}" for _, (key, _) in found)
+            raise InvalidDataError(
+                f"{path}: the splits' items do not fit together ({shapes})"
+            ) from None
+        names = np.array([split for split, _ in found], dtype=object)
+        splits = np.repeat(names, [len(part) for part in parts])
+        label_keys = [labels_key for _, (_, labels_key) in found]
         labels = None
-        if all(key in arrays for key in keys):
-            labels = np.concatenate([arrays[key].reshape(len(arrays[key]), -1) for key in keys])
+        if all(key in arrays for key in label_keys):
+            labels = np.concatenate(
+                [arrays[key].reshape(len(arrays[key]), -1) for key in label_keys]
+            )
+            split = found[0][0]
+            label_key = label_keys[0].replace(f"{split}_", "").replace(f"_{split}", "")
     elif {"data", "indices", "indptr", "shape", "format"} <= arrays.keys():
         items, labels = sp.load_npz(path).tocsr(), None
     else:
@@ -139,11 +179,12 @@ def _read_npz(path: Path, *, max_pixels: int) -> Dataset:
         )
         if pair is None and len(arrays) != 1:
             raise InvalidDataError(
-                f"{path} holds arrays {sorted(arrays)}; expected images/labels, X/y, x/y or "
-                "train_images/train_labels, ..."
+                f"{path} holds arrays {sorted(arrays)}; expected images/labels, X/y, x/y, "
+                "train_images/train_labels, ... or X_train/y_train, ..."
             )
         items = arrays[pair[0]] if pair else next(iter(arrays.values()))
         labels = arrays.get(pair[1]) if pair else None
+        label_key = pair[1] if pair and labels is not None else None
     if labels is not None:
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels.ravel()
@@ -152,22 +193,66 @@ def _read_npz(path: Path, *, max_pixels: int) -> Dataset:
                 f"{path}: labels have shape {labels.shape}, expected ({items.shape[0]},)"
             )
     if sp.issparse(items) or items.ndim == 2:
-        return _matrix_dataset(path, items, labels)
-    if items.ndim not in (3, 4) or not (
-        np.issubdtype(items.dtype, np.number) or items.dtype == bool
-    ):
-        raise InvalidDataError(
-            f"{path}: expected images of shape (n, h, w) or (n, h, w, c), or a matrix (n, d); "
-            f"got {items.dtype} array of shape {items.shape}"
+        dataset = _matrix_dataset(path, items, labels, splits=splits, label_column=label_key)
+    else:
+        if items.ndim not in (3, 4) or not (
+            np.issubdtype(items.dtype, np.number) or items.dtype == bool
+        ):
+            raise InvalidDataError(
+                f"{path}: expected images of shape (n, h, w) or (n, h, w, c), or a matrix "
+                f"(n, d); got {items.dtype} array of shape {items.shape}"
+            )
+        if np.issubdtype(items.dtype, np.floating) and not np.isfinite(items).all():
+            raise InvalidDataError(f"{path}: images hold NaN or infinity")
+        ids = _row_ids(items.shape[0])
+        y = _array_labels(labels, path)
+        dataset = Dataset(
+            "image",
+            items,
+            y,
+            ids,
+            (),
+            str(path),
+            ids_numbered=True,
+            label_column=label_key,
+            splits=splits,
         )
-    if np.issubdtype(items.dtype, np.floating) and not np.isfinite(items).all():
-        raise InvalidDataError(f"{path}: images hold NaN or infinity")
-    ids = _row_ids(items.shape[0])
-    return Dataset("image", items, _array_labels(labels, path), ids, (), str(path))
+    if label_names is not None:
+        return _with_label_names(dataset, label_names)
+    return _name_from_file(dataset, file_names, names_key, path)
 
 
-def _matrix_dataset(path: Path, X: Any, y: np.ndarray | None) -> Dataset:
-    """A tabular Dataset from a matrix of shape (n, d) (dense or sparse) and labels (n,)."""
+def _name_from_file(
+    dataset: Dataset, names: np.ndarray | None, key: str | None, path: Path
+) -> Dataset:
+    """``dataset`` with its integer labels named by the file's ``label_names`` or ``classes``
+    array (strings, one per class); as it is when there is no such array, no labels, or labels
+    that are names already (a numeric ``classes`` array is left alone too)."""
+    if names is None or dataset.labels is None or names.dtype.kind not in "US":
+        return dataset
+    if names.ndim != 1 or not names.size:
+        raise InvalidDataError(
+            f"{path}: array {key!r} must list one name per class, got shape {names.shape}"
+        )
+    if dataset.labels.dtype == object and any(isinstance(v, str) for v in dataset.labels.tolist()):
+        return dataset
+    classes = tuple(str(n).strip() for n in names.tolist())
+    if len(set(classes)) != len(classes) or not all(classes):
+        raise InvalidDataError(f"{path}: array {key!r} holds a blank or repeated class name")
+    labels = _named_labels(dataset.labels, classes, f"{path} (array {key!r})")
+    return replace(dataset, labels=labels, classes=classes)
+
+
+def _matrix_dataset(
+    path: Path,
+    X: Any,
+    y: np.ndarray | None,
+    *,
+    splits: np.ndarray | None = None,
+    label_column: str | None = None,
+) -> Dataset:
+    """A tabular Dataset from a matrix of shape (n, d) (dense or sparse) and labels (n,); the
+    ids are the row numbers."""
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(X.data))
@@ -185,7 +270,17 @@ def _matrix_dataset(path: Path, X: Any, y: np.ndarray | None) -> Dataset:
             row, col = np.argwhere(~finite)[0]
             raise InvalidDataError(f"{path}: feature f{col + 1} holds NaN or infinity (row {row})")
     names = tuple(f"f{j + 1}" for j in range(X.shape[1]))
-    return Dataset("tabular", X, _array_labels(y, path), _row_ids(X.shape[0]), names, str(path))
+    return Dataset(
+        "tabular",
+        X,
+        _array_labels(y, path),
+        _row_ids(X.shape[0]),
+        names,
+        str(path),
+        ids_numbered=True,
+        label_column=label_column,
+        splits=splits,
+    )
 
 
 def _array_labels(y: np.ndarray | None, path: Path) -> np.ndarray | None:

@@ -17,6 +17,10 @@ A file the sample shows not to be tabular (a text column, image paths), and any 
 gives None: such files are read whole. :func:`dataset_stream` serves a :class:`Dataset` already
 in memory the same way, so importers have one path for every tabular source.
 
+A file without an id column gives row numbers as ids and says so (``ids_numbered``), so that
+an importer can number its rows on from a project's last item. ``label_names`` name integer
+classes as :func:`labelwise.data.load_dataset` does.
+
 Features keep float32 when every feature column is float32 or narrower (Parquet, ``.npy``);
 anything else is float64. Every chunk is checked as the whole file would be (numeric, finite,
 ids present and unique within the chunk, compound values refused), and errors cite rows by
@@ -27,14 +31,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from labelwise._dataset import Dataset
+from labelwise._dataset import Dataset, _check_label_names, _named_labels
 from labelwise._tables import (
     _SNIFF_CHARS,
     _decode,
@@ -42,6 +46,7 @@ from labelwise._tables import (
     _read_delimited,
     _sniff_delimiter,
     _Table,
+    _warn_encoding,
 )
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 
@@ -77,12 +82,16 @@ class TableChunk:
         The stream's ``dtype``; finite.
     labels : ndarray of shape (n,) or None
         Object array of ``str``, ``None`` where a row has no label; None without a label column.
+    splits : ndarray of shape (n,) or None
+        Object array of ``str``: each row's split (see :attr:`labelwise.data.Dataset.splits`);
+        None when the source does not keep splits apart.
     """
 
     start: int
     ids: np.ndarray
     features: np.ndarray
     labels: np.ndarray | None
+    splits: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -103,6 +112,14 @@ class TabularStream:
         Whether the source has a label column.
     n_rows : int or None
         Known in advance for Parquet, ``.npy`` and in-memory data; None for large delimited text.
+    rows_hint : int or None
+        ``n_rows`` when known, else an estimate from the sample (for progress bars).
+    ids_numbered : bool
+        True when the source has no id column and the ids are its row numbers.
+    label_column : str or None
+        The label column's name (None without one, or for arrays).
+    classes : tuple of str
+        The names of integer classes when ``label_names`` gave them (the labels are then names).
     """
 
     source: str
@@ -111,6 +128,10 @@ class TabularStream:
     has_labels: bool
     n_rows: int | None
     _read: Callable[[int, bool], Iterator[TableChunk]]
+    rows_hint: int | None = None
+    ids_numbered: bool = False
+    label_column: str | None = None
+    classes: tuple[str, ...] = ()
 
     def chunks(self, rows: int | None = None) -> Iterator[TableChunk]:
         """Every row, in file order, ``rows`` (default :data:`DEFAULT_CHUNK_ROWS`) at a time;
@@ -122,11 +143,45 @@ class TabularStream:
 
     def label_values(self) -> list[str]:
         """The distinct labels of the file, sorted; one pass that reads the label column only."""
-        found: set[str] = set()
+        return sorted(self.label_counts())
+
+    def label_counts(
+        self, progress: Callable[[int, int | None], None] | None = None
+    ) -> dict[str, int]:
+        """How many rows hold each label; one pass that reads the label column only.
+        ``progress(rows read, rows_hint)`` is called after each chunk."""
+        counts: dict[str, int] = {}
+        done = 0
         for chunk in self._read(DEFAULT_CHUNK_ROWS, True):
             if chunk.labels is not None:
-                found.update(v for v in chunk.labels.tolist() if v is not None)
-        return sorted(found)
+                values, numbers = np.unique(
+                    np.asarray([v for v in chunk.labels.tolist() if v is not None], dtype=str),
+                    return_counts=True,
+                )
+                for value, number in zip(values.tolist(), numbers.tolist(), strict=True):
+                    counts[value] = counts.get(value, 0) + number
+                done += len(chunk.labels)
+            if progress is not None:
+                progress(done, self.rows_hint)
+        return counts
+
+    def with_label_names(self, names: Sequence[str]) -> TabularStream:
+        """This stream with its integer labels replaced by ``names`` (class ``k`` becomes
+        ``names[k]``); a label that is not such an integer is an error when its chunk is read."""
+        checked = _check_label_names(names)
+        if not self.has_labels:
+            raise InvalidDataError(f"{self.source} has no labels to name (label_names)")
+        read = self._read
+
+        def named(rows: int, labels_only: bool) -> Iterator[TableChunk]:
+            for chunk in read(rows, labels_only):
+                if chunk.labels is None:
+                    yield chunk
+                    continue
+                labels = _named_labels(chunk.labels, checked, self.source, offset=chunk.start)
+                yield replace(chunk, labels=labels)
+
+        return replace(self, _read=named, classes=checked)
 
 
 def _label_strings(values: np.ndarray | None) -> np.ndarray | None:
@@ -212,7 +267,7 @@ def _delimited(
             return None  # mixed encodings: the whole-file reader decodes line by line
     if not head.strip() or b"\0" in head[:_SNIFF_CHARS]:
         return None  # empty, binary or UTF-16: the whole-file reader says what is wrong
-    text = _decode(head)
+    text, guess = _decode(head)  # guessed only for a file read whole (checked above)
     delimiter = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
     if delimiter is None:
         from labelwise._media import _looks_like_libsvm
@@ -292,7 +347,20 @@ def _delimited(
     read = _frame_chunks(frames, path, names, roles.id, roles.label, roles.features, dtype)
     features = tuple(names[j] for j in roles.features)
     n_rows = len(sample) if whole else None
-    return TabularStream(str(path), features, dtype, roles.label is not None, n_rows, read)
+    # A larger file's rows, estimated from the sample's (for a progress bar only).
+    hint = n_rows or int(len(sample) * path.stat().st_size / max(1, len(head)))
+    _warn_encoding(path, guess)  # once, and only when the stream is what reads the file
+    return TabularStream(
+        str(path),
+        features,
+        dtype,
+        roles.label is not None,
+        n_rows,
+        read,
+        rows_hint=hint,
+        ids_numbered=roles.id is None,
+        label_column=None if roles.label is None else names[roles.label],
+    )
 
 
 def _explain_bad_chunk(
@@ -360,7 +428,17 @@ def _parquet(
     read = _frame_chunks(frames, path, table.names, roles.id, roles.label, roles.features, dtype)
     features = tuple(table.names[j] for j in roles.features)
     n_rows = int(parquet.metadata.num_rows)
-    return TabularStream(str(path), features, dtype, roles.label is not None, n_rows, read)
+    return TabularStream(
+        str(path),
+        features,
+        dtype,
+        roles.label is not None,
+        n_rows,
+        read,
+        rows_hint=n_rows,
+        ids_numbered=roles.id is None,
+        label_column=None if roles.label is None else table.names[roles.label],
+    )
 
 
 # ---------------------------------------------------------------------------------------- npy
@@ -387,6 +465,8 @@ def _matrix_stream(
     ids: np.ndarray | None,
     labels: np.ndarray | None,
     dtype: np.dtype[Any],
+    *,
+    splits: np.ndarray | None = None,
 ) -> TabularStream:
     n = int(matrix.shape[0])
 
@@ -394,6 +474,7 @@ def _matrix_stream(
         for start in range(0, n, rows):
             stop = min(start + rows, n)
             part = None if labels is None else _label_strings(labels[start:stop])
+            split = None if splits is None else splits[start:stop]
             if labels_only:
                 yield TableChunk(start, np.empty(0, dtype=object), np.empty((0, 0)), part)
                 continue
@@ -410,22 +491,31 @@ def _matrix_stream(
                 chunk_ids = np.arange(start, stop).astype(str).astype(object)
             else:
                 chunk_ids = ids[start:stop]
-            yield TableChunk(start, chunk_ids, values, part)
+            yield TableChunk(start, chunk_ids, values, part, split)
 
-    return TabularStream(source, names, dtype, labels is not None, n, read)
+    return TabularStream(
+        source, names, dtype, labels is not None, n, read, rows_hint=n, ids_numbered=ids is None
+    )
 
 
 def dataset_stream(dataset: Dataset) -> TabularStream:
     """A tabular :class:`Dataset` (already in memory) as a stream of chunks."""
     if dataset.kind != "tabular":
         raise InvalidParameterError(f"a stream needs tabular data, got {dataset.kind} items")
-    return _matrix_stream(
+    stream = _matrix_stream(
         dataset.source,
         dataset.items,
         tuple(dataset.feature_names),
         np.asarray(dataset.ids, dtype=object),
         dataset.labels,
         np.dtype(np.float64),
+        splits=dataset.splits,
+    )
+    return replace(
+        stream,
+        ids_numbered=dataset.ids_numbered,
+        label_column=dataset.label_column,
+        classes=dataset.classes,
     )
 
 
@@ -442,6 +532,7 @@ def open_tabular_stream(
     id_column: str | None = None,
     sample_bytes: int | None = None,
     sample_rows: int | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> TabularStream | None:
     """A :class:`TabularStream` over a tabular file, or None when it is not one read so.
 
@@ -449,8 +540,35 @@ def open_tabular_stream(
     None for a text or image file, a format read only whole (JSON, LIBSVM, ``.npz``, an image
     folder), or a file whose sample cannot be read (the whole-file reader then says why).
     ``sample_bytes`` and ``sample_rows`` default to :data:`SAMPLE_BYTES` and
-    :data:`SAMPLE_ROWS`.
+    :data:`SAMPLE_ROWS`. ``label_names`` name integer classes (see
+    :meth:`TabularStream.with_label_names`).
     """
+    stream = _open(
+        Path(path),
+        label_column=label_column,
+        feature_columns=feature_columns,
+        id_column=id_column,
+        text_column=text_column,
+        image_column=image_column,
+        sample_bytes=sample_bytes,
+        sample_rows=sample_rows,
+    )
+    if stream is not None and label_names is not None:
+        stream = stream.with_label_names(label_names)
+    return stream
+
+
+def _open(
+    path: Path,
+    *,
+    text_column: str | None,
+    image_column: str | None,
+    label_column: str | None,
+    feature_columns: Sequence[str] | None,
+    id_column: str | None,
+    sample_bytes: int | None,
+    sample_rows: int | None,
+) -> TabularStream | None:
     path = Path(path)
     sample_bytes = SAMPLE_BYTES if sample_bytes is None else sample_bytes
     sample_rows = SAMPLE_ROWS if sample_rows is None else sample_rows

@@ -1,7 +1,8 @@
 """Delimited text, JSON, JSONL and Parquet: from a file's text to a table, and on to a Dataset.
 
 The readers decode bytes (UTF-16 or UTF-32 with a byte order mark; else UTF-8, else line
-by line cp1252 or latin-1), sniff the delimiter and
+by line cp1252 or latin-1, which :func:`_warn_encoding` reports as a
+:class:`~labelwise.exceptions.DataWarning`), sniff the delimiter and
 whether the first row is a header, and return a :class:`pandas.DataFrame`; :class:`_Table` then
 infers each column's role (text, image paths, label, id, numeric feature) and builds the
 :class:`~labelwise.data.Dataset`. :func:`labelwise.data.load_dataset` picks the reader.
@@ -24,7 +25,7 @@ import pandas as pd
 
 from labelwise._dataset import Dataset, _row_ids
 from labelwise._media import _read_images
-from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.exceptions import DataWarning, InvalidDataError, InvalidParameterError
 
 _Quoting: TypeAlias = Literal[0, 1, 2, 3]
 
@@ -89,22 +90,54 @@ def _looks_like_utf16(sample: bytes) -> bool:
     return max(even, odd) >= 0.9 * pairs and min(even, odd) <= 0.1 * pairs
 
 
-def _decode(raw: bytes) -> str:
+@dataclass(frozen=True)
+class _Guess:
+    """How a text that is not all UTF-8 was decoded: how many lines each fallback encoding
+    read (cp1252, latin-1), the first such line (1-based) and the number of lines."""
+
+    lines: dict[str, int]
+    first_line: int
+    total_lines: int
+
+
+def _decode(raw: bytes) -> tuple[str, _Guess | None]:
+    """The text of ``raw`` (UTF-8, with or without a byte order mark), and None; or, where it is
+    not UTF-8, the text decoded line by line and what was guessed."""
     try:
-        return _fix_c1(raw.decode("utf-8-sig"))
+        return _fix_c1(raw.decode("utf-8-sig")), None
     except UnicodeDecodeError:
         pass
     # Collections assembled from several sources mix encodings line by line; decoding each line
     # on its own (UTF-8, else cp1252, else latin-1, which never fails) keeps every row.
     lines = []
-    for line in raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"):
+    guessed = {"cp1252": 0, "latin-1": 0}
+    first = 0
+    for number, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
         for encoding in ("utf-8", "cp1252", "latin-1"):
             try:
                 lines.append(line.decode(encoding))
-                break
             except UnicodeDecodeError:
                 continue
-    return _fix_c1("\n".join(lines))
+            if encoding != "utf-8":
+                guessed[encoding] += 1
+                first = first or number
+            break
+    total = len(lines) - (lines[-1] == "")  # no line after the last newline
+    return _fix_c1("\n".join(lines)), _Guess(guessed, first, total)
+
+
+def _warn_encoding(path: Path, guess: _Guess | None) -> None:
+    """A :class:`DataWarning` saying which encoding was guessed for a file that is not UTF-8."""
+    if guess is None:
+        return
+    parts = " and ".join(f"{n:,} as {enc}" for enc, n in guess.lines.items() if n)
+    warnings.warn(
+        f"{path.name} is not UTF-8: the encoding was guessed line by line, {parts} of its "
+        f"{guess.total_lines:,} lines (first at line {guess.first_line}), the rest as UTF-8; "
+        "if accented letters look wrong, save the file as UTF-8",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def _fix_c1(text: str) -> str:
@@ -398,6 +431,11 @@ class _Table:
         text_j, image_j, features = roles.text, roles.image, roles.features
         labels = None if roles.label is None else self._labels(roles.label)
         ids = _row_ids(self.n) if roles.id is None else self._ids(roles.id)
+        # Where ids and labels came from, for the importers (numbering, warnings).
+        origin: dict[str, Any] = {
+            "ids_numbered": roles.id is None,
+            "label_column": None if roles.label is None else self.names[roles.label],
+        }
 
         if image_j is not None:
             self.first_missing(image_j, "image column")
@@ -419,17 +457,18 @@ class _Table:
                     )
                 files.append(target)
             items = _read_images(files, max_pixels=max_pixels)
-            return Dataset("image", items, labels, ids, (), str(self.path))
+            return Dataset("image", items, labels, ids, (), str(self.path), **origin)
         if text_j is not None:
             self.first_missing(text_j, "text column")
             items = self.values(text_j, "text column")
-            return Dataset("text", items, labels, ids, (self.names[text_j],), str(self.path))
+            name = (self.names[text_j],)
+            return Dataset("text", items, labels, ids, name, str(self.path), **origin)
         assert features is not None
         matrix = np.empty((self.n, len(features)), dtype=np.float64)
         for k, j in enumerate(features):
             matrix[:, k] = self._feature(j)
         names = tuple(self.names[j] for j in features)
-        return Dataset("tabular", matrix, labels, ids, names, str(self.path))
+        return Dataset("tabular", matrix, labels, ids, names, str(self.path), **origin)
 
     def roles(
         self,

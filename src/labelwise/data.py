@@ -8,15 +8,19 @@
 * ``.parquet`` (pandas and pyarrow: ``pip install labelwise[parquet]``);
 * ``.npy``: a 2-D numeric array, tabular features ``f1``, ``f2``, ... without labels;
 * ``.svm``/``.libsvm``/``.svmlight``: LIBSVM, kept as a sparse CSR matrix;
-* ``.npz``: ``images``/``labels``, ``X``/``y`` or ``x``/``y`` arrays, MedMNIST-style
-  ``train_images``/``val_images``/``test_images`` splits (concatenated in that order), or a
-  matrix saved with :func:`scipy.sparse.save_npz`;
+* ``.npz``: ``images``/``labels``, ``X``/``y`` or ``x``/``y`` arrays, splits kept as
+  ``train_images``/``train_labels``, ``val_...``, ``test_...`` (MedMNIST) or ``X_train``/
+  ``y_train``, ... (concatenated in train, val, test order, each item's split in
+  :attr:`Dataset.splits`), or a matrix saved with :func:`scipy.sparse.save_npz`; integer
+  labels take their names from a ``label_names`` or ``classes`` array when the file has one;
 * a directory of images, one sub-folder per class or
   flat without labels.
 
-Rows count from 0 in file order, not counting a header; row numbers are the default ids and what
-error messages cite (JSONL errors cite the 1-based line instead). Every problem with the file is an
-:class:`~labelwise.exceptions.InvalidDataError` naming the file and what was wrong.
+Rows count from 0 in file order, not counting a header; row numbers are the default ids
+(:attr:`Dataset.ids_numbered`) and what error messages cite (JSONL errors cite the 1-based line
+instead). Every problem with the file is an :class:`~labelwise.exceptions.InvalidDataError`
+naming the file and what was wrong; a text file that is not UTF-8 is read all the same, its
+encoding guessed line by line and said in a :class:`~labelwise.exceptions.DataWarning`.
 
 The readers live in private modules: :mod:`labelwise._tables` (delimited text, JSON, Parquet
 and column inference) and :mod:`labelwise._media` (LIBSVM, ``.npz``, images).
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelwise._dataset import Dataset
+from labelwise._dataset import Dataset, _with_label_names
 from labelwise._media import (
     _looks_like_libsvm,
     _matrix_dataset,
@@ -53,6 +57,7 @@ from labelwise._tables import (
     _read_parquet,
     _sniff_delimiter,
     _Table,
+    _warn_encoding,
 )
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 
@@ -70,6 +75,7 @@ def load_dataset(
     feature_columns: Sequence[str] | None = None,
     id_column: str | None = None,
     strict_ids: bool = False,
+    label_names: Sequence[str] | None = None,
 ) -> Dataset:
     """Read a dataset file (or image folder) into a :class:`Dataset`.
 
@@ -84,14 +90,46 @@ def load_dataset(
     ``strict_ids``: a column named like an id is the id even when it holds duplicates or blanks,
     which are then errors (a project addresses its items by id); by default such a column is
     passed over and the rows are numbered.
+
+    ``label_names``: the names of integer classes 0, 1, ...; each label ``k`` becomes
+    ``label_names[k]`` (an ``.npz`` file's own ``label_names``/``classes`` array is then not
+    used). A label that is not such an integer is an error.
     """
-    path = Path(path)
+    dataset = _load(
+        Path(path),
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
+        feature_columns=feature_columns,
+        id_column=id_column,
+        strict_ids=strict_ids,
+        label_names=label_names,
+    )
+    # An .npz reader names its labels itself (label_names first, else the file's own names).
+    if label_names is not None and Path(path).suffix.lower() != ".npz":
+        dataset = _with_label_names(dataset, label_names)
+    return dataset
+
+
+def _load(
+    path: Path,
+    *,
+    text_column: str | None,
+    image_column: str | None,
+    label_column: str | None,
+    feature_columns: Sequence[str] | None,
+    id_column: str | None,
+    strict_ids: bool,
+    label_names: Sequence[str] | None,
+) -> Dataset:
     if not path.exists():
         raise InvalidDataError(f"no such file or directory: {path}")
     if text_column is not None and image_column is not None:
         raise InvalidParameterError("give text_column or image_column, not both")
     if feature_columns is not None and (text_column is not None or image_column is not None):
-        raise InvalidParameterError("feature_columns is for tabular data: drop text/image_column")
+        raise InvalidParameterError(
+            "feature_columns is for tabular data: drop text_column and image_column"
+        )
     named = [text_column, image_column, label_column, id_column, *(feature_columns or ())]
     requested = {name for name in named if name is not None}
     if path.is_dir():
@@ -105,7 +143,7 @@ def load_dataset(
         return _read_libsvm(path)
     if suffix == ".npz":
         _refuse_columns(requested, path, "an .npz file")
-        return _read_npz(path, max_pixels=_MAX_IMAGE_PIXELS)
+        return _read_npz(path, max_pixels=_MAX_IMAGE_PIXELS, label_names=label_names)
     if suffix == ".npy":
         _refuse_columns(requested, path, "an .npy file")
         return _matrix_dataset(path, np.asarray(read_npy(path)), None)
@@ -125,7 +163,8 @@ def load_dataset(
                 f"unsupported file type {suffix or '(no suffix)'}: {path} is binary; expected "
                 "delimited text, JSON, JSONL, Parquet, LIBSVM, .npz or a folder of images"
             )
-        text = _decode(raw) if unicode is None else unicode
+        text, guess = _decode(raw) if unicode is None else (unicode, None)
+        _warn_encoding(path, guess)
         if not text.strip():
             raise InvalidDataError(f"{path} is empty")
         if suffix in (".jsonl", ".ndjson", ".json"):

@@ -25,6 +25,12 @@ Every error the library raises deliberately derives from :class:`LabelwiseError`
         └── DiskFullError                           no space left (HTTP 507)
 
 Messages name what was wrong: the parameter or column, the value received and what was expected.
+
+Data that can be used but looks wrong (a label column with about as many values as rows, a file
+whose text encoding had to be guessed, texts that repeat under new ids) is not an error: the
+readers and importers emit a :class:`DataWarning` (a :class:`UserWarning`) through
+:mod:`warnings` and carry on. Its message is one line naming the file, the column and the
+figures; an adapter records them (``warnings.catch_warnings(record=True)``) and shows each.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ConflictError",
+    "DataWarning",
     "DiskFullError",
     "InvalidDataError",
     "InvalidParameterError",
@@ -86,3 +93,7 @@ class StorageError(LabelwiseError):
 
 class DiskFullError(StorageError):
     """No space is left where the project writes (its database or folder)."""
+
+
+class DataWarning(UserWarning):
+    """The data was used as given, but something in it looks wrong; the message says what."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from labelwise.store.projects import settings_of
 __all__ = [
     "BATCH",
     "BULK_CACHE_MIB",
+    "IdClashError",
     "ItemRecord",
     "ItemWriter",
     "add_items",
@@ -52,6 +53,10 @@ _LABELS = cast(Table, Label.__table__)
 
 #: Longest text accepted in one item (characters).
 MAX_CONTENT = 1_000_000
+
+
+class IdClashError(InvalidDataError):
+    """Ids of new items that the project already holds."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,20 @@ class ItemRecord:
     label: str | None = None
 
 
-def add_items(session: Session, project: Project, records: Sequence[ItemRecord]) -> int:
+def add_items(
+    session: Session,
+    project: Project,
+    records: Sequence[ItemRecord],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Add ``records`` to ``project`` inside the caller's transaction; returns how many.
 
     Everything is checked before anything is written, so a bad record leaves the project as it
-    was: ids must be new and unique, labels must belong to the label set, content must be
-    non-empty and at most ``MAX_CONTENT`` characters. Each item gets the next feature row, and
-    with probability ``settings.overlap`` a target of two labels.
+    was: ids must be new and unique (an id already in the project is an :class:`IdClashError`),
+    labels must belong to the label set, content must be non-empty and at most ``MAX_CONTENT``
+    characters. Each item gets the next feature row, and with probability ``settings.overlap``
+    a target of two labels. ``progress(inserted, total)`` is called after each batch.
     """
     if not records:
         raise InvalidDataError("nothing to import: the data holds no items")
@@ -114,7 +126,7 @@ def add_items(session: Session, project: Project, records: Sequence[ItemRecord])
             )
     clash = _existing_ids(session, project, ids)
     if clash:
-        raise InvalidDataError(
+        raise IdClashError(
             f"{len(clash)} item id(s) already exist in the project, e.g. {sorted(clash)[0]!r}"
         )
 
@@ -124,6 +136,7 @@ def add_items(session: Session, project: Project, records: Sequence[ItemRecord])
         contents=[r.content for r in records],
         metas=[r.meta for r in records],
         labels=[r.label for r in records],
+        progress=progress,
     )
     return len(records)
 
@@ -230,10 +243,12 @@ class ItemWriter:
         contents: Sequence[str] | None = None,
         metas: Sequence[dict[str, Any]] | None = None,
         labels: Sequence[str | None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Insert items with ``ids`` at the next rows. ``contents`` default to ``""`` (tabular
         items, whose fields live in the feature file); ``labels`` (None for no label) are
-        recorded by the ``import`` annotator."""
+        recorded by the ``import`` annotator. ``progress(inserted, len(ids))`` is called after
+        each batch of :data:`BATCH`."""
         n = len(ids)
         targets = np.where(self._rng.random(n) < self._overlap, 2, 1)
         labeled = np.zeros(n, dtype=bool)
@@ -275,7 +290,7 @@ class ItemWriter:
                 clash = _existing_ids(self.session, self.project, ids[a:b])
                 if not clash:
                     raise
-                raise InvalidDataError(
+                raise IdClashError(
                     f"{len(clash)} item id(s) already exist in the project (imported before, or "
                     f"earlier in the data), e.g. {sorted(clash)[0]!r}"
                 ) from None
@@ -283,6 +298,8 @@ class ItemWriter:
             if has_labels:
                 assert labels is not None
                 self._add_labels(row0, [labels[i] for i in range(a, b)])
+            if progress is not None:
+                progress(b, n)
 
     def _insert(self, stmt: Any, columns: dict[str, Sequence[Any]], *, raw: bool) -> None:
         """``executemany`` of ``stmt`` with one row of ``columns`` per item.

@@ -11,6 +11,24 @@ Labels in the file are imported only when asked for (``with_labels``, recorded a
 
 :func:`read_data` reads what :func:`labelwise.data.load_dataset` reads, and Label Studio JSON
 (see :mod:`labelwise.store.label_studio`).
+
+Ids. A file without an id column has its items numbered by the row each takes in the project:
+0, 1, ... for the first file, and on from the project's last item for every later one, so a
+second file (or the same file again) never reuses an id. An id column, when there is one, is
+used as it is.
+
+What looks wrong but can be used is imported, with a
+:class:`~labelwise.exceptions.DataWarning` for each finding (one line naming the file, the column
+and the figures); adapters show them (the CLI prints ``warning: ...`` lines):
+
+* a label column with more than :data:`ID_LIKE_MIN_VALUES` distinct values that also outnumber
+  :data:`ID_LIKE_FRACTION` of its labeled rows: ids or free text rather than classes (checked
+  where the file's labels are used: the label set taken from them, or ``with_labels``);
+* a text that is already in the project, or that repeats an earlier row of the file, under a
+  new id: both copies become items, labeled separately;
+* an ``.npz`` file's train, val and test splits, which go into one pool: each item keeps its
+  split in its ``meta`` (``"split"``);
+* a file that is not UTF-8, whose encoding was guessed (see :mod:`labelwise.data`).
 """
 
 from __future__ import annotations
@@ -20,27 +38,40 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from labelwise._dataset import _with_label_names
 from labelwise._stream import dataset_stream
 from labelwise.data import Dataset, TabularStream, load_dataset, open_tabular_stream
-from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.exceptions import DataWarning, InvalidDataError, InvalidParameterError
 from labelwise.store.embeddings import Progress, embed_import
 from labelwise.store.features import begin_tabular_import
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.items import ItemRecord, ItemWriter, add_items, check_ids, row_count
+from labelwise.store.items import (
+    IdClashError,
+    ItemRecord,
+    ItemWriter,
+    add_items,
+    check_ids,
+    row_count,
+)
 from labelwise.store.label_studio import label_studio_tasks, read_label_studio
 from labelwise.store.models import Item, Project
 from labelwise.store.projects import feature_spec
 from labelwise.store.restore import Answer, check_answers, read_answers, restore_answers
 
 __all__ = [
+    "ID_LIKE_FRACTION",
+    "ID_LIKE_MIN_VALUES",
+    "StepProgress",
     "add_records",
     "dataset_records",
     "import_file",
@@ -56,6 +87,28 @@ __all__ = [
 _BATCH = re.compile(r"[0-9a-f]{12}")
 MEDIA_SWEEP_AGE_S = 3600.0
 
+#: A label column looks like ids or free text, not classes, when it holds more distinct values
+#: than this and than ``ID_LIKE_FRACTION`` of its labeled rows (200 labels for 200 rows).
+ID_LIKE_MIN_VALUES = 20
+ID_LIKE_FRACTION = 0.5
+
+#: ``steps(step, done, total)``: how far an import has come. ``step`` is ``"reading"`` (rows
+#: read and parsed), ``"saving images"``, ``"inserting"`` (items written) or ``"embedding"``;
+#: ``total`` is None while not known (a large file's rows before the end).
+StepProgress = Callable[[str, int, int | None], None]
+
+
+def _step(steps: StepProgress | None, step: str, done: int, total: int | None) -> None:
+    if steps is not None:
+        steps(step, done, total)
+
+
+def _embedding_progress(progress: Progress | None, steps: StepProgress | None) -> Progress | None:
+    """The embedding's ``(done, total)`` callback: ``progress``, else the ``embedding`` step."""
+    if progress is not None or steps is None:
+        return progress
+    return lambda done, total: steps("embedding", done, total)
+
 
 def read_data(
     path: str | Path,
@@ -66,6 +119,8 @@ def read_data(
     feature_columns: Sequence[str] | None = None,
     kind: str | None = None,
     annotations: bool = True,
+    id_column: str | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> Dataset:
     """Read a data file (or image folder) into a :class:`Dataset`, Label Studio JSON included.
 
@@ -82,15 +137,16 @@ def read_data(
         Label Studio task holds the item.
     annotations : bool
         Read Label Studio choice annotations as labels (when False they are not even checked).
+    id_column, label_names : optional
+        As for :func:`~labelwise.data.load_dataset` (Label Studio tasks have their own ids).
     """
     path = Path(path)
     tasks = label_studio_tasks(path)
     if tasks is not None:
-        if feature_columns is not None:
-            raise InvalidParameterError(
-                f"{path.name} holds Label Studio tasks: feature_columns do not apply"
-            )
-        return read_label_studio(
+        if feature_columns is not None or id_column is not None:
+            what = "feature_columns do" if id_column is None else "id_column does"
+            raise InvalidParameterError(f"{path.name} holds Label Studio tasks: {what} not apply")
+        dataset = read_label_studio(
             path,
             tasks,
             text_column=text_column,
@@ -99,6 +155,7 @@ def read_data(
             kind=kind,
             annotations=annotations,
         )
+        return dataset if label_names is None else _with_label_names(dataset, label_names)
     # Strict ids: a project addresses its items by id, so an id column with duplicates is an
     # error here rather than a column passed over.
     return load_dataset(
@@ -107,16 +164,21 @@ def read_data(
         image_column=image_column,
         label_column=label_column,
         feature_columns=feature_columns,
+        id_column=id_column,
         strict_ids=True,
+        label_names=label_names,
     )
 
 
 # ------------------------------------------------------------------------------------- records
 
 
-def _save_images(images: np.ndarray, folder: ProjectFolder) -> tuple[Path, list[str]]:
+def _save_images(
+    images: np.ndarray, folder: ProjectFolder, progress: Progress | None = None
+) -> tuple[Path, list[str]]:
     """Write each image as PNG into a new batch folder under ``media/``; (folder, names relative
-    to ``media/``). A failure part way removes the batch folder again."""
+    to ``media/``). A failure part way removes the batch folder again. ``progress(done, n)``
+    every 100 images and at the end."""
     from PIL import Image
 
     batch = folder.media_dir / uuid.uuid4().hex[:12]
@@ -131,6 +193,8 @@ def _save_images(images: np.ndarray, folder: ProjectFolder) -> tuple[Path, list[
             path = batch / f"{i:07d}.png"
             Image.fromarray(array).save(path)
             names.append(path.relative_to(folder.media_dir).as_posix())
+            if progress is not None and ((i + 1) % 100 == 0 or i + 1 == len(images)):
+                progress(i + 1, len(images))
     except BaseException:
         shutil.rmtree(batch, ignore_errors=True)
         raise
@@ -177,16 +241,32 @@ def sweep_media(
 
 
 def dataset_records(
-    dataset: Dataset, folder: ProjectFolder, *, with_labels: bool
+    dataset: Dataset,
+    folder: ProjectFolder,
+    *,
+    with_labels: bool,
+    first_row: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[list[ItemRecord], Path | None]:
-    """Records for every item of ``dataset`` (and the media folder written, if any)."""
+    """Records for every item of ``dataset`` (and the media folder written, if any).
+
+    A dataset without ids of its own (:attr:`~labelwise.data.Dataset.ids_numbered`) has its
+    items numbered from ``first_row``, the project row the first of them takes. Each record's
+    ``meta`` holds the source file's name and, for a file that keeps splits apart, the item's
+    ``split``. ``progress(done, n)`` as images are saved.
+    """
     labels: list[Any] = (
         [None if v is None else str(v) for v in dataset.labels]
         if with_labels and dataset.labels is not None
         else [None] * len(dataset)
     )
-    ids = [str(i) for i in dataset.ids]
-    meta = {"source": Path(dataset.source).name}
+    ids = _ids(dataset, first_row)
+    source = Path(dataset.source).name
+    metas: Iterable[dict[str, Any]] = (
+        ({"source": source} for _ in range(len(dataset)))
+        if dataset.splits is None
+        else ({"source": source, "split": str(s)} for s in dataset.splits.tolist())
+    )
     written: Path | None = None
     if dataset.kind == "text":
         contents = [str(t) for t in dataset.items]
@@ -197,11 +277,119 @@ def dataset_records(
             json.dumps({n: float(v) for n, v in zip(names, row, strict=True)}) for row in matrix
         ]
     else:
-        written, contents = _save_images(np.asarray(dataset.items), folder)
+        written, contents = _save_images(np.asarray(dataset.items), folder, progress)
     return [
-        ItemRecord(external_id=i, content=c, meta=dict(meta), label=lab)
-        for i, c, lab in zip(ids, contents, labels, strict=True)
+        ItemRecord(external_id=i, content=c, meta=m, label=lab)
+        for i, c, m, lab in zip(ids, contents, metas, labels, strict=True)
     ], written
+
+
+def _ids(dataset: Dataset, first_row: int) -> list[str]:
+    """The ids the items get: the file's, or numbered from ``first_row`` when it has none."""
+    if dataset.ids_numbered:
+        return [str(first_row + i) for i in range(len(dataset))]
+    return [str(i) for i in dataset.ids]
+
+
+def _explain_clash(exc: IdClashError, name: str, numbered: bool, first_row: int) -> str:
+    """The message for ids a project holds already: for numbered items, why they clashed."""
+    if not numbered:
+        return f"{name}: {exc}"
+    return (
+        f"{name}: {exc}; {name} has no id column, so its items are numbered by the row they "
+        f"take in the project (from {first_row}), and an earlier file gave such numbers as "
+        "ids: add an id column to the file (or name one with id_column=)"
+    )
+
+
+# -------------------------------------------------------------------------- data warnings
+
+
+def _label_source(name: str, column: str | None) -> str:
+    return f"label column {column!r} of {name}" if column else f"the labels of {name}"
+
+
+def _warn_label_values(name: str, column: str | None, counts: dict[str, int]) -> None:
+    """A :class:`DataWarning` when a label column looks like ids or free text rather than
+    classes: more than :data:`ID_LIKE_MIN_VALUES` distinct values, which also outnumber
+    :data:`ID_LIKE_FRACTION` of the labeled rows. ``counts``: rows per label value."""
+    distinct, labeled = len(counts), sum(counts.values())
+    if distinct > ID_LIKE_MIN_VALUES and distinct > ID_LIKE_FRACTION * labeled:
+        warnings.warn(
+            f"{_label_source(name, column)} has {distinct:,} distinct values in {labeled:,} "
+            "labeled rows, more like ids or free text than classes; if another column holds "
+            "the labels, name it with label_column=",
+            DataWarning,
+            stacklevel=2,
+        )
+
+
+def _label_counts(labels: np.ndarray | None) -> dict[str, int]:
+    if labels is None:
+        return {}
+    present = [str(v) for v in labels.tolist() if v is not None]
+    values, numbers = np.unique(np.asarray(present, dtype=str), return_counts=True)
+    return dict(zip(values.tolist(), numbers.tolist(), strict=True))
+
+
+def _warn_repeated_texts(
+    session: Session | None, project: Project | None, dataset: Dataset, ids: Sequence[str]
+) -> None:
+    """A :class:`DataWarning` when texts of ``dataset`` repeat under new ids: a text already in
+    ``project`` (when given), or one that repeats an earlier row of the file. Texts compare
+    exactly; the project's are read in one pass."""
+    if dataset.kind != "text" or not len(dataset):
+        return
+    name = Path(dataset.source).name
+    texts = pd.Series(dataset.items, dtype=object)
+    within = texts.duplicated().to_numpy()
+    before = np.zeros(len(texts), dtype=bool)
+    if session is not None and project is not None:
+        wanted = set(texts.tolist())
+        known: set[str] = set()
+        query = select(Item.content).where(Item.project_id == project.id)
+        for content in session.execute(query.execution_options(yield_per=10_000)).scalars():
+            if content in wanted:
+                known.add(content)
+        if known:
+            before = texts.isin(known).to_numpy()
+    within = within & ~before
+    if not within.any() and not before.any():
+        return
+    parts = []
+    if before.any():
+        parts.append(f"{int(before.sum()):,} already in the project")
+    if within.any():
+        parts.append(f"{int(within.sum()):,} repeating an earlier row of the file")
+    repeated = before | within
+    row = int(np.flatnonzero(repeated)[0])
+    text = str(texts.iloc[row])
+    sample = text if len(text) <= 40 else text[:39] + "…"
+    warnings.warn(
+        f"{name}: {int(repeated.sum()):,} of its {len(texts):,} texts "
+        f"{'repeats' if repeated.sum() == 1 else 'repeat'} under new ids "
+        f"({', '.join(parts)}; first at row {row}, id {ids[row]!r}: {sample!r}); every copy is "
+        "imported as an item of its own",
+        DataWarning,
+        stacklevel=2,
+    )
+
+
+def _warn_splits(name: str, splits: np.ndarray | None) -> None:
+    """A :class:`DataWarning` that a file's splits (``.npz`` train/val/test) go into one pool,
+    each item's split kept in its ``meta``."""
+    if splits is None:
+        return
+    names, counts = np.unique(splits.astype(str), return_counts=True)
+    count = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    first = {s: int(np.argmax(splits == s)) for s in count}  # the file's order of splits
+    listed = ", ".join(f"{s} {count[s]:,}" for s in sorted(count, key=first.__getitem__))
+    warnings.warn(
+        f"{name} keeps its items in splits ({listed}): all of them go into the pool to label, "
+        "each item's split recorded in its meta ('split')",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def _check_labels(dataset: Dataset, project: Project, name: str) -> None:
@@ -263,26 +451,35 @@ def import_file(
     feature_columns: Sequence[str] | None = None,
     with_labels: bool = False,
     progress: Progress | None = None,
+    id_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    steps: StepProgress | None = None,
 ) -> int:
     """Add every item of a data file to ``project`` inside the caller's transaction.
 
     With ``with_labels``, the labels of a Labelwise export come back with their annotators,
     times and durations (:mod:`labelwise.store.restore`); any other file's labels are recorded
-    once each, by the ``import`` annotator.
+    once each, by the ``import`` annotator. ``label_names`` name integer classes (label ``k``
+    becomes ``label_names[k]``; an ``.npz`` file may name them itself).
 
     Nothing is stored if anything is wrong: the data is checked before the first insert
     (readable, the project's kind, labels from the label set, tabular fields and image sizes
     like the items already there, ids new), and images copied in for a failed import are
     removed again. Errors name the file and the offending row or task. Returns how many items
-    were added.
+    were added. A file without an id column has its items numbered on from the project's last
+    row (see the module docstring); what looks wrong but can be used comes as
+    :class:`~labelwise.exceptions.DataWarning` warnings.
 
     Images are copied when the records are made, before the caller commits: if the caller's
     transaction fails after this returns, the copies stay behind in ``media/`` (unreferenced).
     When the project's features include an embedding, the new items are embedded too
-    (``progress(done, total)`` is called as they are), in the same transaction.
+    (``progress(done, total)`` is called as they are), in the same transaction. ``steps``
+    follows the whole import (:data:`StepProgress`), the embedding too unless ``progress`` is
+    given.
     """
     path = Path(path)
     name = path.name
+    _step(steps, "reading", 0, None)
     stream = None
     if project.kind == "tabular":  # read a chunk at a time where the format allows
         stream = open_tabular_stream(
@@ -291,13 +488,15 @@ def import_file(
             image_column=image_column,
             label_column=label_column,
             feature_columns=feature_columns,
+            id_column=id_column,
+            label_names=label_names,
         )
     if stream is not None:
         answers = read_answers(path) if with_labels else None
         if answers is not None:
             check_answers(answers, project, name)
         return import_tabular(
-            session, project, folder, stream, with_labels=with_labels, answers=answers
+            session, project, folder, stream, with_labels=with_labels, answers=answers, steps=steps
         )
     dataset = read_data(
         path,
@@ -307,6 +506,8 @@ def import_file(
         feature_columns=feature_columns,
         kind=project.kind,
         annotations=with_labels,
+        id_column=id_column,
+        label_names=label_names,
     )
     if dataset.kind != project.kind:
         raise InvalidDataError(
@@ -316,7 +517,8 @@ def import_file(
     answers = read_answers(path) if with_labels else None
     if answers is not None:
         check_answers(answers, project, name)
-    elif with_labels:
+    elif with_labels and dataset.kind != "tabular":  # import_tabular checks its own
+        _warn_label_values(name, dataset.label_column, _label_counts(dataset.labels))
         _check_labels(dataset, project, name)
     if dataset.kind == "tabular":
         return import_tabular(
@@ -326,14 +528,31 @@ def import_file(
             dataset_stream(dataset),
             with_labels=with_labels,
             answers=answers,
+            steps=steps,
         )
+    _step(steps, "reading", len(dataset), len(dataset))
     _check_like_existing(session, project, folder, dataset, name)
-    records, written = dataset_records(dataset, folder, with_labels=with_labels and answers is None)
+    first = row_count(session, project)
+    _warn_repeated_texts(session, project, dataset, _ids(dataset, first))
+    _warn_splits(name, dataset.splits)
+    records, written = dataset_records(
+        dataset,
+        folder,
+        with_labels=with_labels and answers is None,
+        first_row=first,
+        progress=None if steps is None else lambda d, t: steps("saving images", d, t),
+    )
     try:
-        added = add_records(session, project, folder, records, dataset, progress=progress)
+        added = add_records(
+            session, project, folder, records, dataset, progress=progress, steps=steps
+        )
         if answers is not None:
             restore_answers(session, project, answers, name)
         return added
+    except IdClashError as exc:
+        if written is not None:
+            shutil.rmtree(written, ignore_errors=True)
+        raise InvalidDataError(_explain_clash(exc, name, dataset.ids_numbered, first)) from None
     except InvalidDataError as exc:
         if written is not None:
             shutil.rmtree(written, ignore_errors=True)
@@ -352,16 +571,20 @@ def add_records(
     dataset: Dataset,
     *,
     progress: Progress | None = None,
+    steps: StepProgress | None = None,
 ) -> int:
     """Add a text or image dataset's ``records`` (:func:`dataset_records`) and, when the
     project's features include an embedding, embed its items into the project's row file --
-    all in the caller's transaction. Returns how many items were added."""
+    all in the caller's transaction. Returns how many items were added. ``steps`` follows the
+    inserting (and the embedding, unless ``progress`` is given)."""
     first = row_count(session, project)
-    added = add_items(session, project, records)
+    inserting = None if steps is None else lambda d, t: steps("inserting", d, t)
+    added = add_items(session, project, records, progress=inserting)
     spec = feature_spec(project)
     if spec.embedder is not None:
         items = list(dataset.items) if dataset.kind == "text" else np.asarray(dataset.items)
-        embed_import(session, project, folder, spec.embedder, first, items, progress=progress)
+        embedding = _embedding_progress(progress, steps)
+        embed_import(session, project, folder, spec.embedder, first, items, progress=embedding)
     return added
 
 
@@ -376,6 +599,7 @@ def import_tabular(
     *,
     with_labels: bool = False,
     answers: dict[str, list[Answer]] | None = None,
+    steps: StepProgress | None = None,
 ) -> int:
     """Add every row of ``stream`` to a tabular ``project`` inside the caller's transaction.
 
@@ -386,6 +610,11 @@ def import_tabular(
     neither items nor feature rows behind. ``with_labels`` records the stream's labels (by the
     ``import`` annotator) unless ``answers`` from a Labelwise export are given, which are
     restored after the items. Returns how many items were added.
+
+    A stream without ids (:attr:`~labelwise.data.TabularStream.ids_numbered`) has its rows
+    numbered on from the project's last item. ``steps("reading", ...)`` and
+    ``steps("inserting", ...)`` are called after each chunk, with the stream's row estimate as
+    the total until the end.
     """
     name = Path(stream.source).name
     if project.kind != "tabular":
@@ -402,32 +631,58 @@ def import_tabular(
             f"the project's items end at row {writer.next_row} but its feature file at "
             f"{appender.next_row}; the project folder is damaged"
         )
+    first = writer.next_row
     allowed = set(project.label_set)
     take_labels = with_labels and answers is None and stream.has_labels
+    counts: dict[str, int] = {}
+    splits: list[np.ndarray] = []
     added = 0
     with writer:
         for chunk in stream.chunks():
-            ids = [str(i) for i in chunk.ids.tolist()]
+            read = added + len(chunk)
+            _step(steps, "reading", read, max(read, stream.rows_hint or 0) or None)
+            if stream.ids_numbered:
+                ids = [str(first + chunk.start + k) for k in range(len(chunk))]
+            else:
+                ids = [str(i) for i in chunk.ids.tolist()]
             labels: list[str | None] | None = None
             if take_labels and chunk.labels is not None:
                 labels = chunk.labels.tolist()
+                for value, number in _label_counts(chunk.labels).items():
+                    counts[value] = counts.get(value, 0) + number
                 for i, value in enumerate(labels):
                     if value is not None and value not in allowed:
+                        _warn_label_values(name, stream.label_column, counts)
                         raise InvalidDataError(
                             f"{name}, row {chunk.start + i} (id {ids[i]!r}): label {value!r} "
                             f"is not one of the project's labels "
                             f"({', '.join(project.label_set)})"
                         )
+            metas = None
+            if chunk.splits is not None:
+                splits.append(chunk.splits)
+                metas = [{"source": name, "split": str(s)} for s in chunk.splits.tolist()]
             try:
                 check_ids(ids, first=chunk.start)
-                writer.add(ids, labels=labels)
+                writer.add(ids, labels=labels, metas=metas)
+            except IdClashError as exc:
+                raise InvalidDataError(
+                    _explain_clash(exc, name, stream.ids_numbered, first)
+                ) from None
             except InvalidDataError as exc:
                 raise InvalidDataError(f"{name}: {exc}") from None
             in_order = order == list(range(len(order)))
             appender.write(chunk.features if in_order else chunk.features[:, order])
             added += len(chunk)
+            _step(steps, "inserting", added, max(added, stream.rows_hint or 0) or None)
     if added == 0:
         raise InvalidDataError(f"{name}: nothing to import: the data holds no items")
+    _step(steps, "reading", added, added)
+    _step(steps, "inserting", added, added)
+    if take_labels:
+        _warn_label_values(name, stream.label_column, counts)
+    if splits:
+        _warn_splits(name, np.concatenate(splits))
     appender.flush()
     if answers is not None:
         restore_answers(session, project, answers, name)
