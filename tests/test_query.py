@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
 from labelwise import BatchMix, InvalidParameterError, Pool, query
+from labelwise.query import describe_reason, percent
 from labelwise.strategies import Explore, UncertaintySampling
 
 
@@ -50,13 +51,45 @@ def test_margin_reasons_give_the_class_split(setup):
     labels = [label for label, _ in top.class_split]
     assert set(labels) == {"spam", "ham"}
     assert sum(v for _, v in top.class_split) == pytest.approx(1.0)
-    assert top.summary.startswith("the model splits ")
-    assert "between" in top.summary
+    assert top.summary.startswith("the model gives ")
+    (a, pa), (b, pb) = top.class_split
+    assert top.summary == f"the model gives {percent(pa)}% to {a} and {percent(pb)}% to {b}"
     # The top pick is the most uncertain: its split is closest to 50/50.
     proba = model.predict_proba(X[batch.indices])
     gaps = np.abs(proba[:, 0] - proba[:, 1])
     assert gaps[0] == pytest.approx(gaps.min())
     json.dumps([r.to_dict() for r in batch.reasons])  # serialisable for the app
+
+
+def test_a_three_class_sentence_gives_the_bars_numbers_never_the_top_two_renormalised():
+    X, y = make_classification(
+        n_samples=300, n_features=6, n_informative=4, n_classes=3, random_state=2
+    )
+    names = np.asarray(["positive", "neutral", "negative"], dtype=object)[y]
+    pool = Pool(X)
+    pool.label(np.arange(60), names[:60])
+    model = LogisticRegression().fit(X[:60], names[:60].astype(str))
+    batch = query(pool, model, strategy="margin", batch_size=5, random_state=0)
+    for reason in batch.reasons:
+        assert len(reason.class_split) == 3
+        shares = [f"{percent(p)}% to {label}" for label, p in reason.class_split]
+        assert reason.summary == f"the model gives {shares[0]}, {shares[1]} and {shares[2]}"
+    # 42/31/27 is said as it is shown, not as 58/42 of the first two
+    split = (("positive", 0.42), ("neutral", 0.31), ("negative", 0.27))
+    said = describe_reason("strategy", split, "proba", {})
+    assert said == "the model gives 42% to positive, 31% to neutral and 27% to negative"
+    # with more classes than the split lists, what the others share is said too
+    split = (("a", 0.42), ("b", 0.31), ("c", 0.12))
+    said = describe_reason("strategy", split, "proba", {})
+    assert said == "the model gives 42% to a, 31% to b, 12% to c and 15% to the other classes"
+
+
+@pytest.mark.parametrize(
+    ("p", "shown"), [(0.425, 43), (0.005, 1), (0.0049, 0), (0.125, 13), (0.995, 100), (0.58, 58)]
+)
+def test_percent_rounds_as_the_page_bars_do(p, shown):
+    # the bars write (100 * p).toFixed(0): half up on the double's exact value
+    assert percent(p) == shown
 
 
 def test_decision_value_reasons(setup):

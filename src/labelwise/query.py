@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "Reason",
     "as_generator",
     "assemble_batch",
+    "percent",
     "query",
 ]
 
@@ -111,7 +113,9 @@ class Reason:
     strategy : str
         The strategy that built the batch.
     summary : str
-        One sentence for the annotator ("the model splits 51/49 between spam and ham").
+        One sentence for the annotator ("the model gives 51% to spam and 49% to ham"): its
+        percentages are the class split's, each rounded as the annotate page rounds them
+        (:func:`percent`).
     utility : float or None
         The strategy's utility for this item (higher = more informative).
     rank : int or None
@@ -166,6 +170,23 @@ def _class_split(out: ModelOutputs, row: int, top: int = 3) -> tuple[tuple[str, 
     return tuple((str(out.classes[i]), float(values[i])) for i in order)
 
 
+def percent(p: float) -> int:
+    """A probability as a whole percentage, rounded half up as JavaScript's ``toFixed(0)``
+    rounds (the annotate page's bars): a sentence and the bars beside it show one number."""
+    return int(Decimal(100 * float(p)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _shares(split: tuple[tuple[str, float], ...]) -> str:
+    """ "42% to positive, 31% to neutral and 27% to negative": every class of the split with
+    its own probability (never renormalised over the first two), then what the classes left
+    out of the split share, when that rounds to 1% or more."""
+    parts = [f"{percent(p)}% to {label}" for label, p in split]
+    rest = percent(max(0.0, 1.0 - sum(float(p) for _, p in split)))
+    if rest:
+        parts.append(f"{rest}% to the other classes")
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def describe_reason(
     kind: ReasonKind,
     split: tuple[tuple[str, float], ...],
@@ -181,7 +202,8 @@ def describe_reason(
     confident = split[0] if split else None
     if kind == "routine":
         if confident and output_kind == "proba":
-            return f"routine check: the model is confident ({confident[1]:.0%} {confident[0]})"
+            share = percent(confident[1])
+            return f"routine check: the model is confident ({share}% {confident[0]})"
         return "routine check: the model is confident about this item"
     if "votes" in details:
         votes = ", ".join(f"{n} say {label}" for label, n in details["votes"].items())
@@ -192,10 +214,7 @@ def describe_reason(
             f"{details['distance_to_labeled']:.3g}"
         )
     if len(split) >= 2 and output_kind == "proba":
-        (a, pa), (b, pb) = split[0], split[1]
-        total = pa + pb
-        share = round(100 * pa / total) if total > 0 else 50
-        return f"the model splits {share}/{100 - share} between {a} and {b}"
+        return "the model gives " + _shares(split)
     if len(split) >= 2:
         return (
             f"close to the boundary between {split[0][0]} and {split[1][0]} "

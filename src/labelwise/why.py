@@ -48,7 +48,7 @@ from labelwise.models import ModelOutputs, model_outputs
 from labelwise.pool import Matrix, take_rows
 from labelwise.query import Batch
 from labelwise.store.embeddings import load_image
-from labelwise.store.features import ProjectFeatures
+from labelwise.store.features import ProjectFeatures, item_preview
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.pool_index import PoolItems
 from labelwise.store.versions import QueuedItem
@@ -67,6 +67,8 @@ __all__ = [
 
 #: Characters of an item shown beside a neighbour in the "why" panel.
 PREVIEW = 160
+#: Fields of a table's neighbour shown in the "why" panel.
+FIELDS_SHOWN = 12
 #: Words (or fields) shown as the drivers of a prediction.
 DRIVERS = 8
 #: How much of a text is searched for them, and how many marks the text gets at most.
@@ -133,12 +135,16 @@ def queue_entries(
     entries: list[tuple[int, str, float | None, str | None, dict[str, Any]]] = []
     for pos, (row, reason) in enumerate(zip(batch.indices, batch.reasons, strict=True)):
         info = reason.to_dict()
+        # A table's fields come in the order of what drives the prediction, so the columns
+        # shown beside a neighbour are those that matter for this item.
+        drivers = ((explained or {}).get(int(row)) or {}).get("drivers") or {}
+        first = [str(t) for t, _ in drivers.get("terms", [])]
         info["neighbors"] = [
             {
                 "item_id": rows_to_items[int(n)].id,
                 "label": labels_by_row[int(n)],
                 "similarity": round(float(s), 4),
-                "preview": rows_to_items.preview(int(n), PREVIEW),
+                **_shown(rows_to_items, int(n), first),
             }
             for n, s in zip(neighbours[pos], similarity[pos], strict=True)
             if floor is None or s >= floor
@@ -161,7 +167,7 @@ def queue_entries(
                 {
                     "item_id": rows_to_items[d].id,
                     "similarity": round(sim, 4),
-                    "preview": rows_to_items.preview(d, PREVIEW),
+                    **_shown(rows_to_items, d, first),
                 }
                 for d, sim in duplicates[int(row)]
             ]
@@ -171,6 +177,21 @@ def queue_entries(
         QueuedItem(item_id=i, rank=r, kind=k, utility=u, predicted=p, reason=info)
         for r, (i, k, u, p, info) in enumerate(entries)
     ]
+
+
+def _shown(rows_to_items: PoolItems, row: int, first: Sequence[str] = ()) -> dict[str, Any]:
+    """An item beside the one to label: its preview line and, for a table, its fields as
+    ``[name, value]`` pairs (``first`` ones first, then column order; at most
+    :data:`FIELDS_SHOWN`, with ``fields_left_out`` saying how many more there are)."""
+    if rows_to_items.project.kind != "tabular":
+        return {"preview": rows_to_items.preview(row, PREVIEW)}
+    fields = rows_to_items.fields(row)
+    names = list(dict.fromkeys([*(n for n in first if n in fields), *fields]))
+    return {
+        "preview": item_preview(fields, PREVIEW),
+        "fields": [[n, fields[n]] for n in names[:FIELDS_SHOWN]],
+        "fields_left_out": max(0, len(names) - FIELDS_SHOWN),
+    }
 
 
 def _typical_closeness(X: Any, labeled_rows: np.ndarray, sample: int = 500) -> float | None:

@@ -26,6 +26,7 @@ from labelwise.store.features import field_names, item_fields, item_preview
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import items_by_row, row_count
 from labelwise.store.models import Item, Project
+from labelwise.store.row_file import shown
 
 __all__ = ["PoolItems"]
 
@@ -134,6 +135,10 @@ class PoolItems:
         if self.project.kind != "tabular":
             return item.content[:limit]
         return item_preview(item_fields(self.folder, [item])[0], limit)
+
+    def fields(self, row: int) -> dict[str, float]:
+        """A tabular item's fields by name, in column order, each value as the data had it."""
+        return {k: shown(v) for k, v in item_fields(self.folder, [self[row]])[0].items()}
 
     def field_names(self) -> tuple[str, ...]:
         """A tabular project's field names, in column order."""

@@ -22,18 +22,19 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from labelwise.evaluate import score_predictions, wilson_interval
 from labelwise.stopping import fit_learning_curve, prediction_agreement
 from labelwise.store.fatigue import assess, recent_answers
+from labelwise.store.items import count_items
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
 from labelwise.store.projects import feature_spec
 from labelwise.store.review import resolved_labels
 from labelwise.store.triage import triage_report
 
-__all__ = ["dashboard", "fleiss_kappa", "hide_colleagues", "wilson_interval"]
+__all__ = ["dashboard", "fleiss_kappa", "hide_colleagues", "item_progress", "wilson_interval"]
 
 #: Exploration answers a version needs before its estimate is shown.
 MIN_LIVE = 5
@@ -313,10 +314,57 @@ _CANDIDATE_LABELS = {
 }
 
 
+def item_progress(session: Session, project: Project) -> dict[str, Any]:
+    """How far the project is, in the figures and words the annotate page, the dashboard and
+    ``labelwise status`` all show.
+
+    ``done`` counts the items with every answer they need; an overlap item needs two, from two
+    annotators, so one answered once is not done but ``waiting_second_opinion`` (its answer
+    already trains the model). ``labelers`` is how many annotators may label (not disabled):
+    with one, a second opinion waits for a colleague, and ``waiting_text`` says so.
+    """
+    n_items = count_items(session, project)
+    by_done = {
+        bool(is_done): int(n)
+        for is_done, n in session.execute(
+            select(Item.done, func.count(Item.id))
+            .where(Item.project_id == project.id, or_(Item.done.is_(True), Item.n_labels > 0))
+            .group_by(Item.done)
+        )
+    }
+    done, waiting = int(by_done.get(True, 0)), int(by_done.get(False, 0))
+    labelers = int(
+        session.scalar(
+            select(func.count(Annotator.id)).where(
+                Annotator.project_id == project.id, Annotator.disabled.is_(False)
+            )
+        )
+        or 0
+    )
+    share = done / n_items if n_items else 0.0
+    # Whole percents rounded down, so "100%" means every item.
+    percent_done = "<1%" if 0 < share < 0.01 else f"{int(100 * share)}%"
+    waiting_text = None
+    if waiting:
+        waiting_text = f"{waiting:,} waiting for a second opinion"
+        if labelers < 2:
+            waiting_text += " from another annotator (none yet)"
+    text = f"{done:,} of {n_items:,} items done ({percent_done})"
+    return {
+        "items": n_items,
+        "done": done,
+        "waiting_second_opinion": waiting,
+        "labelers": labelers,
+        "percent_done": percent_done,
+        "waiting_text": waiting_text,
+        "text": text + (f", {waiting_text}" if waiting_text else ""),
+    }
+
+
 def dashboard(session: Session, project: Project) -> dict[str, Any]:
     """Every figure of the dashboard, as plain data."""
     final, conflicts = resolved_labels(session, project)
-    n_items = session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id)) or 0
+    progress = item_progress(session, project)
     label_rows = session.execute(
         select(Label.action, func.count(Label.id))
         .where(Label.project_id == project.id, Label.is_current.is_(True))
@@ -342,7 +390,9 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
             "labels": project.label_set,
         },
         "progress": {
-            "items": n_items,
+            **progress,
+            # Items with a training label: done and agreed, adjudicated, or waiting for a
+            # second opinion (not the "done" count: conflicts are done but not labeled).
             "labeled_items": len(final),
             "conflicts": len(conflicts),
             "labels": actions.get("label", 0),

@@ -1,0 +1,102 @@
+"""One "done" figure: the annotate page's summary, the dashboard and ``labelwise status`` count
+the same items done, and say how many wait for a second opinion (overlap items answered once)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+from unittest import mock
+
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from labelwise.cli import app
+from labelwise.store import setup
+from labelwise.store.models import Annotator
+from labelwise.store.projects import ProjectSettings
+from sessions import session_secret
+
+runner = CliRunner()
+
+
+def _answer(s: Any, token: str, n: int) -> list[int]:
+    done = []
+    for _ in range(n):
+        r = s.client.post(s.api("/next"), json={"exclude": []}, headers=s.h(token))
+        assert r.status_code == 200, r.text
+        item = r.json()["item"]
+        body = {"value": "ham", "duration_ms": 900, "request_id": uuid.uuid4().hex}
+        r = s.client.post(s.api(f"/items/{item['id']}/label"), json=body, headers=s.h(token))
+        assert r.status_code == 200, r.text
+        done.append(item["id"])
+    return done
+
+
+def _status(s: Any, db_url: str) -> str:
+    """``labelwise status`` in this process, its connection pool closed afterwards."""
+    opened: list[Any] = []
+
+    def tracked(*a: Any, **k: Any) -> Any:
+        opened.append(setup_open(*a, **k))
+        return opened[-1]
+
+    setup_open = setup.open_project
+    with mock.patch.object(setup, "open_project", tracked):
+        result = runner.invoke(app, ["status", str(s.project.folder.root), "--db", db_url])
+    for project in opened:
+        project.db.dispose()
+    assert result.exit_code == 0, result.output
+    return str(result.stdout)
+
+
+def _everywhere(s: Any, db_url: str) -> tuple[dict[str, Any], str, str]:
+    """The summary's progress, the dashboard page and the status output."""
+    summary = s.client.get(s.api(""), headers=s.h(s.alice)).json()["progress"]
+    figures = s.client.get(s.api("/stats"), headers=s.h(s.alice)).json()["progress"]
+    for key in ("items", "done", "waiting_second_opinion", "text"):
+        assert summary[key] == figures[key], key
+    s.client.cookies.set(s.cookie, session_secret(s.project.db, s.pid, s.alice))
+    page = s.client.get(f"/p/{s.pid}/dashboard").text
+    s.client.cookies.clear()
+    return summary, page, _status(s, db_url)
+
+
+def _kpi(page: str) -> int:
+    found = re.search(r'id="kpi-done">([\d,]+)<', page)
+    assert found, "no done figure on the dashboard"
+    return int(found.group(1).replace(",", ""))
+
+
+def test_the_done_count_and_the_second_opinions_agree_on_every_page(served_with, db_url):
+    s = served_with(ProjectSettings(overlap=1.0, routine=0.0))  # every item needs two answers
+    first = _answer(s, s.alice, 3)
+    progress, page, status = _everywhere(s, db_url)
+    assert (progress["items"], progress["done"], progress["waiting_second_opinion"]) == (60, 0, 3)
+    assert progress["text"] == "0 of 60 items done (0%), 3 waiting for a second opinion"
+    assert _kpi(page) == 0 and "3 waiting for a second opinion" in page
+    assert f"{progress['text']}; 3 answers" in status
+
+    # bob answers until alice's three items have their second opinion
+    answered: set[int] = set()
+    while not set(first) <= answered:
+        answered |= set(_answer(s, s.bob, 1))
+    progress, page, status = _everywhere(s, db_url)
+    done = progress["done"]
+    assert done >= 3 and done + progress["waiting_second_opinion"] == len(answered | set(first))
+    assert _kpi(page) == done
+    assert progress["text"].startswith(f"{done} of 60 items done")
+    assert progress["text"] in status
+
+
+def test_with_one_annotator_able_to_label_the_waiting_items_say_who_they_wait_for(
+    served_with, db_url
+):
+    s = served_with(ProjectSettings(overlap=1.0, routine=0.0))
+    _answer(s, s.alice, 2)
+    with s.project.db.write() as session:  # alice alone may label: the admin and bob leave
+        session.execute(update(Annotator).where(Annotator.name != "alice").values(disabled=True))
+    progress, page, status = _everywhere(s, db_url)
+    said = "2 waiting for a second opinion from another annotator (none yet)"
+    assert progress["text"] == f"0 of 60 items done (0%), {said}"
+    assert said in page and said in status
