@@ -65,7 +65,7 @@ def test_a_project_from_init_to_status_and_export(tmp_path):
 
     result = _run("status", proj)
     assert result.exit_code == 0, result.output
-    assert "0 of 200 items labeled" in result.stdout
+    assert "0 of 200 items done (0%); 0 answers" in result.stdout
     assert "model: none yet" in result.stdout
     assert result.stdout.strip().endswith("verdict: no model yet")
 
@@ -82,11 +82,14 @@ def test_a_project_from_init_to_status_and_export(tmp_path):
 
     result = _run("status", proj)
     assert result.exit_code == 0, result.output
-    assert "60 of 200 items labeled (60 answers" in result.stdout
     assert "model: v1 (logreg, 60 labels)" in result.stdout
     assert "verdict: keep labeling" in result.stdout
     figures = json.loads(_run("status", proj, "--json").stdout)
     assert figures["progress"]["labeled_items"] == 60
+    # an overlap item answered once is not done: it waits for a second opinion, and says so
+    progress = figures["progress"]
+    assert progress["done"] + progress["waiting_second_opinion"] == 60
+    assert f"{progress['text']}; 60 answers" in result.stdout
     assert set(figures["stopping"]) >= {"verdict", "estimate", "expected_gain", "reasons"}
 
     exported = _run("export", proj, "--format", "csv", "--labeled-only")
@@ -229,3 +232,78 @@ def test_a_port_out_of_range_or_in_use_is_one_line_before_anything_is_made(tmp_p
         assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
         assert "/login/link/" not in result.output and len(result.output.strip().splitlines()) == 1
         assert not (tmp_path / "demo").exists()
+
+
+def test_config_shows_checks_and_changes_settings(tmp_path):
+    data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
+    proj = tmp_path / "p"
+    assert _run("init", proj, "--data", data).exit_code == 0
+    listed = _run("config", proj)
+    assert listed.exit_code == 0
+    assert re.search(r"^strategy +default +How the next items are chosen", listed.stdout, re.M)
+    assert re.search(r"^show_guess +after +When annotators see", listed.stdout, re.M)
+    changed = _run("config", proj, "strategy", "margin")
+    assert changed.exit_code == 0 and "strategy: default -> margin" in changed.stdout
+    assert _run("config", proj, "strategy").stdout == "margin\n"
+    (tmp_path / "guide.md").write_text("# Spam\n\nAnything *unsolicited*.\n")
+    assert _run("config", proj, "guidelines", f"@{tmp_path / 'guide.md'}").exit_code == 0
+    assert _run("config", proj, "label_help.spam", "unsolicited advertising").exit_code == 0
+    assert _run("config", proj, "label_keys.spam", "p").exit_code == 0
+    for args, message in [
+        (("retrain_every", "abc"), "retrain_every must be an integer"),
+        (("retrain_every", "0"), "from 1 to 1,000,000"),
+        (("label_keys.spam", "s"), "command key"),
+        (("label_help.eggs", "x"), "not labels of this project"),
+        (("nope", "1"), "unknown setting 'nope'"),
+        (("show_guess", "sometimes"), "show_guess must be one of"),
+    ]:
+        refused = _run("config", proj, *args)
+        assert refused.exit_code == 2 and message in refused.stderr, (args, refused.output)
+    opened = open_project(proj)
+    settings = opened.project().settings
+    opened.db.dispose()
+    assert settings["strategy"] == "margin" and settings["retrain_every"] == 20
+    assert settings["guidelines"].startswith("# Spam")
+    assert settings["label_help"] == {"spam": "unsolicited advertising"}
+    assert settings["label_keys"] == {"spam": "p"}
+    assert _run("config", proj, "label_keys.spam", "").exit_code == 0  # empty removes it
+    assert _run("config", proj, "label_keys").stdout == "{}\n"
+
+
+def test_init_takes_settings_as_config_sets_them(tmp_path):
+    data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
+    (tmp_path / "guide.md").write_text("Label **spam** when unsolicited.\n")
+    proj = tmp_path / "p"
+    made = _run(
+        "init",
+        proj,
+        "--data",
+        data,
+        "--set",
+        "strategy=margin",
+        "--set",
+        "show_guess=never",
+        "--set",
+        "retrain_every=5",
+        "--set",
+        f"guidelines=@{tmp_path / 'guide.md'}",
+        "--set",
+        "label_help.spam=Ads, scams",
+    )
+    assert made.exit_code == 0, made.output
+    opened = open_project(proj)
+    settings = opened.project().settings
+    opened.db.dispose()
+    assert settings["strategy"] == "margin" and settings["show_guess"] == "never"
+    assert settings["retrain_every"] == 5
+    assert settings["guidelines"] == "Label **spam** when unsolicited.\n"
+    assert settings["label_help"] == {"spam": "Ads, scams"}
+    for args, message in [
+        (("--set", "strategy"), "--set takes KEY=VALUE"),
+        (("--set", "retrain_every=0"), "from 1 to 1,000,000"),
+        (("--set", "label_help.eggs=x"), "not labels of this project"),
+    ]:
+        other = tmp_path / f"q{len(message)}"
+        refused = _run("init", other, "--data", data, *args)
+        assert refused.exit_code == 2 and message in refused.stderr, (args, refused.output)
+        assert not (other / "labelwise.db").exists()  # nothing made

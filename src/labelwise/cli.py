@@ -1,32 +1,72 @@
 """The ``labelwise`` command: a thin adapter that parses, calls the library and maps errors.
 
 Every deliberate error (:class:`~labelwise.exceptions.LabelwiseError`) ends the command with one
-line on stderr and exit status 2; nothing else here prints tracebacks on bad input.
+line on stderr and exit status 2; nothing else here prints tracebacks on bad input. Messages the
+library words for Python callers (``label_column=``) name the command's flags instead
+(``--label-column``): see :func:`_cli_text`. What the data import finds suspicious
+(:class:`~labelwise.exceptions.DataWarning`) is one ``warning:`` line each on stderr.
+
+Help is Markdown (a paragraph's line breaks are not kept), and options that take no value
+(flags, ``--help``) show no type.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_type_hints
 
 import typer
+from typer.core import TyperGroup
 
-from labelwise.exceptions import InvalidParameterError, LabelwiseError
+from labelwise.exceptions import DataWarning, InvalidParameterError, LabelwiseError
+
+
+def _quiet_flags(params: list[Any]) -> None:
+    """Options that take no value (flags, ``--help``) get no type in help (typer shows
+    ``<bool>``), and a flag that is off by default no ``[default: no-...]``."""
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
+            param.metavar = ""
+            if param.default is False:
+                param.show_default = False
+
+
+class _HelpGroup(TyperGroup):
+    """A command group whose help, and its commands' help, has no noise (:func:`_quiet_flags`)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _quiet_flags([option])
+        return option
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _quiet_flags([*command.params, command.get_help_option(ctx)])
+        return command
+
 
 app = typer.Typer(
     name="labelwise",
     help="Human-in-the-loop active learning: let the model choose what your experts label next.",
+    cls=_HelpGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 benchmark_app = typer.Typer(
-    help="Reproduce published active-learning benchmarks.", no_args_is_help=True
+    help="Reproduce published active-learning benchmarks.",
+    cls=_HelpGroup,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(benchmark_app, name="benchmark")
 
@@ -40,6 +80,57 @@ def _fail(message: str) -> None:
     raise typer.Exit(EXIT_USAGE)
 
 
+def _flags(command: Callable[..., Any]) -> dict[str, str]:
+    """A command's options by Python name: ``{"label_column": "--label-column", ...}``."""
+    from typer.models import OptionInfo
+
+    try:
+        hints = get_type_hints(command, include_extras=True)
+    except (NameError, TypeError):
+        return {}
+    flags = {}
+    for name, hint in hints.items():
+        for info in get_args(hint)[1:]:
+            if isinstance(info, OptionInfo):
+                decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
+                flags[name] = decls[0].split("/")[0] if decls else "--" + name.replace("_", "-")
+    return flags
+
+
+def _cli_text(message: str, flags: dict[str, str]) -> str:
+    """``message`` with the parameters it names as a Python caller passes them
+    (``label_column``, ``label_column=``, ``labels=[...]``) named as the command's flags.
+
+    A name with an underscore is code wherever it stands; a plain word (``labels``) only when
+    ``=`` follows it. A quoted name (a column called ``'label_column'``) stays as it is, and so
+    does a parameter the command has no flag for.
+    """
+    for name, flag in flags.items():
+        value = r"(?:=(?:\[\.\.\.\]|\.\.\.)?)" + ("?" if "_" in name else "")
+        message = re.sub(rf"(?<![\w'\"-]){re.escape(name)}{value}(?![\w'\"])", flag, message)
+    return message
+
+
+@contextlib.contextmanager
+def _data_warnings(command: Callable[..., Any]) -> Iterator[None]:
+    """Print each :class:`DataWarning` raised inside as a ``warning:`` line on stderr (flags
+    named as :func:`_cli_text` names them), after the block: the data is used, the command
+    goes on. Other warnings are shown as Python shows them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            yield
+        finally:
+            flags = _flags(command)
+            for found in caught:
+                if issubclass(found.category, DataWarning):
+                    typer.echo(f"warning: {_cli_text(str(found.message), flags)}", err=True)
+                else:
+                    warnings.showwarning(
+                        found.message, found.category, found.filename, found.lineno
+                    )
+
+
 def errors_to_exit(func: F) -> F:
     """Map the library's errors, and unreadable files, to one line and a non-zero exit."""
 
@@ -48,7 +139,7 @@ def errors_to_exit(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except LabelwiseError as exc:
-            _fail(str(exc))
+            _fail(_cli_text(str(exc), _flags(func)))
         except OSError as exc:  # unreadable files, a full disk: one line, no traceback
             where = f": {exc.filename}" if exc.filename else ""
             _fail(f"{exc.strerror or exc}{where}")
@@ -122,14 +213,29 @@ FeaturesOption = Annotated[
 ]
 
 
-def _reporter(progress: Any, description: str) -> Callable[[int, int], None]:
-    """A ``(done, total)`` callback that draws ``progress`` (a task made at the first call)."""
+def _reporter(progress: Any, description: str) -> Callable[[int, int | None], None]:
+    """A ``(done, total)`` callback that draws ``progress`` (a task made at the first call);
+    a total of None (not known yet) draws a moving bar with the count so far."""
     task: list[Any] = []
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int | None) -> None:
         if not task:
             task.append(progress.add_task(description, total=total))
         progress.update(task[0], completed=done, total=total)
+
+    return report
+
+
+def _steps(progress: Any) -> Callable[[str, int, int | None], None]:
+    """A ``(step, done, total)`` callback (``labelwise.store.transfer.StepProgress``): one bar
+    per step of an import (reading, saving images, inserting, embedding), each a
+    :func:`_reporter` made at the step's first call."""
+    bars: dict[str, Callable[[int, int | None], None]] = {}
+
+    def report(step: str, done: int, total: int | None) -> None:
+        if step not in bars:
+            bars[step] = _reporter(progress, step)
+        bars[step](done, total)
 
     return report
 
@@ -140,8 +246,8 @@ def simulate(
     data: Annotated[
         Path,
         typer.Argument(
-            help="A labeled dataset (CSV/TSV/JSONL/Parquet/LIBSVM/.npz or an image folder), "
-            "or the name of a bundled one: sms-spam."
+            help="A labeled dataset (CSV, TSV, JSONL, Parquet, LIBSVM, .npz or an image "
+            "folder), or the name of a bundled one: sms-spam."
         ),
     ],
     out: Annotated[
@@ -234,7 +340,7 @@ def simulate(
 @errors_to_exit
 def benchmark_lu2023(
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Folder of <name>-svmstyle.txt LIBSVM files.")
+        Path, typer.Option("--data-dir", help="Folder of NAME-svmstyle.txt LIBSVM files.")
     ],
     out: Annotated[
         Path, typer.Option("--out", help="Folder for runs.jsonl, results.json and results.md.")
@@ -288,7 +394,7 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Database URL (default: the folder's SQLite file), e.g. postgresql://user@host/db.",
+        help="Database URL, e.g. postgresql://host/db (default: the folder's SQLite file).",
     ),
 ]
 
@@ -297,35 +403,117 @@ def _split_labels(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",")] if text else None
 
 
+TextColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--text-column",
+        help="Column holding the text, by name or 0-based position (default: one named text, "
+        "message, sentence, ..., else the longest string column).",
+    ),
+]
+ImageColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--image-column", help="Column holding image paths, relative to the file's folder."
+    ),
+]
+LabelColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--label-column",
+        help="Column holding labels (default: one named label, class, target, ...). A warning "
+        "says when it looks like ids: over 20 distinct values, more than half its labeled rows.",
+    ),
+]
+IdColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="Column holding each item's unique id (default: one named id, item_id or uid). "
+        "Without one, items are numbered by the row they take in the project: 0, 1, ... for "
+        "the first file, on from the project's last item for later ones.",
+    ),
+]
+FeatureColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--feature-columns",
+        help="Comma-separated columns to use as a table's features (default: every numeric "
+        "column that is not the id or the label).",
+    ),
+]
+LabelNamesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--label-names",
+        help="Names of integer labels, in class order: cat,dog makes label 0 cat and 1 dog. An "
+        ".npz file may name its classes itself, in a label_names or classes array.",
+    ),
+]
+WithLabelsOption = Annotated[
+    bool,
+    typer.Option(
+        "--with-labels",
+        help="Also import the file's labels as answers (by the import annotator); a Labelwise "
+        "export brings back every answer with its annotator.",
+    ),
+]
+
+
 @app.command()
 @errors_to_exit
 def init(
     project_dir: ProjectDir,
-    data: Annotated[Path, typer.Option("--data", help="The items to label (any supported file).")],
-    text_column: Annotated[str | None, typer.Option(help="Column holding the text.")] = None,
-    image_column: Annotated[str | None, typer.Option(help="Column holding image paths.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Column holding labels.")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="The items to label: CSV, TSV, JSONL/JSON, Parquet, LIBSVM, .npy or .npz, or a "
+            "folder of images (one sub-folder per class, or flat). An .npz file's train, val "
+            "and test splits all go into the pool, each item's split kept in its meta.",
+        ),
+    ],
+    text_column: TextColumnOption = None,
+    image_column: ImageColumnOption = None,
+    label_column: LabelColumnOption = None,
     labels: Annotated[
         str | None,
         typer.Option(
-            help="The label set, e.g. spam,ham (default: the values of the label column)."
+            help="The label set, e.g. spam,ham (default: the names from --label-names, else "
+            "the values of the label column)."
         ),
     ] = None,
-    with_labels: Annotated[
-        bool, typer.Option(help="Also import the file's labels as answers.")
-    ] = False,
+    with_labels: WithLabelsOption = False,
+    id_column: IdColumnOption = None,
+    feature_columns: FeatureColumnsOption = None,
+    label_names: LabelNamesOption = None,
     name: Annotated[
         str | None, typer.Option(help="Project name (default: the folder's name).")
     ] = None,
     features: FeaturesOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="A setting, as labelwise config sets it (repeatable): --set strategy=margin "
+            "--set show_guess=never --set guidelines=@guide.md --set label_help.spam='Ads, "
+            "scams'. labelwise config PROJECT lists them.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Create a project folder from a data file; prints the first admin token."""
+    """Create a project folder from a data file; prints the first admin token.
+
+    The file is checked as it is read: a label column that looks like ids, a guessed text
+    encoding, texts that repeat, an .npz file's splits are each one warning line on stderr.
+    Large files show their progress on a terminal.
+    """
     from labelwise.datasets import resolve_data_path
     from labelwise.store.projects import ProjectSettings
     from labelwise.store.setup import init_project
 
-    with _progress() as progress:
+    with _data_warnings(init), _progress() as progress:
         opened, token = init_project(
             project_dir,
             resolve_data_path(data),
@@ -336,41 +524,83 @@ def init(
             labels=_split_labels(labels),
             with_labels=with_labels,
             db_url=db,
-            settings=ProjectSettings(features=features),
-            progress=_reporter(progress, "embedding"),
+            settings=_initial_settings(ProjectSettings(features=features), set_ or []),
+            id_column=id_column,
+            feature_columns=None
+            if feature_columns is None
+            else list(parse_list(feature_columns, "--feature-columns")),
+            label_names=None
+            if label_names is None
+            else list(parse_list(label_names, "--label-names")),
+            steps=_steps(progress),
         )
     project = opened.project()
     from labelwise.store.projects import feature_spec
 
+    shown = list(project.label_set)
+    if len(shown) > 12:  # a long label set (see the warning, if any) on one short line
+        shown = [*shown[:10], f"... ({len(project.label_set)} in all)"]
     typer.echo(
         f"created project {project.name!r} ({project.kind} as {feature_spec(project).name}, "
-        f"labels: {', '.join(project.label_set)}) in {opened.folder.root}",
+        f"labels: {', '.join(shown)}) in {opened.folder.root}",
         err=True,
     )
     typer.echo(f"admin token (shown once): {token}", err=True)
     typer.echo(token)
 
 
+def _initial_settings(settings: Any, assignments: list[str]) -> Any:
+    """``settings`` (a ``ProjectSettings``) with each ``KEY=VALUE`` of ``--set`` applied, in
+    order, as :func:`config` applies one."""
+    from labelwise.store.projects import ProjectSettings, setting_change
+
+    for assignment in assignments:
+        key, equals, value = assignment.partition("=")
+        if not equals or not key.strip():
+            raise InvalidParameterError(f"--set takes KEY=VALUE, got {assignment!r}")
+        changes = setting_change(settings, key.strip(), _setting_text(value))
+        settings = ProjectSettings.from_dict({**settings.to_dict(), **changes})
+    return settings
+
+
+def _setting_text(value: str) -> str:
+    """A setting's value as given on the command line; ``@FILE`` is that file's text."""
+    if not value.startswith("@"):
+        return value
+    source = Path(value[1:])
+    try:
+        return source.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"{source} is not UTF-8 text") from None
+
+
 @app.command("import")
 @errors_to_exit
 def import_(
     project_dir: ProjectDir,
-    data: Annotated[Path, typer.Argument(help="The file to add.")],
-    text_column: Annotated[str | None, typer.Option(help="Column holding the text.")] = None,
-    image_column: Annotated[str | None, typer.Option(help="Column holding image paths.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Column holding labels.")] = None,
-    with_labels: Annotated[
-        bool, typer.Option(help="Also import the file's labels as answers.")
-    ] = False,
+    data: Annotated[
+        Path, typer.Argument(help="The file (or image folder) to add; formats as for init.")
+    ],
+    text_column: TextColumnOption = None,
+    image_column: ImageColumnOption = None,
+    label_column: LabelColumnOption = None,
+    with_labels: WithLabelsOption = False,
+    id_column: IdColumnOption = None,
+    feature_columns: FeatureColumnsOption = None,
+    label_names: LabelNamesOption = None,
     db: DbOption = None,
 ) -> None:
-    """Add the items of a file to a project: all of them, or none."""
+    """Add the items of a file to a project: all of them, or none.
+
+    Checked as init checks a file; a text already in the project, or repeated in the file,
+    under a new id is a warning too (every copy is imported).
+    """
     from labelwise.store.projects import get_project
     from labelwise.store.setup import open_project
     from labelwise.store.transfer import import_file
 
     opened = open_project(project_dir, db_url=db)
-    with opened.db.write() as session, _progress() as progress:
+    with _data_warnings(import_), opened.db.write() as session, _progress() as progress:
         project = get_project(session, project_id=opened.project_id)
         added = import_file(
             session,
@@ -381,7 +611,14 @@ def import_(
             image_column=image_column,
             label_column=label_column,
             with_labels=with_labels,
-            progress=_reporter(progress, "embedding"),
+            id_column=id_column,
+            feature_columns=None
+            if feature_columns is None
+            else list(parse_list(feature_columns, "--feature-columns")),
+            label_names=None
+            if label_names is None
+            else list(parse_list(label_names, "--label-names")),
+            steps=_steps(progress),
         )
     opened.db.analyze()
     typer.echo(f"imported {added} items from {data.name}")
@@ -466,6 +703,72 @@ def token(
     )
 
 
+def _shown(value: Any) -> str:
+    """A setting's value on one line."""
+    if isinstance(value, str) and "\n" in value:
+        return f"({value.count(chr(10)) + 1} lines, {len(value):,} characters)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "(none)"
+    if value == "":
+        return "(none)"
+    return "(default)" if value is None else str(value)
+
+
+@app.command()
+@errors_to_exit
+def config(
+    project_dir: ProjectDir,
+    key: Annotated[
+        str | None,
+        typer.Argument(help="A setting (label_help.LABEL, label_keys.LABEL for one label)."),
+    ] = None,
+    value: Annotated[
+        str | None,
+        typer.Argument(help="Its new value; @FILE reads it from a file (guidelines.md)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Show the project's settings, one, or change one (checked as the settings page does).
+
+    Without KEY: every setting, its value and what it does. With KEY: its value. With KEY and
+    VALUE: the change, which the server and the worker see at once.
+    """
+    from labelwise.store.projects import (
+        SETTING_HELP,
+        get_project,
+        setting_change,
+        settings_of,
+        update_settings,
+    )
+    from labelwise.store.setup import open_project
+
+    opened = open_project(project_dir, db_url=db)
+    if value is None:
+        with opened.db.read() as session:
+            settings = settings_of(get_project(session, project_id=opened.project_id))
+        values = settings.to_dict()
+        if key is not None:
+            name, _, entry = key.partition(".")
+            if name not in values:
+                setting_change(settings, key, "")  # says which settings there are
+            shown = values[name].get(entry, "") if entry else values[name]
+            typer.echo(json.dumps(shown) if isinstance(shown, dict) else shown or "")
+            return
+        width = max(map(len, values))
+        for name, current in values.items():
+            typer.echo(f"{name:<{width}}  {_shown(current):<24}  {SETTING_HELP.get(name, '')}")
+        return
+    if key is None:  # typer fills KEY first; kept for the type checker
+        raise InvalidParameterError("name the setting to change")
+    value = _setting_text(value)
+    with opened.db.write() as session:
+        project = get_project(session, project_id=opened.project_id)
+        before = settings_of(project)
+        after = update_settings(session, project, setting_change(before, key, value))
+    name = key.partition(".")[0]
+    typer.echo(f"{name}: {_shown(getattr(before, name))} -> {_shown(getattr(after, name))}")
+
+
 @app.command()
 @errors_to_exit
 def export(
@@ -475,9 +778,18 @@ def export(
         Path | None, typer.Option("--out", help="File to write (default: stdout).")
     ] = None,
     labeled_only: Annotated[bool, typer.Option(help="Leave out items without a label.")] = False,
+    predictions: Annotated[
+        bool,
+        typer.Option(
+            "--predictions",
+            help="Add the served model's prediction, confidence and one probability per label "
+            "(and its version) to every item; refused without a model.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Write every item with its labels and history."""
+    """Write every item with its labels and history (and, with --predictions, the model's
+    prediction)."""
     from labelwise.store.export import export_project
     from labelwise.store.projects import get_project
     from labelwise.store.setup import open_project
@@ -490,7 +802,13 @@ def export(
         # A path is written through a temporary file: a failed export leaves nothing behind.
         target: Any = sys.stdout if out is None else out
         count = export_project(
-            session, project, format, target, labeled_only=labeled_only, folder=opened.folder
+            session,
+            project,
+            format,
+            target,
+            labeled_only=labeled_only,
+            folder=opened.folder,
+            predictions=predictions,
         )
     if out is not None:
         typer.echo(f"wrote {count} items to {out}", err=True)
@@ -642,8 +960,8 @@ def status(
         return
     prog = figures["progress"]
     lines = [
-        f"{figures['project']['name']}: {prog['labeled_items']} of {prog['items']} items labeled "
-        f"({prog['labels']} answers, {prog['skips']} skips, {prog['conflicts']} conflicts)",
+        f"{figures['project']['name']}: {prog['text']}; "
+        f"{prog['labels']} answers, {prog['skips']} skips, {prog['conflicts']} conflicts",
         "labels: " + ", ".join(f"{k} {v}" for k, v in figures["distribution"].items()),
     ]
     serving = next((v for v in figures["versions"] if v["current"]), None)

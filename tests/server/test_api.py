@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -219,16 +220,47 @@ def test_security_headers(served):
     assert "secure" in r.headers["set-cookie"].lower()
 
 
-def test_label_keys_avoid_commands_and_keep_one_character_labels():
-    from labelwise.server.routes.pages import RESERVED_KEYS, label_keys
+def test_label_keys_are_one_to_n_unless_the_project_chooses():
+    from labelwise.store.projects import RESERVED_KEYS, label_keys
 
     assert label_keys(["ham", "spam"]) == [("1", "ham"), ("2", "spam")]
-    assert label_keys(["0", "1", "2"]) == [("0", "0"), ("1", "1"), ("2", "2")]
+    # One-character labels get 1..N too ("0" is not key 0 unless asked): the same everywhere.
+    assert label_keys(["0", "1", "2"]) == [("1", "0"), ("2", "1"), ("3", "2")]
+    assert label_keys(["0", "1", "2"], {"0": "0", "1": "1", "2": "2"}) == [
+        ("0", "0"),
+        ("1", "1"),
+        ("2", "2"),
+    ]
+    # a chosen key is taken out of the defaults
+    assert label_keys(["pos", "neg", "neu"], {"neu": "1"}) == [
+        ("2", "pos"),
+        ("3", "neg"),
+        ("1", "neu"),
+    ]
     many = [f"class {i}" for i in range(40)]
     keys = [k for k, _ in label_keys(many)]
     assert len(keys) == len(set(keys))
     assert not set(keys) & RESERVED_KEYS
     assert len(keys) < 40  # the rest are reached with the buttons
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"label_keys": {"ham": "s"}}, "command key"),
+        ({"label_keys": {"ham": "x", "spam": "X"}}, "more than one label"),
+        ({"label_keys": {"ham": "10"}}, "one letter or digit"),
+        ({"label_keys": {"eggs": "e"}}, "not labels of this project"),
+        ({"label_help": {"ham": "two\nlines"}}, "one line"),
+        ({"label_help": {"bacon": "a meat"}}, "not labels of this project"),
+        ({"guidelines": "x" * 100_001}, "at most 100,000"),
+    ],
+)
+def test_label_settings_are_checked(served, changes, message):
+    r = served.client.patch(
+        served.api("/settings"), json={"changes": changes}, headers=served.h(served.admin)
+    )
+    assert r.status_code == 422 and message in r.json()["error"], r.text
 
 
 def test_summary_tells_the_model_and_when_it_retrains(served):

@@ -35,7 +35,7 @@ from labelwise.exceptions import (
 )
 from labelwise.server.deps import AppState, User, annotator_for
 from labelwise.server.limits import BodyLimits
-from labelwise.server.routes import labeling, pages, projects
+from labelwise.server.routes import items, labeling, pages, projects
 from labelwise.server.routes.projects import MAX_UPLOAD
 from labelwise.server.security import SecurityHeaders
 from labelwise.store.db import as_storage_error
@@ -113,6 +113,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(labeling.router)
     app.include_router(projects.router)
+    app.include_router(items.router)
 
     @app.exception_handler(LabelwiseError)
     async def labelwise_error(request: Request, exc: LabelwiseError) -> Response:

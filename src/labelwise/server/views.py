@@ -11,7 +11,7 @@ from typing import Any
 
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.labeling import Assignment
+from labelwise.store.labeling import COLD_START_REASON, FALLBACK_REASON, Assignment
 from labelwise.store.models import Item, Project
 
 __all__ = ["assignment_view", "item_view", "reveal_view"]
@@ -21,8 +21,9 @@ _NEUTRAL = {
     "exploration": "a random item: it keeps the accuracy estimate honest",
     "routine": "a routine item, mixed in to keep the pace comfortable",
     "overlap": "second opinion: this item is labeled twice to measure agreement",
-    "fallback": "the ranked queue is used up: a random open item while the model retrains",
-    "cold-start": "random pick: no model yet (fewer than two classes labeled)",
+    # One wording for these, the one their leases carry.
+    "fallback": FALLBACK_REASON["summary"],
+    "cold-start": COLD_START_REASON["summary"],
 }
 
 

@@ -435,7 +435,13 @@ def _recount(session: Session, item: Item) -> None:
         )
         or 0
     )
-    item.done = item.n_labels >= item.target
+    decided = session.scalar(
+        select(Label.id).where(
+            Label.item_id == item.id, Label.action == "adjudicate", Label.is_current.is_(True)
+        )
+    )
+    # An admin's decision closes the item whatever its answers do later.
+    item.done = item.n_labels >= item.target or decided is not None
 
 
 def _replay(

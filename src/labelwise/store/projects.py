@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -22,16 +22,48 @@ from labelwise.strategies import make_strategy
 
 __all__ = [
     "KINDS",
+    "RESERVED_KEYS",
+    "SETTING_HELP",
     "ProjectSettings",
     "create_project",
     "feature_spec",
     "get_project",
+    "label_keys",
+    "setting_change",
     "settings_of",
     "update_settings",
 ]
 
 KINDS = ("text", "image", "tabular")
 GUESS_MODES = ("after", "before", "never")
+
+#: Keys that are commands on the labeling page, never labels: skip, undo, help, the "why"
+#: panel, the guidelines, a group's answer, and Enter.
+RESERVED_KEYS = frozenset("suzhwgi?")
+#: The keys labels get, in order, unless the project chooses its own (``label_keys``).
+_KEY_ORDER = [*"1234567890", *(c for c in "abcdefjklmnopqrtvxy" if c not in RESERVED_KEYS)]
+#: The longest guidelines text (Markdown).
+MAX_GUIDELINES = 100_000
+
+#: What each setting does, in a line: the CLI's ``config``, the settings page and the docs.
+SETTING_HELP = {
+    "strategy": "How the next items are chosen (labelwise strategies lists them).",
+    "model": "The model that learns from the labels (labelwise models lists them).",
+    "features": "How items are represented for the model: empty for the kind's default.",
+    "retrain_every": "New labels that start the next fit (1 to 1,000,000).",
+    "queue_size": "Items ranked per model version (1 to 10,000).",
+    "exploration": "Extra share of random items in the queue (0 to 1).",
+    "routine": "Share of confident items mixed in for tired annotators (0 to 1).",
+    "overlap": "Share of items two annotators label, for agreement figures (0 to 1).",
+    "lease_seconds": "How long an item stays reserved for whoever was handed it (5 s to a week).",
+    "show_guess": "When annotators see the model's guess: after answering, before, or never.",
+    "seed": "Seeds the random choices, so a run can be repeated (0 to 4,294,967,295).",
+    "duplicate_similarity": "Similarity from which an open item is offered as a near-duplicate.",
+    "max_group": "Most near-duplicates offered with one item (0 to 50; 0: none).",
+    "guidelines": "Instructions for annotators (Markdown), shown on the labeling page.",
+    "label_help": "A one-line definition per label, shown on its button.",
+    "label_keys": "A key per label (one letter or digit); the others get 1 to 9, then 0.",
+}
 
 
 #: Integer settings and their bounds: past them a value breaks something (a lease beyond the
@@ -80,6 +112,15 @@ class ProjectSettings:
         :func:`labelwise.features.parse_features`), checked against the project's kind when
         set; None: the kind's default. A change takes effect at the next fit (embeddings the
         project lacks are computed then).
+    guidelines : str
+        Labeling instructions in Markdown (rendered without raw HTML), at most 100,000
+        characters.
+    label_help : dict of str to str
+        A one-line definition per label (at most 200 printable characters).
+    label_keys : dict of str to str
+        A keyboard key per label: one lowercase letter or digit, not a command key
+        (:data:`RESERVED_KEYS`), each used once. Labels without one get the first free of
+        1-9, 0, then letters.
     """
 
     strategy: str = "default"
@@ -95,6 +136,9 @@ class ProjectSettings:
     duplicate_similarity: float = 0.9
     max_group: int = 20
     features: str | None = None
+    guidelines: str = ""
+    label_help: dict[str, str] = field(default_factory=dict)
+    label_keys: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         make_strategy(self.strategy)
@@ -137,6 +181,34 @@ class ProjectSettings:
             raise InvalidParameterError(
                 f"show_guess must be one of {', '.join(GUESS_MODES)}, got {self.show_guess!r}"
             )
+        if not isinstance(self.guidelines, str) or len(self.guidelines) > MAX_GUIDELINES:
+            raise InvalidParameterError(
+                f"guidelines must be text of at most {MAX_GUIDELINES:,} characters"
+            )
+        for name in ("label_help", "label_keys"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise InvalidParameterError(f"{name} must map labels to text, got {value!r}")
+        for label, text in self.label_help.items():
+            if len(text) > 200 or not text.isprintable():
+                raise InvalidParameterError(
+                    f"the definition of {label!r} must be one line of at most 200 characters"
+                )
+        keys = [key.lower() for key in self.label_keys.values()]
+        for label, key in self.label_keys.items():
+            if len(key) != 1 or not key.isascii() or not key.isalnum():
+                raise InvalidParameterError(
+                    f"the key of {label!r} must be one letter or digit, got {key!r}"
+                )
+            if key.lower() in RESERVED_KEYS:
+                raise InvalidParameterError(
+                    f"{key!r} is a command key ({' '.join(sorted(RESERVED_KEYS))}); "
+                    f"choose another for {label!r}"
+                )
+            if keys.count(key.lower()) > 1:
+                raise InvalidParameterError(f"the key {key!r} is given to more than one label")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ProjectSettings:
@@ -150,6 +222,65 @@ class ProjectSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check_labels(self, labels: list[str]) -> None:
+        """Refuse definitions or keys of labels the project does not have."""
+        for name in ("label_help", "label_keys"):
+            unknown = sorted(set(getattr(self, name)) - set(labels))
+            if unknown:
+                raise InvalidParameterError(
+                    f"{name} names {', '.join(map(repr, unknown))}, not labels of this project "
+                    f"({', '.join(labels)})"
+                )
+
+
+def setting_change(settings: ProjectSettings, key: str, text: str) -> dict[str, Any]:
+    """The change that sets ``key`` to a value given as text (a command line's word).
+
+    Numbers are read as numbers; ``features`` empty means the kind's default; a definition or a
+    key of one label is ``label_help.LABEL`` / ``label_keys.LABEL`` (empty text removes it).
+    """
+    name, _, entry = key.partition(".")
+    kinds = {f.name: f.type for f in fields(ProjectSettings)}
+    if name not in kinds:
+        raise InvalidParameterError(f"unknown setting {name!r}; known: {', '.join(sorted(kinds))}")
+    current = getattr(settings, name)
+    if isinstance(current, dict):
+        if not entry:
+            raise InvalidParameterError(f"set {name} one label at a time: {name}.LABEL VALUE")
+        updated = dict(current)
+        if text:
+            updated[entry] = text
+        else:
+            updated.pop(entry, None)
+        return {name: updated}
+    if entry:
+        raise InvalidParameterError(f"{name} has no parts: set it as {name} VALUE")
+    if name == "features":
+        return {name: text.strip() or None}
+    if isinstance(current, str):
+        return {name: text}
+    try:
+        value: int | float = int(text) if isinstance(current, int) else float(text)
+    except ValueError:
+        kind = "an integer" if isinstance(current, int) else "a number"
+        raise InvalidParameterError(f"{name} must be {kind}, got {text!r}") from None
+    return {name: value}
+
+
+def label_keys(labels: list[str], chosen: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """A keyboard key per label, in label order (labels beyond the keys get none): the
+    project's own choice (``label_keys``), else the first free of 1-9, 0, then letters that
+    are not commands."""
+    keys = {label: key.lower() for label, key in (chosen or {}).items() if label in labels}
+    free = iter([k for k in _KEY_ORDER if k not in set(keys.values())])
+    for label in labels:
+        if label not in keys:
+            spare = next(free, None)
+            if spare is None:
+                break
+            keys[label] = spare
+    return [(keys[label], label) for label in labels if label in keys]
 
 
 def _check_labels(labels: list[str]) -> list[str]:
@@ -182,10 +313,12 @@ def create_project(
     if session.scalar(select(Project.id).where(Project.name == name)) is not None:
         raise InvalidParameterError(f"a project named {name!r} already exists")
     settings = _with_features(kind, settings or ProjectSettings())
+    labels = _check_labels(labels)
+    settings.check_labels(labels)
     project = Project(
         name=name,
         kind=kind,
-        label_set=_check_labels(labels),
+        label_set=labels,
         settings=settings.to_dict(),
     )
     session.add(project)
@@ -235,6 +368,7 @@ def update_settings(session: Session, project: Project, changes: dict[str, Any])
     """Apply ``changes`` (validated as a whole) to the project's settings."""
     merged = {**settings_of(project).to_dict(), **changes}
     settings = _with_features(project.kind, ProjectSettings.from_dict(merged))
+    settings.check_labels(project.label_set)
     project.settings = settings.to_dict()
     session.flush()
     return settings

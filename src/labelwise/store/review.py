@@ -69,7 +69,8 @@ def list_conflicts(session: Session, project: Project) -> list[Conflict]:
 def adjudicate(
     session: Session, project: Project, admin: Annotator, *, item_id: int, value: str
 ) -> Label:
-    """An admin's final word on an item (supersedes any earlier adjudication)."""
+    """An admin's final word on an item (supersedes any earlier adjudication; every answer
+    stays in its history). The item is closed: nobody is handed it again."""
     require_admin(admin)
     if value not in project.label_set:
         raise InvalidParameterError(
@@ -96,6 +97,7 @@ def adjudicate(
     )
     if previous is not None:
         previous.is_current = False
+    item.done = True
     session.add(label)
     session.flush()
     return label

@@ -10,41 +10,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from labelwise.exceptions import AuthenticationError
 from labelwise.server.deps import Principal, State, optional_principal, principal_for
+from labelwise.server.markdown import guidelines_version, render_markdown
 from labelwise.server.security import csrf_token, same_origin
 from labelwise.store import sign_ins, stats
 from labelwise.store.annotators import authenticate
-from labelwise.store.projects import get_project, settings_of
+from labelwise.store.projects import (
+    SETTING_HELP,
+    get_project,
+    label_keys,
+    settings_of,
+)
 from labelwise.store.review import list_conflicts
 from labelwise.store.stats import hide_colleagues
 
 router = APIRouter(include_in_schema=False)
-
-#: Keys that are commands, never labels: skip, undo, help, the "why" panel.
-RESERVED_KEYS = frozenset("suzhwg?")
-_KEY_ORDER = [*"1234567890", *(c for c in "abcdefgijklmnopqrtvxy" if c not in RESERVED_KEYS)]
-
-
-def label_keys(labels: list[str]) -> list[tuple[str, str]]:
-    """A keyboard key per label (in label order; labels beyond the keys get none).
-
-    A one-character label keeps its own character as key when that is free ("0" → 0, "a" → a);
-    the others take the next free key of 1-9, 0, then letters that are not commands.
-    """
-    chosen: dict[str, str] = {}
-    taken: set[str] = set()
-    for label in labels:
-        key = label.lower()
-        if len(key) == 1 and key in _KEY_ORDER and key not in taken:
-            chosen[label] = key
-            taken.add(key)
-    free = iter([k for k in _KEY_ORDER if k not in taken])
-    for label in labels:
-        if label not in chosen:
-            spare = next(free, None)
-            if spare is None:
-                break
-            chosen[label] = spare
-    return [(chosen[label], label) for label in labels if label in chosen]
 
 
 def _templates(request: Request) -> Any:
@@ -189,8 +168,11 @@ def annotate(request: Request, project_id: int, state: State) -> Response:
         "annotate.html",
         user,
         project=project,
-        keys=label_keys(project.label_set),
+        keys=label_keys(project.label_set, settings.label_keys),
         show_guess=settings.show_guess,
+        label_help=settings.label_help,
+        guidelines=render_markdown(settings.guidelines) if settings.guidelines.strip() else "",
+        guidelines_version=guidelines_version(settings.guidelines),
     )
 
 
@@ -230,6 +212,7 @@ def review(request: Request, project_id: int, state: State) -> Response:
         )
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
+        settings = settings_of(project)
         n = len(list_conflicts(session, project))
     return _page(
         request,
@@ -237,5 +220,71 @@ def review(request: Request, project_id: int, state: State) -> Response:
         user,
         project=project,
         n_conflicts=n,
-        keys=label_keys(project.label_set),
+        keys=label_keys(project.label_set, settings.label_keys),
+    )
+
+
+def _admin_page(request: Request, state: Any, project_id: int, what: str) -> Any:
+    """The admin behind a request for an admin page, or the answer to give instead."""
+    user = _user_for_page(request, state, project_id)
+    if user is None:
+        return _login_redirect()
+    if not user.is_admin:
+        return _templates(request).TemplateResponse(
+            request,
+            "error.html",
+            {"status": 403, "message": f"{what} is for admins"},
+            status_code=403,
+        )
+    return user
+
+
+@router.get("/p/{project_id}/settings", response_class=HTMLResponse)
+def settings_page(request: Request, project_id: int, state: State) -> Response:
+    """Every setting with what it does, changed through the settings API (same checks)."""
+    from labelwise.features.spec import default_features
+    from labelwise.models import available_models
+    from labelwise.strategies import available_strategies
+
+    user = _admin_page(request, state, project_id, "the settings page")
+    if not isinstance(user, Principal):
+        return user
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        settings = settings_of(project)
+    return _page(
+        request,
+        "settings.html",
+        user,
+        project=project,
+        settings=settings,
+        help=SETTING_HELP,
+        strategies=available_strategies(),
+        models=available_models(),
+        default_features=default_features(project.kind),
+        keys=label_keys(project.label_set, settings.label_keys),
+    )
+
+
+@router.get("/p/{project_id}/items", response_class=HTMLResponse)
+def items_page(request: Request, project_id: int, state: State) -> Response:
+    """The data browser: find items, open one, see its history, relabel it."""
+    from labelwise.store.annotators import list_annotators
+    from labelwise.store.browse import STATUSES
+
+    user = _admin_page(request, state, project_id, "the data browser")
+    if not isinstance(user, Principal):
+        return user
+    with state.db.read() as session:
+        project = get_project(session, project_id=project_id)
+        settings = settings_of(project)
+        names = [a.name for a in list_annotators(session, project)]
+    return _page(
+        request,
+        "items.html",
+        user,
+        project=project,
+        annotators=names,
+        statuses=STATUSES,
+        keys=label_keys(project.label_set, settings.label_keys),
     )

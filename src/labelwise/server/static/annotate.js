@@ -72,14 +72,25 @@
     return /[.!?]$/.test(s) ? s : s + ".";
   }
 
+  /** What an item is called on the page: its id in the data (the database's id without one). */
+  function itemName(item) {
+    const ext = item.external_id;
+    return ext !== undefined && ext !== null && ext !== "" ? String(ext) : String(item.id);
+  }
+
   function fmtInt(n) {
     return Number(n || 0).toLocaleString();
   }
 
-  /** A field value for reading: long floats rounded (the exact value stays in the tooltip). */
+  /** A field value for reading: fractions to 4 significant digits, never fewer than the
+   * whole part has (the exact value stays in the tooltip). */
   function fmtValue(v) {
     if (v === null || v === undefined || v === "") return "—";
-    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toLocaleString(undefined, { maximumFractionDigits: 4 });
+    if (typeof v === "number") {
+      if (Number.isInteger(v) || !Number.isFinite(v)) return String(v);
+      const whole = Math.max(0, Math.floor(Math.log10(Math.abs(v))) + 1);
+      return v.toLocaleString(undefined, { maximumSignificantDigits: Math.min(21, Math.max(4, whole)), useGrouping: false });
+    }
     if (typeof v === "object") return JSON.stringify(v);
     return String(v);
   }
@@ -274,6 +285,21 @@
     return el("svg:svg", { class: "heat-overlay", viewBox: "0 0 " + w + " " + h, preserveAspectRatio: "none", "aria-hidden": "true" }, rects);
   }
 
+  /** What the heat map shows, with a key of its shades, into `container`. */
+  function heatLegend(container, occ) {
+    L.clear(container);
+    const what = (occ.kind === "proba" ? "probability" : "score") + " for " + occ.target;
+    const drops = (Array.isArray(occ.drop) ? occ.drop : []).flat().map((v) => Number(v) || 0);
+    if (!drops.some((v) => v > 0)) {
+      container.appendChild(document.createTextNode("Covering any one patch of the image does not lower the model's " + what + "."));
+      return;
+    }
+    const key = [0.25, 0.5, 0.75, 1].map((f, i) => el("svg:rect", { class: "heat-cell", x: 10 * i, y: 0, width: 10, height: 10, "fill-opacity": (0.6 * f).toFixed(3) }));
+    container.appendChild(el("svg:svg", { class: "heat-key", viewBox: "0 0 40 10", "aria-hidden": "true" }, key));
+    container.appendChild(document.createTextNode(
+      "Shaded patches are where covering the image lowers the model's " + what + " most: the darker, the bigger the drop."));
+  }
+
   function renderContent(item, drivers, occlusion) {
     L.clear(body);
     if (item.kind === "tabular" && item.fields && typeof item.fields === "object") {
@@ -286,7 +312,7 @@
       });
       body.appendChild(el("table", { class: "fields" }, [el("tbody", null, rows)]));
     } else if (item.kind === "image" || item.image_url) {
-      const img = el("img", { class: "item-image", src: item.image_url, alt: "Item " + (item.external_id || item.id), decoding: "async" });
+      const img = el("img", { class: "item-image", src: item.image_url, alt: "Item " + itemName(item), decoding: "async" });
       img.addEventListener("load", () => {
         // Tiny images (digits, icons) are scaled up with hard pixels instead of blur.
         if (img.naturalWidth <= 128 && img.naturalHeight <= 128) img.classList.add("pixelated");
@@ -328,8 +354,8 @@
     reason.hidden = false;
 
     const ref = $("item-ref");
-    ref.textContent = a.item.external_id !== undefined && a.item.external_id !== null ? "#" + a.item.external_id : "";
-    ref.title = "Item id " + a.item.id;
+    ref.textContent = "#" + itemName(a.item);
+    ref.title = "Item " + itemName(a.item); // one identifier: the chip and its tooltip agree
 
     labelButtons.forEach((b) => b.classList.remove("is-guess", "is-previous"));
     const guessChip = $("guess-chip");
@@ -460,14 +486,29 @@
     if (cfg.kind === "image") {
       return el("img", { class: "neighbor-thumb", src: base + "/items/" + n.item_id + "/image", alt: "labeled item " + n.item_id, loading: "lazy" });
     }
-    let text = String(n.preview || "");
+    const text = String(n.preview || "");
     if (cfg.kind === "tabular") {
-      try {
-        const o = JSON.parse(text);
-        text = Object.keys(o).map((k) => k + ": " + fmtValue(o[k])).join(" · ");
-      } catch (e) { /* a cut-off preview is not JSON: show it as it is */ }
+      let pairs = Array.isArray(n.fields) ? n.fields : null;
+      if (!pairs) {
+        try { pairs = Object.entries(JSON.parse(text)); } catch (e) { /* cut off: not JSON */ }
+      }
+      if (pairs && pairs.length) return fieldTable(pairs, Number(n.fields_left_out) || 0);
     }
     return el("span", { class: "neighbor-text", dir: "auto", text: text });
+  }
+
+  /** A table row beside the item: its column names over its values, rounded for reading. */
+  function fieldTable(pairs, more) {
+    const num = (v) => typeof v === "number";
+    return el("div", { class: "neighbor-fields" }, [
+      el("table", null, [
+        el("thead", null, [el("tr", null, pairs.map(([k]) => el("th", { scope: "col", title: k, text: k })))]),
+        el("tbody", null, [el("tr", null, pairs.map(([, v]) => el("td", {
+          class: num(v) ? "num" : null, title: num(v) ? String(v) : null, text: fmtValue(v),
+        })))]),
+      ]),
+      more ? el("p", { class: "muted small", text: "and " + more + " more column" + (more === 1 ? "" : "s") }) : null,
+    ]);
   }
 
   function renderWhy() {
@@ -490,8 +531,7 @@
     const occ = why.occlusion;
     $("why-occlusion-box").hidden = !occ;
     if (occ) {
-      $("why-occlusion-text").textContent = "Shaded patches are where covering the image most lowers the model's " +
-        (occ.kind === "proba" ? "probability" : "score") + " for " + occ.target + ".";
+      heatLegend($("why-occlusion-text"), occ);
       $("why-heat").checked = markWords();
     }
 
@@ -530,13 +570,26 @@
     $("why-neighbors-note").hidden = !neighbors.length || !why.far_from_labeled;
   }
 
-  function renderLast(reveal) {
+  function renderLast(reveal, itemId) {
     const box = $("why-last-box");
     const split = reveal && reveal.why && reveal.why.class_split;
     if (!Array.isArray(split) || !split.length) { box.hidden = true; return; }
     $("why-last-summary").textContent = sentence(reveal.why.summary);
     splitRows($("why-last-split"), reveal.why.class_split, reveal.why.output_kind);
     driverChips($("why-last-drivers"), reveal.why.drivers);
+    // An image's heat map, over the image just answered (shown before the answer, it would
+    // give the model's leaning away).
+    const heat = $("why-last-heat");
+    const occ = reveal.why.occlusion;
+    L.clear(heat);
+    heat.hidden = !(occ && cfg.kind === "image" && typeof itemId === "number");
+    if (!heat.hidden) {
+      const img = el("img", { class: "last-image", src: base + "/items/" + itemId + "/image", alt: "The item you just answered" });
+      heat.appendChild(el("div", { class: "image-holder" }, [img, heatOverlay(occ)]));
+      const legend = el("p", { class: "small heat-legend" });
+      heatLegend(legend, occ);
+      heat.appendChild(legend);
+    }
     box.hidden = false;
   }
 
@@ -583,7 +636,7 @@
     const missed = Array.isArray(r.group_skipped) ? r.group_skipped.length : 0;
     if (grouped) parts.push(el("span", { class: "muted", text: " · also given to " + grouped + " near-identical item" + (grouped === 1 ? "" : "s") + (missed ? " (" + missed + " taken meanwhile)" : "") }));
     showLast(parts, tone);
-    renderLast(r.reveal);
+    renderLast(r.reveal, entry.itemId);
   }
 
   function drained() {
@@ -769,8 +822,8 @@
       const done = s.progress.done || 0;
       const frac = items ? done / items : 0;
       $("progress-fill").setAttribute("width", (100 * frac).toFixed(2));
-      $("progress-text").textContent = fmtInt(done) + " of " + fmtInt(items) + " items done (" +
-        (frac > 0 && frac < 0.01 ? "<1" : Math.round(100 * frac)) + "\u202f%)" +
+      // The server's wording, the dashboard's and `labelwise status`'s too.
+      $("progress-text").textContent = (s.progress.text || fmtInt(done) + " of " + fmtInt(items) + " items done") +
         (s.me ? " · " + fmtInt(s.me.labels) + " by you" : "");
       session.fatigue(s.me && s.me.fatigue);
     } catch (e) { /* offline: the next refresh tries again */ }
