@@ -4,8 +4,11 @@ Starts `labelwise demo` in a temporary folder, answers 80 items over the API wit
 collection's own labels (so the model has learned something, and overlap items get a second
 annotator), then photographs the annotate page (why-panel open, one answer given so the model's
 split shows), the dashboard, and the annotate page again with the model's guess shown before
-answering (the words behind it marked in the text) with headless Chromium. Writes
-docs/annotate.png, docs/dashboard.png and docs/annotate-explained.png.
+answering (the words behind it marked in the text), then the admin's pages: the settings
+(after writing guidelines and label definitions), the guidelines as an annotator first sees
+them, and the data browser with a search and an item open. Writes docs/annotate.png,
+docs/dashboard.png, docs/annotate-explained.png, docs/settings.png, docs/guidelines.png and
+docs/items.png.
 """
 
 from __future__ import annotations
@@ -26,6 +29,19 @@ from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
 
 DOCS = Path(__file__).resolve().parent
+GUIDELINES = """# Spam or ham?
+
+**Spam** is sent in bulk to sell or to trick: prizes, offers, premium-rate services, "you have
+won". **Ham** is anything a person wrote to you, however short or odd.
+
+- A message from a company you deal with (a delivery, your bank) is **ham**.
+- When in doubt, skip (press S): a wrong label costs more than a missing one.
+
+| message | label |
+|---|---|
+| "Ok lar... Joking wif u oni..." | ham |
+| "WINNER!! Claim your prize, call 0906..." | spam |
+"""
 ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -126,12 +142,33 @@ def main() -> None:
             page.wait_for_selector('#annotate[data-state="item"]')
             time.sleep(0.5)
             page.screenshot(path=str(DOCS / "annotate-explained.png"))
+            # The admin's pages: guidelines and definitions written, shown, and the browser.
+            _call(base, admin, "PATCH", "/settings", {"changes": {
+                "show_guess": "after",
+                "guidelines": GUIDELINES,
+                "label_help": {"ham": "a message from a person, to you",
+                               "spam": "sent in bulk: prizes, offers, services"},
+            }})  # fmt: skip
+            page.goto(f"{base}/p/1/settings")
+            page.wait_for_selector("#settings-form")
+            page.screenshot(path=str(DOCS / "settings.png"), full_page=True)
+            page.goto(f"{base}/p/1/annotate")
+            page.wait_for_selector("#guidelines:not([hidden])")
+            time.sleep(0.3)
+            page.screenshot(path=str(DOCS / "guidelines.png"))
+            page.keyboard.press("Escape")
+            page.goto(f"{base}/p/1/items?text=free&label=spam")
+            page.wait_for_selector("#browse-rows tr[data-id]")
+            page.click("#browse-rows tr[data-id]")
+            page.wait_for_selector("#detail-history li")
+            time.sleep(0.5)
+            page.screenshot(path=str(DOCS / "items.png"))
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote annotate.png, dashboard.png and annotate-explained.png to {DOCS}")
+    print(f"wrote the screenshots to {DOCS}")
 
 
 if __name__ == "__main__":
