@@ -16,6 +16,7 @@ from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator
 from labelwise.store.projects import get_project
 from labelwise.store.setup import open_project
+from labelwise.store.stats import dashboard
 from labelwise.worker import train_once
 
 runner = CliRunner()
@@ -91,6 +92,15 @@ def test_a_project_from_init_to_status_and_export(tmp_path):
     assert progress["done"] + progress["waiting_second_opinion"] == 60
     assert f"{progress['text']}; 60 answers" in result.stdout
     assert set(figures["stopping"]) >= {"verdict", "estimate", "expected_gain", "reasons"}
+    # status and the dashboard say the same: one verdict, from the same figures
+    reopened = open_project(proj)
+    with reopened.db.read() as s:
+        shown = dashboard(s, get_project(s, project_id=reopened.project_id))["stopping"]
+    reopened.db.dispose()
+    assert json.loads(json.dumps(shown)) == figures["stopping"]
+    assert f"verdict: {shown['verdict']}" in result.stdout
+    for reason in shown["reasons"]:
+        assert f"- {reason}" in result.stdout
 
     exported = _run("export", proj, "--format", "csv", "--labeled-only")
     assert exported.exit_code == 0

@@ -9,6 +9,11 @@ Each criterion looks at the history of rounds and returns a reason to stop, or `
   no labels beyond those being collected, so it also works without a holdout.
 - :class:`ExpectedGain`: a learning curve ``a − b·n^(−c)`` fitted to the scores so far predicts
   that the next ``more`` labels gain less than ``min_gain`` (:func:`fit_learning_curve`).
+
+Besides ``check`` on rounds, :class:`Plateau`, :class:`StabilizingPredictions` and
+:class:`ExpectedGain` answer on plain sequences of scores, agreements and label counts
+(``improvement``/``flat``, ``stable``, ``forecast``): the project dashboard, whose versions are
+rows in a database rather than rounds, asks them the same questions, so there is one rule.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "Plateau",
     "StabilizingPredictions",
     "StoppingCriterion",
+    "GainForecast",
     "first_stop",
     "fit_learning_curve",
     "prediction_agreement",
@@ -79,13 +85,23 @@ class Plateau:
         if self.min_delta < 0:
             raise InvalidParameterError(f"min_delta must be non-negative, got {self.min_delta}")
 
-    def check(self, history: Sequence[Round]) -> str | None:
-        scores = [r.metrics.get(self.metric) for r in history if r.metrics is not None]
+    def improvement(self, scores: Sequence[float]) -> float | None:
+        """The best of the last ``patience`` scores minus the best before them; None while there
+        are no more than ``patience`` scores (nothing to compare with yet)."""
         if len(scores) <= self.patience:
             return None
-        best_before = max(scores[: -self.patience])
-        recent = max(scores[-self.patience :])
-        if recent < best_before + self.min_delta:
+        return max(scores[-self.patience :]) - max(scores[: -self.patience])
+
+    def flat(self, scores: Sequence[float]) -> bool:
+        """Whether the last ``patience`` scores failed to beat the best before them by
+        ``min_delta``: the plateau :meth:`check` stops on."""
+        if len(scores) <= self.patience:
+            return False
+        return max(scores[-self.patience :]) < max(scores[: -self.patience]) + self.min_delta
+
+    def check(self, history: Sequence[Round]) -> str | None:
+        scores = [r.metrics.get(self.metric) for r in history if r.metrics is not None]
+        if self.flat(scores):
             return (
                 f"plateau: {self.metric} gained less than {self.min_delta} over the last "
                 f"{self.patience} rounds (best {max(scores):.4f})"
@@ -107,11 +123,16 @@ class StabilizingPredictions:
         if self.window < 1:
             raise InvalidParameterError(f"window must be at least 1, got {self.window}")
 
+    def stable(self, agreements: Sequence[float | None]) -> bool:
+        """Whether the last ``window`` agreements (kappa of each model with its predecessor,
+        None where there was none) all reach ``threshold``."""
+        recent = agreements[-self.window :]
+        if len(recent) < self.window:
+            return False
+        return all(k is not None and k >= self.threshold for k in recent)
+
     def check(self, history: Sequence[Round]) -> str | None:
-        kappas = [r.stop_set_agreement for r in history[-self.window :]]
-        if len(kappas) < self.window or any(k is None for k in kappas):
-            return None
-        if all(k is not None and k >= self.threshold for k in kappas):
+        if self.stable([r.stop_set_agreement for r in history]):
             return (
                 f"predictions stabilized: agreement on the stop set ≥ {self.threshold} "
                 f"for {self.window} rounds"
@@ -170,6 +191,31 @@ def fit_learning_curve(
 
 
 @dataclass(frozen=True)
+class GainForecast:
+    """What a fitted learning curve says of the next labels.
+
+    Attributes
+    ----------
+    fit : LearningCurveFit
+        The curve fitted to the scores so far.
+    at : int
+        The label count the forecast starts from.
+    more : int
+        How many more labels it looks ahead.
+    gain : float
+        The score the curve predicts after ``at + more`` labels minus after ``at``.
+    flat : bool
+        Whether ``gain`` falls short of the criterion's ``min_gain``: a reason to stop.
+    """
+
+    fit: LearningCurveFit
+    at: int
+    more: int
+    gain: float
+    flat: bool
+
+
+@dataclass(frozen=True)
 class ExpectedGain:
     """Stop when the fitted learning curve of ``metric`` says the next ``more`` labels gain less
     than ``min_gain``."""
@@ -189,18 +235,29 @@ class ExpectedGain:
                 "more must be positive, min_gain non-negative and min_points at least 3"
             )
 
-    def check(self, history: Sequence[Round]) -> str | None:
-        points = [(r.n_labels, r.metrics.get(self.metric)) for r in history if r.metrics]
-        if not points:
+    def forecast(
+        self, labels: Sequence[float], scores: Sequence[float | None], at: int | None = None
+    ) -> GainForecast | None:
+        """The curve fitted to ``(labels, scores)`` and its gain over the next ``more`` labels
+        from ``at`` (default: the last label count); None with fewer than ``min_points``
+        distinct label counts or when the fit fails."""
+        if not labels:
             return None
-        fit = fit_learning_curve(*zip(*points, strict=True), min_points=self.min_points)
+        y = np.asarray(scores, dtype=np.float64)
+        fit = fit_learning_curve(labels, y, min_points=self.min_points)
         if fit is None:
             return None
-        gain = fit.expected_gain(points[-1][0], self.more)
-        if gain < self.min_gain:
+        start = int(labels[-1]) if at is None else at
+        gain = fit.expected_gain(start, self.more)
+        return GainForecast(fit, start, self.more, gain, gain < self.min_gain)
+
+    def check(self, history: Sequence[Round]) -> str | None:
+        points = [(r.n_labels, r.metrics.get(self.metric)) for r in history if r.metrics]
+        forecast = self.forecast([n for n, _ in points], [y for _, y in points])
+        if forecast is not None and forecast.flat:
             return (
-                f"expected gain: the fitted learning curve predicts {gain:+.4f} {self.metric} "
-                f"from the next {self.more} labels"
+                f"expected gain: the fitted learning curve predicts {forecast.gain:+.4f} "
+                f"{self.metric} from the next {self.more} labels"
             )
         return None
 

@@ -65,3 +65,49 @@ def test_the_unbiased_points_are_used_once_there_are_enough():
 def test_too_few_versions_give_no_extrapolation():
     v = _verdict(_curve(N[:3], [0.5, 0.6, 0.7]))
     assert v["expected_gain"] is None and not v["flattening"]
+
+
+def _rounds(curve):
+    """The curve as the core's rounds: macro-F1 (the unbiased one where there is one) and the
+    agreement of each version with the one before."""
+    from labelwise.evaluate import Metrics
+    from labelwise.history import Round
+
+    rounds = []
+    for i, p in enumerate(curve):
+        f1 = p["live"]["macro_f1"] if p["live"] else p["cv_macro_f1"]
+        metrics = Metrics(f1, f1, f1, f1, f1, {}, 20)
+        rounds.append(
+            Round(
+                i,
+                p["labels"],
+                np.array([], dtype=np.intp),
+                (),
+                metrics,
+                p["agreement_with_previous"],
+            )
+        )
+    return rounds
+
+
+def test_the_verdict_says_what_the_core_criteria_say():
+    from labelwise.stopping import ExpectedGain, Plateau, StabilizingPredictions
+
+    from labelwise.store.stats import FIT_POINTS, MIN_GAIN, MIN_KAPPA, MORE, WINDOW
+
+    plateau = Plateau(patience=WINDOW, min_delta=MIN_GAIN)
+    stable = StabilizingPredictions(threshold=MIN_KAPPA, window=WINDOW)
+    gain = ExpectedGain(more=MORE, min_gain=MIN_GAIN, min_points=FIT_POINTS)
+    curves = [
+        _curve(N, (0.9 - 2.0 * N**-1.5).tolist()),
+        _curve(N, (0.95 - 0.9 * N**-0.3).tolist()),
+        _curve(N, (0.9 - 2.0 * N**-1.5).tolist(), kappa=0.8),
+        _curve(N, [0.5, 0.7, 0.8, 0.801, 0.802, 0.8]),
+        _curve(N[:3], [0.5, 0.6, 0.7]),
+    ]
+    for curve in curves:
+        v = _verdict(curve)
+        rounds = _rounds(curve)
+        assert v["plateau"] == (plateau.check(rounds) is not None)
+        assert v["stable"] == (stable.check(rounds) is not None)
+        assert v["flattening"] == (gain.check(rounds) is not None)

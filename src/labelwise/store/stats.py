@@ -26,7 +26,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from labelwise.evaluate import score_predictions, wilson_interval
-from labelwise.stopping import fit_learning_curve, prediction_agreement
+from labelwise.stopping import (
+    ExpectedGain,
+    Plateau,
+    StabilizingPredictions,
+    prediction_agreement,
+)
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.items import count_items
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, Project, utcnow
@@ -209,8 +214,15 @@ def _agreement(session: Session, project: Project) -> dict[str, Any]:
     }
 
 
-def _expected_gain(curve: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The macro-F1 the next MORE labels should add, from a learning curve fitted to the versions.
+#: The dashboard's criteria: the core's, with its settings.
+PLATEAU = Plateau(patience=WINDOW, min_delta=MIN_GAIN)
+STABLE = StabilizingPredictions(threshold=MIN_KAPPA, window=WINDOW)
+GAIN = ExpectedGain(more=MORE, min_gain=MIN_GAIN, min_points=FIT_POINTS)
+
+
+def _expected_gain(curve: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, bool]:
+    """The macro-F1 the next MORE labels should add, from a learning curve fitted to the versions,
+    and whether that falls short of MIN_GAIN.
 
     The unbiased exploration estimates are used when FIT_POINTS versions have one; until then
     the cross-validated scores (biased low under active learning, but their trend is what the
@@ -222,39 +234,47 @@ def _expected_gain(curve: list[dict[str, Any]]) -> dict[str, Any] | None:
         ("exploration items", live) if len(live) >= FIT_POINTS else ("cross-validation", cv)
     )
     if len(points) < FIT_POINTS:
-        return None
-    fit = fit_learning_curve(*zip(*points, strict=True), min_points=FIT_POINTS)
-    if fit is None:
-        return None
-    n = int(curve[-1]["labels"])
-    return {
-        "more": MORE,
-        "gain": fit.expected_gain(n, MORE),
-        "at": n,
-        "asymptote": fit.asymptote,
+        return None, False
+    forecast = GAIN.forecast(
+        [n for n, _ in points], [y for _, y in points], at=int(curve[-1]["labels"])
+    )
+    if forecast is None:
+        return None, False
+    expected = {
+        "more": forecast.more,
+        "gain": forecast.gain,
+        "at": forecast.at,
+        "asymptote": forecast.fit.asymptote,
         "source": source,
-        "points": fit.n_points,
+        "points": forecast.fit.n_points,
     }
+    return expected, forecast.flat
 
 
 def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any]:
+    """The stopping verdict on the learning curve: the core's :class:`~labelwise.stopping.
+    Plateau`, :class:`~labelwise.stopping.StabilizingPredictions` and
+    :class:`~labelwise.stopping.ExpectedGain`, asked of the versions' scores (the unbiased
+    estimate where a version has one, else cross-validation) and agreements."""
+    plateau_rule, stable_rule = PLATEAU, STABLE
+    if window != WINDOW:
+        plateau_rule = Plateau(patience=window, min_delta=MIN_GAIN)
+        stable_rule = StabilizingPredictions(threshold=MIN_KAPPA, window=window)
     reasons = []
     scores = [
         p["live"]["macro_f1"] if p["live"] else p["cv_macro_f1"]
         for p in curve
         if p["live"] or p["cv_macro_f1"] is not None
     ]
-    plateau = False
-    if len(scores) > window:
-        gain = max(scores[-window:]) - max(scores[:-window])
-        plateau = gain < MIN_GAIN
+    gain = plateau_rule.improvement(scores)
+    plateau = plateau_rule.flat(scores)
+    if gain is not None:
         reasons.append(f"macro-F1 changed by {gain:+.3f} over the last {window} versions")
-    kappas = [p["agreement_with_previous"] for p in curve[-window:]]
-    stable = len(kappas) == window and all(k is not None and k >= MIN_KAPPA for k in kappas)
+    kappas = [p["agreement_with_previous"] for p in curve]
+    stable = stable_rule.stable(kappas)
     if kappas and kappas[-1] is not None:
         reasons.append(f"latest model agrees with the previous one at κ = {kappas[-1]:.3f}")
-    expected = _expected_gain(curve)
-    flattening = expected is not None and expected["gain"] < MIN_GAIN
+    expected, flattening = _expected_gain(curve)
     if expected is not None:
         reasons.append(
             f"the next {expected['more']} labels should change macro-F1 by "
