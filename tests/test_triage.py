@@ -116,3 +116,20 @@ def test_too_few_labeled_positives_accept_nothing_and_say_how_many_are_needed():
     enough, ys = _scores(n_pos=needed, n_neg=40, seed=3)
     fine = fit_policy(enough, ys, ["neg", "pos"], TriageTarget("sensitivity", 0.95, "pos"))
     assert "note" not in fine.expected and fine.max_positive > 0
+
+
+def test_a_target_from_options_takes_exactly_one_and_says_so_in_the_callers_words():
+    target = TriageTarget.from_options(sensitivity=0.98, precision=None, positive="pos")
+    assert target == TriageTarget("sensitivity", 0.98, "pos", True)
+    loose = TriageTarget.from_options(
+        sensitivity=None, precision=0.9, positive="ignored", point_estimate=True
+    )
+    assert loose == TriageTarget("precision", 0.9, None, False)
+    with pytest.raises(InvalidParameterError, match="exactly one target: sensitivity or"):
+        TriageTarget.from_options(sensitivity=None, precision=None)
+    with pytest.raises(InvalidParameterError, match="--sensitivity or --precision"):
+        TriageTarget.from_options(
+            sensitivity=0.9, precision=0.9, names=("--sensitivity", "--precision")
+        )
+    with pytest.raises(InvalidParameterError, match="positive class"):
+        TriageTarget.from_options(sensitivity=0.9, precision=None)

@@ -872,13 +872,13 @@ def triage_(
     from labelwise.store.triage import import_and_triage, open_item_ids, triage_items
     from labelwise.triage import TriageTarget
 
-    if (sensitivity is None) == (precision is None):
-        raise InvalidParameterError("give exactly one target: --sensitivity or --precision")
-    if sensitivity is not None:
-        target = TriageTarget("sensitivity", sensitivity, positive, not point_estimate)
-    else:
-        assert precision is not None
-        target = TriageTarget("precision", precision, None, not point_estimate)
+    target = TriageTarget.from_options(
+        sensitivity=sensitivity,
+        precision=precision,
+        positive=positive,
+        point_estimate=point_estimate,
+        names=("--sensitivity", "--precision"),
+    )
     opened = open_project(project_dir, db_url=db)
     if data is not None:
         summary = import_and_triage(

@@ -82,6 +82,27 @@ class TriageTarget:
                 "a sensitivity target needs the positive class (the one not to miss)"
             )
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        sensitivity: float | None,
+        precision: float | None,
+        positive: str | None = None,
+        point_estimate: bool = False,
+        names: tuple[str, str] = ("sensitivity", "precision"),
+    ) -> TriageTarget:
+        """The target a command line or a request asks for: exactly one of ``sensitivity``
+        (with ``positive``) and ``precision``; ``point_estimate`` holds the error's point
+        estimate to the target rather than its upper bound. ``names`` are the two options as
+        the caller spells them (``--sensitivity`` on the command line), for the error."""
+        if (sensitivity is None) == (precision is None):
+            raise InvalidParameterError(f"give exactly one target: {names[0]} or {names[1]}")
+        if sensitivity is not None:
+            return cls("sensitivity", sensitivity, positive, not point_estimate)
+        assert precision is not None
+        return cls("precision", precision, None, not point_estimate)
+
     def describe(self) -> str:
         if self.kind == "sensitivity":
             return f"sensitivity {self.level:g} for {self.positive}"

@@ -334,12 +334,11 @@ def triage_new_items(
     minutes): annotators are not held up, as the database is only written at the end.
     """
     admin.check_project(project_id)
-    if (sensitivity is None) == (precision is None):
-        raise InvalidParameterError("give exactly one target: sensitivity or precision")
-    target = (
-        TriageTarget("sensitivity", sensitivity, positive, not point_estimate)
-        if sensitivity is not None
-        else TriageTarget("precision", float(precision or 0), None, not point_estimate)
+    target = TriageTarget.from_options(
+        sensitivity=sensitivity,
+        precision=precision,
+        positive=positive,
+        point_estimate=point_estimate,
     )
     with _uploaded(file) as (path, name):
         summary = import_and_triage(
