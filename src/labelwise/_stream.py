@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labelwise._columns import Columns
 from labelwise._dataset import Dataset, _check_label_names, _named_labels
 from labelwise._tables import (
     _SNIFF_CHARS,
@@ -254,7 +255,7 @@ def _float_type(dtypes: Sequence[Any]) -> np.dtype[Any]:
 
 
 def _delimited(
-    path: Path, roles_of: Callable[[_Table, bool], Any], requested: set[str], sample_bytes: int
+    path: Path, roles_of: Callable[[_Table, bool], Any], given: Columns, sample_bytes: int
 ) -> TabularStream | None:
     with path.open("rb") as fh:
         head = fh.read(sample_bytes + 1)
@@ -275,9 +276,8 @@ def _delimited(
         if _looks_like_libsvm(text[:_SNIFF_CHARS]):
             return None
         delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
-    names_given = {name for name in requested if not name.isdigit()}
     try:
-        sample, headerless = _read_delimited(path, text, delimiter, names_given)
+        sample, headerless = _read_delimited(path, text, delimiter, given.header_names)
     except InvalidDataError:
         if whole:
             raise
@@ -576,26 +576,16 @@ def _open(
         return None
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    requested = {c for c in (label_column, id_column, *(feature_columns or ())) if c is not None}
+    columns = Columns.of(
+        label_column=label_column, feature_columns=feature_columns, id_column=id_column
+    )
 
     def roles_of(table: _Table, headerless: bool) -> Any:
-        return table.roles(
-            None,
-            None,
-            label_column,
-            feature_columns,
-            id_column,
-            headerless=headerless,
-            strict_ids=True,
-        )
+        return table.roles(columns, headerless=headerless, strict_ids=True)
 
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        if requested:
-            raise InvalidParameterError(
-                f"{path} is an .npy file, which has no named columns; column options do not "
-                f"apply (got {sorted(requested)})"
-            )
+        columns.refuse(path, "an .npy file")
         array = read_npy(path)
         names = tuple(f"f{j + 1}" for j in range(array.shape[1]))
         dtype = _float_type([array.dtype])
@@ -604,4 +594,4 @@ def _open(
         return _parquet(path, roles_of, sample_rows)
     if suffix in (".json", ".jsonl", ".ndjson", ".svm", ".libsvm", ".svmlight", ".npz"):
         return None
-    return _delimited(path, roles_of, requested, sample_bytes)
+    return _delimited(path, roles_of, columns, sample_bytes)

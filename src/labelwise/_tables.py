@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import pandas as pd
 
+from labelwise._columns import Columns
 from labelwise._dataset import Dataset, _row_ids
 from labelwise._media import _read_images
 from labelwise.exceptions import DataWarning, InvalidDataError, InvalidParameterError
@@ -409,25 +410,13 @@ class _Table:
 
     def to_dataset(
         self,
-        text_column: str | None,
-        image_column: str | None,
-        label_column: str | None,
-        feature_columns: Sequence[str] | None,
-        id_column: str | None,
+        columns: Columns,
         *,
         headerless: bool,
         max_pixels: int,
         strict_ids: bool = False,
     ) -> Dataset:
-        roles = self.roles(
-            text_column,
-            image_column,
-            label_column,
-            feature_columns,
-            id_column,
-            headerless=headerless,
-            strict_ids=strict_ids,
-        )
+        roles = self.roles(columns, headerless=headerless, strict_ids=strict_ids)
         text_j, image_j, features = roles.text, roles.image, roles.features
         labels = None if roles.label is None else self._labels(roles.label)
         ids = _row_ids(self.n) if roles.id is None else self._ids(roles.id)
@@ -470,25 +459,15 @@ class _Table:
         names = tuple(self.names[j] for j in features)
         return Dataset("tabular", matrix, labels, ids, names, str(self.path), **origin)
 
-    def roles(
-        self,
-        text_column: str | None,
-        image_column: str | None,
-        label_column: str | None,
-        feature_columns: Sequence[str] | None,
-        id_column: str | None,
-        *,
-        headerless: bool,
-        strict_ids: bool = False,
-    ) -> _Roles:
-        """Which column plays which part: the columns named, the others inferred."""
-        text_j = None if text_column is None else self.resolve(text_column, "text_column")
-        image_j = None if image_column is None else self.resolve(image_column, "image_column")
-        label_j = None if label_column is None else self.resolve(label_column, "label_column")
-        id_j = None if id_column is None else self.resolve(id_column, "id_column")
+    def roles(self, columns: Columns, *, headerless: bool, strict_ids: bool = False) -> _Roles:
+        """Which column plays which part: the ``columns`` named, the others inferred."""
+        text_j = None if columns.text is None else self.resolve(columns.text, "text_column")
+        image_j = None if columns.image is None else self.resolve(columns.image, "image_column")
+        label_j = None if columns.label is None else self.resolve(columns.label, "label_column")
+        id_j = None if columns.id is None else self.resolve(columns.id, "id_column")
         features = None
-        if feature_columns is not None:
-            features = [self.resolve(c, "feature column") for c in feature_columns]
+        if columns.features is not None:
+            features = [self.resolve(c, "feature column") for c in columns.features]
         chosen = [j for j in (text_j, image_j, label_j, id_j) if j is not None] + (features or [])
         if len(set(chosen)) != len(chosen):
             raise InvalidParameterError(

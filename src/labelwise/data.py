@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelwise._columns import Columns
 from labelwise._dataset import Dataset, _with_label_names
 from labelwise._media import (
     _looks_like_libsvm,
@@ -59,7 +60,7 @@ from labelwise._tables import (
     _Table,
     _warn_encoding,
 )
-from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.exceptions import InvalidDataError
 
 # The readers take the limit as an argument, read from here at each call, so that this module
 # stays the one place to change it.
@@ -124,28 +125,28 @@ def _load(
 ) -> Dataset:
     if not path.exists():
         raise InvalidDataError(f"no such file or directory: {path}")
-    if text_column is not None and image_column is not None:
-        raise InvalidParameterError("give text_column or image_column, not both")
-    if feature_columns is not None and (text_column is not None or image_column is not None):
-        raise InvalidParameterError(
-            "feature_columns is for tabular data: drop text_column and image_column"
-        )
-    named = [text_column, image_column, label_column, id_column, *(feature_columns or ())]
-    requested = {name for name in named if name is not None}
+    columns = Columns.of(
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
+        feature_columns=feature_columns,
+        id_column=id_column,
+    )
+    columns.check()
     if path.is_dir():
-        _refuse_columns(requested, path, "an image folder")
+        columns.refuse(path, "an image folder")
         return _read_image_folder(path, max_pixels=_MAX_IMAGE_PIXELS)
     if path.stat().st_size == 0:
         raise InvalidDataError(f"{path} is empty")
     suffix = path.suffix.lower()
     if suffix in (".svm", ".libsvm", ".svmlight"):
-        _refuse_columns(requested, path, "a LIBSVM file")
+        columns.refuse(path, "a LIBSVM file")
         return _read_libsvm(path)
     if suffix == ".npz":
-        _refuse_columns(requested, path, "an .npz file")
+        columns.refuse(path, "an .npz file")
         return _read_npz(path, max_pixels=_MAX_IMAGE_PIXELS, label_names=label_names)
     if suffix == ".npy":
-        _refuse_columns(requested, path, "an .npy file")
+        columns.refuse(path, "an .npy file")
         return _matrix_dataset(path, np.asarray(read_npy(path)), None)
     headerless = False
     if suffix == ".parquet":
@@ -173,30 +174,16 @@ def _load(
             delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
             if delimiter is None:
                 if _looks_like_libsvm(text[:_SNIFF_CHARS]):
-                    _refuse_columns(requested, path, "a LIBSVM file")
+                    columns.refuse(path, "a LIBSVM file")
                     return _read_libsvm(path)
                 delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
-            # A digit string names a column by position, so it says nothing about a header.
-            names = {name for name in requested if not name.isdigit()}
-            frame, headerless = _read_delimited(path, text, delimiter, names)
+            frame, headerless = _read_delimited(path, text, delimiter, columns.header_names)
     if frame.shape[0] == 0:
         raise InvalidDataError(f"{path} holds no rows")
     table = _Table(frame, path)
     return table.to_dataset(
-        text_column,
-        image_column,
-        label_column,
-        feature_columns,
-        id_column,
+        columns,
         headerless=headerless,
         max_pixels=_MAX_IMAGE_PIXELS,
         strict_ids=strict_ids,
     )
-
-
-def _refuse_columns(requested: set[str], path: Path, what: str) -> None:
-    if requested:
-        raise InvalidParameterError(
-            f"{path} is {what}, which has no named columns; column options do not apply "
-            f"(got {sorted(requested)})"
-        )
