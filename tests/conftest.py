@@ -4,18 +4,19 @@ a headless Chromium for the browser tests.
 PostgreSQL comes from ``LABELWISE_TEST_POSTGRES_URL`` (default: the local server on
 127.0.0.1:5432, database ``test``). Each test gets a database of its own, dropped afterwards.
 Where no server answers the PostgreSQL cases are skipped -- except under ``CI=true``, where a
-missing server is a failure: CI installs and starts one.
+missing server is a failure: CI installs and starts one. The same rule holds for everything a
+test needs from outside the code (datasets, torch, ``pg_dump``, Chromium): it is written once,
+in ``tests/needs.py``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from needs import need_module, need_program
 from postgres_server import new_database
 
 
@@ -67,22 +68,15 @@ def chromium() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright (a ``playwright.sync_api.Browser``). Skipped
     where either is missing, except under ``CI=true``, where ``.ci/run`` installs both. Name
     it before fixtures that start servers, so a skip comes before their work."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _browser_missing("the playwright package is not installed")
-    if path is None:
-        _browser_missing("chromium is not installed")
-    with sync_playwright() as pw:
+    sync_api = need_module(
+        "playwright.sync_api", "install the dev extra: pip install -e '.[dev]' (playwright)"
+    )
+    path = need_program(
+        "chromium", "chromium-browser", how="install Debian's chromium: apt-get install chromium"
+    )
+    with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=path, args=BROWSER_ARGS)
         try:
             yield browser
         finally:
             browser.close()
-
-
-def _browser_missing(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {why}")
-    pytest.skip(why)

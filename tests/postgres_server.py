@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
+from needs import missing
 
 POSTGRES_URL = os.environ.get(
     "LABELWISE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -42,9 +42,11 @@ def admin_connection() -> Any:
             )
         except psycopg.OperationalError:
             pass
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"no PostgreSQL server answers at {POSTGRES_URL}")
-    pytest.skip("no PostgreSQL server")
+    return missing(
+        f"a PostgreSQL server answering at {POSTGRES_URL}",
+        "start one on 127.0.0.1:5432 (database 'test'), or name one with "
+        "LABELWISE_TEST_POSTGRES_URL",
+    )
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from labelwise import (
     available_strategies,
     query,
 )
+from needs import need_module
 
 STRATEGIES = sorted(available_strategies())
 NEEDS_PROBA = {"entropy", "least_confident", "badge", "qbc-kl", "entropy+kmeans", "bald"}
@@ -26,7 +27,7 @@ NEEDS_MC_DROPOUT = {"bald"}
 
 def _template(name=None):
     if name in NEEDS_MC_DROPOUT:
-        pytest.importorskip("torch")
+        need_module("torch", "install PyTorch: pip install torch (CI: see .ci/run)")
         from labelwise.torch_model import MLPTorchClassifier
 
         return MLPTorchClassifier((32,), max_epochs=50, random_state=0, n_threads=1)

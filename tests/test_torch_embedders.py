@@ -8,9 +8,7 @@ installs the extra: there a missing package fails.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,14 @@ from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.features import embedders, image_models, image_prep, text_models, torch_embedders
 from labelwise.features.embedders import make_embedder
 from labelwise.features.torch_embedders import INSTALL, Placement
+from needs import need_module
 
 WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "mat", "red", "blue", "bird", "sings"]
 
 
 def _require(module: str) -> Any:
     """``module``, or skip the test where it is not installed (a failure in CI)."""
-    if os.environ.get("CI") == "true":
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
+    return need_module(module, f"install the embed extra: {INSTALL}")
 
 
 def _unit(rows: np.ndarray) -> bool:

@@ -1,6 +1,7 @@
 """The PyTorch MLP (``"mlp-torch"``), Monte Carlo dropout and the BALD strategy.
 
-Skipped as a whole without torch; nothing here needs a GPU (CUDA paths are exercised by
+Skipped as a whole without torch, except under ``CI=true``, where a missing torch fails (see
+``tests/needs.py``); nothing here needs a GPU (CUDA paths are exercised by
 ``benchmarks/gpu_scoring.py`` on a machine that has one).
 """
 
@@ -30,8 +31,9 @@ from labelwise import InvalidDataError, InvalidParameterError, ModelCapabilityEr
 from labelwise.models import available_models, bald_utilities, make_model
 from labelwise.scorers import bald, kl_to_consensus
 from labelwise.strategies import Bald, QueryContext, available_strategies, make_strategy
+from needs import need_module
 
-torch = pytest.importorskip("torch")
+torch = need_module("torch", "install PyTorch: pip install torch (CI: see .ci/run)")
 
 from labelwise._torch_net import Dropout  # noqa: E402
 from labelwise.torch_model import MLPTorchClassifier, resolve_device  # noqa: E402

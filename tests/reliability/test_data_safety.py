@@ -67,6 +67,7 @@ from labelwise.store.setup import OpenProject, init_project, open_project
 from labelwise.store.sign_ins import start_session
 from labelwise.store.transfer import import_file
 from labelwise.worker import train_once
+from needs import need_program
 from postgres_server import new_database
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -747,11 +748,7 @@ def _consistency(conn: Any, pid: int) -> tuple[set[int], int]:
 def _restored_postgres(dump: Path) -> Iterator[str]:
     """A new PostgreSQL database loaded from ``dump`` with psql; dropped afterwards."""
 
-    psql = shutil.which("psql")
-    if psql is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("psql is missing (CI installs the PostgreSQL client tools)")
-        pytest.skip("psql is not installed")
+    psql = need_program("psql", how=PG_CLIENT)
     with new_database("lw_restore") as restored:
         url = make_url(restored)
         env = dict(os.environ) | ({"PGPASSWORD": url.password} if url.password else {})
@@ -781,11 +778,12 @@ def _restored_postgres(dump: Path) -> Iterator[str]:
         yield restored
 
 
+#: How to get ``pg_dump`` and ``psql``, for the message when one is missing.
+PG_CLIENT = "install the PostgreSQL client tools (apt-get install postgresql-client)"
+
+
 def _require_pg_dump() -> None:
-    if shutil.which("pg_dump") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("pg_dump is missing (CI installs the PostgreSQL client tools)")
-        pytest.skip("pg_dump is not installed")
+    need_program("pg_dump", how=PG_CLIENT)
 
 
 def test_a_backup_taken_while_labels_are_written_is_consistent(
