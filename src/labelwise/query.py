@@ -16,9 +16,9 @@ of 10 % exploration still explores with batches of one. Every item carries a :cl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
 from labelwise.models import DEFAULT_CHUNK_SIZE, ModelOutputs, model_outputs
 from labelwise.pool import Pool, as_indices
+from labelwise.reasons import TYPICAL_SUMMARY, Reason, ReasonKind
 from labelwise.scorers import decision_margin, least_confident
 from labelwise.strategies import QueryContext, Selection, Strategy, make_strategy
 
@@ -39,14 +40,6 @@ __all__ = [
     "percent",
     "query",
 ]
-
-ReasonKind = Literal["strategy", "exploration", "routine", "cold-start", "typical"]
-
-#: Why an item of a first batch chosen by typicality (before any model) is shown.
-TYPICAL_SUMMARY = (
-    "a typical item of its part of the pool: chosen before any model, so the first labels "
-    "cover the pool (cold start)"
-)
 
 # Routine items are drawn from the most confident tenth of a random sample of this many items.
 _ROUTINE_SAMPLE = 2000
@@ -99,49 +92,6 @@ class BatchMix:
         n_explore = draw(self.exploration) if self.exploration else 0
         n_routine = min(draw(self.routine), batch_size - n_explore) if self.routine else 0
         return n_explore, batch_size - n_explore - n_routine, n_routine
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why an item was put in front of an annotator.
-
-    Attributes
-    ----------
-    kind : {"strategy", "exploration", "routine", "cold-start", "typical"}
-        "cold-start" is a uniformly random pick before any model, "typical" the most typical
-        item of a region of the pool (also before any model; not a random sample).
-    strategy : str
-        The strategy that built the batch.
-    summary : str
-        One sentence for the annotator ("the model gives 51% to spam and 49% to ham"): its
-        percentages are the class split's, each rounded as the annotate page rounds them
-        (:func:`percent`).
-    utility : float or None
-        The strategy's utility for this item (higher = more informative).
-    rank : int or None
-        1 for the strategy's top pick, 2 for the next, ...
-    class_split : tuple of (label, value)
-        The model's view, best class first: probabilities, or decision values for models
-        without probabilities (``output_kind`` says which).
-    output_kind : {"proba", "decision"} or None
-    details : dict
-        Strategy-specific facts (committee votes, distance to the labeled set).
-    """
-
-    kind: ReasonKind
-    strategy: str
-    summary: str
-    utility: float | None = None
-    rank: int | None = None
-    class_split: tuple[tuple[str, float], ...] = ()
-    output_kind: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        out = asdict(self)
-        out["class_split"] = [[label, value] for label, value in self.class_split]
-        return out
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
 import joblib
 import numpy as np
@@ -50,10 +51,10 @@ from labelwise.query import Batch
 from labelwise.store.embeddings import load_image
 from labelwise.store.features import ProjectFeatures, item_preview
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.pool_index import PoolItems
 from labelwise.store.versions import QueuedItem
 
 __all__ = [
+    "ItemSource",
     "duplicate_groups",
     "explanations",
     "near_identical",
@@ -82,9 +83,36 @@ FLOOR_PAIRS = 4000
 FLOOR_QUANTILE = 0.99
 
 
-def _predicted(reason: dict[str, Any]) -> str | None:
-    split = reason.get("class_split") or []
-    return str(split[0][0]) if split else None
+class ItemSource(Protocol):
+    """The items of a project by feature row, as this module reads them: the project's own
+    (:class:`labelwise.store.pool_index.PoolItems`, read on demand from the database) or any
+    other holding the same answers (a pool in memory).
+
+    Attributes
+    ----------
+    project
+        What the items are: its ``kind`` ("text", "image", "tabular").
+    folder
+        The project folder (images, the fitted featurizer).
+    """
+
+    project: Any
+    folder: Any
+
+    def __getitem__(self, row: int) -> Any:
+        """The item at ``row``: its ``id`` and its ``content``."""
+
+    def prefetch(self, rows: Iterable[int]) -> None:
+        """Read the items of ``rows`` at once (a hint: indexing reads them anyway)."""
+
+    def preview(self, row: int, limit: int) -> str:
+        """The item at ``row`` in a line of at most ``limit`` characters."""
+
+    def fields(self, row: int) -> dict[str, float]:
+        """A tabular item's fields by name, in column order."""
+
+    def field_names(self) -> tuple[str, ...]:
+        """A tabular project's field names, in column order."""
 
 
 def similarity_floor(
@@ -114,7 +142,7 @@ def _unit(rows: Matrix) -> Matrix:
 def queue_entries(
     batch: Batch,
     space: Any,
-    rows_to_items: PoolItems,
+    rows_to_items: ItemSource,
     labeled_rows: np.ndarray,
     labels_by_row: dict[int, str],
     *,
@@ -132,54 +160,64 @@ def queue_entries(
     # "Unlike anything labeled so far" is relative: how close labeled items usually are to
     # their nearest labeled neighbour, in this representation.
     typical = _typical_closeness(space, labeled_rows)
-    entries: list[tuple[int, str, float | None, str | None, dict[str, Any]]] = []
+    queue: list[QueuedItem] = []
     for pos, (row, reason) in enumerate(zip(batch.indices, batch.reasons, strict=True)):
-        info = reason.to_dict()
+        explanation = (explained or {}).get(int(row)) or {}
         # A table's fields come in the order of what drives the prediction, so the columns
         # shown beside a neighbour are those that matter for this item.
-        drivers = ((explained or {}).get(int(row)) or {}).get("drivers") or {}
+        drivers = explanation.get("drivers") or {}
         first = [str(t) for t, _ in drivers.get("terms", [])]
-        info["neighbors"] = [
-            {
-                "item_id": rows_to_items[int(n)].id,
-                "label": labels_by_row[int(n)],
-                "similarity": round(float(s), 4),
-                **_shown(rows_to_items, int(n), first),
-            }
-            for n, s in zip(neighbours[pos], similarity[pos], strict=True)
-            if floor is None or s >= floor
-        ]
-        if floor is not None:
-            info["neighbors_floor"] = round(floor, 4)
         closest = float(similarity[pos][0]) if similarity.shape[1] else None
-        info["far_from_labeled"] = bool(
-            closest is not None
-            and (
-                (typical is not None and closest < 0.5 * typical)
-                or (floor is not None and closest < floor)
-            )
-        )
-        if explained and int(row) in explained:
-            info.update(explained[int(row)])
-        if duplicates and int(row) in duplicates:
+        found = (duplicates or {}).get(int(row))
+        told = replace(
+            reason,
+            neighbors=tuple(
+                {
+                    "item_id": rows_to_items[int(n)].id,
+                    "label": labels_by_row[int(n)],
+                    "similarity": round(float(s), 4),
+                    **_shown(rows_to_items, int(n), first),
+                }
+                for n, s in zip(neighbours[pos], similarity[pos], strict=True)
+                if floor is None or s >= floor
+            ),
+            neighbors_floor=None if floor is None else round(floor, 4),
+            far_from_labeled=bool(
+                closest is not None
+                and (
+                    (typical is not None and closest < 0.5 * typical)
+                    or (floor is not None and closest < floor)
+                )
+            ),
+            # What drives the prediction: "drivers" or "occlusion".
+            **explanation,
             # Near-duplicates the annotator may give the same answer (after confirming).
-            info["duplicates"] = [
+            duplicates=None
+            if not found
+            else tuple(
                 {
                     "item_id": rows_to_items[d].id,
                     "similarity": round(sim, 4),
                     **_shown(rows_to_items, d, first),
                 }
-                for d, sim in duplicates[int(row)]
-            ]
+                for d, sim in found
+            ),
+        )
         item = rows_to_items[int(row)]
-        entries.append((item.id, reason.kind, reason.utility, _predicted(info), info))
-    return [
-        QueuedItem(item_id=i, rank=r, kind=k, utility=u, predicted=p, reason=info)
-        for r, (i, k, u, p, info) in enumerate(entries)
-    ]
+        queue.append(
+            QueuedItem(
+                item_id=item.id,
+                rank=pos,
+                kind=told.type.value,
+                utility=told.utility,
+                predicted=told.predicted,
+                reason=told,
+            )
+        )
+    return queue
 
 
-def _shown(rows_to_items: PoolItems, row: int, first: Sequence[str] = ()) -> dict[str, Any]:
+def _shown(rows_to_items: ItemSource, row: int, first: Sequence[str] = ()) -> dict[str, Any]:
     """An item beside the one to label: its preview line and, for a table, its fields as
     ``[name, value]`` pairs (``first`` ones first, then column order; at most
     :data:`FIELDS_SHOWN`, with ``fields_left_out`` saying how many more there are)."""
@@ -203,7 +241,7 @@ def _typical_closeness(X: Any, labeled_rows: np.ndarray, sample: int = 500) -> f
     return float(np.median(sim[:, 1])) if sim.shape[1] > 1 else None
 
 
-def pseudo_labels(model: Any, rows: np.ndarray, rows_to_items: PoolItems) -> dict[str, Any] | None:
+def pseudo_labels(model: Any, rows: np.ndarray, rows_to_items: ItemSource) -> dict[str, Any] | None:
     """What a semi-supervised model made up: counts per class, mean confidence, and the most
     confident examples for the dashboard. None for other models."""
     made = getattr(model, "pseudo_labels_", None)
@@ -307,7 +345,7 @@ def duplicate_groups(
     space: Any,
     rows: np.ndarray,
     among: np.ndarray,
-    rows_to_items: PoolItems,
+    rows_to_items: ItemSource,
     *,
     threshold: float,
     k: int,
@@ -341,7 +379,7 @@ TABLE_DUPLICATE_RTOL = 1e-6
 
 
 def _same_item_test(
-    features: ProjectFeatures, rows_to_items: PoolItems
+    features: ProjectFeatures, rows_to_items: ItemSource
 ) -> Callable[[int, int], bool]:
     """Whether two rows are the same item in practice, by kind: texts equal once folded
     (:func:`near_identical`), images whose pixels differ by at most
@@ -416,7 +454,7 @@ def explanations(
     folder: ProjectFolder,
     model: Any,
     rows: np.ndarray,
-    rows_to_items: PoolItems,
+    rows_to_items: ItemSource,
     labeled_rows: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
     """What drives the model's prediction for each queued row, as reason entries.
@@ -467,7 +505,7 @@ def explanations(
 
 
 def _tfidf_drivers(
-    folder: ProjectFolder, model: Any, X: Any, rows: np.ndarray, rows_to_items: PoolItems
+    folder: ProjectFolder, model: Any, X: Any, rows: np.ndarray, rows_to_items: ItemSource
 ) -> dict[int, dict[str, Any]] | None:
     found = linear_contributions(model, X[rows], top=DRIVERS)
     featurizer = _featurizer(folder)
@@ -497,7 +535,7 @@ def _left_out_words(
     folder: ProjectFolder,
     model: Any,
     rows: np.ndarray,
-    rows_to_items: PoolItems,
+    rows_to_items: ItemSource,
 ) -> dict[int, dict[str, Any]]:
     score = text_scorer(features, folder, model)
     if score is None:
@@ -526,7 +564,7 @@ def _occlusions(
     folder: ProjectFolder,
     model: Any,
     rows: np.ndarray,
-    rows_to_items: PoolItems,
+    rows_to_items: ItemSource,
     labeled_rows: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
     """Occlusion maps: on pixels directly, or through the embedder for embedding features
@@ -566,7 +604,7 @@ def _occlusions(
     return out
 
 
-def _pixels(folder: ProjectFolder, rows_to_items: PoolItems, row: int) -> np.ndarray:
+def _pixels(folder: ProjectFolder, rows_to_items: ItemSource, row: int) -> np.ndarray:
     """An item's image as floats in [0, 1]."""
     image = load_image(folder.inside(rows_to_items[row].content, folder.media_dir))
     return image.astype(np.float64) / 255.0

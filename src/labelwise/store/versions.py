@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, NotFoundError
+from labelwise.reasons import Reason
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import ModelVersion, Project, QueueEntry
 
@@ -38,14 +39,19 @@ COLD_START = "cold-start"
 
 @dataclass(frozen=True)
 class QueuedItem:
-    """One ranked queue entry (rank 0 is served first)."""
+    """One ranked queue entry (rank 0 is served first), with the reason shown for it (a
+    stored reason's JSON is taken too, and read as a :class:`~labelwise.reasons.Reason`)."""
 
     item_id: int
     rank: int
     kind: str
     utility: float | None = None
     predicted: str | None = None
-    reason: dict[str, Any] = field(default_factory=dict)
+    reason: Reason = field(default_factory=lambda: Reason("strategy"))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reason, Reason):
+            object.__setattr__(self, "reason", Reason.from_dict(self.reason, kind=self.kind))
 
 
 def _next_version(session: Session, project: Project) -> int:
@@ -97,7 +103,7 @@ def record_version(
                     "kind": q.kind,
                     "utility": q.utility,
                     "predicted": q.predicted,
-                    "reason": q.reason,
+                    "reason": q.reason.to_dict(),
                 }
                 for q in queue
             ],
