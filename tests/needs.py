@@ -75,4 +75,4 @@ def need_program(*names: str, how: str) -> str:
         path = shutil.which(name)
         if path is not None:
             return path
-    missing(f"the program {' or '.join(names)} (not on PATH)", how)
+    missing(f"the program {' or '.join(names)} on PATH", how)

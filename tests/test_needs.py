@@ -58,7 +58,9 @@ def test_a_present_module_is_returned(where: str) -> None:
 
 
 def test_a_missing_program_is_named(where: str) -> None:
-    with pytest.raises(_outcome(where), match=r"the program lw-no-a or lw-no-b \(not on PATH\)"):
+    with pytest.raises(
+        _outcome(where), match=r"the program lw-no-a or lw-no-b on PATH is missing; apt-get"
+    ):
         need_program("lw-no-a", "lw-no-b", how="apt-get install lw")
 
 
