@@ -412,3 +412,31 @@ def test_a_skip_reveals_nothing_an_annotator_was_not_handed(served):
             assert r.status_code == 404 and "message" not in r.text
     r = s.client.post(s.api(f"/items/{held_by_alice}/skip"), json={}, headers=s.h(s.alice))
     assert r.status_code == 200
+
+
+def test_the_openapi_document_shows_the_answers_shapes(served):
+    s = served
+    doc = s.client.get("/api/openapi.json", headers=s.h(s.alice)).json()
+    schemas = doc["components"]["schemas"]
+    paths = doc["paths"]
+
+    def answer(path, method="get", status="200"):
+        content = paths[path][method]["responses"][status]["content"]["application/json"]
+        return content["schema"]
+
+    base = "/api/projects/{project_id}"
+    assert answer(base + "/stats") == {"$ref": "#/components/schemas/Dashboard"}
+    assert answer(base)["$ref"].endswith("/Summary")
+    assert answer(base + "/settings", "patch")["$ref"].endswith("/Settings")
+    assert answer(base + "/items")["$ref"].endswith("/ItemPage")
+    assert answer(base + "/items/{item_id}/history")["$ref"].endswith("/ItemHistory")
+    assert answer(base + "/annotators", "post", "201")["$ref"].endswith("/AddedAnnotator")
+    stopping = schemas["Stopping"]["properties"]
+    assert {"verdict", "reasons", "expected_gain", "estimate"} <= set(stopping)
+    assert {"stopping", "progress", "curve", "versions"} <= set(schemas["Dashboard"]["properties"])
+    assert {"retrain_every", "show_guess", "label_keys"} <= set(schemas["Settings"]["properties"])
+    assert {"items", "next_after", "predictions"} <= set(schemas["ItemPage"]["properties"])
+    # the answers themselves still carry every figure
+    figures = s.client.get(s.api("/stats"), headers=s.h(s.admin)).json()
+    assert figures["stopping"]["verdict"] == "no model yet"
+    assert figures["progress"]["labels"] == 0

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import (
@@ -19,15 +20,17 @@ from labelwise.exceptions import (
     InvalidParameterError,
     PermissionDeniedError,
 )
-from labelwise.store.models import Annotator, Project, SignIn
+from labelwise.store.models import Annotator, Label, Project, SignIn
 
 __all__ = [
     "ROLES",
+    "OwnAnswers",
     "authenticate",
     "create_annotator",
     "find_annotator",
     "hash_token",
     "list_annotators",
+    "own_answers",
     "reissue_token",
     "require_admin",
 ]
@@ -171,3 +174,41 @@ def list_annotators(session: Session, project: Project) -> list[Annotator]:
             select(Annotator).where(Annotator.project_id == project.id).order_by(Annotator.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class OwnAnswers:
+    """An annotator's own standing answers, as the annotate page shows them.
+
+    Attributes
+    ----------
+    labels : int
+        Their current labels (skips and superseded answers not counted).
+    can_undo : bool
+        Whether they have a standing label or skip that undo would take back.
+    """
+
+    labels: int
+    can_undo: bool
+
+
+def own_answers(session: Session, annotator_id: int) -> OwnAnswers:
+    """How many labels the annotator stands by, and whether undo has anything to undo."""
+    last = session.scalar(
+        select(Label.id)
+        .where(
+            Label.annotator_id == annotator_id,
+            Label.action.in_(("label", "skip")),
+            Label.is_current.is_(True),
+        )
+        .order_by(Label.id.desc())
+        .limit(1)
+    )
+    labels = session.scalar(
+        select(func.count(Label.id)).where(
+            Label.annotator_id == annotator_id,
+            Label.action == "label",
+            Label.is_current.is_(True),
+        )
+    )
+    return OwnAnswers(int(labels or 0), last is not None)

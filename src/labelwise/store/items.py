@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, NotFoundError
 from labelwise.store.annotators import system_annotator
-from labelwise.store.models import Item, Label, Project, utcnow
+from labelwise.store.models import Item, Label, Lease, Project, utcnow
 from labelwise.store.projects import settings_of
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "get_item",
     "items_by_row",
     "row_count",
+    "visible_to",
 ]
 
 #: Items per INSERT batch.
@@ -387,3 +388,21 @@ def row_count(session: Session, project: Project) -> int:
     ``(project_id, row)`` index instead of counting."""
     last = session.scalar(select(func.max(Item.row)).where(Item.project_id == project.id))
     return 0 if last is None else int(last) + 1  # not `or`: row 0 is falsy
+
+
+def visible_to(session: Session, item: Item, annotator_id: int) -> bool:
+    """Whether an annotator (not an admin, who sees every item) may see ``item``: one they hold
+    or answered, or one anybody labeled (the labels of neighbouring items shown in the "why"
+    panel are public within the project)."""
+    held = session.scalar(
+        select(Lease.id).where(Lease.item_id == item.id, Lease.annotator_id == annotator_id)
+    )
+    answered = session.scalar(
+        select(Label.id).where(Label.item_id == item.id, Label.annotator_id == annotator_id)
+    )
+    if held is not None or answered is not None:
+        return True
+    labeled = session.scalar(
+        select(Label.id).where(Label.item_id == item.id, Label.action == "label")
+    )
+    return labeled is not None

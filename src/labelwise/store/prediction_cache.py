@@ -20,14 +20,19 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy.orm import Session
 
 from labelwise.models import ModelOutputs, map_outputs
 from labelwise.store.folder import ProjectFolder
+from labelwise.store.items import count_items
+from labelwise.store.models import Project
+from labelwise.store.versions import served_version
 
 __all__ = [
     "PREDICTION_DTYPE",
     "cached_predictions",
     "predictions_path",
+    "served_predictions",
     "write_predictions",
 ]
 
@@ -86,3 +91,14 @@ def cached_predictions(folder: ProjectFolder, version: int, n_rows: int) -> NDAr
     if found.dtype != PREDICTION_DTYPE or found.shape != (n_rows,):
         return None
     return found
+
+
+def served_predictions(
+    session: Session, folder: ProjectFolder, project: Project
+) -> NDArray[Any] | None:
+    """The cached predictions of the version the project serves, for its whole pool; None
+    before the first model or while that version's file is not there."""
+    version = served_version(session, project)
+    if version is None:
+        return None
+    return cached_predictions(folder, version.version, count_items(session, project))

@@ -10,14 +10,20 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidParameterError, NotFoundError
 from labelwise.store.annotators import require_admin
 from labelwise.store.models import Annotator, Item, Label, Project, utcnow
 
-__all__ = ["Conflict", "adjudicate", "list_conflicts", "resolved_labels"]
+__all__ = [
+    "Conflict",
+    "adjudicate",
+    "count_resolved_items",
+    "list_conflicts",
+    "resolved_labels",
+]
 
 
 @dataclass(frozen=True)
@@ -101,3 +107,17 @@ def adjudicate(
     session.add(label)
     session.flush()
     return label
+
+
+def count_resolved_items(session: Session, project: Project) -> int:
+    """Items with a standing answer or adjudication: what the next fit's label count is
+    measured against (approximate: agreeing answers on an overlap item count once, conflicts
+    count too)."""
+    n = session.scalar(
+        select(func.count(func.distinct(Label.item_id))).where(
+            Label.project_id == project.id,
+            Label.action.in_(("label", "adjudicate")),
+            Label.is_current.is_(True),
+        )
+    )
+    return int(n or 0)

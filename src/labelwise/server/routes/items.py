@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from labelwise.server.deps import Admin, ItemId, ProjectId, State
+from labelwise.server.schemas import ItemHistory, ItemPage
 from labelwise.store.browse import MAX_PAGE, ItemFilter, browse_items, item_history
 from labelwise.store.features import item_fields
 from labelwise.store.items import get_item
-from labelwise.store.models import Project
-from labelwise.store.prediction_cache import cached_predictions
+from labelwise.store.prediction_cache import served_predictions
 from labelwise.store.projects import get_project
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["items"])
@@ -22,21 +22,7 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["items"])
 PREVIEW = 300
 
 
-def _predictions(state: Any, project: Project, session: Any) -> Any:
-    from sqlalchemy import func, select
-
-    from labelwise.store.models import Item, ModelVersion
-
-    if project.current_version_id is None:
-        return None
-    version = session.get(ModelVersion, project.current_version_id)
-    if version is None:
-        return None
-    n_rows = session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id))
-    return cached_predictions(state.folder, version.version, int(n_rows or 0))
-
-
-@router.get("/items")
+@router.get("/items", response_model=ItemPage)
 def list_items(
     project_id: ProjectId,
     state: State,
@@ -72,7 +58,7 @@ def list_items(
     )
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
-        predictions = _predictions(state, project, session)
+        predictions = served_predictions(session, state.folder, project)
         page = browse_items(
             session, project, found, after=after, limit=limit, predictions=predictions
         )
@@ -91,7 +77,7 @@ def list_items(
     return {"items": rows, "next_after": page.next_after, "predictions": page.predictions}
 
 
-@router.get("/items/{item_id}/history")
+@router.get("/items/{item_id}/history", response_model=ItemHistory)
 def history(project_id: ProjectId, item_id: ItemId, state: State, admin: Admin) -> dict[str, Any]:
     """Every answer, skip, undo and decision on the item, oldest first."""
     admin.check_project(project_id)

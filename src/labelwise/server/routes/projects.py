@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from labelwise.exceptions import (
     InvalidDataError,
@@ -24,17 +23,30 @@ from labelwise.exceptions import (
     NotFoundError,
 )
 from labelwise.server.deps import Admin, ItemId, ProjectId, State, User
+from labelwise.server.schemas import (
+    AddedAnnotator,
+    AnnotatorRow,
+    Dashboard,
+    ImportResult,
+    ItemView,
+    Resolution,
+    ReviewEntry,
+    Settings,
+    Summary,
+    TriageResult,
+)
 from labelwise.server.views import item_view
 from labelwise.store import stats
-from labelwise.store.annotators import create_annotator, list_annotators
+from labelwise.store.annotators import create_annotator, list_annotators, own_answers
 from labelwise.store.fatigue import assess, recent_answers
-from labelwise.store.items import get_item
-from labelwise.store.models import Annotator, Item, Label, Lease, ModelVersion, utcnow
+from labelwise.store.items import get_item, visible_to
+from labelwise.store.models import Annotator, Item, utcnow
 from labelwise.store.projects import get_project, settings_of, update_settings
-from labelwise.store.review import adjudicate, list_conflicts
+from labelwise.store.review import adjudicate, count_resolved_items, list_conflicts
 from labelwise.store.stats import hide_colleagues
 from labelwise.store.transfer import import_file
 from labelwise.store.triage import import_and_triage
+from labelwise.store.versions import served_version
 from labelwise.triage import TriageTarget
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["projects"])
@@ -43,42 +55,16 @@ router = APIRouter(prefix="/api/projects/{project_id}", tags=["projects"])
 MAX_UPLOAD = 200 * 1024 * 1024
 
 
-@router.get("")
+@router.get("", response_model=Summary)
 def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     """The project as the annotate page needs it: labels, who you are, progress."""
     user.check_project(project_id)
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
         settings = settings_of(project)
-        mine = session.scalar(
-            select(Label.id)
-            .where(
-                Label.annotator_id == user.annotator_id,
-                Label.action.in_(("label", "skip")),
-                Label.is_current.is_(True),
-            )
-            .order_by(Label.id.desc())
-            .limit(1)
-        )
-        served = (
-            session.get(ModelVersion, project.current_version_id)
-            if project.current_version_id
-            else None
-        )
-        n_resolved = session.scalar(
-            select(func.count(func.distinct(Label.item_id))).where(
-                Label.project_id == project_id,
-                Label.action.in_(("label", "adjudicate")),
-                Label.is_current.is_(True),
-            )
-        )
-        n_mine = session.scalar(
-            select(func.count(Label.id)).where(
-                Label.annotator_id == user.annotator_id,
-                Label.action == "label",
-                Label.is_current.is_(True),
-            )
-        )
+        mine = own_answers(session, user.annotator_id)
+        served = served_version(session, project)
+        n_resolved = count_resolved_items(session, project)
         return {
             "id": project.id,
             "name": project.name,
@@ -88,8 +74,8 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
             "me": {
                 "name": user.name,
                 "role": user.role,
-                "labels": n_mine,
-                "can_undo": mine is not None,
+                "labels": mine.labels,
+                "can_undo": mine.can_undo,
                 "fatigue": assess(recent_answers(session, user.annotator_id), utcnow()).to_dict(),
             },
             "progress": stats.item_progress(session, project),
@@ -106,13 +92,13 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
             # answers on overlap items count once).
             "retrain_in": max(
                 0,
-                (served.n_labels if served else 0) + settings.retrain_every - int(n_resolved or 0),
+                (served.n_labels if served else 0) + settings.retrain_every - n_resolved,
             ),
             "settings": settings.to_dict() if user.is_admin else None,
         }
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=Dashboard)
 def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     user.check_project(project_id)
     with state.db.read() as session:
@@ -122,7 +108,7 @@ def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]
     return figures
 
 
-@router.get("/items/{item_id}")
+@router.get("/items/{item_id}", response_model=ItemView)
 def item(project_id: ProjectId, item_id: ItemId, state: State, user: User) -> dict[str, Any]:
     """An item's content: for admins any item, for annotators one they hold or answered."""
     user.check_project(project_id)
@@ -134,21 +120,8 @@ def item(project_id: ProjectId, item_id: ItemId, state: State, user: User) -> di
 
 
 def _check_access(session: Any, user: Any, item: Item) -> None:
-    if user.is_admin:
-        return
-    held = session.scalar(
-        select(Lease.id).where(Lease.item_id == item.id, Lease.annotator_id == user.annotator_id)
-    )
-    answered = session.scalar(
-        select(Label.id).where(Label.item_id == item.id, Label.annotator_id == user.annotator_id)
-    )
-    if held is None and answered is None:
-        # Labels of neighbouring items shown in the "why" panel are public within the project.
-        labeled = session.scalar(
-            select(Label.id).where(Label.item_id == item.id, Label.action == "label")
-        )
-        if labeled is None:
-            raise NotFoundError(f"no item {item.id} in this project")
+    if not user.is_admin and not visible_to(session, item, user.annotator_id):
+        raise NotFoundError(f"no item {item.id} in this project")
 
 
 @router.get("/items/{item_id}/image")
@@ -170,7 +143,7 @@ class SettingsChange(BaseModel):
     changes: dict[str, Any]
 
 
-@router.patch("/settings")
+@router.patch("/settings", response_model=Settings)
 def change_settings(
     project_id: ProjectId, body: SettingsChange, state: State, admin: Admin
 ) -> dict[str, Any]:
@@ -185,7 +158,7 @@ class NewAnnotator(BaseModel):
     role: str = "annotator"
 
 
-@router.get("/annotators")
+@router.get("/annotators", response_model=list[AnnotatorRow])
 def annotators(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
     admin.check_project(project_id)
     with state.db.read() as session:
@@ -202,7 +175,7 @@ def annotators(project_id: ProjectId, state: State, admin: Admin) -> list[dict[s
         ]
 
 
-@router.post("/annotators", status_code=201)
+@router.post("/annotators", status_code=201, response_model=AddedAnnotator)
 def add_annotator(
     project_id: ProjectId, body: NewAnnotator, state: State, admin: Admin
 ) -> dict[str, Any]:
@@ -214,7 +187,7 @@ def add_annotator(
         return {"id": annotator.id, "name": annotator.name, "role": annotator.role, "token": token}
 
 
-@router.get("/review")
+@router.get("/review", response_model=list[ReviewEntry])
 def review_queue(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
     """Items whose annotators disagree, with every answer."""
     admin.check_project(project_id)
@@ -233,7 +206,7 @@ class Adjudication(BaseModel):
     value: str = Field(min_length=1, max_length=200)
 
 
-@router.post("/review/{item_id}")
+@router.post("/review/{item_id}", response_model=Resolution)
 def resolve(
     project_id: ProjectId, item_id: ItemId, body: Adjudication, state: State, admin: Admin
 ) -> dict[str, Any]:
@@ -249,7 +222,7 @@ def resolve(
 _IMPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parquet", ".npz"}
 
 
-@router.post("/import")
+@router.post("/import", response_model=ImportResult)
 def import_items(
     project_id: ProjectId,
     state: State,
@@ -313,7 +286,7 @@ def _uploaded(file: UploadFile) -> Iterator[tuple[Path, str]]:
             raise type(exc)(message) from None
 
 
-@router.post("/triage")
+@router.post("/triage", response_model=TriageResult)
 def triage_new_items(
     project_id: ProjectId,
     state: State,
