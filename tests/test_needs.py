@@ -64,7 +64,9 @@ def test_a_missing_program_is_named(where: str) -> None:
         need_program("lw-no-a", "lw-no-b", how="apt-get install lw")
 
 
-def test_the_first_program_found_is_returned(tmp_path: Path, monkeypatch) -> None:
+def test_the_first_program_found_is_returned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     program = tmp_path / "lw-tool"
     program.write_text("#!/bin/sh\n")
     program.chmod(0o755)

@@ -10,6 +10,7 @@ of the pooled ones) fails here rather than showing a plausible number on the das
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,6 +49,7 @@ def test_the_fleiss_1971_example_gives_its_published_kappa() -> None:
     expected = (p_bar - p_e) / (1 - p_e)
     assert expected == Fraction(4211, 20059)
     kappa = fleiss_kappa(FLEISS_1971)
+    assert kappa is not None
     assert kappa == pytest.approx(float(expected), abs=1e-12)
     assert round(kappa, 3) == 0.210  # the published figure
 
@@ -97,7 +99,7 @@ def test_undefined_cases_are_none(counts: np.ndarray) -> None:
     assert fleiss_kappa(counts) is None
 
 
-def test_the_dashboard_agreement_of_two_annotators(db, store) -> None:
+def test_the_dashboard_agreement_of_two_annotators(db: Any, store: Any) -> None:
     """Six items both annotators labeled, worked out by hand:
 
     ====  ====  ====

@@ -148,13 +148,17 @@ def _export(db: Any, pid: int, fmt: str, **kwargs: Any) -> str:
     return out.getvalue()
 
 
-def test_jsonl_shows_final_labels_and_standing_answers_only(db, history) -> None:
+def test_jsonl_shows_final_labels_and_standing_answers_only(
+    db: Any, history: tuple[int, list[int]]
+) -> None:
     pid, _ = history
     records = [json.loads(line) for line in _export(db, pid, "jsonl").splitlines()]
     assert records == _expected(db, pid)
 
 
-def test_csv_shows_final_labels_and_standing_answers_only(db, history) -> None:
+def test_csv_shows_final_labels_and_standing_answers_only(
+    db: Any, history: tuple[int, list[int]]
+) -> None:
     pid, _ = history
     rows = list(csv.DictReader(io.StringIO(_export(db, pid, "csv"), newline="")))
     assert list(rows[0]) == ["id", "text", "label", "status", "annotations"]
@@ -177,7 +181,9 @@ def test_csv_shows_final_labels_and_standing_answers_only(db, history) -> None:
     )
 
 
-def test_labeled_only_keeps_labeled_items_and_conflicts(db, history) -> None:
+def test_labeled_only_keeps_labeled_items_and_conflicts(
+    db: Any, history: tuple[int, list[int]]
+) -> None:
     pid, _ = history
     records = [
         json.loads(line) for line in _export(db, pid, "jsonl", labeled_only=True).splitlines()
@@ -186,7 +192,9 @@ def test_labeled_only_keeps_labeled_items_and_conflicts(db, history) -> None:
     assert records == _expected(db, pid, labeled_only=True)
 
 
-def test_the_history_keeps_what_the_export_leaves_out(db, history) -> None:
+def test_the_history_keeps_what_the_export_leaves_out(
+    db: Any, history: tuple[int, list[int]]
+) -> None:
     pid, ids = history
 
     def story(item_id: int) -> list[tuple[str, str, str | None, bool, int | None]]:
