@@ -24,13 +24,13 @@ Z = 1.959964
 # ------------------------------------------------------------------------- Cohen's kappa
 
 
-def test_models_that_always_disagree_have_kappa_minus_one():
+def test_models_that_always_disagree_have_kappa_minus_one() -> None:
     # p_o = 0; each model says 0 and 1 half the time: p_e = 1/2 · 1/2 + 1/2 · 1/2 = 1/2;
     # kappa = (0 - 1/2) / (1 - 1/2) = -1.
     assert prediction_agreement([0, 1, 0, 1], [1, 0, 1, 0]) == pytest.approx(-1.0)
 
 
-def test_cohens_kappa_worked_by_hand():
+def test_cohens_kappa_worked_by_hand() -> None:
     previous = ["a", "a", "a", "a", "b", "b", "b", "b", "b", "b"]
     current = ["a", "a", "a", "b", "b", "b", "b", "b", "b", "a"]
     # 8 of 10 agree: p_o = 0.8. Both give a 4 times and b 6 times: p_e = 0.4² + 0.6² = 0.52.
@@ -40,14 +40,14 @@ def test_cohens_kappa_worked_by_hand():
     assert prediction_agreement(previous, current) != pytest.approx(0.8)
 
 
-def test_identical_predictions_of_one_class_count_as_full_agreement():
+def test_identical_predictions_of_one_class_count_as_full_agreement() -> None:
     assert prediction_agreement(["a"] * 5, ["a"] * 5) == 1.0
 
 
 # ---------------------------------------------------------- query by committee (KL to consensus)
 
 
-def test_kl_to_consensus_worked_by_hand():
+def test_kl_to_consensus_worked_by_hand() -> None:
     # Two members: (0.9, 0.1) and (0.5, 0.5); the consensus is their mean (0.7, 0.3).
     members = np.array([[[0.9, 0.1]], [[0.5, 0.5]]])
     first = 0.9 * math.log(0.9 / 0.7) + 0.1 * math.log(0.1 / 0.3)
@@ -57,7 +57,7 @@ def test_kl_to_consensus_worked_by_hand():
     np.testing.assert_allclose(scorers.kl_to_consensus(members), [expected], rtol=1e-12)
 
 
-def test_kl_to_consensus_of_two_certain_members_who_disagree_is_log_two():
+def test_kl_to_consensus_of_two_certain_members_who_disagree_is_log_two() -> None:
     # (1, 0) and (0, 1): the consensus is (1/2, 1/2), each member is log 2 away from it
     # (0 log 0 = 0).
     members = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
@@ -67,7 +67,7 @@ def test_kl_to_consensus_of_two_certain_members_who_disagree_is_log_two():
 # --------------------------------------------------------------------------- density weights
 
 
-def test_density_weights_worked_by_hand():
+def test_density_weights_worked_by_hand() -> None:
     # Three points on a line at 0, 1 and 3, all of them the reference sample. Their distances
     # are 1, 2 and 3: the bandwidth is the median, 2. Each weight is the mean of
     # exp(-(d / 2)² / 2) over the three references (itself included, at distance 0).
@@ -80,7 +80,7 @@ def test_density_weights_worked_by_hand():
     assert np.argsort(w).tolist() == [2, 0, 1]
 
 
-def test_density_weights_do_not_depend_on_the_scale_of_the_features():
+def test_density_weights_do_not_depend_on_the_scale_of_the_features() -> None:
     X = np.array([[0.0], [1.0], [3.0]])
     np.testing.assert_allclose(
         selectors.density_weights(1000 * X, np.random.default_rng(0)),
@@ -92,7 +92,7 @@ def test_density_weights_do_not_depend_on_the_scale_of_the_features():
 # --------------------------------------------------------------------------- Wilson interval
 
 
-def test_wilson_interval_of_no_successes_in_ten():
+def test_wilson_interval_of_no_successes_in_ten() -> None:
     # p = 0: centre = half = (z² / 2n) / (1 + z² / n) = z² / (2 (n + z²)); the interval is
     # (0, z² / (n + z²)) = (0, 0.2775).
     low, high = wilson_interval(0, 10)
@@ -101,7 +101,7 @@ def test_wilson_interval_of_no_successes_in_ten():
     assert high == pytest.approx(0.2775, abs=1e-4)
 
 
-def test_wilson_interval_of_half_is_symmetric_about_it():
+def test_wilson_interval_of_half_is_symmetric_about_it() -> None:
     # p = 1/2, n = 10: centre (1/2 + z²/20) / (1 + z²/10) = 1/2;
     # half width z · sqrt(1/40 + z²/400) / (1 + z²/10) = 0.2634.
     low, high = wilson_interval(5, 10)
@@ -110,7 +110,7 @@ def test_wilson_interval_of_half_is_symmetric_about_it():
     assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
 
 
-def test_wilson_interval_of_eight_in_ten():
+def test_wilson_interval_of_eight_in_ten() -> None:
     # p = 0.8, n = 10: centre (0.8 + z²/20) / (1 + z²/10) = 0.7167, half width
     # z · sqrt(0.016 + z²/400) / (1 + z²/10) = 0.2265: (0.4902, 0.9433).
     low, high = wilson_interval(8, 10)
@@ -118,19 +118,19 @@ def test_wilson_interval_of_eight_in_ten():
     assert high == pytest.approx(0.9433, abs=1e-4)
 
 
-def test_wilson_interval_without_trials_is_everything():
+def test_wilson_interval_without_trials_is_everything() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
 # ---------------------------------------------------------------- errors triage may allow
 
 
-def test_errors_allowed_at_a_level_are_the_budget_rounded_down():
+def test_errors_allowed_at_a_level_are_the_budget_rounded_down() -> None:
     # 90 %: a tenth of the held-out items may be wrong, rounded down.
     assert [_allowed_errors(n, 0.9, False) for n in (1, 9, 10, 19, 20, 25)] == [0, 0, 1, 1, 2, 2]
 
 
-def test_conservative_errors_need_the_wilson_bound_under_the_budget():
+def test_conservative_errors_need_the_wilson_bound_under_the_budget() -> None:
     # No error at all is allowed until even 0 of n has a Wilson upper bound of at most 0.1:
     # z² / (n + z²) <= 0.1, i.e. n >= 9 z² = 34.57, so from 35 items on.
     assert round(9 * Z * Z, 2) == 34.57

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
@@ -71,7 +73,7 @@ def _planner_rows(db: Database, table: str) -> float | None:
         return None if rows < 0 else float(rows)
 
 
-def test_analyze_runs_on_either_database(db, store):
+def test_analyze_runs_on_either_database(db: Database, store: Any) -> None:
     db.analyze()  # no error, also with nothing to analyse
     with db.read() as s:
         started = None if db.is_sqlite else s.execute(text("SELECT now()")).scalar_one()
