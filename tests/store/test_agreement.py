@@ -1,6 +1,6 @@
-"""Agreement between annotators: Fleiss' kappa (:func:`labelwise.store.stats.fleiss_kappa`) on
-worked examples whose value is known, and the dashboard's agreement figures on items two
-annotators labeled.
+"""Agreement between annotators: Fleiss' kappa
+(:func:`labelwise.services.dashboard.fleiss_kappa`) on worked examples whose value is known, and
+the dashboard's agreement figures on items two annotators labeled.
 
 Every expected value is worked out by hand below, so that a wrong formula (a denominator of
 ``m * m`` instead of ``m * (m - 1)``, the expected agreement from one rater's marginals instead
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from labelwise.services.dashboard import dashboard, fleiss_kappa
 from labelwise.store.projects import get_project
-from labelwise.store.stats import dashboard, fleiss_kappa
 
 # Fleiss (1971), as worked on Wikipedia's "Fleiss' kappa" page: 10 subjects, 14 raters each,
 # 5 categories; the published kappa is 0.210.

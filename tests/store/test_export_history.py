@@ -1,6 +1,6 @@
-"""Exporting items whose answers changed (:func:`labelwise.store.export.export_project`): undone,
-answered again, relabeled by their annotator, adjudicated and relabeled by an admin (the data
-browser's relabel is an adjudication, ``POST /review/{item_id}``).
+"""Exporting items whose answers changed (:func:`labelwise.services.export.export_project`):
+undone, answered again, relabeled by their annotator, adjudicated and relabeled by an admin (the
+data browser's relabel is an adjudication, ``POST /review/{item_id}``).
 
 An export carries each item's resolved label and its *standing* answers: an undone answer, or
 one its annotator or an admin replaced, is in the item's history (:func:`item_history`) but
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from labelwise.services.export import export_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.browse import item_history
-from labelwise.store.export import export_project
 from labelwise.store.models import Annotator, Item, Label
 from labelwise.store.projects import get_project
 from labelwise.store.review import adjudicate
