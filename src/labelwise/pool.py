@@ -20,7 +20,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 
-__all__ = ["Matrix", "Pool", "as_indices", "check_matrix", "open_features", "take_rows"]
+__all__ = [
+    "Matrix",
+    "Pool",
+    "as_indices",
+    "check_finite",
+    "check_labels",
+    "check_matrix",
+    "open_features",
+    "take_rows",
+]
 
 Matrix: TypeAlias = "np.ndarray | sp.csr_matrix | sp.csr_array"
 
@@ -44,23 +53,18 @@ def take_rows(X: Matrix, rows: NDArray[np.intp]) -> Matrix:
     return X[rows]
 
 
-def check_matrix(X: Any, *, name: str = "X") -> Matrix:
+def check_matrix(X: Any, *, name: str = "X", values: bool = True) -> Matrix:
     """Return ``X`` as a 2-D numeric matrix without copying, or raise :class:`InvalidDataError`.
 
-    Dense arrays and memory maps are checked for NaN and infinity in chunks (bounded memory);
-    sparse matrices are converted to CSR (row slicing is what the pool does most).
+    Sparse matrices are converted to CSR (row slicing is what the pool does most). With
+    ``values`` (the default), every value is also checked for NaN and infinity, dense arrays
+    and memory maps in chunks (bounded memory); without, only the shape and dtype are checked,
+    for a caller that reads ``X`` part by part and checks each part with :func:`check_finite`
+    (the partitioned-pool writer).
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X) if not isinstance(X, (sp.csr_matrix, sp.csr_array)) else X
-        if X.ndim != 2:
-            raise InvalidDataError(f"{name} must be 2-D, got shape {X.shape}")
-        if not np.issubdtype(X.dtype, np.number):
-            raise InvalidDataError(f"{name} must be numeric, got dtype {X.dtype}")
-        if X.nnz and not np.isfinite(X.data).all():
-            bad = int(np.searchsorted(X.indptr, np.flatnonzero(~np.isfinite(X.data))[0], "right"))
-            raise InvalidDataError(f"{name} holds NaN or infinity (first in row {bad - 1})")
-        return X
-    if not isinstance(X, np.ndarray):
+    elif not isinstance(X, np.ndarray):
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
@@ -69,15 +73,33 @@ def check_matrix(X: Any, *, name: str = "X") -> Matrix:
         raise InvalidDataError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.dtype == bool or not np.issubdtype(X.dtype, np.number):
         raise InvalidDataError(f"{name} must be numeric, got dtype {X.dtype}")
-    if np.issubdtype(X.dtype, np.floating):
-        for start in range(0, X.shape[0], _VALIDATE_CHUNK):
-            finite = np.isfinite(X[start : start + _VALIDATE_CHUNK])
-            if not finite.all():
-                row, col = np.argwhere(~finite)[0]
-                raise InvalidDataError(
-                    f"{name} holds NaN or infinity (first at row {start + row}, column {col})"
-                )
+    if values:
+        if sp.issparse(X):
+            check_finite(X, name=name)
+        else:
+            for start in range(0, X.shape[0], _VALIDATE_CHUNK):
+                check_finite(X[start : start + _VALIDATE_CHUNK], name=name, offset=start)
     return X
+
+
+def check_finite(block: Any, *, name: str = "X", offset: int = 0) -> None:
+    """Raise :class:`InvalidDataError` naming the first NaN or infinity of ``block`` (dense or
+    CSR), whose first row is row ``offset`` of ``name``."""
+    if not np.issubdtype(block.dtype, np.floating):
+        return
+    if sp.issparse(block):
+        finite = np.isfinite(block.data)
+        if not finite.all():
+            first = int(np.flatnonzero(~finite)[0])
+            row = int(np.searchsorted(block.indptr, first, side="right")) - 1
+            raise InvalidDataError(f"{name} holds NaN or infinity (first in row {offset + row})")
+        return
+    finite = np.isfinite(block)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise InvalidDataError(
+            f"{name} holds NaN or infinity (first at row {offset + int(row)}, column {int(col)})"
+        )
 
 
 def as_indices(indices: ArrayLike, n: int, *, name: str = "indices") -> NDArray[np.intp]:
@@ -185,18 +207,9 @@ class Pool:
 
     def label(self, indices: ArrayLike, labels: Iterable[Any]) -> None:
         """Record ``labels`` for ``indices`` (relabeling an item replaces its label)."""
-        idx = as_indices(indices, self.n_items)
-        values = list(labels)
-        if len(values) != len(idx):
-            raise InvalidParameterError(
-                f"got {len(idx)} indices but {len(values)} labels; they must pair up"
-            )
-        if len(np.unique(idx)) != len(idx):
-            raise InvalidParameterError("indices to label must be unique")
+        idx, values = check_labels(indices, labels, self.n_items)
         codes = np.empty(len(values), dtype=np.int32)
         for i, value in enumerate(values):
-            if value is None or (isinstance(value, float) and np.isnan(value)):
-                raise InvalidParameterError(f"label for item {int(idx[i])} is missing")
             codes[i] = self._code(value)
         self._codes[idx] = codes
 
@@ -212,6 +225,35 @@ class Pool:
             self._classes.append(key)
             self._code_of[key] = code
         return code
+
+
+def check_labels(
+    indices: ArrayLike,
+    labels: Iterable[Any],
+    n: int,
+    *,
+    name: str = "indices",
+    noun: str = "indices",
+    repeated: str = "indices to label must be unique",
+) -> tuple[NDArray[np.intp], list[Any]]:
+    """Rows of a pool of ``n`` and their labels, checked to pair up: as many labels as rows,
+    no row twice (``repeated`` says so), no label missing (None or NaN).
+
+    ``name`` names the rows in an index error, ``noun`` in a count mismatch: the pool says
+    "indices", a partitioned pool's query "labeled rows".
+    """
+    idx = as_indices(np.asarray(indices), n, name=name)
+    values = list(labels)
+    if len(values) != len(idx):
+        raise InvalidParameterError(
+            f"got {len(idx)} {noun} but {len(values)} labels; they must pair up"
+        )
+    if len(np.unique(idx)) != len(idx):
+        raise InvalidParameterError(repeated)
+    for row, value in zip(idx, values, strict=True):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            raise InvalidParameterError(f"label for item {int(row)} is missing")
+    return idx, values
 
 
 def as_label_array(values: list[Any]) -> NDArray[Any]:

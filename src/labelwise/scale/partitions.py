@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.pool import Matrix
+from labelwise.pool import Matrix, check_finite, check_matrix
 
 __all__ = [
     "FORMAT",
@@ -356,39 +356,12 @@ def open_partitioned(folder: str | os.PathLike[str]) -> PartitionedPool:
 
 
 def _source_matrix(X: Any) -> Matrix:
-    """``X`` as a 2-D numeric matrix, without reading it (the writer checks values per part)."""
-    if sp.issparse(X):
-        X = X if isinstance(X, (sp.csr_matrix, sp.csr_array)) else sp.csr_matrix(X)
-    elif not isinstance(X, np.ndarray):
-        try:
-            X = np.asarray(X)
-        except (TypeError, ValueError) as exc:
-            raise InvalidDataError(f"X is not a numeric matrix: {exc}") from None
-    if X.ndim != 2:
-        raise InvalidDataError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.dtype == bool or not np.issubdtype(X.dtype, np.number):
-        raise InvalidDataError(f"X must be numeric, got dtype {X.dtype}")
+    """``X`` as a 2-D numeric matrix with rows and features, without reading its values (the
+    writer checks them part by part, :func:`~labelwise.pool.check_finite`)."""
+    X = check_matrix(X, values=False)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InvalidDataError(f"X must have rows and features, got shape {X.shape}")
     return X
-
-
-def _check_finite(block: Any, offset: int) -> None:
-    if not np.issubdtype(block.dtype, np.floating):
-        return
-    if sp.issparse(block):
-        finite = np.isfinite(block.data)
-        if not finite.all():
-            first = int(np.flatnonzero(~finite)[0])
-            row = int(np.searchsorted(block.indptr, first, side="right")) - 1
-            raise InvalidDataError(f"X holds NaN or infinity (first in row {offset + row})")
-        return
-    finite = np.isfinite(block)
-    if not finite.all():
-        row, col = np.argwhere(~finite)[0]
-        raise InvalidDataError(
-            f"X holds NaN or infinity (first at row {offset + int(row)}, column {int(col)})"
-        )
 
 
 def _auto_rows(X: Any) -> int:
@@ -515,7 +488,7 @@ def write_partitioned(
         entries = []
         for number, (start, stop) in enumerate(_iter_parts(n, rows_per_partition)):
             block = X[start:stop]
-            _check_finite(block, start)
+            check_finite(block, offset=start)
             name = f"part-{number:05d}{_SUFFIX[storage]}"
             _write_part(partial / name, block, storage)
             entries.append({"file": name, "offset": start, "rows": stop - start})
