@@ -123,10 +123,8 @@ WORDING: dict[Kind, Wording] = {
         "the ranked queue is used up: a random open item while the model retrains",
         "the ranked queue is used up: a random open item while the model retrains",
     ),
-    Kind.GROUP: Wording(
-        "labeled with the same answer as its near-duplicate",
-        "labeled with the same answer as its near-duplicate",
-    ),
+    # Never handed out: the answer given to a near-duplicate along with its item's.
+    Kind.GROUP: Wording("labeled with the same answer as its near-duplicate", ""),
 }
 
 #: The summary of an item leased back to the annotator who undid its answer, when the queue

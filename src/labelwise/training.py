@@ -23,13 +23,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from labelwise.reasons import Kind
+from labelwise.services.triage import audit_item_ids
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items, row_count
 from labelwise.store.models import Item, Label, ModelVersion, Project
 from labelwise.store.projects import ProjectSettings, get_project, settings_of
 from labelwise.store.review import resolved_labels
-from labelwise.store.triage import audit_item_ids
 from labelwise.store.versions import COLD_START, served_version
 
 __all__ = ["FIRST_FIT", "PoolItem", "ServedModel", "TrainingSnapshot", "read_snapshot"]

@@ -285,7 +285,7 @@ def sweep_artefacts(folder: ProjectFolder, db: Database) -> list[Path]:
 def sweep_leftover_media(folder: ProjectFolder, db: Database) -> list[Path]:
     """Remove the image folders a killed import left in ``media/`` (see
     :func:`labelwise.store.transfer.sweep_media`); returns what was removed."""
-    from labelwise.store.transfer import sweep_media
+    from labelwise.services.transfer import sweep_media
 
     with db.read() as session:
         project = get_project(session, name=folder.project_name)

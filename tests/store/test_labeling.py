@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
-from labelwise.store import labeling
+from labelwise.store import labeling, leasing
 from labelwise.store.models import Annotator, Item, Label, Lease
 from labelwise.store.projects import get_project
 
@@ -21,7 +21,7 @@ def test_next_item_serves_the_best_ranked_queue_item(store):
     first = store.next(pid, a)
     assert first.item.id == ids[4]
     assert (first.kind, first.model_version_id, first.predicted) == ("strategy", version, "spam")
-    assert first.reason["rank"] == 0 and first.reason["summary"] == "pick 0"
+    assert first.reason.rank == 0 and first.reason.summary == "pick 0"
     assert store.next(pid, b).item.id == ids[1]  # ids[4] is leased to a
 
 
@@ -188,7 +188,7 @@ def test_a_short_lease_setting_expires_by_itself(store, monkeypatch):
     lease = store.next(pid, a)
     assert (lease.expires_at - store.leases()[0].created_at).total_seconds() == 5
     later = lease.expires_at
-    monkeypatch.setattr(labeling, "database_now", lambda session: later)  # when it runs out
+    monkeypatch.setattr(leasing, "database_now", lambda session: later)  # when it runs out
     assert store.next(pid, b) is not None
 
 
@@ -204,7 +204,7 @@ def test_leases_run_on_the_databases_clock_not_the_servers(store, backend, monke
     from datetime import timedelta
 
     ahead = labeling.utcnow() + timedelta(minutes=11)
-    monkeypatch.setattr(labeling, "utcnow", lambda: ahead)  # this server's clock runs ahead
+    monkeypatch.setattr(leasing, "utcnow", lambda: ahead)  # this server's clock runs ahead
     assert store.next(pid, b) is None  # a's lease stands
     assert [lease.annotator_id for lease in store.leases()] == [a]
     assert store.submit(pid, a, held, "ham").label.value == "ham"  # a's answer is taken
@@ -220,7 +220,7 @@ def test_queue_used_up_falls_back_to_a_random_open_item(store):
     store.submit(pid, a, ids[1], "ham")
     second = store.next(pid, a)
     assert second.item.id in {ids[0], ids[2]}
-    assert second.kind == "fallback" and second.reason["kind"] == "fallback"
+    assert second.kind == "fallback" and second.reason.kind == "fallback"
     assert second.model_version_id == version and second.predicted is None
 
 
@@ -479,7 +479,7 @@ def test_undo_takes_back_the_last_label_and_leases_the_item_back(store):
     back = store.undo(pid, a)
     assert back.item.id == ids[0]
     # The item comes back with the reason it was queued for, and the answer that was undone.
-    assert back.reason["summary"] == "pick 0"
+    assert back.reason.summary == "pick 0"
     assert back.kind == "strategy"
     assert back.previous == "spam"
     assert (store.item(ids[0]).n_labels, store.item(ids[0]).done) == (0, False)

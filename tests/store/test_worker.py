@@ -16,13 +16,13 @@ from sqlalchemy import select
 from labelwise import worker
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.services.dashboard import dashboard
+from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.labeling import next_item, submit_label, undo_last
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import init_project
-from labelwise.store.stats import dashboard
 
 pytestmark = pytest.mark.slow
 
@@ -565,10 +565,10 @@ def test_a_semi_supervised_model_reports_its_pseudo_labels_and_stores_none(
 def test_a_bandit_project_learns_across_versions_from_its_random_items(
     tmp_path, sms_csv, db_url, monkeypatch
 ):
-    from labelwise.store import labeling
+    from labelwise.store import leasing
 
     # The random picks before any model, seeded: every fold of them then holds both classes.
-    monkeypatch.setattr(labeling, "_FALLBACK_RNG", np.random.default_rng(7))
+    monkeypatch.setattr(leasing, "_FALLBACK_RNG", np.random.default_rng(7))
     settings = ProjectSettings(retrain_every=5, queue_size=20, overlap=0.0, strategy="bandit")
     op, _ = init_project(tmp_path / "bandit", sms_csv, db_url=db_url, settings=settings)
 

@@ -2,29 +2,21 @@
 
 The model's guess is withheld until the annotator has answered unless the project says
 ``show_guess="before"``: a guess shown first anchors experts. Withheld, the "why" panel still
-says *why* the item was chosen, in words that do not give the guess away.
+says *why* the item was chosen, in words that do not give the guess away
+(:meth:`labelwise.reasons.Reason.withheld_summary`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labelwise.reasons import WORDING, Reason
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.labeling import COLD_START_REASON, FALLBACK_REASON, Assignment
+from labelwise.store.labeling import Assignment
 from labelwise.store.models import Item, Project
 
 __all__ = ["assignment_view", "item_view", "reveal_view"]
-
-_NEUTRAL = {
-    "strategy": "the model is unsure about this item",
-    "exploration": "a random item: it keeps the accuracy estimate honest",
-    "routine": "a routine item, mixed in to keep the pace comfortable",
-    "overlap": "second opinion: this item is labeled twice to measure agreement",
-    # One wording for these, the one their leases carry.
-    "fallback": FALLBACK_REASON["summary"],
-    "cold-start": COLD_START_REASON["summary"],
-}
 
 
 def item_view(item: Item, project: Project, folder: ProjectFolder) -> dict[str, Any]:
@@ -40,55 +32,39 @@ def item_view(item: Item, project: Project, folder: ProjectFolder) -> dict[str, 
     return view
 
 
-def _guess(reason: dict[str, Any]) -> dict[str, Any] | None:
-    split = reason.get("class_split") or []
-    if not split:
-        return None
-    label, value = split[0]
-    guess: dict[str, Any] = {"label": label}
-    if reason.get("output_kind") == "proba":
-        guess["confidence"] = round(float(value), 4)
-    return guess
-
-
-def _why(reason: dict[str, Any], *, with_guess: bool) -> dict[str, Any]:
-    kind = str(reason.get("kind", "strategy"))
+def _why(reason: Reason, *, with_guess: bool) -> dict[str, Any]:
     why: dict[str, Any] = {
-        "kind": kind,
-        "strategy": reason.get("strategy"),
-        "rank": reason.get("rank"),
-        "neighbors": reason.get("neighbors", []),
-        "far_from_labeled": bool(reason.get("far_from_labeled", False)),
-        "duplicates": reason.get("duplicates", []),
+        "kind": reason.type.value,
+        "strategy": reason.strategy,
+        "rank": reason.rank,
+        "neighbors": list(reason.neighbors or ()),
+        "far_from_labeled": bool(reason.far_from_labeled),
+        "duplicates": list(reason.duplicates or ()),
     }
     if with_guess:
-        why["summary"] = reason.get("summary") or _NEUTRAL.get(kind, "")
-        why["class_split"] = reason.get("class_split", [])
-        why["output_kind"] = reason.get("output_kind")
-        why["utility"] = reason.get("utility")
-        why["details"] = reason.get("details", {})
-        for key in ("drivers", "occlusion"):  # they show the model's leaning, like the guess
-            if reason.get(key):
-                why[key] = reason[key]
+        why["summary"] = reason.summary or WORDING[reason.type].neutral
+        why["class_split"] = [[label, value] for label, value in reason.class_split]
+        why["output_kind"] = reason.output_kind
+        why["utility"] = reason.utility
+        why["details"] = reason.details
+        # They show the model's leaning, like the guess.
+        if reason.drivers:
+            why["drivers"] = reason.drivers
+        if reason.occlusion:
+            why["occlusion"] = reason.occlusion
     else:
-        details = reason.get("details") or {}
-        if "votes" in details:
-            n = sum(details["votes"].values())
-            why["summary"] = f"the committee of {n} models disagrees about this item"
-        elif "distance_to_labeled" in details:
-            why["summary"] = reason.get("summary") or _NEUTRAL[kind]
-        else:
-            why["summary"] = _NEUTRAL.get(kind, "")
+        why["summary"] = reason.withheld_summary()
     return why
 
 
 def assignment_view(a: Assignment, project: Project, folder: ProjectFolder) -> dict[str, Any]:
-    mode = (project.settings or {}).get("show_guess", "after")
-    reason = dict(a.reason)
+    """An item handed to an annotator: the item, why it was chosen, the model's guess where
+    the project shows it before the answer, and the lease."""
+    before = (project.settings or {}).get("show_guess", "after") == "before"
     return {
         "item": item_view(a.item, project, folder),
-        "why": _why(reason, with_guess=mode == "before"),
-        "guess": _guess(reason) if mode == "before" else None,
+        "why": _why(a.reason, with_guess=before),
+        "guess": a.reason.guess if before else None,
         "model_version_id": a.model_version_id,
         "previous": a.previous,
         "lease_expires_at": a.expires_at.isoformat() + "Z" if a.expires_at else None,
@@ -96,8 +72,8 @@ def assignment_view(a: Assignment, project: Project, folder: ProjectFolder) -> d
     }
 
 
-def reveal_view(reason: dict[str, Any], project: Project) -> dict[str, Any] | None:
+def reveal_view(reason: Reason, project: Project) -> dict[str, Any] | None:
     """After an answer: the model's guess and the full reason, unless the project says never."""
     if (project.settings or {}).get("show_guess", "after") == "never":
         return None
-    return {"guess": _guess(reason), "why": _why(reason, with_guess=True)}
+    return {"guess": reason.guess, "why": _why(reason, with_guess=True)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from labelwise.reasons import Kind
 from labelwise.server.deps import BodyId, ItemId, ProjectId, State, User
 from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import labeling
-from labelwise.store.models import Annotator, Lease, Project
+from labelwise.store.models import Annotator, Project
 from labelwise.store.projects import get_project
 
 LeaseToken = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
@@ -64,6 +64,93 @@ class ReleaseRequest(BaseModel):
     )
 
 
+# ------------------------------------------------------------------------------ responses
+
+
+class _Shape(BaseModel):
+    """A response's documented shape; keys it does not list pass through as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ItemOut(_Shape):
+    id: int
+    external_id: str | None = None
+    kind: str = Field(description="text, image or tabular: which of the content keys is set.")
+    text: str | None = Field(default=None, description="A text item's content.")
+    fields: dict[str, Any] | None = Field(
+        default=None, description="A tabular item's fields by name, in column order."
+    )
+    image_url: str | None = Field(default=None, description="Where an image item is read.")
+
+
+class WhyOut(_Shape):
+    kind: Kind = Field(description="What chose the item.")
+    strategy: str | None = Field(default=None, description="The strategy that ranked it.")
+    rank: int | None = Field(default=None, description="Its place in the served queue (0 first).")
+    summary: str = Field(description="Why it was chosen, in one sentence.")
+    neighbors: list[dict[str, Any]] = Field(
+        default_factory=list, description="The nearest labeled items close enough to show."
+    )
+    far_from_labeled: bool = False
+    duplicates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Open near-duplicates that may be given the same answer (see group).",
+    )
+    class_split: list[tuple[str, float]] | None = Field(
+        default=None, description="The model's view, best class first (with the guess only)."
+    )
+    output_kind: str | None = Field(default=None, description="proba or decision.")
+    utility: float | None = None
+    details: dict[str, Any] | None = None
+    drivers: dict[str, Any] | None = Field(
+        default=None, description="Words or fields driving the prediction, with weights."
+    )
+    occlusion: dict[str, Any] | None = Field(
+        default=None, description="An image's occlusion map: what the prediction rests on."
+    )
+
+
+class GuessOut(_Shape):
+    label: str
+    confidence: float | None = Field(default=None, description="With probabilities only.")
+
+
+class AssignmentOut(_Shape):
+    item: ItemOut
+    why: WhyOut
+    guess: GuessOut | None = Field(
+        default=None, description="The model's guess, where the project shows it first."
+    )
+    model_version_id: int | None = None
+    previous: str | None = Field(default=None, description="After an undo: the answer taken back.")
+    lease_expires_at: str | None = None
+    lease: str | None = Field(default=None, description="The lease token /release takes.")
+
+
+class RevealOut(_Shape):
+    guess: GuessOut | None = None
+    why: WhyOut
+
+
+class SubmitOut(_Shape):
+    label_id: int
+    item_id: int
+    value: str | None = None
+    action: str = Field(description="label or skip.")
+    replayed: bool = Field(description="A repeated request: nothing changed.")
+    item_labels: int = Field(description="The item's labels now.")
+    reveal: RevealOut | None = Field(
+        default=None, description="After a label: the model's guess and why, unless hidden."
+    )
+    grouped: list[int] = Field(default_factory=list)
+    group_skipped: list[int] = Field(default_factory=list)
+
+
+class ReleaseOut(_Shape):
+    released: int
+
+
 def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]:
     user.check_project(project_id)
     project = get_project(session, project_id=project_id)
@@ -71,7 +158,12 @@ def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]
     return project, annotator
 
 
-@router.post("/next", responses={204: {"description": "nothing left to label"}})
+@router.post(
+    "/next",
+    response_model=AssignmentOut,
+    response_model_exclude_unset=True,
+    responses={204: {"description": "nothing left to label"}},
+)
 def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User) -> Any:
     """The next item for this annotator, leased to them (their unfinished one first)."""
     with state.db.write(durable=False) as session:  # only a lease: no need to wait for the disk
@@ -84,9 +176,7 @@ def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User
         return assignment_view(assignment, project, state.folder)
 
 
-def _submitted(
-    result: labeling.SubmitResult, reason: dict[str, Any], project: Project
-) -> dict[str, Any]:
+def _submitted(result: labeling.SubmitResult, project: Project, *, reveal: bool) -> dict[str, Any]:
     return {
         "label_id": result.label.id,
         "item_id": result.item.id,
@@ -94,27 +184,21 @@ def _submitted(
         "action": result.label.action,
         "replayed": result.replayed,
         "item_labels": result.item.n_labels,
-        "reveal": reveal_view(reason, project) if reason else None,
+        "reveal": (
+            reveal_view(result.reason, project) if reveal and result.reason is not None else None
+        ),
         "grouped": list(result.grouped),
         "group_skipped": list(result.group_skipped),
     }
 
 
-def _lease_reason(session: Any, item_id: int, annotator_id: int) -> dict[str, Any]:
-    lease = session.scalar(
-        select(Lease).where(Lease.item_id == item_id, Lease.annotator_id == annotator_id)
-    )
-    return dict(lease.reason or {}) if lease is not None else {}
-
-
-@router.post("/items/{item_id}/label")
+@router.post("/items/{item_id}/label", response_model=SubmitOut, response_model_exclude_unset=True)
 def label_item(
     project_id: ProjectId, item_id: ItemId, body: LabelRequest, state: State, user: User
 ) -> dict[str, Any]:
     """Store an answer. Repeating a request (same ``request_id``) or the same answer is a no-op."""
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
-        reason = _lease_reason(session, item_id, annotator.id)
         result = labeling.submit_label(
             session,
             project,
@@ -125,13 +209,14 @@ def label_item(
             request_id=body.request_id,
             group=body.group,
         )
-        return _submitted(result, reason, project)
+        return _submitted(result, project, reveal=True)
 
 
-@router.post("/items/{item_id}/skip")
+@router.post("/items/{item_id}/skip", response_model=SubmitOut, response_model_exclude_unset=True)
 def skip_item(
     project_id: ProjectId, item_id: ItemId, body: SkipRequest, state: State, user: User
 ) -> dict[str, Any]:
+    """Pass on a held item: it goes back to others and is not offered to you again."""
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
         result = labeling.skip_item(
@@ -142,7 +227,7 @@ def skip_item(
             duration_ms=body.duration_ms,
             request_id=body.request_id,
         )
-        return _submitted(result, {}, project)
+        return _submitted(result, project, reveal=False)
 
 
 class UndoRequest(BaseModel):
@@ -154,7 +239,7 @@ class UndoRequest(BaseModel):
     )
 
 
-@router.post("/undo")
+@router.post("/undo", response_model=AssignmentOut, response_model_exclude_unset=True)
 def undo(
     project_id: ProjectId, state: State, user: User, body: UndoRequest | None = None
 ) -> dict[str, Any]:
@@ -166,7 +251,7 @@ def undo(
         return assignment_view(assignment, project, state.folder)
 
 
-@router.post("/release")
+@router.post("/release", response_model=ReleaseOut)
 def release(
     project_id: ProjectId, body: ReleaseRequest, state: State, user: User
 ) -> dict[str, int]:

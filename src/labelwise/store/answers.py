@@ -1,0 +1,494 @@
+"""Annotators' answers: label, skip, undo, each in one write transaction.
+
+- Every path that labels an item first locks the item's row (``FOR UPDATE`` on PostgreSQL;
+  SQLite's ``BEGIN IMMEDIATE`` serialises writers), then re-checks that the item still has a
+  free slot, so two annotators can never both take its last one;
+- a submit with a ``request_id`` already stored, or repeating the annotator's current answer,
+  changes nothing and returns the stored label (a retried or doubled request is harmless);
+- an answer records where its item came from (the model version that queued it, why, what it
+  predicted): from the annotator's lease (:mod:`labelwise.store.leasing`), else the served
+  queue, else the answer it replaces;
+- history is append-only: relabel and undo add rows that supersede, nothing is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
+from labelwise.reasons import BACK_AFTER_UNDO, Kind, Reason
+from labelwise.store.leasing import (
+    Assignment,
+    _assignment,
+    _check_member,
+    _current,
+    _free_slots,
+    _give_back,
+    _is_available,
+    _lock_item,
+    _queued,
+    _renew,
+    database_now,
+    grant,
+    queued_reason,
+    stored_reason,
+)
+from labelwise.store.models import Annotator, Item, Label, Lease, Project, QueueEntry
+
+__all__ = ["MAX_GROUP", "SubmitResult", "skip_item", "submit_label", "undo_last"]
+
+#: The longest group of near-duplicates one answer may label.
+MAX_GROUP = 50
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What an answer (or a skip) stored.
+
+    Attributes
+    ----------
+    label : Label
+        The stored answer: the new one, or the one a repeated request already stored.
+    item : Item
+        The item answered, with its counts after the answer.
+    replayed : bool
+        Whether the request repeated one already stored (nothing changed).
+    reason : Reason or None
+        Why the item was handed out: the reason of the annotator's lease on it when the answer
+        came (None without one), what the reveal after the answer shows.
+    grouped, group_skipped : tuple of int
+        Near-duplicates labeled with the same answer, and those no longer open (left alone).
+    """
+
+    label: Label
+    item: Item
+    replayed: bool
+    reason: Reason | None = None
+    grouped: tuple[int, ...] = ()
+    group_skipped: tuple[int, ...] = ()
+
+
+def _recount(session: Session, item: Item) -> None:
+    item.n_labels = int(
+        session.scalar(
+            select(func.count(Label.id)).where(
+                Label.item_id == item.id, Label.action == "label", Label.is_current.is_(True)
+            )
+        )
+        or 0
+    )
+    decided = session.scalar(
+        select(Label.id).where(
+            Label.item_id == item.id, Label.action == "adjudicate", Label.is_current.is_(True)
+        )
+    )
+    # An admin's decision closes the item whatever its answers do later.
+    item.done = item.n_labels >= item.target or decided is not None
+
+
+def _replay(
+    session: Session,
+    annotator: Annotator,
+    request_id: str | None,
+    item_id: int,
+    action: str,
+    value: str | None,
+) -> Label | None:
+    """The label a repeated request already stored; a request id reused for another answer is
+    refused rather than silently answered with the old one."""
+    if not request_id:
+        return None
+    stored = session.scalar(
+        select(Label).where(Label.annotator_id == annotator.id, Label.request_id == request_id)
+    )
+    if stored is not None and (
+        stored.item_id != item_id or stored.action != action or stored.value != value
+    ):
+        raise ConflictError(
+            f"request id {request_id!r} was already used for another answer; use a new one"
+        )
+    return stored
+
+
+def _check_request_id(request_id: str | None) -> None:
+    if request_id is not None and (not request_id or len(request_id) > 64):
+        raise InvalidParameterError("request_id must be 1 to 64 characters")
+    # PostgreSQL text cannot hold NUL: such an id would fail its query (a 500), not be refused.
+    if request_id is not None and not request_id.isprintable():
+        raise InvalidParameterError(
+            f"request_id {request_id!r} holds a control character; use printable characters"
+        )
+
+
+def _check_duration(duration_ms: int | None) -> int | None:
+    if duration_ms is None:
+        return None
+    if not isinstance(duration_ms, int) or isinstance(duration_ms, bool) or duration_ms < 0:
+        raise InvalidParameterError(
+            f"duration_ms must be a non-negative integer, got {duration_ms!r}"
+        )
+    return min(duration_ms, 24 * 3600 * 1000)
+
+
+def submit_label(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    *,
+    item_id: int,
+    value: str,
+    duration_ms: int | None = None,
+    request_id: str | None = None,
+    group: Sequence[int] = (),
+) -> SubmitResult:
+    """Record ``annotator``'s answer ``value`` for an item.
+
+    ``group``: near-duplicates of the item (from the reason it was queued with) that the
+    annotator confirmed should get the same answer. Those still open get it in the same
+    transaction (reason ``group``, no time recorded); the others are left alone and reported.
+    Undoing the answer takes the whole group back.
+
+    Raises
+    ------
+    NotFoundError
+        No such item in this project.
+    InvalidParameterError
+        ``value`` is not one of the project's labels, or ``group`` names an item that is not a
+        near-duplicate offered with this one.
+    ConflictError
+        The item already has all the labels it needs from others (the lease expired and the
+        item was done meanwhile).
+    """
+    _check_member(project, annotator)
+    _check_request_id(request_id)
+    duration = _check_duration(duration_ms)
+    if value not in project.label_set:
+        raise InvalidParameterError(
+            f"{value!r} is not a label of this project; expected one of "
+            f"{', '.join(project.label_set)}"
+        )
+    item = _lock_item(session, project, item_id, wait=True)
+    if item is None:
+        raise NotFoundError(f"no item {item_id} in this project")
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+    )
+    reason = stored_reason(lease) if lease is not None else None
+    # Looked up under the item's lock: the first attempt of a retried request may have been
+    # stored while this one waited, and even undone since; it must be found, not stored again.
+    replay = _replay(session, annotator, request_id, item_id, "label", value)
+    if replay is not None:
+        return SubmitResult(replay, item, replayed=True, reason=reason)
+    now = database_now(session)
+    current = _current(session, item.id, annotator.id)
+    if current is not None and current.action == "label" and current.value == value:
+        session.execute(
+            delete(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+        )
+        return SubmitResult(current, item, replayed=True, reason=reason)
+    relabel = current is not None and current.action == "label"
+    group_ids = _check_group(reason, item.id, group)
+    if not relabel and (item.done or _free_slots(session, item, annotator, now) <= 0):
+        raise ConflictError(
+            f"item {item.id} already has the {item.target} label(s) it needs, or others are on "
+            "it; it was handed to someone else after your lease expired"
+        )
+    # Provenance (which model queued the item, why, what it predicted): the lease, else the
+    # served queue, else the answer being replaced.
+    source: Any = lease
+    if source is None and not relabel:
+        source = _queued(session, project, item.id)
+    if source is None:
+        source = current
+    if reason is not None:
+        reason_kind: str | None = reason.type.value
+    elif isinstance(source, QueueEntry):
+        reason_kind = source.kind
+    else:
+        reason_kind = getattr(current, "reason_kind", None)
+    label = Label(
+        project_id=project.id,
+        item_id=item.id,
+        annotator_id=annotator.id,
+        action="label",
+        value=value,
+        duration_ms=duration,
+        model_version_id=getattr(source, "model_version_id", None),
+        reason_kind=reason_kind,
+        predicted=getattr(source, "predicted", None),
+        request_id=request_id,
+        supersedes_id=current.id if current is not None else None,
+        is_current=True,
+        created_at=now,
+    )
+    if current is not None:
+        current.is_current = False
+    # The group first, so the item's own answer is the latest: undo finds it, then the group.
+    grouped, skipped = _label_group(session, project, annotator, group_ids, label, now)
+    session.add(label)
+    session.flush()
+    _recount(session, item)
+    if lease is not None:
+        _give_back(session, lease)
+    _renew(session, project, annotator, now)
+    session.flush()
+    return SubmitResult(label, item, False, reason, grouped, skipped)
+
+
+def _check_group(reason: Reason | None, item_id: int, group: Sequence[int]) -> list[int]:
+    wanted = list(dict.fromkeys(int(i) for i in group))
+    if not wanted:
+        return []
+    if len(wanted) > MAX_GROUP:
+        raise InvalidParameterError(f"a group holds at most {MAX_GROUP} items, got {len(wanted)}")
+    offered = {int(d["item_id"]) for d in (reason.duplicates or () if reason else ())}
+    unknown = [i for i in wanted if i not in offered or i == item_id]
+    if unknown:
+        raise InvalidParameterError(
+            f"item(s) {', '.join(map(str, unknown))} were not offered as near-duplicates of "
+            f"item {item_id}; label them one by one"
+        )
+    return wanted
+
+
+def _label_group(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    item_ids: list[int],
+    source: Label,
+    now: Any,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    grouped: list[int] = []
+    skipped: list[int] = []
+    for item_id in item_ids:
+        # A member someone else is handing out or answering right now is left alone. Waiting
+        # for it deadlocked on PostgreSQL when that someone was answering it with this item
+        # as its own near-duplicate: each held its item and waited for the other's.
+        item = _lock_item(session, project, item_id, wait=False)
+        if item is None or not _is_available(session, item, annotator, now):
+            skipped.append(item_id)
+            continue
+        session.add(
+            Label(
+                project_id=project.id,
+                item_id=item.id,
+                annotator_id=annotator.id,
+                action="label",
+                value=source.value,
+                duration_ms=None,
+                model_version_id=source.model_version_id,
+                reason_kind=Kind.GROUP.value,
+                predicted=None,
+                is_current=True,
+                created_at=now,
+            )
+        )
+        session.flush()
+        _recount(session, item)
+        session.execute(
+            delete(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+        )
+        grouped.append(item_id)
+    return tuple(grouped), tuple(skipped)
+
+
+def skip_item(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    *,
+    item_id: int,
+    duration_ms: int | None = None,
+    request_id: str | None = None,
+) -> SubmitResult:
+    """Pass on an item the annotator holds: it returns to the pool for others and is not offered
+    to this annotator again (until the skip is undone). Without the item's lease:
+    :class:`ConflictError`."""
+    _check_member(project, annotator)
+    _check_request_id(request_id)
+    duration = _check_duration(duration_ms)
+    item = _lock_item(session, project, item_id, wait=True)
+    if item is None:
+        raise NotFoundError(f"no item {item_id} in this project")
+    replay = _replay(session, annotator, request_id, item_id, "skip", None)  # as in submit_label
+    if replay is not None:
+        return SubmitResult(replay, item, replayed=True)
+    current = _current(session, item.id, annotator.id)
+    if current is not None:
+        if current.action == "skip":
+            return SubmitResult(current, item, replayed=True)
+        raise ConflictError(f"item {item.id} is already labeled by you; undo it first")
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
+    )
+    if lease is None:
+        # A skip records that the annotator saw the item; without a lease they never were
+        # handed it (and a skip would let them read any item afterwards, as one they answered).
+        raise ConflictError(
+            f"you do not hold item {item.id}: only an item handed to you can be skipped (your "
+            "lease may have expired)"
+        )
+    reason = stored_reason(lease)
+    label = Label(
+        project_id=project.id,
+        item_id=item.id,
+        annotator_id=annotator.id,
+        action="skip",
+        value=None,
+        duration_ms=duration,
+        model_version_id=lease.model_version_id,
+        reason_kind=reason.type.value,
+        predicted=lease.predicted,
+        request_id=request_id,
+        is_current=True,
+        created_at=database_now(session),
+    )
+    session.add(label)
+    _give_back(session, lease)
+    _renew(session, project, annotator, label.created_at)
+    session.flush()
+    return SubmitResult(label, item, replayed=False, reason=reason)
+
+
+def undo_last(
+    session: Session, project: Project, annotator: Annotator, *, request_id: str | None = None
+) -> Assignment:
+    """Take back the annotator's latest standing label or skip; the item is leased back to them.
+
+    The undone row stays in the history, superseded by an ``undo`` row. Undoing a relabel
+    restores the answer it replaced. The assignment carries the undone answer as ``previous``
+    and the reason the item was first queued (from the served queue, when it is still there).
+
+    ``request_id``: an undo repeated with the same id (a retry after a lost answer) takes
+    nothing more back; it returns the item the first one gave back, while that is still
+    leased. Without it, a retried undo would take back one more answer. The annotator's row is
+    locked first, so undos sent at once by one annotator run one after the other.
+    """
+    _check_member(project, annotator)
+    _check_request_id(request_id)
+    session.execute(select(Annotator.id).where(Annotator.id == annotator.id).with_for_update())
+    if request_id:
+        done = session.scalar(
+            select(Label).where(Label.annotator_id == annotator.id, Label.request_id == request_id)
+        )
+        if done is not None:
+            return _undo_replay(session, annotator, done, request_id)
+    last = session.scalar(
+        select(Label)
+        .where(
+            Label.project_id == project.id,
+            Label.annotator_id == annotator.id,
+            Label.is_current.is_(True),
+            Label.action.in_(("label", "skip")),
+        )
+        .order_by(Label.id.desc())
+        .limit(1)
+    )
+    if last is None:
+        raise ConflictError("nothing to undo")
+    item = _lock_item(session, project, last.item_id, wait=True)
+    assert item is not None
+    now = database_now(session)
+    # A skip holds no slot: others may have filled the item since. Leasing it back would hand
+    # out a slot it no longer has (the label would then conflict), so the skip stays.
+    if last.action == "skip" and (item.done or _free_slots(session, item, annotator, now) <= 0):
+        raise ConflictError(
+            f"cannot undo your skip of item {item.id}: others have finished it or are on it"
+        )
+    _take_back(session, last, now, request_id=request_id)
+    if last.reason_kind != Kind.GROUP:
+        _undo_group(session, project, annotator, last, now)
+    replaced = session.get(Label, last.supersedes_id) if last.supersedes_id else None
+    if (
+        replaced is not None
+        and replaced.annotator_id == annotator.id
+        and replaced.action in ("label", "skip")
+    ):
+        replaced.is_current = True
+    session.flush()
+    _recount(session, item)
+    entry = _queued(session, project, item.id)
+    if entry is not None and entry.model_version_id == last.model_version_id:
+        reason = queued_reason(entry)
+    else:
+        reason = Reason(Kind(last.reason_kind or Kind.STRATEGY), summary=BACK_AFTER_UNDO)
+    return grant(
+        session,
+        project,
+        annotator,
+        item,
+        now=now,
+        reason=reason,
+        model_version_id=last.model_version_id,
+        predicted=last.predicted,
+        previous=last.value,
+    )
+
+
+def _take_back(session: Session, answer: Label, now: Any, request_id: str | None = None) -> None:
+    """Record the undo of ``answer`` (an ``undo`` row superseding it, which keeps its
+    provenance) and take it out of the standing answers."""
+    session.add(
+        Label(
+            project_id=answer.project_id,
+            item_id=answer.item_id,
+            annotator_id=answer.annotator_id,
+            action="undo",
+            value=None,
+            model_version_id=answer.model_version_id,
+            reason_kind=answer.reason_kind,
+            predicted=answer.predicted,
+            request_id=request_id,
+            supersedes_id=answer.id,
+            is_current=False,
+            created_at=now,
+        )
+    )
+    answer.is_current = False
+
+
+def _undo_replay(
+    session: Session, annotator: Annotator, done: Label, request_id: str
+) -> Assignment:
+    """What a repeated undo answers: the item the first one leased back, if still held."""
+    if done.action != "undo":
+        raise ConflictError(
+            f"request id {request_id!r} was already used for another answer; use a new one"
+        )
+    undone = session.get(Label, done.supersedes_id) if done.supersedes_id else None
+    lease = session.scalar(
+        select(Lease).where(Lease.item_id == done.item_id, Lease.annotator_id == annotator.id)
+    )
+    if lease is None or lease.expires_at <= database_now(session):
+        raise ConflictError(
+            f"undo {request_id!r} was already done, and item {done.item_id} is no longer yours "
+            "to answer again"
+        )
+    return _assignment(session, lease, previous=undone.value if undone is not None else None)
+
+
+def _undo_group(
+    session: Session, project: Project, annotator: Annotator, last: Label, now: Any
+) -> None:
+    """The near-duplicates labeled along with ``last`` (same answer, same moment) go back too."""
+    members = session.scalars(
+        select(Label).where(
+            Label.project_id == project.id,
+            Label.annotator_id == annotator.id,
+            Label.is_current.is_(True),
+            Label.reason_kind == Kind.GROUP.value,
+            Label.created_at == last.created_at,
+        )
+    ).all()
+    for member in members:
+        item = _lock_item(session, project, member.item_id, wait=True)
+        assert item is not None
+        _take_back(session, member, now)
+        session.flush()
+        _recount(session, item)
