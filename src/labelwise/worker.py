@@ -1,14 +1,18 @@
 """The worker: retrains when enough new labels arrived, then publishes a new ranked queue.
 
-One cycle (:func:`train_once`):
+One cycle (:func:`train_once`) runs in three steps:
 
-1. read the training labels (adjudications, else agreeing answers; conflicts wait for review);
-2. if ``retrain_every`` labels arrived since the served version (or, for the first fit, ten
-   labels of at least two classes), fit a clone of the project's model on them;
-3. estimate its quality by cross-validation on the labeled set;
-4. score the open items with the project's strategy and batch mix, add the nearest labeled
-   examples to every reason, and mix in second-opinion items for overlap;
-5. write the artefact file, then the version, its metrics and its queue in one transaction.
+1. **read** (:func:`labelwise.training.read_snapshot`, one transaction): the training labels
+   (adjudications, else agreeing answers; conflicts wait for review), the served version,
+   and -- when ``retrain_every`` labels arrived since it (or, for the first fit, ten labels of
+   at least two classes) -- which items are answered, waiting for a second opinion or for an
+   audit: a :class:`~labelwise.training.TrainingSnapshot` of one moment;
+2. **fit and rank** (:func:`labelwise.cycle.fit_cycle`, no database): fit a clone of the
+   project's model on the snapshot's labels, estimate its quality by cross-validation, score
+   the open items with the project's strategy and batch mix, add what the annotator is shown
+   to every reason, and mix in second opinions and audits;
+3. **publish** (:func:`publish`): the artefact file, then the version, its metrics and its
+   queue in one write transaction, then every item's prediction.
 
 The server keeps serving the previous queue the whole time. A failure is recorded as a failed
 version and changes nothing that is served; the next cycle tries again. A worker killed
