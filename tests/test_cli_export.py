@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from labelwise.cli import app
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.services.setup import open_project
 from labelwise.store.annotators import authenticate
 from labelwise.store.features import field_names
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item
 from labelwise.store.projects import get_project
 from labelwise.store.review import adjudicate
-from labelwise.store.setup import open_project
 from labelwise.worker import train_once
 
 pytestmark = pytest.mark.slow

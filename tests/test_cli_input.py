@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from labelwise import cli
 from labelwise.cli import app
-from labelwise.store.setup import open_project
+from labelwise.services.setup import open_project
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from labelwise.cli import app
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.services.dashboard import dashboard
+from labelwise.services.setup import open_project
 from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator
 from labelwise.store.projects import get_project
-from labelwise.store.setup import open_project
-from labelwise.store.stats import dashboard
 from labelwise.worker import train_once
 
 runner = CliRunner()

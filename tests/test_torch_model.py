@@ -390,11 +390,11 @@ def test_the_worker_fits_scores_and_stores_the_model(tmp_path):
     from labelwise import worker
     from labelwise.data import load_dataset
     from labelwise.datasets import bundled_path
+    from labelwise.services.setup import init_project
     from labelwise.store.annotators import create_annotator
     from labelwise.store.labeling import submit_label
     from labelwise.store.models import Item, ModelVersion, QueueEntry
     from labelwise.store.projects import ProjectSettings, get_project
-    from labelwise.store.setup import init_project
 
     # A text project: TF-IDF features, so the sparse path runs through the worker too.
     texts = load_dataset(bundled_path("sms-spam"))

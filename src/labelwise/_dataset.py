@@ -46,7 +46,7 @@ class Dataset:
     ids_numbered : bool
         True when the file has no ids and ``ids`` are its row numbers: an importer may number
         the rows on from where a project's items end instead (see
-        :func:`labelwise.store.transfer.import_file`).
+        :func:`labelwise.services.transfer.import_file`).
     label_column : str or None
         Where the labels came from: the label column's name (or the array's, for ``.npz``);
         None without labels or when they are class folders.

@@ -227,7 +227,7 @@ def _reporter(progress: Any, description: str) -> Callable[[int, int | None], No
 
 
 def _steps(progress: Any) -> Callable[[str, int, int | None], None]:
-    """A ``(step, done, total)`` callback (``labelwise.store.transfer.StepProgress``): one bar
+    """A ``(step, done, total)`` callback (``labelwise.services.transfer.StepProgress``): one bar
     per step of an import (reading, saving images, inserting, embedding), each a
     :func:`_reporter` made at the step's first call."""
     bars: dict[str, Callable[[int, int | None], None]] = {}
@@ -510,8 +510,8 @@ def init(
     Large files show their progress on a terminal.
     """
     from labelwise.datasets import resolve_data_path
+    from labelwise.services.setup import init_project
     from labelwise.store.projects import ProjectSettings
-    from labelwise.store.setup import init_project
 
     with _data_warnings(init), _progress() as progress:
         opened, token = init_project(
@@ -595,9 +595,9 @@ def import_(
     Checked as init checks a file; a text already in the project, or repeated in the file,
     under a new id is a warning too (every copy is imported).
     """
+    from labelwise.services.setup import open_project
+    from labelwise.services.transfer import import_file
     from labelwise.store.projects import get_project
-    from labelwise.store.setup import open_project
-    from labelwise.store.transfer import import_file
 
     opened = open_project(project_dir, db_url=db)
     with _data_warnings(import_), opened.db.write() as session, _progress() as progress:
@@ -662,9 +662,9 @@ def token(
     A link signs one browser in, once, within --minutes; it carries no long-lived secret, so it
     may pass through chat or mail. Run it again for another browser or a new link.
     """
+    from labelwise.services.setup import open_project
     from labelwise.store.annotators import create_annotator, find_annotator, reissue_token
     from labelwise.store.projects import get_project
-    from labelwise.store.setup import open_project
     from labelwise.store.sign_ins import link_url, new_link
 
     if not url.startswith(("http://", "https://")):
@@ -733,6 +733,7 @@ def config(
     Without KEY: every setting, its value and what it does. With KEY: its value. With KEY and
     VALUE: the change, which the server and the worker see at once.
     """
+    from labelwise.services.setup import open_project
     from labelwise.store.projects import (
         SETTING_HELP,
         get_project,
@@ -740,7 +741,6 @@ def config(
         settings_of,
         update_settings,
     )
-    from labelwise.store.setup import open_project
 
     opened = open_project(project_dir, db_url=db)
     if value is None:
@@ -790,9 +790,9 @@ def export(
 ) -> None:
     """Write every item with its labels and history (and, with --predictions, the model's
     prediction)."""
-    from labelwise.store.export import export_project
+    from labelwise.services.export import export_project
+    from labelwise.services.setup import open_project
     from labelwise.store.projects import get_project
-    from labelwise.store.setup import open_project
 
     if format not in ("csv", "jsonl", "label-studio"):
         raise InvalidParameterError(f"--format must be csv, jsonl or label-studio, got {format!r}")
@@ -823,7 +823,7 @@ def backup(
 ) -> None:
     """Copy a consistent snapshot of the project (database, models, features, media), safe
     while the server runs. Restore: see the README."""
-    from labelwise.store.backup import backup_project
+    from labelwise.services.backup import backup_project
 
     result = backup_project(project_dir, dest, db_url=db)
     for warning in result.warnings:
@@ -867,9 +867,9 @@ def triage_(
     db: DbOption = None,
 ) -> None:
     """Decide confident new items automatically; route the rest (and an audit sample) to experts."""
+    from labelwise.services.setup import open_project
+    from labelwise.services.triage import import_and_triage, open_item_ids, triage_items
     from labelwise.store.projects import get_project
-    from labelwise.store.setup import open_project
-    from labelwise.store.triage import import_and_triage, open_item_ids, triage_items
     from labelwise.triage import TriageTarget
 
     target = TriageTarget.from_options(
@@ -946,9 +946,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Progress, the unbiased accuracy estimate, the expected gain, and whether to stop."""
+    from labelwise.services.dashboard import dashboard
+    from labelwise.services.setup import open_project
     from labelwise.store.projects import get_project
-    from labelwise.store.setup import open_project
-    from labelwise.store.stats import dashboard
 
     opened = open_project(project_dir, db_url=db)
     with opened.db.read() as session:

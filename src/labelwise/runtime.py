@@ -57,7 +57,7 @@ def run_worker_forever(
 ) -> None:
     """The worker loop until SIGTERM, Ctrl+C or ``stop`` is set; with ``scheduler`` (see
     :func:`labelwise.scale.connect`) the pool is scored on that Dask cluster."""
-    from labelwise.store.setup import open_project
+    from labelwise.services.setup import open_project
     from labelwise.worker import run_worker
 
     opened = open_project(project_dir, db_url=db_url)
@@ -240,7 +240,7 @@ def serve_project(
 
     from labelwise.exceptions import LabelwiseError
     from labelwise.server import ServerConfig, create_app
-    from labelwise.store.setup import open_project
+    from labelwise.services.setup import open_project
 
     try:
         opened = open_project(project_dir, db_url=db_url)
@@ -302,9 +302,9 @@ def demo_project(directory: Path) -> tuple[Path, str]:
 
     from labelwise.datasets import bundled_path
     from labelwise.exceptions import AuthenticationError
+    from labelwise.services.setup import init_project, open_project
     from labelwise.store.annotators import authenticate, create_annotator
     from labelwise.store.projects import get_project
-    from labelwise.store.setup import init_project, open_project
 
     token_file = directory / DEMO_TOKEN_FILE
     if (directory / CONFIG_NAME).exists():

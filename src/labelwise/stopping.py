@@ -33,11 +33,11 @@ from labelwise.history import Round
 __all__ = [
     "Budget",
     "ExpectedGain",
+    "GainForecast",
     "LearningCurveFit",
     "Plateau",
     "StabilizingPredictions",
     "StoppingCriterion",
-    "GainForecast",
     "first_stop",
     "fit_learning_curve",
     "prediction_agreement",

@@ -22,11 +22,11 @@ from sqlalchemy import select
 
 from labelwise import worker
 from labelwise.server import ServerConfig, create_app
+from labelwise.services.setup import OpenProject, init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item
 from labelwise.store.projects import ProjectSettings, get_project, update_settings
-from labelwise.store.setup import OpenProject, init_project
 from sessions import link_for, sign_in_page
 from threaded_server import ThreadedServer
 

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from labelwise.server import ServerConfig, create_app
+from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import init_project
 from sessions import link_for, sign_in_page
 from threaded_server import ThreadedServer
 

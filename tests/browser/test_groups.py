@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from labelwise import worker
 from labelwise.server import ServerConfig, create_app
+from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item, Label
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import init_project
 from threaded_server import ThreadedServer
 
 pytestmark = pytest.mark.browser

@@ -52,15 +52,15 @@ import pytest
 from sqlalchemy import func, select
 
 from labelwise.datasets import bundled_path
+from labelwise.services.export import export_project
+from labelwise.services.setup import OpenProject, init_project
+from labelwise.services.transfer import import_file
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
-from labelwise.store.export import export_project
 from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator as AnnotatorRow
 from labelwise.store.models import Item, Label, Lease, ModelVersion, QueueEntry, utcnow
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import OpenProject, init_project
-from labelwise.store.transfer import import_file
 from labelwise.store.versions import record_version
 from labelwise.worker import run_worker
 

@@ -53,19 +53,19 @@ from typer.testing import CliRunner
 
 from labelwise.cli import app
 from labelwise.server import ServerConfig, create_app
-from labelwise.store import backup as backup_module
+from labelwise.services import backup as backup_module
+from labelwise.services.export import export_project
+from labelwise.services.setup import OpenProject, init_project, open_project
+from labelwise.services.transfer import import_file
 from labelwise.store import labeling, setup
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
-from labelwise.store.export import export_project
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.migrate import current_revision, head_revision, upgrade
 from labelwise.store.models import Annotator, Item, Label, TriageDecision, utcnow
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.review import adjudicate
-from labelwise.store.setup import OpenProject, init_project, open_project
 from labelwise.store.sign_ins import start_session
-from labelwise.store.transfer import import_file
 from labelwise.worker import train_once
 from needs import need_program
 from postgres_server import new_database

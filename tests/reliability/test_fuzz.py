@@ -27,12 +27,12 @@ from schemathesis import GenerationMode
 from sqlalchemy import select
 
 from labelwise.server import ServerConfig, create_app
+from labelwise.services.setup import OpenProject
 from labelwise.store.annotators import create_annotator
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import ItemRecord, add_items
 from labelwise.store.models import Item
 from labelwise.store.projects import ProjectSettings, create_project
-from labelwise.store.setup import OpenProject
 
 #: Cases per operation and generation mode.
 CI_EXAMPLES = 10

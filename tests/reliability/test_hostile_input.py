@@ -43,13 +43,13 @@ from typer.testing import CliRunner
 from labelwise.cli import app
 from labelwise.server import ServerConfig, create_app
 from labelwise.server.routes import projects as project_routes
-from labelwise.store import setup
+from labelwise.services import setup
+from labelwise.services.setup import OpenProject, init_project, open_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.features import load_features
 from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator, Item, Label, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import OpenProject, init_project, open_project
 from postgres_server import new_database
 
 runner = CliRunner()

@@ -64,11 +64,11 @@ import pytest
 from sqlalchemy import DateTime, bindparam, select, text
 
 from labelwise.datasets import bundled_path
+from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
 from labelwise.store.models import Item, utcnow
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import init_project
 from labelwise.store.versions import QueuedItem, record_version
 
 pytestmark = pytest.mark.slow

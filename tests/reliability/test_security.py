@@ -47,6 +47,7 @@ from labelwise.exceptions import InvalidDataError
 from labelwise.server import ServerConfig, create_app
 from labelwise.server.deps import get_admin
 from labelwise.server.security import CSP, csrf_token
+from labelwise.services.setup import OpenProject
 from labelwise.store import labeling
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
@@ -61,7 +62,6 @@ from labelwise.store.models import (
     SignIn,
 )
 from labelwise.store.projects import ProjectSettings, create_project, get_project
-from labelwise.store.setup import OpenProject
 from labelwise.store.sign_ins import new_link
 from sessions import link_for, session_secret, sign_in_page
 from threaded_server import ThreadedServer

@@ -165,11 +165,11 @@ def _trained_queue(
     root: Path, data: Path, client: Any, strategy: str = "default"
 ) -> list[tuple[Any, ...]]:
     from labelwise import worker
+    from labelwise.services.setup import init_project
     from labelwise.store.annotators import create_annotator
     from labelwise.store.labeling import submit_label
     from labelwise.store.models import Annotator, Item, QueueEntry
     from labelwise.store.projects import ProjectSettings, get_project
-    from labelwise.store.setup import init_project
 
     settings = ProjectSettings(
         retrain_every=5, queue_size=25, overlap=0.0, routine=0.1, strategy=strategy

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from labelwise.server import ServerConfig, create_app
 from labelwise.server.security import csrf_token
+from labelwise.services.setup import OpenProject, init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import OpenProject, init_project
 
 WORDS = {
     "spam": ["win", "prize", "cash", "free", "claim", "urgent", "offer", "call now"],

@@ -301,8 +301,8 @@ def test_the_words_behind_the_model_follow_the_guess_setting(served):
 
 
 def test_one_answer_for_a_confirmed_group_of_near_duplicates(served_with, tmp_path):
+    from labelwise.services.transfer import import_file
     from labelwise.store.projects import ProjectSettings, get_project
-    from labelwise.store.transfer import import_file
 
     s = served_with(ProjectSettings(overlap=0.0, routine=0.0))
     # every message twice more, under new ids: copies that one answer may cover

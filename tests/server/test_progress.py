@@ -12,7 +12,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from labelwise.cli import app
-from labelwise.store import setup
+from labelwise.services import setup
 from labelwise.store.models import Annotator
 from labelwise.store.projects import ProjectSettings
 from sessions import session_secret

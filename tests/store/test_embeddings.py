@@ -10,6 +10,7 @@ import pytest
 
 from labelwise.exceptions import InvalidDataError
 from labelwise.features import make_embedder
+from labelwise.services.transfer import import_file
 from labelwise.store import embeddings
 from labelwise.store.features import project_features
 from labelwise.store.folder import ProjectFolder
@@ -21,7 +22,6 @@ from labelwise.store.projects import (
     update_settings,
 )
 from labelwise.store.row_file import embedding_file
-from labelwise.store.transfer import import_file
 
 WORDS = [
     "cheap",

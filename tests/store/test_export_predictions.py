@@ -1,5 +1,5 @@
 """Exporting the served model's predictions (:mod:`labelwise.store.served`, ``predictions=`` of
-:func:`labelwise.store.export.export_project`): the same model and features as served, a chunk
+:func:`labelwise.services.export.export_project`): the same model and features as served, a chunk
 at a time, refused with the reason when there is no such model."""
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from labelwise import worker
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
 from labelwise.exceptions import ConflictError, InvalidDataError
-from labelwise.store import export as export_module
+from labelwise.services import export as export_module
+from labelwise.services.export import export_project
+from labelwise.services.setup import init_project
+from labelwise.services.transfer import import_file
 from labelwise.store.annotators import create_annotator
-from labelwise.store.export import export_project
 from labelwise.store.features import project_features
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item, ModelVersion
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.served import ServedModel
-from labelwise.store.setup import init_project
-from labelwise.store.transfer import import_file
 
 pytestmark = pytest.mark.slow
 

@@ -14,15 +14,15 @@ from sqlalchemy import select
 
 from labelwise import _stream
 from labelwise.exceptions import DataWarning, InvalidDataError
-from labelwise.store.folder import ProjectFolder
-from labelwise.store.models import Item, Label
-from labelwise.store.projects import ProjectSettings, create_project, get_project
-from labelwise.store.transfer import (
+from labelwise.services.import_checks import (
     ID_LIKE_FRACTION,
     ID_LIKE_MIN_VALUES,
     _warn_label_values,
-    import_file,
 )
+from labelwise.services.transfer import import_file
+from labelwise.store.folder import ProjectFolder
+from labelwise.store.models import Item, Label
+from labelwise.store.projects import ProjectSettings, create_project, get_project
 
 
 class Project:

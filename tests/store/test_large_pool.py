@@ -21,6 +21,8 @@ from labelwise import _stream
 from labelwise.data import load_dataset, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
 from labelwise.explain import near_duplicates, nearest_labeled
+from labelwise.services.setup import init_project
+from labelwise.services.transfer import import_file
 from labelwise.store import row_file
 from labelwise.store.features import item_fields, load_features
 from labelwise.store.folder import ProjectFolder
@@ -28,8 +30,6 @@ from labelwise.store.items import ItemRecord, add_items, count_items
 from labelwise.store.models import Item, Label, QueueEntry
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.row_file import TabularStore
-from labelwise.store.setup import init_project
-from labelwise.store.transfer import import_file
 
 N = 50_000
 D = 6
@@ -169,7 +169,7 @@ def test_import_writes_features_once_chunk_by_chunk(db, tmp_path, small_chunks, 
     def whole_file(*args, **kwargs):
         raise AssertionError("a Parquet file must not be read whole")
 
-    monkeypatch.setattr("labelwise.store.transfer.read_data", whole_file)
+    monkeypatch.setattr("labelwise.services.transfer.read_data", whole_file)
     project = Project(db, tmp_path / "p")
     assert project.load(path) == N
     assert len(writes) == -(-N // CHUNK) and max(writes) <= CHUNK
@@ -431,7 +431,7 @@ def test_near_duplicates_scan_finds_what_a_full_ranking_finds():
 
 
 def test_a_tabular_export_reads_the_feature_file(db, tmp_path, small_chunks):
-    from labelwise.store.export import export_project
+    from labelwise.services.export import export_project
 
     project = Project(db, tmp_path / "p")
     _frame(3_000).to_parquet(tmp_path / "a.parquet")

@@ -139,7 +139,7 @@ def test_init_leaves_planner_statistics_for_the_items(db_url, tmp_path):
 
     from sqlalchemy import text
 
-    from labelwise.store.setup import init_project
+    from labelwise.services.setup import init_project
 
     data = Path(__file__).resolve().parents[1] / "fixtures" / "messages.tsv"
     opened, _ = init_project(tmp_path / "proj", data, db_url=db_url)

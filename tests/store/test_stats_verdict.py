@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelwise.store.stats import _verdict
+from labelwise.services.dashboard import _verdict
 
 
 def _curve(labels, cv, live=None, kappa=1.0):
@@ -91,9 +91,8 @@ def _rounds(curve):
 
 
 def test_the_verdict_says_what_the_core_criteria_say():
+    from labelwise.services.dashboard import FIT_POINTS, MIN_GAIN, MIN_KAPPA, MORE, WINDOW
     from labelwise.stopping import ExpectedGain, Plateau, StabilizingPredictions
-
-    from labelwise.store.stats import FIT_POINTS, MIN_GAIN, MIN_KAPPA, MORE, WINDOW
 
     plateau = Plateau(patience=WINDOW, min_delta=MIN_GAIN)
     stable = StabilizingPredictions(threshold=MIN_KAPPA, window=WINDOW)

@@ -16,17 +16,17 @@ from PIL import Image
 from sqlalchemy import select
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.store import export as export_module
+from labelwise.services import export as export_module
+from labelwise.services.export import EXPORT_FORMATS, export_project
+from labelwise.services.transfer import import_file, read_data
 from labelwise.store import labeling
 from labelwise.store.annotators import create_annotator
-from labelwise.store.export import EXPORT_FORMATS, export_project
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items
 from labelwise.store.models import Annotator, Item, Label
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.review import adjudicate, resolved_labels
-from labelwise.store.transfer import import_file, read_data
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TRANSFER = FIXTURES / "transfer"
@@ -266,7 +266,7 @@ def test_image_folders_a_killed_import_left_are_swept_when_old(db, tmp_path):
     import os
     import time
 
-    from labelwise.store.transfer import MEDIA_SWEEP_AGE_S
+    from labelwise.services.transfer import MEDIA_SWEEP_AGE_S
     from labelwise.worker import run_worker
 
     project = Project(db, tmp_path / "p", kind="image")
@@ -657,7 +657,7 @@ def test_text_round_trips(reviewed, tmp_path):
         copy = Project(reviewed.db, tmp_path / f"copy-{fmt}")
         assert copy.load(path, with_labels=True) == 6, fmt
         assert {i.external_id: i.content for i in copy.items()} == original, fmt
-        # An export's answers come back with their annotators (labelwise.store.restore), the
+        # An export's answers come back with their annotators (labelwise.services.restore), the
         # conflict m3 included; field-by-field equality: tests/reliability/test_data_safety.py.
         assert copy.resolved() == reviewed.resolved(), fmt
         assert _import_labels(copy) == {}, fmt

@@ -15,13 +15,13 @@ from labelwise import InvalidDataError, InvalidParameterError, worker
 from labelwise.cli import app
 from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
-from labelwise.store.export import export_project
+from labelwise.services.dashboard import dashboard
+from labelwise.services.export import export_project
+from labelwise.services.setup import init_project
+from labelwise.services.triage import import_and_triage, triage_items, triage_report
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item, Label, QueueEntry, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.setup import init_project
-from labelwise.store.stats import dashboard
-from labelwise.store.triage import import_and_triage, triage_items, triage_report
 from labelwise.triage import TriageTarget
 
 pytestmark = pytest.mark.slow

@@ -38,8 +38,8 @@ from labelwise.server.limits import BodyLimits
 from labelwise.server.routes import items, labeling, pages, projects
 from labelwise.server.routes.projects import MAX_UPLOAD
 from labelwise.server.security import SecurityHeaders
+from labelwise.services.setup import OpenProject
 from labelwise.store.db import as_storage_error
-from labelwise.store.setup import OpenProject
 
 __all__ = ["ServerConfig", "create_app", "status_for"]
 

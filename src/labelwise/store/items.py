@@ -70,7 +70,7 @@ class ItemRecord:
         The id the data gives it (unique within the project).
     content : str
         The text, or the image's path relative to the project folder. Tabular items keep their
-        fields in the project's feature file (:func:`labelwise.store.transfer.import_tabular`)
+        fields in the project's feature file (:func:`labelwise.services.transfer.import_tabular`)
         and have empty content; fields given here as a JSON object (as earlier releases stored
         them) are still read, and moved into the feature file when it is first needed.
     meta : dict

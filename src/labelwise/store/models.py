@@ -228,7 +228,7 @@ class QueueEntry(Base):
 
 
 class TriageDecision(Base):
-    """What triage decided for one new item (see :mod:`labelwise.store.triage`)."""
+    """What triage decided for one new item (see :mod:`labelwise.services.triage`)."""
 
     __tablename__ = "triage_decisions"
     __table_args__ = (

@@ -7,7 +7,7 @@
 and :meth:`ServedModel.predict` gives its prediction and class probabilities for any rows of it,
 through :func:`labelwise.models.model_outputs` as the queue's predictions are made. Nothing is
 fitted or written to the database; only the rows asked for are predicted, so a pool of millions
-is predicted chunk by chunk (:mod:`labelwise.store.export`).
+is predicted chunk by chunk (:mod:`labelwise.services.export`).
 
 The prediction is the served model's, on the features it was fitted on, or none at all: it is
 refused (:class:`~labelwise.exceptions.ConflictError`, naming why) when

@@ -12,7 +12,9 @@ from labelwise.exceptions import AuthenticationError
 from labelwise.server.deps import Principal, State, optional_principal, principal_for
 from labelwise.server.markdown import guidelines_version, render_markdown
 from labelwise.server.security import csrf_token, same_origin
-from labelwise.store import sign_ins, stats
+from labelwise.services.dashboard import dashboard as dashboard_figures
+from labelwise.services.dashboard import hide_colleagues
+from labelwise.store import sign_ins
 from labelwise.store.annotators import authenticate
 from labelwise.store.projects import (
     SETTING_HELP,
@@ -21,7 +23,6 @@ from labelwise.store.projects import (
     settings_of,
 )
 from labelwise.store.review import list_conflicts
-from labelwise.store.stats import hide_colleagues
 
 router = APIRouter(include_in_schema=False)
 
@@ -185,7 +186,7 @@ def dashboard(request: Request, project_id: int, state: State) -> Response:
         return _login_redirect()
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
-        figures = stats.dashboard(session, project)
+        figures = dashboard_figures(session, project)
     if not user.is_admin:
         hide_colleagues(figures, user.name)
     return _page(

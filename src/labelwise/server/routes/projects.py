@@ -36,16 +36,17 @@ from labelwise.server.schemas import (
     TriageResult,
 )
 from labelwise.server.views import item_view
-from labelwise.store import stats
+from labelwise.services.dashboard import dashboard as dashboard_figures
+from labelwise.services.dashboard import hide_colleagues
+from labelwise.services.transfer import import_file
+from labelwise.services.triage import import_and_triage
 from labelwise.store.annotators import create_annotator, list_annotators, own_answers
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.items import get_item, visible_to
 from labelwise.store.models import Annotator, Item, utcnow
 from labelwise.store.projects import get_project, settings_of, update_settings
 from labelwise.store.review import adjudicate, count_resolved_items, list_conflicts
-from labelwise.store.stats import hide_colleagues
-from labelwise.store.transfer import import_file
-from labelwise.store.triage import import_and_triage
+from labelwise.store.stats import item_progress
 from labelwise.store.versions import served_version
 from labelwise.triage import TriageTarget
 
@@ -78,7 +79,7 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
                 "can_undo": mine.can_undo,
                 "fatigue": assess(recent_answers(session, user.annotator_id), utcnow()).to_dict(),
             },
-            "progress": stats.item_progress(session, project),
+            "progress": item_progress(session, project),
             "model": (
                 {
                     "version": served.version,
@@ -102,7 +103,7 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
 def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     user.check_project(project_id)
     with state.db.read() as session:
-        figures = stats.dashboard(session, get_project(session, project_id=project_id))
+        figures = dashboard_figures(session, get_project(session, project_id=project_id))
     if not user.is_admin:
         hide_colleagues(figures, user.name)
     return figures
@@ -346,7 +347,7 @@ def export(
     predictions: bool = False,
 ) -> Response:
     admin.check_project(project_id)
-    from labelwise.store.export import export_project
+    from labelwise.services.export import export_project
 
     suffix = {"csv": "csv", "jsonl": "jsonl", "label-studio": "json"}[format]
     buffer = io.StringIO()

@@ -29,13 +29,13 @@ from sqlalchemy.orm import Session
 
 from labelwise.evaluate import wilson_interval
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.services.transfer import import_file
 from labelwise.store.db import Database
 from labelwise.store.features import model_template, project_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Project, TriageDecision, utcnow
 from labelwise.store.projects import get_project, settings_of
 from labelwise.store.review import resolved_labels
-from labelwise.store.transfer import import_file
 from labelwise.triage import TriageTarget, triage
 
 __all__ = [

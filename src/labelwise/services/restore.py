@@ -1,6 +1,6 @@
 """Bringing back the answers a Labelwise export carries, so that export then import round-trips.
 
-An export (:mod:`labelwise.store.export`, any of its formats) holds, for each item, every
+An export (:mod:`labelwise.services.export`, any of its formats) holds, for each item, every
 standing answer: who gave it, the label, whether it was an answer, an adjudication or triage's
 automatic decision, how long it took and when. Importing such a file with ``with_labels``
 restores those answers as they were, rather than recording the resolved label once under the
@@ -16,7 +16,7 @@ Who is who: within a project a name is one person. Imported into an existing pro
 (``labelwise import``), an answer whose annotator has the name of one of the project's own is
 theirs (an export brought back into its project, or into a copy whose people were made with the
 same names); every other name is restored as above, never matched to anyone else. A new project
-(``labelwise init --data EXPORT --with-labels``, :func:`labelwise.store.setup.init_project`)
+(``labelwise init --data EXPORT --with-labels``, :func:`labelwise.services.setup.init_project`)
 has nobody yet, so all its exported people are restored that way, ``admin`` included -- the
 first admin of the exported project, say. The account ``init`` then makes for whoever runs it is
 a person of its own: it is ``admin``, or ``admin-2`` (the first free ``admin-N``) when the export
@@ -139,7 +139,7 @@ def added_columns(path: str | Path) -> tuple[str, ...]:
     """The columns a Labelwise export added after ``annotations``, in order, when ``path`` is
     a CSV or JSONL export (its header, or its first record); else none.
 
-    What follows the answers in an export is never data (:mod:`labelwise.store.export`: the
+    What follows the answers in an export is never data (:mod:`labelwise.services.export`: the
     predictions' ``prediction``, ``confidence``, ``p_<label>``, ``model_version``, ...); an
     import leaves these columns out of a tabular item's fields.
     """
@@ -219,7 +219,7 @@ def _label_studio_rows(text: str) -> list[_Row] | None:
         meta = task.get("meta") if isinstance(task, dict) else None
         if not isinstance(meta, dict) or "annotations" not in meta:
             return None
-        # The id as labelwise.store.label_studio reads it: the task's id, else its position.
+        # The id as labelwise.services.label_studio reads it: the task's id, else its position.
         task_id = task.get("id")
         external_id = str(number) if task_id is None else _id_text(task_id)
         out.append((f"task #{number}", external_id, meta["annotations"]))
@@ -372,7 +372,7 @@ def restore_answers(
                 }
             )
         # As labelwise.store.labeling counts them: answers (not adjudications) toward the
-        # target; a decided item needs no human answer (as labelwise.store.triage leaves it).
+        # target; a decided item needs no human answer (as labelwise.services.triage leaves it).
         item.n_labels = sum(a.action == "label" for a in answers[ext])
         if any(a.action == "automatic" for a in answers[ext]):
             item.target = 0

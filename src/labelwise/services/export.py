@@ -34,7 +34,7 @@ Formats (:data:`EXPORT_FORMATS`):
     (``from_name`` ``"label"``, ``to_name`` ``"text"``/``"image"``) with ``lead_time`` in
     seconds, and an adjudication comes first, marked ``ground_truth``. Label Studio has no place
     for annotator names, so ``meta`` carries the external id, label, status and the answers as
-    above. The file imports back with :func:`labelwise.store.transfer.import_file` (the first
+    above. The file imports back with :func:`labelwise.services.transfer.import_file` (the first
     annotation gives the label). Label Studio itself shows the images once they are served to
     it (local storage), since it does not read relative paths.
 
@@ -66,7 +66,7 @@ quality). A project with no model yet, or whose model no longer fits its feature
 ``features`` setting changed, or items were added to a TF-IDF pool since the fit), is refused
 with a :class:`~labelwise.exceptions.ConflictError` that says why, before anything is written:
 an export never holds empty or stale predictions. Brought back with ``labelwise init --data``
-(:func:`labelwise.store.setup.init_project`), the prediction columns are ignored: never a
+(:func:`labelwise.services.setup.init_project`), the prediction columns are ignored: never a
 label, never a tabular feature.
 
 Items are read in chunks of rows and each record is written as it is made, so the file is
@@ -76,13 +76,9 @@ predictions are made a chunk of items at a time.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -92,6 +88,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.services.export_formats import (
+    FIXED_COLUMNS,
+    PREDICTION_KEYS,
+    WRITERS,
+    Predicted,
+    Record,
+    prediction_columns,
+)
 from labelwise.store.features import field_names, item_fields, tabular_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision
@@ -106,43 +110,8 @@ EXPORT_FORMATS = ("csv", "jsonl", "label-studio")
 _CHUNK = 500
 #: The folder image contents are relative to: ``ProjectFolder.media_dir`` is ``root / "media"``.
 _MEDIA = "media"
-_FIXED = ("id", "label", "status", "annotations")
-#: The keys predictions add (JSONL; in CSV ``probabilities`` is one ``p_<label>`` column each).
-PREDICTION_KEYS = ("prediction", "confidence", "probabilities", "model_version")
-_PROBABILITY = "p_"
+#: Decimals kept of a confidence or probability.
 _DECIMALS = 6
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-# Ids Label Studio can keep as its integer task ids (and that read back to the same string).
-_TASK_INT = re.compile(r"0|[1-9]\d{0,17}")
-
-
-@dataclass(frozen=True)
-class _Predicted:
-    label: str
-    confidence: float | None
-    probabilities: dict[str, float] | None
-    model_version: int
-
-
-@dataclass(frozen=True)
-class _Record:
-    external_id: str
-    content: str | dict[str, float]
-    label: str | None
-    status: str
-    annotations: list[dict[str, Any]]
-    predicted: _Predicted | None = None
-
-
-def prediction_columns(labels: Sequence[str]) -> list[str]:
-    """The CSV columns predictions add, in order, for a project of ``labels``."""
-    return [
-        "prediction",
-        "confidence",
-        *(_PROBABILITY + str(label) for label in labels),
-        "model_version",
-    ]
 
 
 def export_project(
@@ -188,7 +157,7 @@ def export_project(
             "jsonl"
         )
     fields = _field_names(session, project, folder) if project.kind == "tabular" else []
-    added = list(_FIXED)
+    added = list(FIXED_COLUMNS)
     if predictions:
         added += [*PREDICTION_KEYS, *prediction_columns(project.label_set)]
     clash = sorted(set(fields) & set(added))
@@ -205,7 +174,7 @@ def export_project(
             )
         served = served_model(session, project, folder)  # refused here: nothing written yet
     records = _records(session, project, folder, labeled_only=labeled_only, served=served)
-    write = _WRITERS[fmt]
+    write = WRITERS[fmt]
     labels = None if served is None else served.labels
     if not isinstance(out, (str, os.PathLike)):
         return write(out, project, records, fields, labels)
@@ -246,7 +215,7 @@ def _records(
     *,
     labeled_only: bool,
     served: ServedModel | None = None,
-) -> Iterator[_Record]:
+) -> Iterator[Record]:
     resolved, conflicts = resolved_labels(session, project)
     conflicted = {c.item_id for c in conflicts}
     automatic = {
@@ -293,7 +262,7 @@ def _records(
                 ]
             else:
                 status = "unlabeled"
-            yield _Record(
+            yield Record(
                 r.external_id,
                 content[r.id],
                 label,
@@ -303,7 +272,7 @@ def _records(
             )
 
 
-def _predicted(served: ServedModel | None, rows: Sequence[Any]) -> list[_Predicted] | None:
+def _predicted(served: ServedModel | None, rows: Sequence[Any]) -> list[Predicted] | None:
     """The served model's prediction for each of ``rows`` (one chunk), or None without one."""
     if served is None or not rows:
         return None
@@ -317,7 +286,7 @@ def _predicted(served: ServedModel | None, rows: Sequence[Any]) -> list[_Predict
                 name: round(float(p), _DECIMALS)
                 for name, p in zip(served.labels, out.probabilities[k], strict=True)
             }
-        found.append(_Predicted(str(label), confidence, probabilities, served.version))
+        found.append(Predicted(str(label), confidence, probabilities, served.version))
     return found
 
 
@@ -376,175 +345,3 @@ def _timestamp(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
-# ------------------------------------------------------------------------------------ writing
-
-
-def _content_columns(project: Project, fields: list[str]) -> list[str]:
-    return fields if project.kind == "tabular" else [project.kind]
-
-
-def _flat(project: Project, record: _Record, fields: list[str]) -> dict[str, Any]:
-    """The record as one flat mapping of column -> value (tabular fields side by side)."""
-    row: dict[str, Any] = {"id": record.external_id}
-    if isinstance(record.content, dict):
-        row.update({name: record.content.get(name) for name in fields})
-    else:
-        row[project.kind] = record.content
-    row.update(label=record.label, status=record.status, annotations=record.annotations)
-    if record.predicted is not None:
-        p = record.predicted
-        row.update(
-            prediction=p.label,
-            confidence=p.confidence,
-            probabilities=p.probabilities,
-            model_version=p.model_version,
-        )
-    return row
-
-
-def _safe_cell(value: str) -> str:
-    """``value`` with a leading ``'`` when a spreadsheet would read it as a formula."""
-    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(value, float):
-        return repr(value)
-    return _safe_cell(str(value))
-
-
-def _write_csv(
-    out: IO[str],
-    project: Project,
-    records: Iterator[_Record],
-    fields: list[str],
-    labels: Sequence[str] | None,
-) -> int:
-    columns = ["id", *_content_columns(project, fields), "label", "status", "annotations"]
-    added = prediction_columns(labels) if labels is not None else []
-    writer = csv.writer(out)
-    writer.writerow([_safe_cell(c) for c in [*columns, *added]])
-    count = 0
-    for record in records:
-        row = _flat(project, record, fields)
-        cells = [_csv_value(row[c]) for c in columns]
-        if labels is not None:
-            cells += _prediction_cells(record.predicted, labels)
-        writer.writerow(cells)
-        count += 1
-    return count
-
-
-def _prediction_cells(predicted: _Predicted | None, labels: Sequence[str]) -> list[str]:
-    """The CSV cells of :func:`prediction_columns` (a chunk always has its predictions)."""
-    assert predicted is not None
-    probabilities = predicted.probabilities or {}
-    return [
-        _csv_value(predicted.label),
-        _csv_value(predicted.confidence),
-        *(_csv_value(probabilities.get(str(label))) for label in labels),
-        _csv_value(predicted.model_version),
-    ]
-
-
-def _write_jsonl(
-    out: IO[str],
-    project: Project,
-    records: Iterator[_Record],
-    fields: list[str],
-    labels: Sequence[str] | None,
-) -> int:
-    count = 0
-    for record in records:
-        out.write(json.dumps(_flat(project, record, fields), ensure_ascii=False) + "\n")
-        count += 1
-    return count
-
-
-def _task(project: Project, record: _Record) -> dict[str, Any]:
-    to_name = project.kind
-    annotations: list[dict[str, Any]] = []
-    for answer in record.annotations:
-        annotation: dict[str, Any] = {
-            "result": [
-                {
-                    "id": f"lw{len(annotations)}",
-                    "type": "choices",
-                    "from_name": "label",
-                    "to_name": to_name,
-                    "value": {"choices": [answer["label"]]},
-                    "origin": "manual",
-                }
-            ],
-            "was_cancelled": False,
-            "ground_truth": answer["action"] == "adjudicate",
-            "created_at": answer["created_at"],
-            "updated_at": answer["created_at"],
-        }
-        if answer.get("duration_ms") is not None:  # triage's decisions have no duration
-            annotation["lead_time"] = answer["duration_ms"] / 1000
-        annotations.append(annotation)
-    ext = record.external_id
-    return {
-        "id": int(ext) if _TASK_INT.fullmatch(ext) else ext,
-        "data": {to_name: record.content},
-        "annotations": annotations,
-        "predictions": _task_predictions(record.predicted, to_name),
-        "meta": {
-            "external_id": ext,
-            "label": record.label,
-            "status": record.status,
-            "annotations": record.annotations,
-        },
-    }
-
-
-def _task_predictions(predicted: _Predicted | None, to_name: str) -> list[dict[str, Any]]:
-    """Label Studio's ``predictions`` of a task: the served model's, or none."""
-    if predicted is None:
-        return []
-    entry: dict[str, Any] = {"model_version": f"v{predicted.model_version}"}
-    if predicted.confidence is not None:
-        entry["score"] = predicted.confidence
-    entry["result"] = [
-        {
-            "from_name": "label",
-            "to_name": to_name,
-            "type": "choices",
-            "value": {"choices": [predicted.label]},
-        }
-    ]
-    return [entry]
-
-
-def _write_label_studio(
-    out: IO[str],
-    project: Project,
-    records: Iterator[_Record],
-    fields: list[str],
-    labels: Sequence[str] | None,
-) -> int:
-    count = 0
-    out.write("[")
-    for record in records:
-        out.write(",\n" if count else "\n")
-        out.write(json.dumps(_task(project, record), ensure_ascii=False))
-        count += 1
-    out.write("\n]\n")
-    return count
-
-
-_Writer = Callable[[IO[str], Project, Iterator[_Record], list[str], Sequence[str] | None], int]
-_WRITERS: dict[str, _Writer] = {
-    "csv": _write_csv,
-    "jsonl": _write_jsonl,
-    "label-studio": _write_label_studio,
-}

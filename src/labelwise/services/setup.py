@@ -14,14 +14,8 @@ from sqlalchemy.orm import Session
 from labelwise._stream import dataset_stream
 from labelwise.data import Dataset, TabularStream, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
-from labelwise.store.annotators import create_annotator
-from labelwise.store.db import Database
-from labelwise.store.embeddings import Progress
-from labelwise.store.folder import ProjectFolder
-from labelwise.store.models import Annotator, Project
-from labelwise.store.projects import ProjectSettings, create_project, get_project
-from labelwise.store.restore import added_columns, answer_labels, read_answers, restore_answers
-from labelwise.store.transfer import (
+from labelwise.services.restore import added_columns, answer_labels, read_answers, restore_answers
+from labelwise.services.transfer import (
     StepProgress,
     _step,
     _warn_label_values,
@@ -32,6 +26,12 @@ from labelwise.store.transfer import (
     import_tabular,
     read_data,
 )
+from labelwise.store.annotators import create_annotator
+from labelwise.store.db import Database
+from labelwise.store.embeddings import Progress
+from labelwise.store.folder import ProjectFolder
+from labelwise.store.models import Annotator, Project
+from labelwise.store.projects import ProjectSettings, create_project, get_project
 
 __all__ = ["FIRST_ADMIN", "OpenProject", "first_admin_name", "init_project", "open_project"]
 
@@ -97,7 +97,7 @@ def _without(steps: StepProgress | None, step: str) -> StepProgress | None:
 def first_admin_name(session: Session, project: Project) -> str:
     """:data:`FIRST_ADMIN`, or when the project has someone of that name already (an exported
     ``admin`` restored by ``init --with-labels``), the first free ``admin-N`` from 2: the new
-    admin is a person of their own (see :mod:`labelwise.store.restore`)."""
+    admin is a person of their own (see :mod:`labelwise.services.restore`)."""
     taken = set(
         session.scalars(
             select(Annotator.name).where(
@@ -144,20 +144,20 @@ def init_project(
     or an ``.npz`` file's own, in their order) or else the distinct values of the file's label
     column, sorted. If anything fails, a folder this call created is removed again. Tabular data is
     read a chunk at a time where the format allows (see
-    :func:`~labelwise.store.transfer.import_tabular`). Texts and images are embedded when the
+    :func:`~labelwise.services.transfer.import_tabular`). Texts and images are embedded when the
     project's features include an embedding (``progress(done, total)`` as they are).
 
     A Labelwise export comes back with its answers (``with_labels``,
-    :mod:`labelwise.store.restore`); the columns it adds after them (a predictions export's)
+    :mod:`labelwise.services.restore`); the columns it adds after them (a predictions export's)
     are never taken for fields. The first admin is named by :func:`first_admin_name`: an
     exported ``admin`` keeps that name, and their answers, and the new one is ``admin-2``.
 
     Columns, ids (numbered rows without an id column) and label names are read as
-    :func:`~labelwise.store.transfer.import_file` reads them, and what looks wrong comes as
+    :func:`~labelwise.services.transfer.import_file` reads them, and what looks wrong comes as
     :class:`~labelwise.exceptions.DataWarning` warnings: a label column like ids (checked when
     the label set comes from it, or with ``with_labels``), texts repeated within the file, an
     ``.npz`` file's splits in one pool, a guessed encoding. ``steps`` follows the reading,
-    inserting and embedding (:data:`~labelwise.store.transfer.StepProgress`).
+    inserting and embedding (:data:`~labelwise.services.transfer.StepProgress`).
     """
     data_name = Path(data).name
     _step(steps, "reading", 0, None)
@@ -190,7 +190,7 @@ def init_project(
         _step(steps, "reading", len(dataset), len(dataset))
         if dataset.kind == "tabular":
             stream = dataset_stream(dataset)
-    # A Labelwise export brings its answers back as they were (labelwise.store.restore).
+    # A Labelwise export brings its answers back as they were (labelwise.services.restore).
     answers = read_answers(data) if with_labels else None
     found = None
     if labels is None or (with_labels and answers is None):  # the file's labels are used

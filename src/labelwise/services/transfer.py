@@ -10,14 +10,14 @@ Labels in the file are imported only when asked for (``with_labels``, recorded a
 ``import`` annotator): by default a label column just suggests the label set.
 
 :func:`read_data` reads what :func:`labelwise.data.load_dataset` reads, and Label Studio JSON
-(see :mod:`labelwise.store.label_studio`).
+(see :mod:`labelwise.services.label_studio`).
 
 Ids. A file without an id column has its items numbered by the row each takes in the project:
 0, 1, ... for the first file, and on from the project's last item for every later one, so a
 second file (or the same file again) never reuses an id. An id column, when there is one, is
 used as it is.
 
-What looks wrong but can be used is imported, with a
+What looks wrong but can be used is imported (:mod:`labelwise.services.import_checks`), with a
 :class:`~labelwise.exceptions.DataWarning` for each finding (one line naming the file, the column
 and the figures); adapters show them (the CLI prints ``warning: ...`` lines):
 
@@ -34,24 +34,30 @@ and the figures); adapters show them (the CLI prints ``warning: ...`` lines):
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import time
-import uuid
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelwise._dataset import _with_label_names
 from labelwise._stream import dataset_stream
 from labelwise.data import Dataset, TabularStream, load_dataset, open_tabular_stream
-from labelwise.exceptions import DataWarning, InvalidDataError, InvalidParameterError
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.services.import_checks import (
+    ID_LIKE_FRACTION,
+    ID_LIKE_MIN_VALUES,
+    _check_labels,
+    _check_like_existing,
+    _label_counts,
+    _warn_label_values,
+    _warn_repeated_texts,
+    _warn_splits,
+)
+from labelwise.services.label_studio import label_studio_tasks, read_label_studio
+from labelwise.services.restore import Answer, check_answers, read_answers, restore_answers
 from labelwise.store.embeddings import Progress, embed_import
 from labelwise.store.features import begin_tabular_import
 from labelwise.store.folder import ProjectFolder
@@ -63,14 +69,14 @@ from labelwise.store.items import (
     check_ids,
     row_count,
 )
-from labelwise.store.label_studio import label_studio_tasks, read_label_studio
-from labelwise.store.models import Item, Project
+from labelwise.store.media import MEDIA_SWEEP_AGE_S, save_images, sweep_media
+from labelwise.store.models import Project
 from labelwise.store.projects import feature_spec
-from labelwise.store.restore import Answer, check_answers, read_answers, restore_answers
 
 __all__ = [
     "ID_LIKE_FRACTION",
     "ID_LIKE_MIN_VALUES",
+    "MEDIA_SWEEP_AGE_S",
     "StepProgress",
     "add_records",
     "dataset_records",
@@ -80,17 +86,6 @@ __all__ = [
     "read_label_studio",
     "sweep_media",
 ]
-
-#: The name of a batch folder under ``media/`` (one per image import), and how old a batch
-#: folder no item names must be before it counts as left by a killed import: an import running
-#: now keeps writing into its folder, which keeps the folder's time fresh.
-_BATCH = re.compile(r"[0-9a-f]{12}")
-MEDIA_SWEEP_AGE_S = 3600.0
-
-#: A label column looks like ids or free text, not classes, when it holds more distinct values
-#: than this and than ``ID_LIKE_FRACTION`` of its labeled rows (200 labels for 200 rows).
-ID_LIKE_MIN_VALUES = 20
-ID_LIKE_FRACTION = 0.5
 
 #: ``steps(step, done, total)``: how far an import has come. ``step`` is ``"reading"`` (rows
 #: read and parsed), ``"saving images"``, ``"inserting"`` (items written) or ``"embedding"``;
@@ -173,73 +168,6 @@ def read_data(
 # ------------------------------------------------------------------------------------- records
 
 
-def _save_images(
-    images: np.ndarray, folder: ProjectFolder, progress: Progress | None = None
-) -> tuple[Path, list[str]]:
-    """Write each image as PNG into a new batch folder under ``media/``; (folder, names relative
-    to ``media/``). A failure part way removes the batch folder again. ``progress(done, n)``
-    every 100 images and at the end."""
-    from PIL import Image
-
-    batch = folder.media_dir / uuid.uuid4().hex[:12]
-    batch.mkdir(parents=True)
-    names = []
-    try:
-        for i, image in enumerate(images):
-            array = np.asarray(image)
-            if array.dtype != np.uint8:
-                scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
-                array = np.clip(array * scale, 0, 255).astype(np.uint8)
-            path = batch / f"{i:07d}.png"
-            Image.fromarray(array).save(path)
-            names.append(path.relative_to(folder.media_dir).as_posix())
-            if progress is not None and ((i + 1) % 100 == 0 or i + 1 == len(images)):
-                progress(i + 1, len(images))
-    except BaseException:
-        shutil.rmtree(batch, ignore_errors=True)
-        raise
-    return batch, names
-
-
-def sweep_media(
-    session: Session,
-    project: Project,
-    folder: ProjectFolder,
-    *,
-    min_age_s: float = MEDIA_SWEEP_AGE_S,
-) -> list[Path]:
-    """Remove the image batch folders no item names; returns what was removed.
-
-    An image import copies its images into ``media/<batch>/`` before its items are committed.
-    Killed in between (or its transaction failing after the copy), it leaves a folder nothing
-    refers to. Only folders named like a batch and untouched for ``min_age_s`` go: one whose
-    import is still running is left alone, and so is anything else in ``media/``.
-    """
-    media = folder.media_dir
-    if project.kind != "image" or not media.is_dir():
-        return []
-    now = time.time()
-    old = [
-        path
-        for path in sorted(media.iterdir())
-        if _BATCH.fullmatch(path.name)
-        and path.is_dir()
-        and not path.is_symlink()
-        and now - path.stat().st_mtime >= min_age_s
-    ]
-    if not old:
-        return []
-    named = set(
-        session.scalars(
-            select(func.substr(Item.content, 1, 12)).where(Item.project_id == project.id).distinct()
-        )
-    )
-    removed = [path for path in old if path.name not in named]
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    return removed
-
-
 def dataset_records(
     dataset: Dataset,
     folder: ProjectFolder,
@@ -277,7 +205,7 @@ def dataset_records(
             json.dumps({n: float(v) for n, v in zip(names, row, strict=True)}) for row in matrix
         ]
     else:
-        written, contents = _save_images(np.asarray(dataset.items), folder, progress)
+        written, contents = save_images(np.asarray(dataset.items), folder, progress)
     return [
         ItemRecord(external_id=i, content=c, meta=m, label=lab)
         for i, c, m, lab in zip(ids, contents, metas, labels, strict=True)
@@ -302,143 +230,6 @@ def _explain_clash(exc: IdClashError, name: str, numbered: bool, first_row: int)
     )
 
 
-# -------------------------------------------------------------------------- data warnings
-
-
-def _label_source(name: str, column: str | None) -> str:
-    return f"label column {column!r} of {name}" if column else f"the labels of {name}"
-
-
-def _warn_label_values(name: str, column: str | None, counts: dict[str, int]) -> None:
-    """A :class:`DataWarning` when a label column looks like ids or free text rather than
-    classes: more than :data:`ID_LIKE_MIN_VALUES` distinct values, which also outnumber
-    :data:`ID_LIKE_FRACTION` of the labeled rows. ``counts``: rows per label value."""
-    distinct, labeled = len(counts), sum(counts.values())
-    if distinct > ID_LIKE_MIN_VALUES and distinct > ID_LIKE_FRACTION * labeled:
-        warnings.warn(
-            f"{_label_source(name, column)} has {distinct:,} distinct values in {labeled:,} "
-            "labeled rows, more like ids or free text than classes; if another column holds "
-            "the labels, name it with label_column=",
-            DataWarning,
-            stacklevel=2,
-        )
-
-
-def _label_counts(labels: np.ndarray | None) -> dict[str, int]:
-    if labels is None:
-        return {}
-    present = [str(v) for v in labels.tolist() if v is not None]
-    values, numbers = np.unique(np.asarray(present, dtype=str), return_counts=True)
-    return dict(zip(values.tolist(), numbers.tolist(), strict=True))
-
-
-def _warn_repeated_texts(
-    session: Session | None, project: Project | None, dataset: Dataset, ids: Sequence[str]
-) -> None:
-    """A :class:`DataWarning` when texts of ``dataset`` repeat under new ids: a text already in
-    ``project`` (when given), or one that repeats an earlier row of the file. Texts compare
-    exactly; the project's are read in one pass."""
-    if dataset.kind != "text" or not len(dataset):
-        return
-    name = Path(dataset.source).name
-    texts = pd.Series(dataset.items, dtype=object)
-    within = texts.duplicated().to_numpy()
-    before = np.zeros(len(texts), dtype=bool)
-    if session is not None and project is not None:
-        wanted = set(texts.tolist())
-        known: set[str] = set()
-        query = select(Item.content).where(Item.project_id == project.id)
-        for content in session.execute(query.execution_options(yield_per=10_000)).scalars():
-            if content in wanted:
-                known.add(content)
-        if known:
-            before = texts.isin(known).to_numpy()
-    within = within & ~before
-    if not within.any() and not before.any():
-        return
-    parts = []
-    if before.any():
-        parts.append(f"{int(before.sum()):,} already in the project")
-    if within.any():
-        parts.append(f"{int(within.sum()):,} repeating an earlier row of the file")
-    repeated = before | within
-    row = int(np.flatnonzero(repeated)[0])
-    text = str(texts.iloc[row])
-    sample = text if len(text) <= 40 else text[:39] + "…"
-    warnings.warn(
-        f"{name}: {int(repeated.sum()):,} of its {len(texts):,} texts "
-        f"{'repeats' if repeated.sum() == 1 else 'repeat'} under new ids "
-        f"({', '.join(parts)}; first at row {row}, id {ids[row]!r}: {sample!r}); every copy is "
-        "imported as an item of its own",
-        DataWarning,
-        stacklevel=2,
-    )
-
-
-def _warn_splits(name: str, splits: np.ndarray | None) -> None:
-    """A :class:`DataWarning` that a file's splits (``.npz`` train/val/test) go into one pool,
-    each item's split kept in its ``meta``."""
-    if splits is None:
-        return
-    names, counts = np.unique(splits.astype(str), return_counts=True)
-    count = dict(zip(names.tolist(), counts.tolist(), strict=True))
-    first = {s: int(np.argmax(splits == s)) for s in count}  # the file's order of splits
-    listed = ", ".join(f"{s} {count[s]:,}" for s in sorted(count, key=first.__getitem__))
-    warnings.warn(
-        f"{name} keeps its items in splits ({listed}): all of them go into the pool to label, "
-        "each item's split recorded in its meta ('split')",
-        DataWarning,
-        stacklevel=2,
-    )
-
-
-def _check_labels(dataset: Dataset, project: Project, name: str) -> None:
-    """Every label the file brings belongs to the project (checked before media is copied)."""
-    if dataset.labels is None:
-        return
-    allowed = set(project.label_set)
-    for i, value in enumerate(dataset.labels):
-        if value is not None and str(value) not in allowed:
-            raise InvalidDataError(
-                f"{name}, row {i} (id {str(dataset.ids[i])!r}): label {str(value)!r} is not one "
-                f"of the project's labels ({', '.join(project.label_set)})"
-            )
-
-
-def _check_like_existing(
-    session: Session, project: Project, folder: ProjectFolder, dataset: Dataset, name: str
-) -> None:
-    """New images must fit the project's feature matrix: the same size and colour mode as those
-    already there. (Tabular fields are checked against the feature file by
-    :func:`import_tabular`.)"""
-    if project.kind != "image":
-        return
-    first = session.scalar(
-        select(Item.content).where(Item.project_id == project.id).order_by(Item.row).limit(1)
-    )
-    if first is None:
-        return
-    from PIL import Image
-
-    try:
-        with Image.open(folder.inside(first, folder.media_dir)) as image:
-            width, height = image.size
-            gray = image.mode in ("L", "1", "P")  # as the feature builder reads them
-    except OSError:
-        return  # the project's own media is missing: not this file's fault
-    items = np.asarray(dataset.items)
-    new = (items.shape[1], items.shape[2], items.ndim == 3)
-    if new != (height, width, gray):
-
-        def describe(h: int, w: int, g: bool) -> str:
-            return f"{w}x{h} {'grayscale' if g else 'colour'}"
-
-        raise InvalidDataError(
-            f"{name} holds {describe(*new)} images but the project's images are "
-            f"{describe(height, width, gray)}; resize or convert them first"
-        )
-
-
 def import_file(
     session: Session,
     project: Project,
@@ -458,7 +249,7 @@ def import_file(
     """Add every item of a data file to ``project`` inside the caller's transaction.
 
     With ``with_labels``, the labels of a Labelwise export come back with their annotators,
-    times and durations (:mod:`labelwise.store.restore`); any other file's labels are recorded
+    times and durations (:mod:`labelwise.services.restore`); any other file's labels are recorded
     once each, by the ``import`` annotator. ``label_names`` name integer classes (label ``k``
     becomes ``label_names[k]``; an ``.npz`` file may name them itself).
 
@@ -513,7 +304,7 @@ def import_file(
         raise InvalidDataError(
             f"{name} holds {dataset.kind} items but the project is a {project.kind} project"
         )
-    # A Labelwise export brings its answers back as they were (labelwise.store.restore).
+    # A Labelwise export brings its answers back as they were (labelwise.services.restore).
     answers = read_answers(path) if with_labels else None
     if answers is not None:
         check_answers(answers, project, name)

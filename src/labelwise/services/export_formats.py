@@ -1,0 +1,243 @@
+"""The formats an export writes: CSV, JSONL and Label Studio JSON, one :class:`Record` at a
+time.
+
+:mod:`labelwise.services.export` reads the records (items, resolved labels, standing answers,
+predictions) from the database; this module turns them into text. CSV cells that a spreadsheet
+would run as a formula are prefixed with ``'``; Label Studio tasks keep an id that is a plain
+integer as their task id; predictions become ``prediction``, ``confidence``, one ``p_<label>``
+column per label and ``model_version`` (see :func:`prediction_columns`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from labelwise.store.models import Project
+
+__all__ = [
+    "FIXED_COLUMNS",
+    "PREDICTION_KEYS",
+    "WRITERS",
+    "Predicted",
+    "Record",
+    "prediction_columns",
+]
+
+#: The columns every record has, after its content.
+FIXED_COLUMNS = ("id", "label", "status", "annotations")
+#: The keys predictions add (JSONL; in CSV ``probabilities`` is one ``p_<label>`` column each).
+PREDICTION_KEYS = ("prediction", "confidence", "probabilities", "model_version")
+_PROBABILITY = "p_"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# Ids Label Studio can keep as its integer task ids (and that read back to the same string).
+_TASK_INT = re.compile(r"0|[1-9]\d{0,17}")
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """The served model's prediction for one item: the label, the probability it gives that
+    label (None for a model without probabilities), every label's probability, and the model
+    version."""
+
+    label: str
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    model_version: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item as an export writes it: its id, content (a tabular item's fields as a
+    mapping), resolved label, status, standing answers and, when asked for, the prediction."""
+
+    external_id: str
+    content: str | dict[str, float]
+    label: str | None
+    status: str
+    annotations: list[dict[str, Any]]
+    predicted: Predicted | None = None
+
+
+def prediction_columns(labels: Sequence[str]) -> list[str]:
+    """The CSV columns predictions add, in order, for a project of ``labels``."""
+    return [
+        "prediction",
+        "confidence",
+        *(_PROBABILITY + str(label) for label in labels),
+        "model_version",
+    ]
+
+
+def _content_columns(project: Project, fields: list[str]) -> list[str]:
+    return fields if project.kind == "tabular" else [project.kind]
+
+
+def _flat(project: Project, record: Record, fields: list[str]) -> dict[str, Any]:
+    """The record as one flat mapping of column -> value (tabular fields side by side)."""
+    row: dict[str, Any] = {"id": record.external_id}
+    if isinstance(record.content, dict):
+        row.update({name: record.content.get(name) for name in fields})
+    else:
+        row[project.kind] = record.content
+    row.update(label=record.label, status=record.status, annotations=record.annotations)
+    if record.predicted is not None:
+        p = record.predicted
+        row.update(
+            prediction=p.label,
+            confidence=p.confidence,
+            probabilities=p.probabilities,
+            model_version=p.model_version,
+        )
+    return row
+
+
+def _safe_cell(value: str) -> str:
+    """``value`` with a leading ``'`` when a spreadsheet would read it as a formula."""
+    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, float):
+        return repr(value)
+    return _safe_cell(str(value))
+
+
+def _write_csv(
+    out: IO[str],
+    project: Project,
+    records: Iterator[Record],
+    fields: list[str],
+    labels: Sequence[str] | None,
+) -> int:
+    columns = ["id", *_content_columns(project, fields), "label", "status", "annotations"]
+    added = prediction_columns(labels) if labels is not None else []
+    writer = csv.writer(out)
+    writer.writerow([_safe_cell(c) for c in [*columns, *added]])
+    count = 0
+    for record in records:
+        row = _flat(project, record, fields)
+        cells = [_csv_value(row[c]) for c in columns]
+        if labels is not None:
+            cells += _prediction_cells(record.predicted, labels)
+        writer.writerow(cells)
+        count += 1
+    return count
+
+
+def _prediction_cells(predicted: Predicted | None, labels: Sequence[str]) -> list[str]:
+    """The CSV cells of :func:`prediction_columns` (a chunk always has its predictions)."""
+    assert predicted is not None
+    probabilities = predicted.probabilities or {}
+    return [
+        _csv_value(predicted.label),
+        _csv_value(predicted.confidence),
+        *(_csv_value(probabilities.get(str(label))) for label in labels),
+        _csv_value(predicted.model_version),
+    ]
+
+
+def _write_jsonl(
+    out: IO[str],
+    project: Project,
+    records: Iterator[Record],
+    fields: list[str],
+    labels: Sequence[str] | None,
+) -> int:
+    count = 0
+    for record in records:
+        out.write(json.dumps(_flat(project, record, fields), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _task(project: Project, record: Record) -> dict[str, Any]:
+    to_name = project.kind
+    annotations: list[dict[str, Any]] = []
+    for answer in record.annotations:
+        annotation: dict[str, Any] = {
+            "result": [
+                {
+                    "id": f"lw{len(annotations)}",
+                    "type": "choices",
+                    "from_name": "label",
+                    "to_name": to_name,
+                    "value": {"choices": [answer["label"]]},
+                    "origin": "manual",
+                }
+            ],
+            "was_cancelled": False,
+            "ground_truth": answer["action"] == "adjudicate",
+            "created_at": answer["created_at"],
+            "updated_at": answer["created_at"],
+        }
+        if answer.get("duration_ms") is not None:  # triage's decisions have no duration
+            annotation["lead_time"] = answer["duration_ms"] / 1000
+        annotations.append(annotation)
+    ext = record.external_id
+    return {
+        "id": int(ext) if _TASK_INT.fullmatch(ext) else ext,
+        "data": {to_name: record.content},
+        "annotations": annotations,
+        "predictions": _task_predictions(record.predicted, to_name),
+        "meta": {
+            "external_id": ext,
+            "label": record.label,
+            "status": record.status,
+            "annotations": record.annotations,
+        },
+    }
+
+
+def _task_predictions(predicted: Predicted | None, to_name: str) -> list[dict[str, Any]]:
+    """Label Studio's ``predictions`` of a task: the served model's, or none."""
+    if predicted is None:
+        return []
+    entry: dict[str, Any] = {"model_version": f"v{predicted.model_version}"}
+    if predicted.confidence is not None:
+        entry["score"] = predicted.confidence
+    entry["result"] = [
+        {
+            "from_name": "label",
+            "to_name": to_name,
+            "type": "choices",
+            "value": {"choices": [predicted.label]},
+        }
+    ]
+    return [entry]
+
+
+def _write_label_studio(
+    out: IO[str],
+    project: Project,
+    records: Iterator[Record],
+    fields: list[str],
+    labels: Sequence[str] | None,
+) -> int:
+    count = 0
+    out.write("[")
+    for record in records:
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(_task(project, record), ensure_ascii=False))
+        count += 1
+    out.write("\n]\n")
+    return count
+
+
+_Writer = Callable[[IO[str], Project, Iterator[Record], list[str], Sequence[str] | None], int]
+WRITERS: dict[str, _Writer] = {
+    "csv": _write_csv,
+    "jsonl": _write_jsonl,
+    "label-studio": _write_label_studio,
+}
