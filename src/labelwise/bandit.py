@@ -37,15 +37,11 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import clone
 
+from labelwise.backends import strategy_needs
 from labelwise.exceptions import InvalidParameterError
-from labelwise.pool import take_rows
-from labelwise.strategies import (
-    QueryContext,
-    RandomSampling,
-    Selection,
-    Strategy,
-    make_strategy,
-)
+from labelwise.registry import build_strategy
+from labelwise.sampling_strategies import RandomSampling
+from labelwise.strategy_base import QueryContext, Selection, Strategy
 
 __all__ = ["DEFAULT_ARMS", "StrategyBandit", "find_bandit"]
 
@@ -97,7 +93,7 @@ class StrategyBandit:
             raise InvalidParameterError(
                 f"floor must be in [0, 1/{len(self.arms)}), got {self.floor}"
             )
-        self._strategies = {arm: make_strategy(arm) for arm in self.arms}
+        self._strategies = {arm: build_strategy(arm) for arm in self.arms}
         for arm in self.arms:
             self.rewards.setdefault(arm, [])
 
@@ -177,8 +173,8 @@ class StrategyBandit:
             if len(test) == 0 or len(set(y_train.tolist())) < 2:
                 continue
             y_train = y_train.astype(np.asarray(ctx.y_labeled).dtype)
-            model = clone(template).fit(take_rows(ctx.X, train), y_train)
-            predicted = np.asarray(model.predict(take_rows(ctx.X, test)))
+            model = clone(template).fit(ctx.backend.rows(train), y_train)
+            predicted = np.asarray(model.predict(ctx.backend.rows(test)))
             out.update(
                 (int(i), bool(p == labels[int(i)]))
                 for i, p in zip(test.tolist(), predicted.tolist(), strict=True)
@@ -201,16 +197,21 @@ class StrategyBandit:
 
     # -- the strategy protocol --------------------------------------------------------------
 
+    @property
+    def needs(self) -> frozenset[str]:
+        """What any arm needs of the backend (see :mod:`labelwise.backends`)."""
+        return frozenset().union(*(strategy_needs(s) for s in self._strategies.values()))
+
     def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
         arm = self.begin_round(ctx, rng)
         return self.end_round(arm, self.strategy_of(arm).select(ctx, batch_size, rng))
 
-    # A round in steps, for a caller that runs the arm's selection itself (``labelwise.scale``
-    # on a cluster): ``begin_round``, the arm's strategy selects, ``end_round``.
+    # A round in steps, for a caller that runs the arm's selection itself: ``begin_round``,
+    # the arm's strategy selects, ``end_round``.
 
     def begin_round(self, ctx: QueryContext, rng: np.random.Generator) -> str:
-        """Reward the previous round's arm and choose this round's. ``ctx.X`` is only read at
-        the labeled rows (``take_rows``)."""
+        """Reward the previous round's arm and choose this round's. The pool is only read at
+        the labeled rows (``ctx.backend.rows``)."""
         self._learn(ctx)
         arm = self.choose(rng)
         self.last_arm = arm

@@ -23,8 +23,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from labelwise.backends import (
+    Candidates,
+    LabeledSource,
+    MatrixBackend,
+    ScoringBackend,
+    unsupported,
+)
 from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
-from labelwise.models import DEFAULT_CHUNK_SIZE, ModelOutputs, model_outputs
+from labelwise.models import DEFAULT_CHUNK_SIZE, ModelOutputs
 from labelwise.pool import Pool, as_indices
 from labelwise.reasons import TYPICAL_SUMMARY, Reason, ReasonKind
 from labelwise.scorers import decision_margin, least_confident
@@ -192,21 +199,19 @@ def confident_picks(
 
 
 def _routine_picks(
+    backend: ScoringBackend,
     model: Any,
-    pool: Pool,
-    remaining: NDArray[np.intp],
+    remaining: Candidates,
     n: int,
     rng: np.random.Generator,
-    chunk_size: int,
 ) -> NDArray[np.intp]:
     size = routine_sample_size(len(remaining))
-    sample = np.sort(rng.choice(remaining, size=size, replace=False))
-    out = model_outputs(model, pool.X, sample, chunk_size=chunk_size)
-    return confident_picks(sample, out, n, rng)
+    sample = np.sort(remaining.take(rng.choice(len(remaining), size=size, replace=False)))
+    return confident_picks(sample, backend.model_outputs(model, sample), n, rng)
 
 
 def query(
-    pool: Pool,
+    pool: Pool | LabeledSource,
     model: Any | None,
     *,
     strategy: str | Strategy = "default",
@@ -222,8 +227,10 @@ def query(
 
     Parameters
     ----------
-    pool : Pool
-        Features and the labels known so far.
+    pool : Pool or LabeledSource
+        Features and the labels known so far: a :class:`~labelwise.pool.Pool`, or the labels
+        and a scoring backend of a pool held elsewhere (a partitioned pool on a cluster, see
+        :func:`labelwise.scale.score_partitioned`). The batch is the same either way.
     model : fitted classifier or None
         Trained on the labeled set. ``None`` (or fewer than two labeled classes) means a cold
         start: the batch is drawn at random and says so.
@@ -249,81 +256,105 @@ def query(
     PoolExhaustedError
         Fewer than ``batch_size`` candidates remain.
     InvalidParameterError
-        A bad batch size, strategy name or candidate index.
+        A bad batch size or chunk size, a strategy name (or a strategy the pool's backend
+        cannot run, saying why), a candidate index.
+    InvalidDataError
+        The model was fitted on another number of features than the pool has.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise InvalidParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if batch_size < 1:
-        raise InvalidParameterError(f"batch_size must be at least 1, got {batch_size}")
+    _check_count("batch_size", batch_size)
+    _check_count("chunk_size", chunk_size)
     rng = as_generator(random_state)
     strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
     mix = mix or BatchMix()
-
-    labeled_mask = pool.labeled_mask
-    if candidates is None:
-        cand = np.flatnonzero(~labeled_mask)
+    if isinstance(pool, Pool):
+        backend: ScoringBackend = MatrixBackend(pool.X, int(chunk_size))
+        labeled = pool.labeled
+        y_labeled = pool.labels_of(labeled) if len(labeled) else np.empty(0, dtype=object)
     else:
-        cand = _sorted_unique(as_indices(candidates, pool.n_items, name="candidates"))
-        if labeled_mask[cand].any():
-            first = int(cand[np.flatnonzero(labeled_mask[cand])[0]])
-            raise InvalidParameterError(f"candidate {first} is already labeled")
+        backend = pool.scoring_backend(int(chunk_size))
+        labeled, y_labeled = pool.labeled, pool.y_labeled
+    refusal = unsupported(strat, backend)
+    if refusal is not None:
+        raise InvalidParameterError(refusal)
+
+    cand = _candidates(backend, labeled, candidates)
     if len(cand) == 0:
         raise PoolExhaustedError("no unlabeled items left to query")
     if batch_size > len(cand):
         raise PoolExhaustedError(
             f"asked for a batch of {batch_size} but only {len(cand)} unlabeled items remain"
         )
-
     n_features = getattr(model, "n_features_in_", None)
-    if n_features is not None and n_features != pool.X.shape[1]:
+    if n_features is not None and n_features != backend.n_features:
         raise InvalidDataError(
-            f"the model was fitted on {n_features} features but the pool has {pool.X.shape[1]}"
+            f"the model was fitted on {n_features} features but the pool has {backend.n_features}"
         )
-    labeled = np.flatnonzero(labeled_mask)
-    y_labeled = pool.labels_of(labeled) if len(labeled) else np.empty(0, dtype=object)
     if model is None or len(np.unique(y_labeled)) < 2:
-        picks = rng.choice(cand, size=batch_size, replace=False).astype(np.intp)
+        picks = cand.take(rng.choice(len(cand), size=batch_size, replace=False))
         reason = Reason("cold-start", strat.name, describe_reason("cold-start", (), None, {}))
         return Batch(picks, (reason,) * batch_size)
 
     n_explore, n_strategy, n_routine = mix.split(batch_size, rng)
-    available = np.zeros(pool.n_items, dtype=bool)
-    available[cand] = True
-    explore = rng.choice(cand, size=n_explore, replace=False).astype(np.intp)
-    available[explore] = False
-
+    explore = cand.take(rng.choice(len(cand), size=n_explore, replace=False))
+    available = cand.without(explore)
     selection = Selection(np.empty(0, np.intp), np.empty(0))
-    if n_strategy:
-        ctx = QueryContext(
-            X=pool.X,
-            candidates=np.flatnonzero(available),
-            labeled=labeled,
-            y_labeled=y_labeled,
-            model=model,
-            estimator=estimator,
-            chunk_size=chunk_size,
-            random_sample=(
-                None
-                if random_sample is None
-                else as_indices(random_sample, pool.n_items, name="random_sample")
-            ),
+    try:
+        if n_strategy:
+            ctx = QueryContext(
+                X=pool.X if isinstance(pool, Pool) else None,
+                candidates=available,
+                labeled=labeled,
+                y_labeled=y_labeled,
+                model=model,
+                estimator=estimator,
+                random_sample=(
+                    None
+                    if random_sample is None
+                    else as_indices(random_sample, backend.n_rows, name="random_sample")
+                ),
+                backend=backend,
+            )
+            selection = strat.select(ctx, n_strategy, rng)
+            available = available.without(selection.indices)
+        routine = (
+            _routine_picks(backend, model, available, n_routine, rng)
+            if n_routine
+            else np.empty(0, np.intp)
         )
-        selection = strat.select(ctx, n_strategy, rng)
-        available[selection.indices] = False
-    routine = (
-        _routine_picks(model, pool, np.flatnonzero(available), n_routine, rng, chunk_size)
-        if n_routine
-        else np.empty(0, np.intp)
-    )
+        return assemble_batch(
+            strat.name,
+            selection,
+            explore,
+            routine,
+            lambda indices: backend.model_outputs(model, indices),
+            rng,
+        )
+    finally:
+        backend.close()
 
-    return assemble_batch(
-        strat.name,
-        selection,
-        explore,
-        routine,
-        lambda indices: model_outputs(model, pool.X, indices, chunk_size=chunk_size),
-        rng,
-    )
+
+def _candidates(
+    backend: ScoringBackend, labeled: NDArray[np.intp], candidates: ArrayLike | None
+) -> Candidates:
+    """The candidate set: ``candidates`` (checked to be unlabeled rows), or every unlabeled
+    row, in the form the backend keeps it."""
+    if candidates is None:
+        return backend.candidates(None, labeled)
+    rows = _sorted_unique(as_indices(candidates, backend.n_rows, name="candidates"))
+    is_labeled = np.zeros(backend.n_rows, dtype=bool)
+    is_labeled[labeled] = True
+    if is_labeled[rows].any():
+        first = int(rows[np.flatnonzero(is_labeled[rows])[0]])
+        raise InvalidParameterError(f"candidate {first} is already labeled")
+    return backend.candidates(rows, labeled)
+
+
+def _check_count(name: str, value: Any) -> None:
+    """``value`` must be a whole number of at least 1 (a batch size, a chunk size)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise InvalidParameterError(f"{name} must be at least 1, got {value}")
 
 
 def _sorted_unique(indices: NDArray[np.intp]) -> NDArray[np.intp]:

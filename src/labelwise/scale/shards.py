@@ -22,16 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from labelwise.models import map_outputs
+from labelwise.backends import Utility
 from labelwise.pool import Matrix
 from labelwise.scale.partitions import Partition, PartitionedPool, PoolReader
 from labelwise.selectors import _kth_largest
-from labelwise.strategies import _utility_function
 
 __all__ = [
     "Shard",
@@ -44,36 +43,6 @@ __all__ = [
     "tie_rows",
     "votes_of",
 ]
-
-
-@dataclass(frozen=True)
-class Utility:
-    """What a shard computes for each row.
-
-    Attributes
-    ----------
-    model : fitted classifier, or :class:`~labelwise.committee.Committee`
-    scorer : {"least_confident", "margin", "entropy"}
-        For a classifier: the uncertainty scorer (margin also from decision values).
-    disagreement : {"vote", "kl"} or None
-        For a committee: vote entropy or KL divergence to the consensus.
-    """
-
-    model: Any
-    scorer: str = "margin"
-    disagreement: Literal["vote", "kl"] | None = None
-
-    def block(self, X: Matrix) -> tuple[NDArray[np.float64], NDArray[Any] | None]:
-        """Utilities of every row of ``X``, scored as one block; committee votes too."""
-        rows = np.arange(X.shape[0], dtype=np.intp)
-        size = max(1, len(rows))
-        if self.disagreement is not None:
-            return self.model.disagreement(X, rows, kind=self.disagreement, chunk_size=size)
-        # As UncertaintySampling does: margin works from decision values, the others need
-        # probabilities.
-        prefer: Any = None if self.scorer == "margin" else "proba"
-        utility = _utility_function(self.scorer)  # type: ignore[arg-type]
-        return map_outputs(self.model, X, rows, utility, prefer=prefer, chunk_size=size), None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ __all__ = ["CandidateSet", "ShardedScores", "plan_shards"]
 
 
 class CandidateSet:
-    """Ascending pool rows a query may pick: ``base`` (every row when None) minus ``excluded``.
+    """Ascending pool rows a query may pick: ``base`` (every row when None) minus ``excluded``;
+    the :class:`~labelwise.backends.Candidates` of a partitioned pool.
 
     Never materialised: position ``p`` in the set maps to its row by a binary search over the
     excluded rows, so a pool of millions of rows with a few thousand labeled costs the client
@@ -85,6 +86,10 @@ class CandidateSet:
     def without(self, rows: NDArray[np.intp]) -> CandidateSet:
         """The set less ``rows`` (which must be in it)."""
         return CandidateSet(self.n_rows, self.base, np.union1d(self.excluded, rows).astype(np.intp))
+
+    def rows(self) -> NDArray[np.intp]:
+        """Every row of the set, ascending (materialised: core-set's and BADGE's whole set)."""
+        return self.take(np.arange(len(self), dtype=np.intp))
 
     def span(self) -> tuple[int, int]:
         """The first and the last row of the set (which must not be empty)."""
