@@ -9,6 +9,7 @@ come from many shards.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ import pytest
 import scipy.sparse as sp
 
 from labelwise import BatchMix, Pool, query
+from labelwise.among_top import KCenterAmongTop, select_among_top
+from labelwise.backends import CandidateRows, Utility
 from labelwise.exceptions import (
     InvalidDataError,
     InvalidParameterError,
@@ -24,7 +27,7 @@ from labelwise.exceptions import (
 )
 from labelwise.models import make_model
 from labelwise.scale import score_partitioned, supports, write_partitioned
-from labelwise.strategies import Badge, CoreSet
+from labelwise.strategies import Badge, CoreSet, Selection
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +176,48 @@ def test_other_models(model, strategy, client, tmp_path):
 def test_subsampling_strategies(strategy, client, tmp_path):
     case = _case(*_blobs(2400, 6, 3, 9, np.float32), tmp_path)
     single, spread = _both(case, client, strategy=strategy, batch_size=7, random_state=4)
+    _assert_same(single, spread)
+
+
+def test_subsampling_by_share(client, tmp_path):
+    """A share of the candidates (``max_candidates=0.2``) draws the same sample as on one
+    machine: the one ``subsample_candidates`` serves both."""
+    case = _case(*_blobs(2400, 6, 3, 9, np.float32), tmp_path)
+    for strategy in ("coreset(max_candidates=0.2)", "badge(max_candidates=0.1)"):
+        single, spread = _both(case, client, strategy=strategy, batch_size=6, random_state=1)
+        _assert_same(single, spread)
+
+
+@dataclass(frozen=True)
+class _EntropyOfHalf:
+    """A strategy written against the backend only, known to no list of the cluster: entropy
+    among a random half of the candidates, spread by k-center."""
+
+    name: str = "entropy-of-half"
+    needs_model: bool = True
+
+    def select(self, ctx: Any, batch_size: int, rng: np.random.Generator) -> Any:
+        half = CandidateRows(
+            np.sort(
+                ctx.candidates.take(
+                    rng.choice(len(ctx.candidates), size=len(ctx.candidates) // 2, replace=False)
+                )
+            )
+        )
+        utility = Utility(ctx.model, scorer="entropy")
+        top, positions = select_among_top(
+            ctx.among(half), KCenterAmongTop(), utility, batch_size, rng
+        )
+        return Selection(top.rows[positions], top.utilities[positions])
+
+
+def test_a_new_strategy_runs_on_the_cluster(client, tmp_path):
+    case = _case(*_blobs(2400, 6, 3, 15, np.float32), tmp_path)
+    assert supports(_EntropyOfHalf())
+    mix = BatchMix(exploration=0.2)
+    single, spread = _both(
+        case, client, strategy=_EntropyOfHalf(), batch_size=8, mix=mix, random_state=2
+    )
     _assert_same(single, spread)
 
 
