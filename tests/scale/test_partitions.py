@@ -241,12 +241,14 @@ def test_model_and_labels_files(tmp_path):
     "name",
     [
         "labelwise.scale",
+        "labelwise.scale.backend",
         "labelwise.scale.cluster",
         "labelwise.scale.files",
         "labelwise.scale.partitions",
         "labelwise.scale.score",
         "labelwise.scale.shards",
         "labelwise.scale.topk",
+        "labelwise.scale.writing",
     ],
 )
 def test_all_is_sorted_and_resolves(name):

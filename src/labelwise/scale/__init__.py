@@ -11,21 +11,17 @@ one machine (see :mod:`labelwise.scale.score` for the exact contract). The worke
 partitions in place and keep their top candidates; the client merges them and runs the
 strategy's selection among them.
 
-Modules: :mod:`~labelwise.scale.partitions` (the folder format),
-:mod:`~labelwise.scale.cluster` (connecting), :mod:`~labelwise.scale.shards` (what workers
-run), :mod:`~labelwise.scale.topk` (the exact merge), :mod:`~labelwise.scale.score` (the
-query). Importing this package does not import Dask.
+Modules: :mod:`~labelwise.scale.partitions` (the folder format, read),
+:mod:`~labelwise.scale.writing` (written), :mod:`~labelwise.scale.cluster` (connecting),
+:mod:`~labelwise.scale.shards` (what workers run), :mod:`~labelwise.scale.topk` (the exact
+merge), :mod:`~labelwise.scale.backend` (what strategies read of the pool),
+:mod:`~labelwise.scale.score` (the query). Importing this package does not import Dask.
 """
 
 from labelwise.scale.cluster import connect, parse_scheduler
-from labelwise.scale.partitions import (
-    Partition,
-    PartitionedPool,
-    ensure_partitioned,
-    open_partitioned,
-    write_partitioned,
-)
+from labelwise.scale.partitions import Partition, PartitionedPool, open_partitioned
 from labelwise.scale.score import score_partitioned, supports
+from labelwise.scale.writing import ensure_partitioned, write_partitioned
 
 __all__ = [
     "Partition",
