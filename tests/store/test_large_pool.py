@@ -359,7 +359,7 @@ def test_init_streams_a_parquet_file_and_infers_its_label_set(tmp_path, db_url, 
 def test_the_worker_fits_on_labeled_rows_and_reads_items_by_row(
     tmp_path, db_url, small_chunks, monkeypatch
 ):
-    from labelwise import worker
+    from labelwise import cycle, worker
     from labelwise.store.pool_index import PoolItems
 
     frame = _frame(N)
@@ -371,7 +371,7 @@ def test_the_worker_fits_on_labeled_rows_and_reads_items_by_row(
         tmp_path / "proj", tmp_path / "seed.csv", with_labels=True, settings=settings, db_url=db_url
     )
     fitted: list[tuple[int, int]] = []
-    fit_model = worker.fit_model
+    fit_model = cycle.fit_model
 
     def spy_fit(template, X, y, extra):
         fitted.append(X.shape)
@@ -385,7 +385,7 @@ def test_the_worker_fits_on_labeled_rows_and_reads_items_by_row(
         fetched.extend(rows)
         return prefetch(self, rows)
 
-    monkeypatch.setattr(worker, "fit_model", spy_fit)
+    monkeypatch.setattr(cycle, "fit_model", spy_fit)
     monkeypatch.setattr(PoolItems, "prefetch", spy_prefetch)
     try:
         with op.db.write() as s:
