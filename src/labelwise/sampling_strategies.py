@@ -102,20 +102,25 @@ def subsample_candidates(
     is an array of rows (returned as is when every one is kept) or a candidate set.
     """
     n = len(candidates)
-    every = candidates if isinstance(candidates, np.ndarray) else candidates.rows()
+    keep = _sample_size(n, max_candidates, batch_size)
+    if isinstance(candidates, np.ndarray):  # given as an array: the same array when all kept
+        if keep is None:
+            return candidates
+        return np.sort(candidates[rng.choice(n, size=keep, replace=False)])
+    if keep is None:
+        return candidates.rows()
+    return np.sort(candidates.take(rng.choice(n, size=keep, replace=False)))
+
+
+def _sample_size(n: int, max_candidates: int | float | None, batch_size: int) -> int | None:
+    """How many of ``n`` candidates :func:`subsample_candidates` keeps (None: every one)."""
     if max_candidates is None:
-        return every
+        return None
     if isinstance(max_candidates, float):
         keep = max(int(np.ceil(max_candidates * n)), MIN_CANDIDATES_PER_PICK * batch_size)
     else:
         keep = int(max_candidates)
-    if n <= keep:
-        return every
-    positions = rng.choice(n, size=keep, replace=False)
-    rows = (
-        candidates[positions] if isinstance(candidates, np.ndarray) else candidates.take(positions)
-    )
-    return np.sort(rows)
+    return None if n <= keep else keep
 
 
 @dataclass(frozen=True)
