@@ -22,8 +22,8 @@ import numpy as np
 
 from common import TEXT_SETS, commit
 from labelwise.cli import parse_list, parse_seeds
-from labelwise.data import load_dataset
-from labelwise.simulate import SimulationConfig, simulate_dataset
+from labelwise.io.load import load_dataset
+from labelwise.learning.simulate import SimulationConfig, simulate_dataset
 
 DATASETS = {
     **TEXT_SETS,

@@ -10,8 +10,8 @@ logistic regression fitted on the labeled rows (not timed), the pool saved once 
 ``.npy`` file and once as a partitioned pool of ``--partitions`` files (the time to write it is
 reported). For each strategy:
 
-- **one machine**: :func:`labelwise.query` on the memory-mapped ``.npy`` file, as the labeling
-  worker runs it;
+- **one machine**: :func:`labelwise.strategies.query.query` on the memory-mapped ``.npy``
+  file, as the labeling worker runs it;
 - **Dask, N workers**: :func:`labelwise.scale.score_partitioned` on a ``LocalCluster`` of N
   worker processes with one thread each, started before timing and warmed up with one untimed
   query (the workers import Labelwise and read the files once).
@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from labelwise import Pool, query
+from labelwise import Pool
 from labelwise.scale import open_partitioned, score_partitioned, write_partitioned
+from labelwise.strategies.query import query
 from speed import measure, pool_data
 
 HERE = Path(__file__).resolve().parent

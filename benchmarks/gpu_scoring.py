@@ -14,7 +14,7 @@ then score the whole pool on each device:
   with ``T`` Monte Carlo dropout passes (reduced on the device by ``bald_scores``);
 - **BALD, T passes, samples to host** (pools up to 1M rows, largest ``T``): the generic path for
   a model that only returns its samples: ``predict_proba_samples`` per 65,536-row chunk, then
-  ``labelwise.scorers.bald`` in NumPy.
+  ``labelwise.strategies.scorers.bald`` in NumPy.
 
 Each cell: rows per second from the median of ``--repeats`` timed calls (after one untimed
 warm-up call on each device), and the ratio GPU / CPU of the two throughputs measured here, in
@@ -23,8 +23,8 @@ skipped when it would not fit in memory; a (method, device) is not run at the ne
 time, grown linearly, would exceed ``--budget`` seconds.
 
 Before timing, the CUDA outputs are checked against the CPU's (``predict_proba``) and against
-``labelwise.scorers.bald`` of the CUDA samples (``bald_scores``); a mismatch is reported and
-makes the script exit with status 1. Writes ``gpu_scoring.md`` and ``gpu_scoring.json`` into
+``labelwise.strategies.scorers.bald`` of the CUDA samples (``bald_scores``); a mismatch is reported
+and makes the script exit with status 1. Writes ``gpu_scoring.md`` and ``gpu_scoring.json`` into
 ``--out``.
 """
 
@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelwise.models import bald_utilities
-from labelwise.scorers import bald
-from labelwise.torch_model import MLPTorchClassifier
+from labelwise.models.registry import bald_utilities
+from labelwise.models.torch_model import MLPTorchClassifier
+from labelwise.strategies.scorers import bald
 from speed import measure, pool_data
 
 HOST_CHUNK = 65_536

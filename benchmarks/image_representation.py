@@ -38,8 +38,8 @@ import numpy as np
 from labelwise.cli import parse_seeds
 from labelwise.features import PixelFeaturizer
 from labelwise.features.embedders import make_embedder, normalize_rows
-from labelwise.models import make_model
-from labelwise.simulate import SimulationConfig, simulate
+from labelwise.learning.simulate import SimulationConfig, simulate
+from labelwise.models.registry import make_model
 
 DATA = "image/pneumoniamnist/pneumoniamnist_reconstructed.npz"
 STRATEGIES = ("random", "margin", "default")

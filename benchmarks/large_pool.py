@@ -13,9 +13,9 @@ rest is the page cache of memory-mapped files, which the kernel reclaims at will
 2. ``labelwise init`` a project from the seed file (its labels imported);
 3. ``labelwise import`` the pool into it: items inserted in bulk, features written once into
    the project's memory-mapped feature file;
-4. **query**: one worker cycle (:func:`labelwise.worker.train_once`, what ``labelwise worker``
-   runs): fit the project's model on the labeled seed, score every open row in chunks, pick the
-   batch (margin, k-means among the top, exploration and routine items, near-duplicates,
+4. **query**: one worker cycle (:func:`labelwise.services.worker.train_once`, what ``labelwise
+   worker`` runs): fit the project's model on the labeled seed, score every open row in chunks, pick
+   the batch (margin, k-means among the top, exploration and routine items, near-duplicates,
    explanations) and write the queue and the model version.
 
 Baselines, measured in the same run, on the same files:
@@ -179,8 +179,8 @@ def query_floor(work: Path, labeled: int) -> None:
 
 def query(project: Path) -> None:
     """One worker cycle, forced (the seed is labeled; no new labels are needed)."""
+    from labelwise.services.worker import train_once
     from labelwise.store.folder import ProjectFolder
-    from labelwise.worker import train_once
 
     folder = ProjectFolder.open(project)
     db = folder.connect()

@@ -55,7 +55,7 @@ SOURCES = {
 
 
 def _sentences(data: Path) -> dict[str, list[list[str]]]:
-    from labelwise.data import load_dataset
+    from labelwise.io.load import load_dataset
 
     out = {}
     for name, relative in SOURCES.items():
@@ -109,9 +109,9 @@ def embedding_floor(work: Path) -> None:
 
 def query(project: Path, features: str | None) -> None:
     """One worker cycle, forced, optionally after switching the project's features."""
+    from labelwise.services.worker import train_once
     from labelwise.store.folder import ProjectFolder
     from labelwise.store.projects import get_project, update_settings
-    from labelwise.worker import train_once
 
     folder = ProjectFolder.open(project)
     db = folder.connect()

@@ -262,8 +262,8 @@ def main() -> None:
         "lack of machine time). `bandit` plays one of `margin+clusters`, `margin+density` and "
         "`random` per round, with the same 10 % random exploration as `default`, and is "
         "rewarded by the change of held-out accuracy on the random items (see "
-        "`labelwise.bandit`). Means are over the seeds every strategy of the row finished; "
-        "the last column pairs the bandit with the best fixed strategy of that dataset "
+        "`labelwise.strategies.bandit`). Means are over the seeds every strategy of the row "
+        "finished; the last column pairs the bandit with the best fixed strategy of that dataset "
         "(chosen in hindsight, which no fixed choice could do).",
         "",
         _bandit_section(args.results / "lu2023-batch10"),

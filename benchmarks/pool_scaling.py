@@ -27,10 +27,10 @@ from sklearn.preprocessing import MaxAbsScaler
 
 from common import commit
 from labelwise.cli import parse_list, parse_seeds
-from labelwise.data import load_dataset
 from labelwise.features import featurize
-from labelwise.models import make_model
-from labelwise.simulate import SimulationConfig, simulate
+from labelwise.io.load import load_dataset
+from labelwise.learning.simulate import SimulationConfig, simulate
+from labelwise.models.registry import make_model
 
 TABULAR = (
     "appendicitis",

@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from labelwise import Pool, query
-from labelwise.committee import Committee
-from labelwise.selectors import top_k
+from labelwise import Pool
+from labelwise.models.committee import Committee
+from labelwise.strategies.query import query
+from labelwise.strategies.selectors import top_k
 
 HERE = Path(__file__).resolve().parent
 PEERS_VENV = HERE / ".peers-venv"

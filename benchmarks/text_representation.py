@@ -29,11 +29,11 @@ import numpy as np
 
 from common import TEXT_SETS, commit
 from labelwise.cli import parse_list, parse_seeds
-from labelwise.data import load_dataset
-from labelwise.evaluate import aubc
 from labelwise.features import make_embedder
-from labelwise.report import write_simulation
-from labelwise.simulate import SimulationConfig, simulate_dataset
+from labelwise.io.load import load_dataset
+from labelwise.learning.evaluate import aubc
+from labelwise.learning.report import write_simulation
+from labelwise.learning.simulate import SimulationConfig, simulate_dataset
 
 DATASETS = TEXT_SETS
 REPRESENTATIONS = ("tfidf", "embedding", "tfidf+embedding", "auto")

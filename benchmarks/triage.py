@@ -6,8 +6,8 @@
 For each number of labeled training images (a random subset of the official train split) and
 seed: pixels + logistic regression (``logreg``), calibrated with sigmoid scaling; the threshold
 for a target sensitivity of 0.98 for pneumonia is chosen on nested held-out predictions of the
-labeled images (see :mod:`labelwise.triage`), with the conservative rule (upper 95 % bound of the
-miss rate within 2 %) and with the point estimate; then the official test split (624 images)
+labeled images (see :mod:`labelwise.learning.triage`), with the conservative rule (upper 95 % bound
+of the miss rate within 2 %) and with the point estimate; then the official test split (624 images)
 arrives as the batch of new items. Reported, mean over seeds:
 
 - **experts no longer see**: the share of new images decided automatically and not audited;
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from labelwise.cli import parse_seeds
-from labelwise.evaluate import wilson_interval
-from labelwise.models import make_model
-from labelwise.triage import TriageTarget, calibrated_model, fit_policy, held_out_proba
+from labelwise.learning.evaluate import wilson_interval
+from labelwise.learning.triage import TriageTarget, calibrated_model, fit_policy, held_out_proba
+from labelwise.models.registry import make_model
 
 AUDIT = 0.05
 

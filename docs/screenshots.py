@@ -25,8 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.io.load import load_dataset
 
 DOCS = Path(__file__).resolve().parent
 GUIDELINES = """# Spam or ham?

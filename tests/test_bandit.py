@@ -9,8 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from labelwise import ActiveLearner, InvalidParameterError, make_strategy
-from labelwise.bandit import StrategyBandit, find_bandit
-from labelwise.strategies import QueryContext
+from labelwise.strategies.bandit import StrategyBandit, find_bandit
+from labelwise.strategies.base import QueryContext
 
 
 def _ctx(X, y, labeled, model_template, sample):

@@ -14,16 +14,16 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from labelwise.cli import app
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.io.load import load_dataset
 from labelwise.services.setup import open_project
+from labelwise.services.worker import train_once
 from labelwise.store.annotators import authenticate
 from labelwise.store.features import field_names
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item
 from labelwise.store.projects import get_project
 from labelwise.store.review import adjudicate
-from labelwise.worker import train_once
 
 pytestmark = pytest.mark.slow
 

@@ -10,14 +10,14 @@ import re
 from typer.testing import CliRunner
 
 from labelwise.cli import app
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.io.load import load_dataset
 from labelwise.services.dashboard import dashboard
 from labelwise.services.setup import open_project
+from labelwise.services.worker import train_once
 from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator
 from labelwise.store.projects import get_project
-from labelwise.worker import train_once
 
 runner = CliRunner()
 
@@ -120,7 +120,8 @@ def test_project_commands_name_what_is_wrong(tmp_path):
 
 def test_the_worker_yields_the_cpu_to_the_server(tmp_path, monkeypatch):
     """On a small machine a fit must not slow "next": the worker runs at a lower priority."""
-    from labelwise import runtime, worker
+    from labelwise.server import runtime
+    from labelwise.services import worker
 
     data, _ = _sms_csv(tmp_path / "a.csv", 0, 30)
     assert _run("init", tmp_path / "p", "--data", data).exit_code == 0
@@ -133,7 +134,7 @@ def test_the_worker_yields_the_cpu_to_the_server(tmp_path, monkeypatch):
 
 def test_serve_hands_the_scheduler_to_its_worker(tmp_path, monkeypatch):
     """`serve --scheduler` reaches the worker child, which scores on that cluster."""
-    from labelwise import runtime
+    from labelwise.server import runtime
 
     served, forever = [], []
     monkeypatch.setattr(
@@ -174,7 +175,7 @@ def test_a_worker_child_that_will_not_stop_is_killed_with_the_server(tmp_path, m
     # look up from SIGTERM. The supervisor kills what has not stopped in time.
     import time
 
-    from labelwise import runtime
+    from labelwise.server import runtime
     from stubborn_worker import run
 
     monkeypatch.setattr(runtime, "WORKER_STOP_S", 0.5)

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from labelwise.cycle import cold_start_queue, fit_cycle
 from labelwise.features import parse_features
-from labelwise.reasons import WORDING, Kind
+from labelwise.services.cycle import cold_start_queue, fit_cycle
+from labelwise.services.training import PoolItem, TrainingSnapshot
 from labelwise.store.features import ProjectFeatures
 from labelwise.store.projects import ProjectSettings
-from labelwise.training import PoolItem, TrainingSnapshot
+from labelwise.strategies.reasons import WORDING, Kind
 
 N_ROWS = 200
 FIELDS = ("a", "b", "c", "d")

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from labelwise import data as data_module
-from labelwise.data import Dataset, load_dataset
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.io import load as data_module
+from labelwise.io.load import Dataset, load_dataset
 from shared_data import SHARED, require_shared
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -608,7 +608,7 @@ def test_a_guessed_encoding_is_said_once(tmp_path: Path) -> None:
 
 
 def test_a_small_tabular_stream_says_a_guessed_encoding_too(tmp_path: Path) -> None:
-    from labelwise.data import open_tabular_stream
+    from labelwise.io.load import open_tabular_stream
 
     path = tmp_path / "rows.csv"
     path.write_bytes(b"f1,f2,note\n1,2,x\n3,4,\xe9\n")
@@ -672,8 +672,8 @@ def test_label_names_name_integer_labels_of_any_file(tmp_path: Path) -> None:
 
 
 def test_both_readers_check_the_column_keywords_alike(tmp_path):
-    from labelwise._columns import Columns
-    from labelwise.data import open_tabular_stream
+    from labelwise.io.columns import Columns
+    from labelwise.io.load import open_tabular_stream
 
     matrix = tmp_path / "x.npy"
     np.save(matrix, np.ones((3, 2)))

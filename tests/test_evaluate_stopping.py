@@ -5,7 +5,7 @@ import pytest
 
 from labelwise import Budget, Plateau, Round, StabilizingPredictions, aubc, score_predictions
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.stopping import prediction_agreement
+from labelwise.learning.stopping import prediction_agreement
 
 
 def test_metrics_by_hand():
@@ -42,7 +42,7 @@ def test_aubc_matches_the_published_definition():
 
 
 def _rounds(values, kappas=None):
-    from labelwise.evaluate import Metrics
+    from labelwise.learning.evaluate import Metrics
 
     out = []
     for i, v in enumerate(values):
@@ -84,7 +84,7 @@ def test_prediction_agreement():
 
 
 def test_learning_curve_fit_recovers_an_inverse_power_law():
-    from labelwise.stopping import fit_learning_curve
+    from labelwise.learning.stopping import fit_learning_curve
 
     n = np.array([20, 40, 80, 160, 320, 640])
     truth = 0.92 - 0.8 * n**-0.6
@@ -98,7 +98,7 @@ def test_learning_curve_fit_recovers_an_inverse_power_law():
 
 
 def test_learning_curve_needs_enough_points():
-    from labelwise.stopping import fit_learning_curve
+    from labelwise.learning.stopping import fit_learning_curve
 
     assert fit_learning_curve([10, 20, 30], [0.5, 0.6, 0.7]) is None
     assert fit_learning_curve([10, 10, 10, 10], [0.5, 0.6, 0.7, 0.8]) is None

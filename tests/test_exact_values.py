@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from labelwise import scorers, selectors
-from labelwise.evaluate import wilson_interval
-from labelwise.stopping import prediction_agreement
-from labelwise.triage import _allowed_errors
+from labelwise.learning.evaluate import wilson_interval
+from labelwise.learning.stopping import prediction_agreement
+from labelwise.learning.triage import _allowed_errors
+from labelwise.strategies import scorers, selectors
 
 Z = 1.959964
 

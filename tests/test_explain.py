@@ -9,16 +9,16 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
-from labelwise.explain import (
+from labelwise.features import featurize
+from labelwise.io.load import load_dataset
+from labelwise.models.explain import (
     linear_contributions,
     term_weights,
     text_highlights,
     vectorizer_highlights,
 )
-from labelwise.features import featurize
-from labelwise.models import make_model
+from labelwise.models.registry import make_model
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def _planted_images(n=400, size=28, seed=0):
 
 @pytest.mark.parametrize("model_name", ["logreg", "forest"])
 def test_the_occlusion_map_peaks_where_the_planted_feature_is(model_name):
-    from labelwise.explain import occlusion_map
+    from labelwise.models.explain import occlusion_map
 
     X, y = _planted_images()
     model = make_model(model_name, random_state=0).fit(X, y)
@@ -144,7 +144,7 @@ def test_the_occlusion_map_peaks_where_the_planted_feature_is(model_name):
 
 
 def test_occlusion_map_checks_the_shape():
-    from labelwise.explain import occlusion_map
+    from labelwise.models.explain import occlusion_map
 
     X, y = _planted_images(n=50)
     model = make_model("logreg").fit(X, y)
@@ -156,7 +156,7 @@ def test_tree_shap_values_are_exact_and_find_the_deciding_feature():
     pytest.importorskip("shap")  # the `explain` extra; the dev install has it
     import shap
 
-    from labelwise.explain import tree_contributions
+    from labelwise.models.explain import tree_contributions
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
@@ -175,7 +175,7 @@ def test_tree_shap_values_are_exact_and_find_the_deciding_feature():
 
 def test_tree_contributions_refuse_other_models():
     pytest.importorskip("shap")
-    from labelwise.explain import tree_contributions
+    from labelwise.models.explain import tree_contributions
 
     X = np.random.default_rng(0).normal(size=(50, 3))
     y = np.where(X[:, 0] > 0, "a", "b")

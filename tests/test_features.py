@@ -10,9 +10,9 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 
-from labelwise.data import Dataset, load_dataset
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.features import featurize, make_featurizer
+from labelwise.io.load import Dataset, load_dataset
 from shared_data import shared_file
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -46,7 +46,7 @@ def test_rows_are_raw_float32_features_the_model_standardises(
     embedder: RandomConvEmbedder,
 ) -> None:
     from labelwise.features.scaling import fit_to_pool, pool_statistics
-    from labelwise.models import make_model
+    from labelwise.models.registry import make_model
 
     rows = embedder.embed(_images(7))
     assert rows.shape == (7, DIM)

@@ -9,10 +9,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.svm import LinearSVC
 
-from labelwise.committee import Committee
-from labelwise.models import linear_form, make_model, map_outputs, model_outputs
-from labelwise.pool import take_rows
-from labelwise.scorers import margin
+from labelwise.learning.pool import take_rows
+from labelwise.models.committee import Committee
+from labelwise.models.registry import linear_form, make_model, map_outputs, model_outputs
+from labelwise.strategies.scorers import margin
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 10])

@@ -8,9 +8,10 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 
-from labelwise import BatchMix, InvalidParameterError, Pool, query
-from labelwise.query import describe_reason, percent
-from labelwise.strategies import Explore, UncertaintySampling
+from labelwise import BatchMix, InvalidParameterError, Pool
+from labelwise.strategies.query import describe_reason, percent, query
+from labelwise.strategies.sampling import Explore
+from labelwise.strategies.utility import UncertaintySampling
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_bad_mix(exploration, routine):
 
 
 def test_subsample_candidates_by_count_share_or_all():
-    from labelwise.strategies import MIN_CANDIDATES_PER_PICK, subsample_candidates
+    from labelwise.strategies.sampling import MIN_CANDIDATES_PER_PICK, subsample_candidates
 
     rng = np.random.default_rng(0)
     cand = np.arange(0, 20_000, 2)
@@ -237,7 +238,7 @@ def test_subsampled_diversity_strategies_pick_from_the_pool(setup, name):
 )
 def test_bad_max_candidates_names_the_strategy(name):
     from labelwise import InvalidParameterError
-    from labelwise.strategies import make_strategy
+    from labelwise.strategies.registry import make_strategy
 
     with pytest.raises(InvalidParameterError, match="max_candidates"):
         make_strategy(name)

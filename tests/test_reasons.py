@@ -7,8 +7,8 @@ from typing import get_args
 
 import pytest
 
-from labelwise.query import describe_reason
-from labelwise.reasons import WORDING, Kind, Reason, ReasonKind, neutral_summary
+from labelwise.strategies.query import describe_reason
+from labelwise.strategies.reasons import WORDING, Kind, Reason, ReasonKind, neutral_summary
 
 
 def test_the_kinds_are_declared_once():

@@ -13,9 +13,9 @@ from sklearn.preprocessing import StandardScaler, normalize
 from labelwise.features import combine, make_featurizer, model_for_features, parse_features
 from labelwise.features.auto import ALL_BLOCKS, AutoRepresentation
 from labelwise.features.scaling import PoolScaler, fit_to_pool, pool_statistics
-from labelwise.learner import ActiveLearner
-from labelwise.models import linear_form, make_model, model_outputs
-from labelwise.selectors import typical_points
+from labelwise.learning.learner import ActiveLearner
+from labelwise.models.registry import linear_form, make_model, model_outputs
+from labelwise.strategies.selectors import typical_points
 
 # ----------------------------------------------------------------------------- pool scaling
 

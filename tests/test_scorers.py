@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from labelwise import scorers
+from labelwise.strategies import scorers
 
 PROBA_SCORERS = [scorers.least_confident, scorers.margin, scorers.entropy]
 

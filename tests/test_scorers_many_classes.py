@@ -1,9 +1,9 @@
 """Margin scoring with many classes: known values where a wrong pair of probabilities would show.
 
-:func:`labelwise.scorers.margin` finds the two largest probabilities by a pass over the columns
-up to 32 classes and by a partial sort beyond. Each row below is built so that every plausible
-mistake gives a different number than the right one: the gap between the 2nd and 3rd largest,
-the 1st and 3rd, the first two columns, or the two largest of a sort along the wrong axis.
+:func:`labelwise.strategies.scorers.margin` finds the two largest probabilities by a pass over the
+columns up to 32 classes and by a partial sort beyond. Each row below is built so that every
+plausible mistake gives a different number than the right one: the gap between the 2nd and 3rd
+largest, the 1st and 3rd, the first two columns, or the two largest of a sort along the wrong axis.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelwise import BatchMix, Pool, query, scorers
+from labelwise import BatchMix, Pool
+from labelwise.strategies import scorers
+from labelwise.strategies.query import query
 
 N_CLASSES = 40
 

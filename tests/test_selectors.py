@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from labelwise import selectors
+from labelwise.strategies import selectors
 
 
 def test_top_k_returns_highest_best_first():
@@ -123,7 +123,7 @@ def test_weighted_kmeans_utility_representative_is_the_best_of_each_cluster():
 )
 @pytest.mark.parametrize("k", [1, 7, 100, 1000, 5000])
 def test_the_kth_largest_of_a_big_array_is_exact(case, k):
-    from labelwise.selectors import _kth_largest
+    from labelwise.strategies.selectors import _kth_largest
 
     rng = np.random.default_rng(0)
     vals = np.array([0.0, 0.5, 0.67])

@@ -9,8 +9,8 @@ from sklearn.datasets import make_moons
 
 from labelwise import ActiveLearner
 from labelwise.exceptions import InvalidParameterError
-from labelwise.models import make_model
-from labelwise.semi import SemiSupervised, fit_model, unlabeled_sample
+from labelwise.models.registry import make_model
+from labelwise.models.semi import SemiSupervised, fit_model, unlabeled_sample
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from labelwise import InvalidDataError, InvalidParameterError, SimulationConfig, simulate
-from labelwise.report import summary_table, write_simulation
+from labelwise import InvalidDataError, InvalidParameterError, SimulationConfig
+from labelwise.learning.report import summary_table, write_simulation
+from labelwise.learning.simulate import simulate
 
 
 @pytest.fixture(scope="module")

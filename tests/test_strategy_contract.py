@@ -28,7 +28,7 @@ NEEDS_MC_DROPOUT = {"bald"}
 def _template(name=None):
     if name in NEEDS_MC_DROPOUT:
         need_module("torch", "install PyTorch: pip install torch (CI: see .ci/run)")
-        from labelwise.torch_model import MLPTorchClassifier
+        from labelwise.models.torch_model import MLPTorchClassifier
 
         return MLPTorchClassifier((32,), max_epochs=50, random_state=0, n_threads=1)
     return LogisticRegression(max_iter=500)

@@ -13,27 +13,34 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from labelwise.backends import CAPABILITIES, DRAWS_WHILE_SCORING, MatrixBackend, unsupported
-from labelwise.bandit import StrategyBandit
 from labelwise.scale import supports
-from labelwise.strategies import Explore, Selection, available_strategies, make_strategy
+from labelwise.strategies.backends import (
+    CAPABILITIES,
+    DRAWS_WHILE_SCORING,
+    MatrixBackend,
+    unsupported,
+)
+from labelwise.strategies.bandit import StrategyBandit
+from labelwise.strategies.base import Selection
+from labelwise.strategies.registry import available_strategies, make_strategy
+from labelwise.strategies.sampling import Explore
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: The strategy layer, and what it stands on.
 LAYER = [
-    "labelwise.pool",
-    "labelwise.selectors",
-    "labelwise.committee",
-    "labelwise.backends",
-    "labelwise.strategy_base",
-    "labelwise.among_top",
-    "labelwise.utility_strategies",
-    "labelwise.sampling_strategies",
-    "labelwise.registry",
-    "labelwise.bandit",
+    "labelwise.learning.pool",
+    "labelwise.strategies.selectors",
+    "labelwise.models.committee",
+    "labelwise.strategies.backends",
+    "labelwise.strategies.base",
+    "labelwise.strategies.among_top",
+    "labelwise.strategies.utility",
+    "labelwise.strategies.sampling",
+    "labelwise.strategies.registry",
+    "labelwise.strategies.bandit",
     "labelwise.strategies",
-    "labelwise.query",
+    "labelwise.strategies.query",
     "labelwise.scale.topk",
     "labelwise.scale.shards",
     "labelwise.scale.backend",
@@ -47,9 +54,9 @@ STRATEGY_MODULES = [
     for m in LAYER
     if m
     not in (
-        "labelwise.pool",
-        "labelwise.selectors",
-        "labelwise.committee",
+        "labelwise.learning.pool",
+        "labelwise.strategies.selectors",
+        "labelwise.models.committee",
         "labelwise.scale.topk",
         "labelwise.scale.shards",
     )
@@ -91,7 +98,7 @@ def test_no_import_circle_in_the_strategy_layer():
 
     for module in LAYER:
         visit(module, [])
-    assert "labelwise.strategies" not in graph["labelwise.bandit"]
+    assert "labelwise.strategies" not in graph["labelwise.strategies.bandit"]
 
 
 @dataclass(frozen=True)

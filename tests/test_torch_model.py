@@ -27,16 +27,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from labelwise import InvalidDataError, InvalidParameterError, ModelCapabilityError, Pool, query
-from labelwise.models import available_models, bald_utilities, make_model
-from labelwise.scorers import bald, kl_to_consensus
-from labelwise.strategies import Bald, QueryContext, available_strategies, make_strategy
+from labelwise import InvalidDataError, InvalidParameterError, ModelCapabilityError, Pool
+from labelwise.models.registry import available_models, bald_utilities, make_model
+from labelwise.strategies.base import QueryContext
+from labelwise.strategies.query import query
+from labelwise.strategies.registry import available_strategies, make_strategy
+from labelwise.strategies.scorers import bald, kl_to_consensus
+from labelwise.strategies.utility import Bald
 from needs import need_module
 
 torch = need_module("torch", "install PyTorch: pip install torch (CI: see .ci/run)")
 
-from labelwise._torch_net import Dropout  # noqa: E402
-from labelwise.torch_model import MLPTorchClassifier, resolve_device  # noqa: E402
+from labelwise.models.torch_model import MLPTorchClassifier, resolve_device  # noqa: E402
+from labelwise.models.torch_net import Dropout  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -271,8 +274,9 @@ def test_registered_and_torch_stays_lazy():
     assert isinstance(make_model("mlp-torch", random_state=1), MLPTorchClassifier)
     assert isinstance(make_strategy("bald"), Bald)
     code = (
-        "import sys, labelwise, labelwise.strategies, labelwise.models, labelwise.query;"
-        "labelwise.make_strategy('bald'); assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, labelwise, labelwise.strategies, labelwise.models.registry,"
+        " labelwise.strategies.query; labelwise.make_strategy('bald');"
+        " assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -387,9 +391,9 @@ def test_simulate_from_the_command_line(tmp_path):
 def test_the_worker_fits_scores_and_stores_the_model(tmp_path):
     from sqlalchemy import select
 
-    from labelwise import worker
-    from labelwise.data import load_dataset
     from labelwise.datasets import bundled_path
+    from labelwise.io.load import load_dataset
+    from labelwise.services import worker
     from labelwise.services.setup import init_project
     from labelwise.store.annotators import create_annotator
     from labelwise.store.labeling import submit_label

@@ -6,7 +6,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 from labelwise import InvalidDataError, InvalidParameterError
-from labelwise.triage import TriageTarget, fit_policy, triage
+from labelwise.learning.triage import TriageTarget, fit_policy, triage
 
 
 def _scores(n_pos=500, n_neg=500, seed=0):

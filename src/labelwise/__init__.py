@@ -9,8 +9,6 @@ The names load on first use, so ``import labelwise`` (and every command's start)
 """
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from labelwise.exceptions import (
@@ -22,71 +20,60 @@ from labelwise.exceptions import (
 )
 
 if TYPE_CHECKING:  # the names below load on first use, so `import labelwise` stays light
-    from labelwise.bandit import StrategyBandit
-    from labelwise.committee import Committee
-    from labelwise.evaluate import ClassMetrics, Metrics, aubc, evaluate, score_predictions
-    from labelwise.history import Round
-    from labelwise.learner import ActiveLearner
-    from labelwise.loop import GroundTruthOracle, Oracle, RunResult, run_active_learning
-    from labelwise.models import available_models, make_model, model_outputs
-    from labelwise.pool import Pool, open_features
-    from labelwise.query import Batch, BatchMix, Reason, query
-    from labelwise.simulate import SimulationConfig, SimulationResult, simulate
-    from labelwise.stopping import (
+    from labelwise.learning.evaluate import ClassMetrics, Metrics, aubc, evaluate, score_predictions
+    from labelwise.learning.history import Round
+    from labelwise.learning.learner import ActiveLearner
+    from labelwise.learning.loop import GroundTruthOracle, Oracle, RunResult, run_active_learning
+    from labelwise.learning.pool import Pool, open_features
+    from labelwise.learning.simulate import SimulationConfig, SimulationResult, simulate
+    from labelwise.learning.stopping import (
         Budget,
         ExpectedGain,
         Plateau,
         StabilizingPredictions,
         StoppingCriterion,
     )
-    from labelwise.strategies import (
-        DEFAULT_STRATEGY,
-        QueryContext,
-        Selection,
-        Strategy,
-        available_strategies,
-        make_strategy,
-    )
+    from labelwise.models.committee import Committee
+    from labelwise.models.registry import available_models, make_model, model_outputs
+    from labelwise.strategies.bandit import StrategyBandit
+    from labelwise.strategies.base import QueryContext, Selection, Strategy
+    from labelwise.strategies.query import Batch, BatchMix, query
+    from labelwise.strategies.reasons import Reason
+    from labelwise.strategies.registry import DEFAULT_STRATEGY, available_strategies, make_strategy
 
 
-_LAZY = {
-    "StrategyBandit": "labelwise.bandit",
-    "Committee": "labelwise.committee",
-    "ClassMetrics": "labelwise.evaluate",
-    "Metrics": "labelwise.evaluate",
-    "aubc": "labelwise.evaluate",
-    "evaluate": "labelwise.evaluate",
-    "score_predictions": "labelwise.evaluate",
-    "Round": "labelwise.history",
-    "ActiveLearner": "labelwise.learner",
-    "GroundTruthOracle": "labelwise.loop",
-    "Oracle": "labelwise.loop",
-    "RunResult": "labelwise.loop",
-    "run_active_learning": "labelwise.loop",
-    "available_models": "labelwise.models",
-    "make_model": "labelwise.models",
-    "model_outputs": "labelwise.models",
-    "Pool": "labelwise.pool",
-    "open_features": "labelwise.pool",
-    "Batch": "labelwise.query",
-    "BatchMix": "labelwise.query",
-    "Reason": "labelwise.query",
-    "query": "labelwise.query",
-    "SimulationConfig": "labelwise.simulate",
-    "SimulationResult": "labelwise.simulate",
-    "simulate": "labelwise.simulate",
-    "Budget": "labelwise.stopping",
-    "ExpectedGain": "labelwise.stopping",
-    "Plateau": "labelwise.stopping",
-    "StabilizingPredictions": "labelwise.stopping",
-    "StoppingCriterion": "labelwise.stopping",
-    "DEFAULT_STRATEGY": "labelwise.strategies",
-    "QueryContext": "labelwise.strategies",
-    "Selection": "labelwise.strategies",
-    "Strategy": "labelwise.strategies",
-    "available_strategies": "labelwise.strategies",
-    "make_strategy": "labelwise.strategies",
+#: The public names, by the module that defines them: the one list. ``__all__`` and the lazy
+#: loading below are made from it, and a test checks the imports above for type checkers
+#: name the same (tests/test_public_api.py).
+_PUBLIC = {
+    "labelwise.learning.evaluate": (
+        "ClassMetrics",
+        "Metrics",
+        "aubc",
+        "evaluate",
+        "score_predictions",
+    ),
+    "labelwise.learning.history": ("Round",),
+    "labelwise.learning.learner": ("ActiveLearner",),
+    "labelwise.learning.loop": ("GroundTruthOracle", "Oracle", "RunResult", "run_active_learning"),
+    "labelwise.learning.pool": ("Pool", "open_features"),
+    "labelwise.learning.simulate": ("SimulationConfig", "SimulationResult", "simulate"),
+    "labelwise.learning.stopping": (
+        "Budget",
+        "ExpectedGain",
+        "Plateau",
+        "StabilizingPredictions",
+        "StoppingCriterion",
+    ),
+    "labelwise.models.committee": ("Committee",),
+    "labelwise.models.registry": ("available_models", "make_model", "model_outputs"),
+    "labelwise.strategies.bandit": ("StrategyBandit",),
+    "labelwise.strategies.base": ("QueryContext", "Selection", "Strategy"),
+    "labelwise.strategies.query": ("Batch", "BatchMix", "query"),
+    "labelwise.strategies.reasons": ("Reason",),
+    "labelwise.strategies.registry": ("DEFAULT_STRATEGY", "available_strategies", "make_strategy"),
 }
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
@@ -102,62 +89,21 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-class _Package(types.ModuleType):
-    """Keeps ``labelwise.query`` (and the other names shared with a submodule) the function:
-    importing the submodule would otherwise bind the module over the lazy name."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_STRATEGY",
-    "ActiveLearner",
-    "Batch",
-    "BatchMix",
-    "Budget",
-    "ClassMetrics",
-    "Committee",
-    "ExpectedGain",
-    "GroundTruthOracle",
+_EAGER = (
     "InvalidDataError",
     "InvalidParameterError",
     "LabelwiseError",
-    "Metrics",
     "ModelCapabilityError",
-    "Oracle",
-    "Plateau",
-    "Pool",
     "PoolExhaustedError",
-    "QueryContext",
-    "Reason",
-    "Round",
-    "RunResult",
-    "Selection",
-    "SimulationConfig",
-    "SimulationResult",
-    "StabilizingPredictions",
-    "StoppingCriterion",
-    "Strategy",
-    "StrategyBandit",
     "__version__",
-    "aubc",
-    "available_models",
-    "available_strategies",
-    "evaluate",
-    "make_model",
-    "make_strategy",
-    "model_outputs",
-    "open_features",
-    "query",
-    "run_active_learning",
-    "score_predictions",
-    "simulate",
-]
+)
+
+
+def _order(name: str) -> tuple[int, str]:
+    """CONSTANTS, then Classes, then functions (the order ruff keeps literal lists in)."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+__all__ = sorted([*_EAGER, *_LAZY], key=_order)

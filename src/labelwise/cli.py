@@ -292,11 +292,11 @@ def simulate(
     features: FeaturesOption = None,
 ) -> None:
     """Replay a labeled dataset to compare strategies: learning curves, AUBC, labels needed."""
-    from labelwise.data import load_dataset
     from labelwise.datasets import resolve_data_path
     from labelwise.features import parse_features
-    from labelwise.report import summary_table, write_simulation
-    from labelwise.simulate import SimulationConfig, simulate_dataset
+    from labelwise.io.load import load_dataset
+    from labelwise.learning.report import summary_table, write_simulation
+    from labelwise.learning.simulate import SimulationConfig, simulate_dataset
 
     config = SimulationConfig(
         strategies=parse_list(strategies, "--strategies"),
@@ -867,10 +867,10 @@ def triage_(
     db: DbOption = None,
 ) -> None:
     """Decide confident new items automatically; route the rest (and an audit sample) to experts."""
+    from labelwise.learning.triage import TriageTarget
     from labelwise.services.setup import open_project
     from labelwise.services.triage import import_and_triage, open_item_ids, triage_items
     from labelwise.store.projects import get_project
-    from labelwise.triage import TriageTarget
 
     target = TriageTarget.from_options(
         sensitivity=sensitivity,
@@ -1004,7 +1004,7 @@ def worker(project_dir: ProjectDir, db: DbOption = None, scheduler: SchedulerOpt
     With --scheduler the pool is scored on a Dask cluster (the same queue as on this machine);
     the project folder must then be at the same path on every Dask worker.
     """
-    from labelwise.runtime import run_worker_forever
+    from labelwise.server.runtime import run_worker_forever
 
     if scheduler is not None:
         from labelwise.scale import parse_scheduler
@@ -1034,7 +1034,7 @@ def partition(
     overwrite: Annotated[bool, typer.Option(help="Replace a pool already at OUT.")] = False,
 ) -> None:
     """Split a feature matrix into a partitioned pool folder for `labelwise score`."""
-    from labelwise.pool import open_features
+    from labelwise.learning.pool import open_features
     from labelwise.scale import write_partitioned
 
     id_values = None
@@ -1102,9 +1102,9 @@ def score(
     machine makes with the same model, labels, strategy and seed. The pool folder must be at
     the same path on every Dask worker, and the workers need labelwise installed.
     """
-    from labelwise.query import BatchMix
     from labelwise.scale import connect, open_partitioned, parse_scheduler, score_partitioned
     from labelwise.scale.files import load_model, read_labels
+    from labelwise.strategies.query import BatchMix
 
     parse_scheduler(scheduler)
     mix = BatchMix(exploration=exploration, routine=routine)
@@ -1148,7 +1148,7 @@ def serve(
 ) -> None:
     """Serve the labeling app (and, by default, the worker beside it). Prints the address and
     a one-time sign-in link for the project's admin."""
-    from labelwise.runtime import admin_link, listen, serve_project
+    from labelwise.server.runtime import admin_link, listen, serve_project
 
     if scheduler is not None:
         if not with_worker:
@@ -1188,7 +1188,7 @@ def demo(
 ) -> None:
     """A ready project from the bundled SMS spam collection: server, worker, and a one-time
     link that signs you in as admin. Run it again to continue where you stopped."""
-    from labelwise.runtime import (
+    from labelwise.server.runtime import (
         DEMO_LINK_MINUTES,
         admin_link,
         demo_project,
@@ -1220,7 +1220,7 @@ def demo(
 @app.command()
 def strategies() -> None:
     """List the query strategies."""
-    from labelwise.strategies import available_strategies
+    from labelwise.strategies.registry import available_strategies
 
     for name, description in available_strategies().items():
         typer.echo(f"{name:16s} {description}")
@@ -1229,7 +1229,7 @@ def strategies() -> None:
 @app.command()
 def models() -> None:
     """List the model names."""
-    from labelwise.models import available_models
+    from labelwise.models.registry import available_models
 
     for name, description in available_models().items():
         typer.echo(f"{name:12s} {description}")

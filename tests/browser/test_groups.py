@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from labelwise import worker
 from labelwise.server import ServerConfig, create_app
+from labelwise.services import worker
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
 from labelwise.store.labeling import submit_label

@@ -55,6 +55,7 @@ from labelwise.datasets import bundled_path
 from labelwise.services.export import export_project
 from labelwise.services.setup import OpenProject, init_project
 from labelwise.services.transfer import import_file
+from labelwise.services.worker import run_worker
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
 from labelwise.store.labeling import next_item, submit_label
@@ -62,7 +63,6 @@ from labelwise.store.models import Annotator as AnnotatorRow
 from labelwise.store.models import Item, Label, Lease, ModelVersion, QueueEntry, utcnow
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.versions import record_version
-from labelwise.worker import run_worker
 
 pytestmark = [
     pytest.mark.slow,

@@ -57,6 +57,7 @@ from labelwise.services import backup as backup_module
 from labelwise.services.export import export_project
 from labelwise.services.setup import OpenProject, init_project, open_project
 from labelwise.services.transfer import import_file
+from labelwise.services.worker import train_once
 from labelwise.store import labeling, setup
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
@@ -66,7 +67,6 @@ from labelwise.store.models import Annotator, Item, Label, TriageDecision, utcno
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.review import adjudicate
 from labelwise.store.sign_ins import start_session
-from labelwise.worker import train_once
 from needs import need_program
 from postgres_server import new_database
 

@@ -878,7 +878,7 @@ def test_a_zip_bomb_inside_an_npz_is_refused_before_it_is_inflated(
     """A member np.load would read whole (not an array) that inflates 1000-fold: refused from
     its declared size. The machine's memory is taken as 8 MiB so that 64 MiB of zeros (64 KiB
     compressed) stand for a bomb of the size that would matter on a real machine."""
-    from labelwise import _media
+    from labelwise.io import media as _media
 
     monkeypatch.setattr(_media, "_memory_bytes", lambda: 8 * 2**20)
     target = targets("image", "sqlite")

@@ -934,7 +934,7 @@ class _Trap:
 def test_model_artefacts_load_only_from_the_project_folder(
     tmp_path: Path, record: Callable[..., None]
 ) -> None:
-    from labelwise.worker import train_once
+    from labelwise.services.worker import train_once
 
     url = f"sqlite:///{tmp_path / 'models.sqlite3'}"
     folder = ProjectFolder.create(tmp_path / "project", "models", url)
@@ -1101,7 +1101,7 @@ class Hostile:
 def hostile(tmp_path: Path) -> Iterator[Hostile]:
     """A project whose every user-supplied string is a script payload, with a model, answers
     from three annotators and conflicts for the review page; served over HTTP."""
-    from labelwise.worker import train_once
+    from labelwise.services.worker import train_once
 
     url = f"sqlite:///{tmp_path / 'hostile.sqlite3'}"
     folder = ProjectFolder.create(tmp_path / "hostile", PROJECT_NAME, url)

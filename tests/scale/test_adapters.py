@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from labelwise import BatchMix, Pool, query
+from labelwise import BatchMix, Pool
 from labelwise.cli import app
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
-from labelwise.models import make_model
+from labelwise.io.load import load_dataset
+from labelwise.models.registry import make_model
+from labelwise.strategies.query import query
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -164,7 +165,7 @@ def tabular_csv(tmp_path_factory) -> Path:
 def _trained_queue(
     root: Path, data: Path, client: Any, strategy: str = "default"
 ) -> list[tuple[Any, ...]]:
-    from labelwise import worker
+    from labelwise.services import worker
     from labelwise.services.setup import init_project
     from labelwise.store.annotators import create_annotator
     from labelwise.store.labeling import submit_label

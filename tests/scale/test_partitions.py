@@ -207,7 +207,7 @@ def test_bad_scheduler_is_named(text):
 def test_model_and_labels_files(tmp_path):
     import joblib
 
-    from labelwise.models import make_model
+    from labelwise.models.registry import make_model
     from labelwise.scale.files import load_model, read_labels
 
     X = np.random.default_rng(0).normal(size=(30, 3))

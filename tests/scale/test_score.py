@@ -16,18 +16,20 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from labelwise import BatchMix, Pool, query
-from labelwise.among_top import KCenterAmongTop, select_among_top
-from labelwise.backends import CandidateRows, Utility
+from labelwise import BatchMix, Pool
 from labelwise.exceptions import (
     InvalidDataError,
     InvalidParameterError,
     ModelCapabilityError,
     PoolExhaustedError,
 )
-from labelwise.models import make_model
+from labelwise.models.registry import make_model
 from labelwise.scale import score_partitioned, supports, write_partitioned
-from labelwise.strategies import Badge, CoreSet, Selection
+from labelwise.strategies.among_top import KCenterAmongTop, select_among_top
+from labelwise.strategies.backends import CandidateRows, Utility
+from labelwise.strategies.base import Selection
+from labelwise.strategies.query import query
+from labelwise.strategies.sampling import Badge, CoreSet
 
 pytestmark = pytest.mark.slow
 
@@ -254,8 +256,8 @@ def test_generator_is_consumed_alike(client, tmp_path):
 def test_the_bandit_plays_and_learns_alike(client, tmp_path):
     """The bandit over rounds: its reward (fits on the labeled rows, here on the client) and
     its arm's selection (on the cluster) give the single machine's batches and state."""
-    from labelwise.bandit import find_bandit
-    from labelwise.strategies import make_strategy
+    from labelwise.strategies.bandit import find_bandit
+    from labelwise.strategies.registry import make_strategy
 
     X, y = _blobs(1500, 5, 3, 21, np.float32)
     y = y.astype(str)

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from labelwise.services.worker import train_once
 from labelwise.store.models import Lease
-from labelwise.worker import train_once
 
 
 def truth(text):

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from labelwise.services.worker import train_once
 from labelwise.store.labeling import next_item, submit_label
 from labelwise.store.models import Annotator, ModelVersion
 from labelwise.store.prediction_cache import PREDICTION_DTYPE, cached_predictions
 from labelwise.store.projects import get_project
-from labelwise.worker import train_once
 
 
 def _answer(s, name: str, external_ids: list[str], value_of) -> None:

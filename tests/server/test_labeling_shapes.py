@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelwise.services.worker import train_once
 from labelwise.store import leasing
 from labelwise.store.projects import ProjectSettings
-from labelwise.worker import train_once
 
 ASSIGNMENT = {"item", "why", "guess", "model_version_id", "previous", "lease_expires_at", "lease"}
 WITHHELD = {"kind", "strategy", "rank", "neighbors", "far_from_labeled", "duplicates", "summary"}

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from labelwise import worker
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
 from labelwise.exceptions import ConflictError, InvalidDataError
+from labelwise.io.load import load_dataset
 from labelwise.services import export as export_module
+from labelwise.services import worker
 from labelwise.services.export import export_project
 from labelwise.services.setup import init_project
 from labelwise.services.transfer import import_file

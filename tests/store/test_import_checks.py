@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from labelwise import _stream
 from labelwise.exceptions import DataWarning, InvalidDataError
+from labelwise.io import stream as _stream
 from labelwise.services.import_checks import (
     ID_LIKE_FRACTION,
     ID_LIKE_MIN_VALUES,

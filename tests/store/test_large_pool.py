@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from labelwise import _stream
-from labelwise.data import load_dataset, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
-from labelwise.explain import near_duplicates, nearest_labeled
+from labelwise.io import stream as _stream
+from labelwise.io.load import load_dataset, open_tabular_stream
+from labelwise.models.explain import near_duplicates, nearest_labeled
 from labelwise.services.setup import init_project
 from labelwise.services.transfer import import_file
 from labelwise.store import row_file
@@ -359,7 +359,7 @@ def test_init_streams_a_parquet_file_and_infers_its_label_set(tmp_path, db_url, 
 def test_the_worker_fits_on_labeled_rows_and_reads_items_by_row(
     tmp_path, db_url, small_chunks, monkeypatch
 ):
-    from labelwise import cycle, worker
+    from labelwise.services import cycle, worker
     from labelwise.store.pool_index import PoolItems
 
     frame = _frame(N)

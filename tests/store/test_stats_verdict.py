@@ -70,8 +70,8 @@ def test_too_few_versions_give_no_extrapolation():
 def _rounds(curve):
     """The curve as the core's rounds: macro-F1 (the unbiased one where there is one) and the
     agreement of each version with the one before."""
-    from labelwise.evaluate import Metrics
-    from labelwise.history import Round
+    from labelwise.learning.evaluate import Metrics
+    from labelwise.learning.history import Round
 
     rounds = []
     for i, p in enumerate(curve):
@@ -91,8 +91,8 @@ def _rounds(curve):
 
 
 def test_the_verdict_says_what_the_core_criteria_say():
+    from labelwise.learning.stopping import ExpectedGain, Plateau, StabilizingPredictions
     from labelwise.services.dashboard import FIT_POINTS, MIN_GAIN, MIN_KAPPA, MORE, WINDOW
-    from labelwise.stopping import ExpectedGain, Plateau, StabilizingPredictions
 
     plateau = Plateau(patience=WINDOW, min_delta=MIN_GAIN)
     stable = StabilizingPredictions(threshold=MIN_KAPPA, window=WINDOW)

@@ -267,7 +267,7 @@ def test_image_folders_a_killed_import_left_are_swept_when_old(db, tmp_path):
     import time
 
     from labelwise.services.transfer import MEDIA_SWEEP_AGE_S
-    from labelwise.worker import run_worker
+    from labelwise.services.worker import run_worker
 
     project = Project(db, tmp_path / "p", kind="image")
     np.savez(tmp_path / "a.npz", images=np.zeros((3, 5, 6), dtype=np.uint8))

@@ -11,10 +11,12 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from labelwise import InvalidDataError, InvalidParameterError, worker
+from labelwise import InvalidDataError, InvalidParameterError
 from labelwise.cli import app
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.io.load import load_dataset
+from labelwise.learning.triage import TriageTarget
+from labelwise.services import worker
 from labelwise.services.dashboard import dashboard
 from labelwise.services.export import export_project
 from labelwise.services.setup import init_project
@@ -22,7 +24,6 @@ from labelwise.services.triage import import_and_triage, triage_items, triage_re
 from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item, Label, QueueEntry, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.triage import TriageTarget
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sqlalchemy import select
 
-from labelwise import worker
-from labelwise.data import load_dataset
 from labelwise.datasets import bundled_path
+from labelwise.io.load import load_dataset
+from labelwise.services import worker
 from labelwise.services.dashboard import dashboard
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
@@ -235,9 +235,9 @@ def test_one_class_is_not_enough_to_train(project):
 def test_before_the_first_model_the_queue_holds_the_pools_typical_items(project):
     # TypiClust: one item per k-means region of the pool, the most typical of its region, in
     # the embedding space; published without a model, and again when the pool grows.
-    from labelwise.selectors import typical_points
+    from labelwise.services.why import neighbour_space
     from labelwise.store.features import project_features
-    from labelwise.why import neighbour_space
+    from labelwise.strategies.selectors import typical_points
 
     outcome = project.train()
     assert (outcome.status, outcome.detail) == ("cold-start", "20 typical items queued")
@@ -447,7 +447,7 @@ def test_queued_tabular_items_carry_their_fields_contributions(tmp_path, db_url,
 
 
 def test_tabular_neighbours_carry_their_fields_drivers_first(tmp_path, db_url, monkeypatch):
-    monkeypatch.setattr("labelwise.why.FIELDS_SHOWN", 4)
+    monkeypatch.setattr("labelwise.services.why.FIELDS_SHOWN", 4)
     rng = np.random.default_rng(2)
     n = 80
     columns = ["age", "dose", "noise", "weight", "height", "pulse"]
@@ -615,8 +615,8 @@ def test_a_bandit_project_learns_across_versions_from_its_random_items(
 def test_words_that_drive_an_embedding_model_are_found_by_leaving_each_out(project):
     # The default features (auto: TF-IDF and wordllama side by side) are no linear model on
     # words: each word is left out in turn and the text scored again.
+    from labelwise.services.why import text_scorer
     from labelwise.store.features import project_features
-    from labelwise.why import text_scorer
 
     project.label(FIRST_30)
     project.train()
@@ -710,7 +710,7 @@ def test_texts_that_mean_the_same_but_read_differently_are_never_grouped(tmp_pat
     # Near-duplicates take one answer together, so they must be the same text in practice. In
     # a bag-of-token embedding a reordered sentence is the same point (cosine 1.0), so the
     # embedding alone would group texts that say the opposite: the texts are compared too.
-    from labelwise.why import near_identical
+    from labelwise.services.why import near_identical
 
     assert near_identical("Call me now, it's urgent!!", "call me now   its urgent")
     assert not near_identical("the patient has pneumonia", "the patient has no pneumonia")

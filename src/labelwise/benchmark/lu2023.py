@@ -45,10 +45,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
-from labelwise.evaluate import aubc
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.models import make_model
-from labelwise.strategies import QueryContext, make_strategy
+from labelwise.learning.evaluate import aubc
+from labelwise.models.registry import make_model
+from labelwise.strategies.base import QueryContext
+from labelwise.strategies.registry import make_strategy
 
 __all__ = [
     "PAPER_STRATEGIES",

@@ -1,4 +1,4 @@
-"""Representations: from a :class:`~labelwise.data.Dataset`'s items to a feature matrix.
+"""Representations: from a :class:`~labelwise.io.load.Dataset`'s items to a feature matrix.
 
 A ``features`` word (:mod:`labelwise.features.spec`) names the representation; each kind of
 item has a default (:data:`DEFAULT_FEATURES`):
@@ -27,7 +27,6 @@ from typing import Any
 
 from sklearn.base import BaseEstimator, clone
 
-from labelwise.data import Dataset
 from labelwise.exceptions import InvalidParameterError
 from labelwise.features.combined import Blocks, CombinedFeaturizer, EmbeddingFeaturizer, combine
 from labelwise.features.embedders import (
@@ -40,6 +39,7 @@ from labelwise.features.image import PixelFeaturizer
 from labelwise.features.spec import DEFAULT_FEATURES, FeatureSpec, parse_features
 from labelwise.features.tabular import TabularFeaturizer
 from labelwise.features.text import TfidfFeaturizer
+from labelwise.io.load import Dataset
 
 __all__ = [
     "DEFAULT_FEATURES",

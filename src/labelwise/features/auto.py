@@ -115,7 +115,7 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
 
     @property
     def pseudo_labels_(self) -> Any:
-        """The wrapped semi-supervised model's pseudo-labels (see :mod:`labelwise.semi`)."""
+        """The wrapped semi-supervised model's pseudo-labels (see :mod:`labelwise.models.semi`)."""
         return getattr(self.estimator_, "pseudo_labels_", None)
 
     def fit(self, X: Any, y: Any, unlabeled: Any = None) -> AutoRepresentation:
@@ -169,7 +169,7 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
         self, X: Any, n_samples: int, *, random_state: int | None = None
     ) -> NDArray[np.floating]:
         """The wrapped model's Monte Carlo dropout samples on the chosen columns (for ``bald``,
-        see :class:`labelwise.models.MCDropoutModel`)."""
+        see :class:`labelwise.models.registry.MCDropoutModel`)."""
         return self.estimator_.predict_proba_samples(
             self.select(X), n_samples, random_state=random_state
         )
@@ -212,7 +212,7 @@ def _one_standard_error(candidates: list[str], per_fold: dict[str, NDArray[np.fl
 
 
 def _offers(estimator: Any, kind: str) -> bool:
-    from labelwise.models import has_decision_function, has_predict_proba
+    from labelwise.models.registry import has_decision_function, has_predict_proba
 
     return has_predict_proba(estimator) if kind == "proba" else has_decision_function(estimator)
 

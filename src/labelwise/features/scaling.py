@@ -14,7 +14,7 @@ are available and unbiased, so the statistics come from the whole pool:
   the pool's statistics -- or stays unbound when the pool's rows are already of unit L2 norm
   (TF-IDF, embeddings, both side by side: their scale is part of their meaning).
 
-The named models of :mod:`labelwise.models` that need scaled inputs (``logreg``,
+The named models of :mod:`labelwise.models.registry` that need scaled inputs (``logreg``,
 ``linear-svm``, ``knn``, ``self-training``) start with a :class:`PoolScaler`.
 """
 
@@ -95,7 +95,7 @@ class PoolScaler(TransformerMixin, BaseEstimator):
 
     ``fit`` learns nothing from the rows it is given: the statistics are the pool's, set by
     :func:`fit_to_pool`. The map is affine per column, so a linear model after it folds it
-    into its weights (:func:`labelwise.models.linear_form`).
+    into its weights (:func:`labelwise.models.registry.linear_form`).
 
     Parameters
     ----------

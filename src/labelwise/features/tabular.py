@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from labelwise.exceptions import InvalidDataError
-from labelwise.pool import check_matrix
+from labelwise.learning.pool import check_matrix
 
 __all__ = ["TabularFeaturizer"]
 
@@ -18,7 +18,7 @@ class TabularFeaturizer(TransformerMixin, BaseEstimator):
     """A matrix of shape (n, d), dense or sparse, as float64 (sparse as CSR), checked finite.
 
     Scaling the columns is left to the model, with statistics of the whole pool (see
-    :class:`labelwise.models.PoolScaler`).
+    :class:`labelwise.models.registry.PoolScaler`).
     """
 
     def fit(self, X: Any, y: Any = None) -> TabularFeaturizer:

@@ -6,8 +6,8 @@
 ...     batch = score_partitioned(pool, model, client=client, labeled=rows, y_labeled=y,
 ...                               strategy="default", batch_size=100, random_state=0)
 
-The batch equals what :func:`labelwise.query` returns for the same model, seed and strategy on
-one machine (see :mod:`labelwise.scale.score` for the exact contract). The workers score
+The batch equals what :func:`labelwise.strategies.query.query` returns for the same model, seed and
+strategy on one machine (see :mod:`labelwise.scale.score` for the exact contract). The workers score
 partitions in place and keep their top candidates; the client merges them and runs the
 strategy's selection among them.
 

@@ -1,20 +1,22 @@
-"""The scoring backend of a partitioned pool on a Dask cluster (see :mod:`labelwise.backends`).
+"""The scoring backend of a partitioned pool on a Dask cluster (see
+:mod:`labelwise.strategies.backends`).
 
 :class:`PartitionedBackend` answers what strategies ask of a pool with the cluster doing the
 reading and the scoring:
 
 - a scoring pass (:meth:`~PartitionedBackend.top`) runs on the workers, each shard scoring
   exactly the blocks the single-machine path scores (see :mod:`labelwise.scale.shards`) and
-  keeping its top rows; the client merges them into what :func:`~labelwise.selectors.top_k`
-  picks over the whole pool, ties and draws included (see :mod:`labelwise.scale.topk`);
+  keeping its top rows; the client merges them into what
+  :func:`~labelwise.strategies.selectors.top_k` picks over the whole pool, ties and draws included
+  (see :mod:`labelwise.scale.topk`);
 - feature rows (the shortlist a diversity selector spreads, the labeled rows a committee or the
   bandit fits on, core-set's and BADGE's sample) are read by the workers and sent to the client;
 - model outputs on a few rows (BADGE's sample, routine items, the batch's class splits) are
   computed on the client from rows so fetched, in the single-machine path's blocks.
 
 Every random draw stays on the client, made by the strategy in the single-machine order.
-:class:`PartitionedSource` is the pool :func:`labelwise.query.query` is given: the labels, and
-this backend over the partitions.
+:class:`PartitionedSource` is the pool :func:`labelwise.strategies.query.query` is given: the
+labels, and this backend over the partitions.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from labelwise.backends import Candidates, Ranked, Utility
 from labelwise.exceptions import InvalidParameterError
-from labelwise.models import (
+from labelwise.learning.pool import Matrix, as_label_array, check_labels, take_rows
+from labelwise.models.registry import (
     ModelOutputs,
     OutputKind,
     iter_chunks,
@@ -35,10 +37,10 @@ from labelwise.models import (
     model_outputs,
     read_in_place,
 )
-from labelwise.pool import Matrix, as_label_array, check_labels, take_rows
 from labelwise.scale.partitions import PartitionedPool, take_grouped
 from labelwise.scale.shards import read_partition_rows
 from labelwise.scale.topk import CandidateSet, ShardedScores
+from labelwise.strategies.backends import Candidates, Ranked, Utility
 
 __all__ = ["PartitionedBackend", "PartitionedSource"]
 
@@ -164,8 +166,8 @@ class PartitionedBackend:
 
 
 class PartitionedSource:
-    """A partitioned pool and the labels known so far, as :func:`labelwise.query.query` reads
-    a pool held elsewhere (:class:`~labelwise.backends.LabeledSource`).
+    """A partitioned pool and the labels known so far, as :func:`labelwise.strategies.query.query`
+    reads a pool held elsewhere (:class:`~labelwise.strategies.backends.LabeledSource`).
 
     Parameters
     ----------
@@ -206,7 +208,7 @@ class PartitionedSource:
 
     @property
     def y_labeled(self) -> NDArray[Any]:
-        """Their labels, as a :class:`~labelwise.pool.Pool` holds them."""
+        """Their labels, as a :class:`~labelwise.learning.pool.Pool` holds them."""
         return self._y_labeled
 
     def scoring_backend(self, chunk_size: int) -> PartitionedBackend:

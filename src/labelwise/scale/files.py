@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labelwise.exceptions import InvalidDataError
-from labelwise.models import has_decision_function, has_predict_proba
+from labelwise.models.registry import has_decision_function, has_predict_proba
 from labelwise.scale.partitions import PartitionedPool
 
 __all__ = ["load_model", "read_labels"]

@@ -3,18 +3,18 @@
 The contract
 ------------
 ``score_partitioned(parts, model, client=c, labeled=L, y_labeled=y, **options)`` returns the
-same :class:`~labelwise.query.Batch` as ``query(pool, model, **options)`` on one machine, where
-``pool`` is a :class:`~labelwise.pool.Pool` over the matrix ``parts`` was written from, with
-``y`` given to the rows ``L``: the same rows in the same order, with equal reasons (kinds,
-utilities, ranks, class splits, committee votes). The options are ``strategy``, ``batch_size``,
-``mix``, ``random_state`` (an int seed, or a generator in the same state), ``estimator``,
-``candidates``, ``chunk_size`` and ``random_sample``; a stateful strategy (the bandit) given to
-both in the same state ends in the same state. The model must predict as it would on one
-machine (the same fitted object, unpickled; the same library versions on the workers).
+same :class:`~labelwise.strategies.query.Batch` as ``query(pool, model, **options)`` on one machine,
+where ``pool`` is a :class:`~labelwise.learning.pool.Pool` over the matrix ``parts`` was written
+from, with ``y`` given to the rows ``L``: the same rows in the same order, with equal reasons
+(kinds, utilities, ranks, class splits, committee votes). The options are ``strategy``,
+``batch_size``, ``mix``, ``random_state`` (an int seed, or a generator in the same state),
+``estimator``, ``candidates``, ``chunk_size`` and ``random_sample``; a stateful strategy (the
+bandit) given to both in the same state ends in the same state. The model must predict as it would
+on one machine (the same fitted object, unpickled; the same library versions on the workers).
 
 How it stays equal
 ------------------
-It *is* ``query``: the one :func:`labelwise.query.query`, with the strategies of
+It *is* ``query``: the one :func:`labelwise.strategies.query.query`, with the strategies of
 :mod:`labelwise.strategies`, run over a :class:`~labelwise.scale.backend.PartitionedBackend`
 instead of a matrix in memory. Every random draw is made on the client, in the single-machine
 order, from the same generator: the batch mix's split, exploration and random picks (uniform
@@ -22,8 +22,8 @@ over the whole candidate set, drawn as positions: the client knows how many cand
 are, not which), committee bootstraps, tie-breaks, k-means seeds, routine picks and the display
 order. The workers only score: each shard scores exactly the blocks the single-machine path
 scores, so utilities agree to the last bit (see :mod:`labelwise.scale.shards`), and keeps its top
-rows; the client merges them into what :func:`~labelwise.selectors.top_k` would pick over the
-whole pool, ties included (see :mod:`labelwise.scale.topk`). The diversity selectors (k-means,
+rows; the client merges them into what :func:`~labelwise.strategies.selectors.top_k` would pick over
+the whole pool, ties included (see :mod:`labelwise.scale.topk`). The diversity selectors (k-means,
 k-center, density) then run on the client among those top candidates, on their feature rows
 fetched from the workers; ``coreset`` and ``badge`` run on the client on their random subsample
 of the candidates (``max_candidates``, 50,000 by default).
@@ -41,13 +41,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from labelwise.backends import unsupported
 from labelwise.exceptions import InvalidParameterError
-from labelwise.models import DEFAULT_CHUNK_SIZE
-from labelwise.query import Batch, BatchMix, query
+from labelwise.models.registry import DEFAULT_CHUNK_SIZE
 from labelwise.scale.backend import PartitionedBackend, PartitionedSource
 from labelwise.scale.partitions import PartitionedPool
-from labelwise.strategies import Strategy, make_strategy
+from labelwise.strategies.backends import unsupported
+from labelwise.strategies.base import Strategy
+from labelwise.strategies.query import Batch, BatchMix, query
+from labelwise.strategies.registry import make_strategy
 
 __all__ = ["score_partitioned", "supports"]
 
@@ -77,8 +78,8 @@ def score_partitioned(
 ) -> Batch:
     """Choose the next ``batch_size`` items of a partitioned pool, scoring it on a cluster.
 
-    Equal to :func:`labelwise.query.query` on one machine (see the module docstring for the
-    exact contract).
+    Equal to :func:`labelwise.strategies.query.query` on one machine (see the module docstring for
+    the exact contract).
 
     Parameters
     ----------
@@ -96,7 +97,7 @@ def score_partitioned(
     y_labeled : array of shape (n_labeled,), optional
         Their labels, aligned with ``labeled``.
     strategy, batch_size, mix, random_state, estimator, candidates, chunk_size, random_sample
-        As for :func:`labelwise.query.query` (``random_sample``: the bandit's reward).
+        As for :func:`labelwise.strategies.query.query` (``random_sample``: the bandit's reward).
 
     Raises
     ------

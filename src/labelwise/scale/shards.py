@@ -1,11 +1,11 @@
 """What the cluster's workers run: score a shard of the pool, keep its top candidates.
 
 A :class:`Shard` is a run of consecutive *blocks*: the row blocks the single-machine path hands
-to the model in one call (:func:`labelwise.models.map_outputs`, :meth:`Committee.disagreement`).
-The client plans the shards so that every block is exactly a block of the single-machine path,
-because a BLAS product may round a row's score differently with the size of its block and the
-row's place in it (a binary logistic regression's matrix-vector product does, measured): the
-same blocks give the same utilities to the last bit, and hence the same batch.
+to the model in one call (:func:`labelwise.models.registry.map_outputs`,
+:meth:`Committee.disagreement`). The client plans the shards so that every block is exactly a block
+of the single-machine path, because a BLAS product may round a row's score differently with the size
+of its block and the row's place in it (a binary logistic regression's matrix-vector product does,
+measured): the same blocks give the same utilities to the last bit, and hence the same batch.
 
 Blocks come in the two forms the single-machine path uses:
 
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from labelwise.backends import Utility
-from labelwise.pool import Matrix
+from labelwise.learning.pool import Matrix
 from labelwise.scale.partitions import Partition, PartitionedPool, PoolReader
-from labelwise.selectors import _kth_largest
+from labelwise.strategies.backends import Utility
+from labelwise.strategies.selectors import _kth_largest
 
 __all__ = [
     "Shard",

@@ -1,6 +1,6 @@
 """The client's side of one scoring pass: which rows are candidates, how the pass is cut into
-shards, and the top ``k`` merged from the shards exactly as :func:`labelwise.selectors.top_k`
-would have chosen them from the whole pool.
+shards, and the top ``k`` merged from the shards exactly as
+:func:`labelwise.strategies.selectors.top_k` would have chosen them from the whole pool.
 
 Exactness rests on three facts:
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from labelwise.models import linear_form
+from labelwise.models.registry import linear_form
 from labelwise.scale.partitions import PartitionedPool
 from labelwise.scale.shards import (
     Shard,
@@ -34,14 +34,14 @@ from labelwise.scale.shards import (
     tie_rows,
     votes_of,
 )
-from labelwise.selectors import rank_order
+from labelwise.strategies.selectors import rank_order
 
 __all__ = ["CandidateSet", "ShardedScores", "plan_shards"]
 
 
 class CandidateSet:
     """Ascending pool rows a query may pick: ``base`` (every row when None) minus ``excluded``;
-    the :class:`~labelwise.backends.Candidates` of a partitioned pool.
+    the :class:`~labelwise.strategies.backends.Candidates` of a partitioned pool.
 
     Never materialised: position ``p`` in the set maps to its row by a binary search over the
     excluded rows, so a pool of millions of rows with a few thousand labeled costs the client
@@ -113,7 +113,7 @@ def _scores_in_place(pool: PartitionedPool, cand: CandidateSet, utility: Utility
     if pool.is_sparse or len(cand) < 2:
         return False
     first, last = cand.span()
-    # labelwise.models.read_in_place, on the candidate set.
+    # labelwise.models.registry.read_in_place, on the candidate set.
     if len(cand) < 0.75 * (last - first + 1):
         return False
     if utility.disagreement is None:
@@ -223,7 +223,8 @@ class ShardedScores:
         self, k: int, rng: np.random.Generator
     ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """Rows of the ``k`` highest utilities, best first, and their utilities: what
-        :func:`~labelwise.selectors.top_k` returns over the whole candidate set (as rows)."""
+        :func:`~labelwise.strategies.selectors.top_k` returns over the whole candidate set (as
+        rows)."""
         if k == 0:
             return np.empty(0, np.intp), np.empty(0)
         present = [(i, s) for i, s in enumerate(self.summaries) if s is not None]

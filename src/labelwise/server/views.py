@@ -3,18 +3,18 @@
 The model's guess is withheld until the annotator has answered unless the project says
 ``show_guess="before"``: a guess shown first anchors experts. Withheld, the "why" panel still
 says *why* the item was chosen, in words that do not give the guess away
-(:meth:`labelwise.reasons.Reason.withheld_summary`).
+(:meth:`labelwise.strategies.reasons.Reason.withheld_summary`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from labelwise.reasons import WORDING, Reason
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.labeling import Assignment
 from labelwise.store.models import Item, Project
+from labelwise.strategies.reasons import WORDING, Reason
 
 __all__ = ["assignment_view", "item_view", "reveal_view"]
 

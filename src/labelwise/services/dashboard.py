@@ -26,14 +26,14 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labelwise.evaluate import score_predictions, wilson_interval
-from labelwise.services.triage import triage_report
-from labelwise.stopping import (
+from labelwise.learning.evaluate import score_predictions, wilson_interval
+from labelwise.learning.stopping import (
     ExpectedGain,
     Plateau,
     StabilizingPredictions,
     prediction_agreement,
 )
+from labelwise.services.triage import triage_report
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Label, ModelVersion, Project, utcnow
 from labelwise.store.projects import feature_spec
@@ -253,9 +253,9 @@ def _expected_gain(curve: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, 
 
 
 def _verdict(curve: list[dict[str, Any]], window: int = WINDOW) -> dict[str, Any]:
-    """The stopping verdict on the learning curve: the core's :class:`~labelwise.stopping.
-    Plateau`, :class:`~labelwise.stopping.StabilizingPredictions` and
-    :class:`~labelwise.stopping.ExpectedGain`, asked of the versions' scores (the unbiased
+    """The stopping verdict on the learning curve: the core's :class:`~labelwise.learning.stopping.
+    Plateau`, :class:`~labelwise.learning.stopping.StabilizingPredictions` and
+    :class:`~labelwise.learning.stopping.ExpectedGain`, asked of the versions' scores (the unbiased
     estimate where a version has one, else cross-validation) and agreements."""
     plateau_rule, stable_rule = PLATEAU, STABLE
     if window != WINDOW:

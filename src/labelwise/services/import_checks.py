@@ -19,8 +19,8 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise.data import Dataset
 from labelwise.exceptions import DataWarning, InvalidDataError
+from labelwise.io.load import Dataset
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Project
 

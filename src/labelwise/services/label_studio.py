@@ -1,4 +1,4 @@
-"""Reading Label Studio JSON exports as a :class:`~labelwise.data.Dataset`.
+"""Reading Label Studio JSON exports as a :class:`~labelwise.io.load.Dataset`.
 
 A Label Studio file is a ``.json`` file whose top level is a list of tasks, objects with a
 ``data`` object::
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from labelwise import data as _data
-from labelwise._media import _read_images
-from labelwise.data import Dataset
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.io import load as _data
+from labelwise.io.load import Dataset
+from labelwise.io.media import _read_images
 
 __all__ = ["label_studio_tasks", "read_label_studio"]
 
@@ -112,7 +112,7 @@ def read_label_studio(
         _local_image(value, base, f"{path.name}, task {ids[i]!r} (#{i})")
         for i, value in enumerate(values)
     ]
-    # The module attribute is read at each call: labelwise.data is the one place to change it.
+    # The module attribute is read at each call: labelwise.io.load is the one place to change it.
     items = _read_images(files, max_pixels=_data._MAX_IMAGE_PIXELS)
     return Dataset("image", items, y, ids, (), str(path))
 

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise._stream import dataset_stream
-from labelwise.data import Dataset, TabularStream, open_tabular_stream
 from labelwise.exceptions import InvalidDataError
+from labelwise.io.load import Dataset, TabularStream, open_tabular_stream
+from labelwise.io.stream import dataset_stream
 from labelwise.services.restore import added_columns, answer_labels, read_answers, restore_answers
 from labelwise.services.transfer import (
     StepProgress,

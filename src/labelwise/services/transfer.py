@@ -3,13 +3,13 @@
 A file is read with :func:`read_data` and becomes :class:`ItemRecord` rows: texts as they are,
 images as PNG files copied into the project's ``media/`` folder. Tabular files take another
 path, :func:`import_tabular`: read a chunk of rows at a time where the format allows
-(:func:`labelwise.data.open_tabular_stream`: delimited text, Parquet, ``.npy``), each chunk's
+(:func:`labelwise.io.load.open_tabular_stream`: delimited text, Parquet, ``.npy``), each chunk's
 items inserted in bulk and its features appended to the project's feature file
 (:mod:`labelwise.store.row_file`), so neither the file nor the pool is ever held in memory.
 Labels in the file are imported only when asked for (``with_labels``, recorded as the
 ``import`` annotator): by default a label column just suggests the label set.
 
-:func:`read_data` reads what :func:`labelwise.data.load_dataset` reads, and Label Studio JSON
+:func:`read_data` reads what :func:`labelwise.io.load.load_dataset` reads, and Label Studio JSON
 (see :mod:`labelwise.services.label_studio`).
 
 Ids. A file without an id column has its items numbered by the row each takes in the project:
@@ -28,7 +28,7 @@ and the figures); adapters show them (the CLI prints ``warning: ...`` lines):
   new id: both copies become items, labeled separately;
 * an ``.npz`` file's train, val and test splits, which go into one pool: each item keeps its
   split in its ``meta`` (``"split"``);
-* a file that is not UTF-8, whose encoding was guessed (see :mod:`labelwise.data`).
+* a file that is not UTF-8, whose encoding was guessed (see :mod:`labelwise.io.load`).
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from labelwise._dataset import _with_label_names
-from labelwise._stream import dataset_stream
-from labelwise.data import Dataset, TabularStream, load_dataset, open_tabular_stream
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.io.dataset import _with_label_names
+from labelwise.io.load import Dataset, TabularStream, load_dataset, open_tabular_stream
+from labelwise.io.stream import dataset_stream
 from labelwise.services.import_checks import (
     ID_LIKE_FRACTION,
     ID_LIKE_MIN_VALUES,
@@ -123,9 +123,9 @@ def read_data(
     ----------
     path : str or Path
         The file; a ``.json`` list of tasks with a ``data`` object is read as Label Studio
-        JSON, everything else by :func:`labelwise.data.load_dataset`.
+        JSON, everything else by :func:`labelwise.io.load.load_dataset`.
     text_column, image_column, label_column, feature_columns : str, optional
-        As for :func:`~labelwise.data.load_dataset`. For Label Studio, the ``data`` keys of the
+        As for :func:`~labelwise.io.load.load_dataset`. For Label Studio, the ``data`` keys of the
         text or image, and the ``from_name`` of the choices that give the label.
     kind : {"text", "image", "tabular"}, optional
         The kind of the project the data goes into, when known: guides which ``data`` key of a
@@ -133,7 +133,7 @@ def read_data(
     annotations : bool
         Read Label Studio choice annotations as labels (when False they are not even checked).
     id_column, label_names : optional
-        As for :func:`~labelwise.data.load_dataset` (Label Studio tasks have their own ids).
+        As for :func:`~labelwise.io.load.load_dataset` (Label Studio tasks have their own ids).
     """
     path = Path(path)
     tasks = label_studio_tasks(path)
@@ -178,7 +178,7 @@ def dataset_records(
 ) -> tuple[list[ItemRecord], Path | None]:
     """Records for every item of ``dataset`` (and the media folder written, if any).
 
-    A dataset without ids of its own (:attr:`~labelwise.data.Dataset.ids_numbered`) has its
+    A dataset without ids of its own (:attr:`~labelwise.io.load.Dataset.ids_numbered`) has its
     items numbered from ``first_row``, the project row the first of them takes. Each record's
     ``meta`` holds the source file's name and, for a file that keeps splits apart, the item's
     ``split``. ``progress(done, n)`` as images are saved.
@@ -402,7 +402,7 @@ def import_tabular(
     ``import`` annotator) unless ``answers`` from a Labelwise export are given, which are
     restored after the items. Returns how many items were added.
 
-    A stream without ids (:attr:`~labelwise.data.TabularStream.ids_numbered`) has its rows
+    A stream without ids (:attr:`~labelwise.io.load.TabularStream.ids_numbered`) has its rows
     numbered on from the project's last item. ``steps("reading", ...)`` and
     ``steps("inserting", ...)`` are called after each chunk, with the stream's row estimate as
     the total until the end.

@@ -1,10 +1,11 @@
 """Triage in a project: decide confident new items automatically, route the rest to experts.
 
 :func:`triage_items` takes open items (typically a batch just imported), fits the project's model
-on the labels so far with calibrated probabilities, and applies a :class:`~labelwise.triage.
-TriagePolicy` (see :mod:`labelwise.triage`). It works in three steps so that annotators never
-wait on it: read the labels and features; fit and decide with no transaction open; then write
-the decisions in one short transaction, skipping any item a person answered meanwhile.
+on the labels so far with calibrated probabilities, and applies a
+:class:`~labelwise.learning.triage. TriagePolicy` (see :mod:`labelwise.learning.triage`). It works
+in three steps so that annotators never wait on it: read the labels and features; fit and decide
+with no transaction open; then write the decisions in one short transaction, skipping any item a
+person answered meanwhile.
 
 - an **accepted** item gets a decision row and needs no human label any more (``target`` 0, so
   it is done and never queued); the decision is not a label and never trains a model;
@@ -27,8 +28,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise.evaluate import wilson_interval
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.learning.evaluate import wilson_interval
+from labelwise.learning.triage import TriageTarget, triage
 from labelwise.services.transfer import import_file
 from labelwise.store.db import Database
 from labelwise.store.features import model_template, project_features
@@ -36,7 +38,6 @@ from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Project, TriageDecision, utcnow
 from labelwise.store.projects import get_project, settings_of
 from labelwise.store.review import resolved_labels
-from labelwise.triage import TriageTarget, triage
 
 __all__ = [
     "TriageSummary",

@@ -21,7 +21,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
-from labelwise.reasons import BACK_AFTER_UNDO, Kind, Reason
 from labelwise.store.leasing import (
     Assignment,
     _assignment,
@@ -39,6 +38,7 @@ from labelwise.store.leasing import (
     stored_reason,
 )
 from labelwise.store.models import Annotator, Item, Label, Lease, Project, QueueEntry
+from labelwise.strategies.reasons import BACK_AFTER_UNDO, Kind, Reason
 
 __all__ = ["MAX_GROUP", "SubmitResult", "skip_item", "submit_label", "undo_last"]
 

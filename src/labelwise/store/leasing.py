@@ -6,8 +6,8 @@ stay below its ``target`` (1, or 2 for overlap items), and never twice to the sa
 Every path that leases an item first locks the item's row (``FOR UPDATE`` on PostgreSQL;
 SQLite's ``BEGIN IMMEDIATE`` serialises writers), then re-checks availability in a fresh
 statement, so two annotators can never both take the last free slot. A lease carries the
-item's :class:`~labelwise.reasons.Reason` (why it was chosen), the model version that queued
-it and its prediction: what the answer records as its provenance
+item's :class:`~labelwise.strategies.reasons.Reason` (why it was chosen), the model version that
+queued it and its prediction: what the answer records as its provenance
 (:mod:`labelwise.store.answers`).
 """
 
@@ -24,7 +24,6 @@ from sqlalchemy import delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import NotFoundError
-from labelwise.reasons import WORDING, Kind, Reason
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import (
     Annotator,
@@ -38,6 +37,7 @@ from labelwise.store.models import (
 )
 from labelwise.store.projects import settings_of
 from labelwise.store.versions import COLD_START
+from labelwise.strategies.reasons import WORDING, Kind, Reason
 
 __all__ = [
     "MAX_HELD",

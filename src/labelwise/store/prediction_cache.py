@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
-from labelwise.models import ModelOutputs, map_outputs
+from labelwise.models.registry import ModelOutputs, map_outputs
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items
 from labelwise.store.models import Project

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidParameterError, NotFoundError
 from labelwise.features.spec import FeatureSpec, parse_features
-from labelwise.models import available_models
+from labelwise.models.registry import available_models
 from labelwise.store.models import Project
-from labelwise.strategies import make_strategy
+from labelwise.strategies.registry import make_strategy
 
 __all__ = [
     "KINDS",

@@ -1,12 +1,12 @@
 """The served model's predictions for a project's items, a chunk of rows at a time.
 
 :func:`served_model` loads the model the project serves (the artefact of
-``projects.current_version_id``, written by :func:`labelwise.worker.train_once`, read with
+``projects.current_version_id``, written by :func:`labelwise.services.worker.train_once`, read with
 :func:`~labelwise.store.versions.load_artefact`) together with the project's feature matrix
 (:func:`~labelwise.store.features.project_features`, the matrix the worker fits on and ranks),
 and :meth:`ServedModel.predict` gives its prediction and class probabilities for any rows of it,
-through :func:`labelwise.models.model_outputs` as the queue's predictions are made. Nothing is
-fitted or written to the database; only the rows asked for are predicted, so a pool of millions
+through :func:`labelwise.models.registry.model_outputs` as the queue's predictions are made. Nothing
+is fitted or written to the database; only the rows asked for are predicted, so a pool of millions
 is predicted chunk by chunk (:mod:`labelwise.services.export`).
 
 The prediction is the served model's, on the features it was fitted on, or none at all: it is
@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import ConflictError
-from labelwise.models import model_outputs
+from labelwise.models.registry import model_outputs
 from labelwise.store.features import ProjectFeatures, project_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items

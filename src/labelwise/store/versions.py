@@ -17,9 +17,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, NotFoundError
-from labelwise.reasons import Reason
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import ModelVersion, Project, QueueEntry
+from labelwise.strategies.reasons import Reason
 
 __all__ = [
     "COLD_START",
@@ -33,14 +33,15 @@ __all__ = [
 ]
 
 #: The status of a version that serves a cold-start queue: chosen before any model, it has
-#: no artefact (see :func:`labelwise.worker.train_once`).
+#: no artefact (see :func:`labelwise.services.worker.train_once`).
 COLD_START = "cold-start"
 
 
 @dataclass(frozen=True)
 class QueuedItem:
     """One ranked queue entry (rank 0 is served first), with the reason shown for it (a
-    stored reason's JSON is taken too, and read as a :class:`~labelwise.reasons.Reason`)."""
+    stored reason's JSON is taken too, and read as a
+    :class:`~labelwise.strategies.reasons.Reason`)."""
 
     item_id: int
     rank: int
@@ -168,7 +169,7 @@ class DamagedArtefactError(InvalidDataError):
 
 
 def load_artefact(folder: ProjectFolder, version: ModelVersion) -> dict[str, Any]:
-    """What the fit of ``version`` wrote (:func:`labelwise.worker.train_once`): a dict with
+    """What the fit of ``version`` wrote (:func:`labelwise.services.worker.train_once`): a dict with
     ``model`` (the fitted estimator), ``classes``, ``stop_rows`` and ``stop_predictions``, and,
     from versions fitted by this release on, ``features``: the
     :func:`~labelwise.store.features.feature_source` of the matrix it was fitted on.

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from labelwise.reasons import Kind
 from labelwise.server.deps import BodyId, ItemId, ProjectId, State, User
 from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import labeling
 from labelwise.store.models import Annotator, Project
 from labelwise.store.projects import get_project
+from labelwise.strategies.reasons import Kind
 
 LeaseToken = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
 

@@ -244,8 +244,8 @@ def _admin_page(request: Request, state: Any, project_id: int, what: str) -> Any
 def settings_page(request: Request, project_id: int, state: State) -> Response:
     """Every setting with what it does, changed through the settings API (same checks)."""
     from labelwise.features.spec import default_features
-    from labelwise.models import available_models
-    from labelwise.strategies import available_strategies
+    from labelwise.models.registry import available_models
+    from labelwise.strategies.registry import available_strategies
 
     user = _admin_page(request, state, project_id, "the settings page")
     if not isinstance(user, Principal):

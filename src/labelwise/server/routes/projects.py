@@ -22,6 +22,7 @@ from labelwise.exceptions import (
     LabelwiseError,
     NotFoundError,
 )
+from labelwise.learning.triage import TriageTarget
 from labelwise.server.deps import Admin, ItemId, ProjectId, State, User
 from labelwise.server.schemas import (
     AddedAnnotator,
@@ -48,7 +49,6 @@ from labelwise.store.projects import get_project, settings_of, update_settings
 from labelwise.store.review import adjudicate, count_resolved_items, list_conflicts
 from labelwise.store.stats import item_progress
 from labelwise.store.versions import served_version
-from labelwise.triage import TriageTarget
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["projects"])
 

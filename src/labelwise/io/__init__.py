@@ -1,0 +1,1 @@
+"""Reading data files: datasets, columns, tables, streams and media."""

@@ -1,0 +1,597 @@
+"""Tabular files read a chunk of rows at a time: pools larger than memory.
+
+:func:`open_tabular_stream` reads a sample of a delimited text, Parquet or ``.npy`` file,
+decides each column's part from it as :func:`labelwise.io.load.load_dataset` decides from a
+whole file (the id, the label, the numeric features; ids strict, as a project needs them), and
+returns a :class:`TabularStream` that reads the file again, start to end, one chunk at a time:
+
+* delimited text: up to ``sample_bytes`` (32 MiB) are read as ``load_dataset`` reads a file;
+  a file no larger is served from that sample, so it is parsed exactly as before. A larger one
+  is then parsed by pandas' C reader in chunks, only the columns in use, the features straight
+  to float64, and must be UTF-8 past its sample;
+* Parquet: the first ``sample_rows`` rows decide, then the file is read by record batches, only
+  the columns in use (pyarrow: ``pip install labelwise[parquet]``);
+* ``.npy``: a 2-D numeric array, memory-mapped and sliced (features ``f1``, ``f2``, ...).
+
+A file the sample shows not to be tabular (a text column, image paths), and any other format,
+gives None: such files are read whole. :func:`dataset_stream` serves a :class:`Dataset` already
+in memory the same way, so importers have one path for every tabular source.
+
+A file without an id column gives row numbers as ids and says so (``ids_numbered``), so that
+an importer can number its rows on from a project's last item. ``label_names`` name integer
+classes as :func:`labelwise.io.load.load_dataset` does.
+
+Features keep float32 when every feature column is float32 or narrower (Parquet, ``.npy``);
+anything else is float64. Every chunk is checked as the whole file would be (numeric, finite,
+ids present and unique within the chunk, compound values refused), and errors cite rows by
+their number in the file.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.io.columns import Columns
+from labelwise.io.dataset import Dataset, _check_label_names, _named_labels
+from labelwise.io.tables import (
+    _SNIFF_CHARS,
+    _decode,
+    _Quoting,
+    _read_delimited,
+    _sniff_delimiter,
+    _Table,
+    _warn_encoding,
+)
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "TableChunk", "TabularStream", "dataset_stream"]
+
+#: Rows per chunk unless the caller says otherwise (50 float64 features: 26 MB).
+DEFAULT_CHUNK_ROWS = 65_536
+#: Bytes of a delimited file read to decide the columns' parts.
+SAMPLE_BYTES = 32 * 2**20
+#: Rows of a Parquet file read to decide the columns' parts.
+SAMPLE_ROWS = 100_000
+
+# Bytes buffered per Parquet column while reading.
+_PARQUET_BUFFER = 2**20
+# Feature types that float32 holds exactly.
+_NARROW = (np.float16, np.float32, np.int8, np.int16, np.uint8, np.uint16, np.bool_)
+
+# (first row, frame of the requested columns, in the order requested) for each chunk.
+_Frames = Callable[[list[int], int], Iterator[tuple[int, pd.DataFrame]]]
+
+
+@dataclass(frozen=True)
+class TableChunk:
+    """Consecutive rows of a tabular file.
+
+    Attributes
+    ----------
+    start : int
+        The number of the chunk's first row in the file (0 for the first data row).
+    ids : ndarray of shape (n,)
+        Object array of ``str``: the id column, else the row numbers.
+    features : ndarray of shape (n, n_features)
+        The stream's ``dtype``; finite.
+    labels : ndarray of shape (n,) or None
+        Object array of ``str``, ``None`` where a row has no label; None without a label column.
+    splits : ndarray of shape (n,) or None
+        Object array of ``str``: each row's split (see :attr:`labelwise.io.load.Dataset.splits`);
+        None when the source does not keep splits apart.
+    """
+
+    start: int
+    ids: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray | None
+    splits: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+@dataclass(frozen=True)
+class TabularStream:
+    """A tabular source read chunk by chunk (see the module docstring).
+
+    Attributes
+    ----------
+    source : str
+        The path read (what error messages name).
+    feature_names : tuple of str
+    dtype : numpy dtype
+        float32 or float64: the features of every chunk.
+    has_labels : bool
+        Whether the source has a label column.
+    n_rows : int or None
+        Known in advance for Parquet, ``.npy`` and in-memory data; None for large delimited text.
+    rows_hint : int or None
+        ``n_rows`` when known, else an estimate from the sample (for progress bars).
+    ids_numbered : bool
+        True when the source has no id column and the ids are its row numbers.
+    label_column : str or None
+        The label column's name (None without one, or for arrays).
+    classes : tuple of str
+        The names of integer classes when ``label_names`` gave them (the labels are then names).
+    """
+
+    source: str
+    feature_names: tuple[str, ...]
+    dtype: np.dtype[Any]
+    has_labels: bool
+    n_rows: int | None
+    _read: Callable[[int, bool], Iterator[TableChunk]]
+    rows_hint: int | None = None
+    ids_numbered: bool = False
+    label_column: str | None = None
+    classes: tuple[str, ...] = ()
+
+    def chunks(self, rows: int | None = None) -> Iterator[TableChunk]:
+        """Every row, in file order, ``rows`` (default :data:`DEFAULT_CHUNK_ROWS`) at a time;
+        the last chunk may be shorter."""
+        rows = DEFAULT_CHUNK_ROWS if rows is None else rows
+        if rows < 1:
+            raise InvalidParameterError(f"rows must be at least 1, got {rows}")
+        return self._read(rows, False)
+
+    def label_values(self) -> list[str]:
+        """The distinct labels of the file, sorted; one pass that reads the label column only."""
+        return sorted(self.label_counts())
+
+    def label_counts(
+        self, progress: Callable[[int, int | None], None] | None = None
+    ) -> dict[str, int]:
+        """How many rows hold each label; one pass that reads the label column only.
+        ``progress(rows read, rows_hint)`` is called after each chunk."""
+        counts: dict[str, int] = {}
+        done = 0
+        for chunk in self._read(DEFAULT_CHUNK_ROWS, True):
+            if chunk.labels is not None:
+                values, numbers = np.unique(
+                    np.asarray([v for v in chunk.labels.tolist() if v is not None], dtype=str),
+                    return_counts=True,
+                )
+                for value, number in zip(values.tolist(), numbers.tolist(), strict=True):
+                    counts[value] = counts.get(value, 0) + number
+                done += len(chunk.labels)
+            if progress is not None:
+                progress(done, self.rows_hint)
+        return counts
+
+    def with_label_names(self, names: Sequence[str]) -> TabularStream:
+        """This stream with its integer labels replaced by ``names`` (class ``k`` becomes
+        ``names[k]``); a label that is not such an integer is an error when its chunk is read."""
+        checked = _check_label_names(names)
+        if not self.has_labels:
+            raise InvalidDataError(f"{self.source} has no labels to name (label_names)")
+        read = self._read
+
+        def named(rows: int, labels_only: bool) -> Iterator[TableChunk]:
+            for chunk in read(rows, labels_only):
+                if chunk.labels is None:
+                    yield chunk
+                    continue
+                labels = _named_labels(chunk.labels, checked, self.source, offset=chunk.start)
+                yield replace(chunk, labels=labels)
+
+        return replace(self, _read=named, classes=checked)
+
+
+def _label_strings(values: np.ndarray | None) -> np.ndarray | None:
+    """Labels (int64, or object of str/int/None) as an object array of str and None."""
+    if values is None:
+        return None
+    out = np.empty(len(values), dtype=object)
+    out[:] = [None if v is None else str(v) for v in values.tolist()]
+    return out
+
+
+def _frame_chunks(
+    frames: _Frames,
+    path: Path,
+    names: Sequence[str],
+    id_j: int | None,
+    label_j: int | None,
+    features: list[int],
+    dtype: np.dtype[Any],
+) -> Callable[[int, bool], Iterator[TableChunk]]:
+    """Chunks from frames of the columns in use, converted as :class:`_Table` converts them."""
+
+    def read(rows: int, labels_only: bool) -> Iterator[TableChunk]:
+        wanted = [label_j] if labels_only else [id_j, label_j, *features]
+        used = sorted({j for j in wanted if j is not None})
+        at = {j: k for k, j in enumerate(used)}
+        for start, frame in frames(used, rows):
+            table = _Table(frame, path, names=[names[j] for j in used], offset=start)
+            n = table.n
+            labels = None if label_j is None else _label_strings(table._labels(at[label_j]))
+            if labels_only:
+                yield TableChunk(start, np.empty(0, dtype=object), np.empty((0, 0)), labels)
+                continue
+            if id_j is None:
+                ids = np.arange(start, start + n).astype(str).astype(object)
+            else:
+                ids = table._ids(at[id_j])
+            matrix = np.empty((n, len(features)), dtype=dtype)
+            for k, j in enumerate(features):
+                column = frame.iloc[:, at[j]]
+                if column.dtype.kind in "fiu":  # numbers already: no conversion, no copy
+                    matrix[:, k] = column.to_numpy()
+                else:
+                    matrix[:, k] = table._feature(at[j])
+            if not np.isfinite(matrix).all():
+                bad = int(np.flatnonzero(~np.isfinite(matrix).all(axis=0))[0])
+                table._feature(at[features[bad]])  # raises, naming the column and the row
+                raise InvalidDataError(  # a float64 value too large for float32
+                    f"{path}: feature column {names[features[bad]]!r} holds a value too large "
+                    f"for float32 (rows {start} to {start + n - 1})"
+                )
+            yield TableChunk(start, ids, matrix, labels)
+
+    return read
+
+
+def _float_type(dtypes: Sequence[Any]) -> np.dtype[Any]:
+    """float32 when every column's type is one float32 holds exactly, else float64."""
+
+    def narrow(dtype: Any) -> bool:
+        try:
+            return any(np.dtype(dtype) == np.dtype(t) for t in _NARROW)
+        except TypeError:  # a pandas extension type (strings, categories, nullable integers)
+            return False
+
+    return np.dtype(np.float32 if dtypes and all(narrow(d) for d in dtypes) else np.float64)
+
+
+# ------------------------------------------------------------------------------ delimited text
+
+
+def _delimited(
+    path: Path, roles_of: Callable[[_Table, bool], Any], given: Columns, sample_bytes: int
+) -> TabularStream | None:
+    with path.open("rb") as fh:
+        head = fh.read(sample_bytes + 1)
+    whole = len(head) <= sample_bytes
+    if not whole:
+        head = head[: head.rfind(b"\n") + 1]
+        try:
+            head.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None  # mixed encodings: the whole-file reader decodes line by line
+    if not head.strip() or b"\0" in head[:_SNIFF_CHARS]:
+        return None  # empty, binary or UTF-16: the whole-file reader says what is wrong
+    text, guess = _decode(head)  # guessed only for a file read whole (checked above)
+    delimiter = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
+    if delimiter is None:
+        from labelwise.io.media import _looks_like_libsvm
+
+        if _looks_like_libsvm(text[:_SNIFF_CHARS]):
+            return None
+        delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
+    try:
+        sample, headerless = _read_delimited(path, text, delimiter, given.header_names)
+    except InvalidDataError:
+        if whole:
+            raise
+        return None  # the sample may end inside a quoted field: read the file whole
+    if sample.shape[0] == 0:
+        return None
+    table = _Table(sample, path)
+    roles = roles_of(table, headerless)
+    if roles.features is None:
+        return None
+    names = table.names
+    dtype = np.dtype(np.float64)
+    if whole:
+
+        def frames(used: list[int], rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+            for start in range(0, len(sample), rows):
+                yield start, sample.iloc[start : start + rows, used]
+
+    else:
+        columns = list(sample.columns)
+        quoting: _Quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+
+        def read_csv(used: list[int], rows: int, as_text: bool) -> Any:
+            key = (lambda j: j) if headerless else (lambda j: columns[j])
+            types: dict[Any, Any] = {
+                key(j): (np.float64 if j in roles.features and not as_text else str) for j in used
+            }
+            return pd.read_csv(
+                path,
+                sep=delimiter,
+                header=None if headerless else 0,
+                quoting=quoting,
+                usecols=used,
+                dtype=types,
+                keep_default_na=False,
+                na_values=[""],
+                index_col=False,
+                skip_blank_lines=True,
+                chunksize=rows,
+                encoding="utf-8-sig",
+            )
+
+        def frames(used: list[int], rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+            start, number = 0, 0
+            try:
+                with read_csv(used, rows, as_text=False) as reader:
+                    for frame in reader:
+                        yield start, frame
+                        start, number = start + len(frame), number + 1
+            except UnicodeDecodeError as exc:
+                raise InvalidDataError(
+                    f"{path} is not UTF-8 past its first {sample_bytes:,} bytes "
+                    f"({exc.reason}); save it as UTF-8"
+                ) from None
+            except (pd.errors.ParserError, csv.Error) as exc:
+                raise InvalidDataError(f"cannot parse {path}: {exc}".strip()) from None
+            except ValueError as exc:
+                # A feature cell that is not a number: read that chunk again as text, so the
+                # message names the column and the row.
+                reader = read_csv(used, rows, as_text=True)
+                _explain_bad_chunk(reader, number, used, roles.features, names, path)
+                raise InvalidDataError(
+                    f"{path}: a feature column holds a value that is not a number after row "
+                    f"{start} ({exc})"
+                ) from None
+
+    read = _frame_chunks(frames, path, names, roles.id, roles.label, roles.features, dtype)
+    features = tuple(names[j] for j in roles.features)
+    n_rows = len(sample) if whole else None
+    # A larger file's rows, estimated from the sample's (for a progress bar only).
+    hint = n_rows or int(len(sample) * path.stat().st_size / max(1, len(head)))
+    _warn_encoding(path, guess)  # once, and only when the stream is what reads the file
+    return TabularStream(
+        str(path),
+        features,
+        dtype,
+        roles.label is not None,
+        n_rows,
+        read,
+        rows_hint=hint,
+        ids_numbered=roles.id is None,
+        label_column=None if roles.label is None else names[roles.label],
+    )
+
+
+def _explain_bad_chunk(
+    reader: Any, number: int, used: list[int], features: list[int], names: list[str], path: Path
+) -> None:
+    """Raise the exact error of chunk ``number`` (read as text): the column and the row."""
+    start = 0
+    with reader:
+        for k, frame in enumerate(reader):
+            if k == number:
+                table = _Table(frame, path, names=[names[j] for j in used], offset=start)
+                for position, j in enumerate(used):
+                    if j in features and table.numbers(position) is None:
+                        table._feature(position)  # raises, naming the value and the row
+                return
+            start += len(frame)
+
+
+# ------------------------------------------------------------------------------------ Parquet
+
+
+def _parquet(
+    path: Path, roles_of: Callable[[_Table, bool], Any], sample_rows: int
+) -> TabularStream | None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InvalidParameterError(
+            "reading Parquet needs pyarrow: pip install labelwise[parquet]"
+        ) from None
+    try:
+        # Buffered reads of each column: without them every batch re-reads its pages from the
+        # file, and a batch of 65,536 rows costs seven times more. No pre-buffering: it keeps
+        # every column chunk read so far (a 10M-row file grew the process by 2 GB); without it
+        # memory is bounded by one row group.
+        parquet = pq.ParquetFile(path, buffer_size=_PARQUET_BUFFER, pre_buffer=False)
+        schema = parquet.schema_arrow
+        batch = next(parquet.iter_batches(batch_size=max(1, sample_rows)), None)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InvalidDataError(f"cannot read Parquet file {path}: {exc}") from None
+    if batch is None:
+        return None
+    sample = pa.Table.from_batches([batch], schema=schema).to_pandas()
+    table = _Table(sample, path)
+    roles = roles_of(table, False)
+    if roles.features is None:
+        return None
+    columns = [str(c) for c in sample.columns]
+    dtype = _float_type([sample.dtypes.iloc[j] for j in roles.features])
+
+    def frames(used: list[int], rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+        start = 0
+        batches = parquet.iter_batches(batch_size=rows, columns=[columns[j] for j in used])
+        while True:
+            try:
+                part = next(batches, None)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise InvalidDataError(f"cannot read Parquet file {path}: {exc}") from None
+            if part is None:
+                return
+            yield start, part.to_pandas()
+            start += part.num_rows
+
+    read = _frame_chunks(frames, path, table.names, roles.id, roles.label, roles.features, dtype)
+    features = tuple(table.names[j] for j in roles.features)
+    n_rows = int(parquet.metadata.num_rows)
+    return TabularStream(
+        str(path),
+        features,
+        dtype,
+        roles.label is not None,
+        n_rows,
+        read,
+        rows_hint=n_rows,
+        ids_numbered=roles.id is None,
+        label_column=None if roles.label is None else table.names[roles.label],
+    )
+
+
+# ---------------------------------------------------------------------------------------- npy
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A 2-D numeric ``.npy`` array, memory-mapped (nothing read yet)."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidDataError(f"cannot read {path} as .npy: {exc}") from None
+    if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InvalidDataError(
+            f"{path}: expected a numeric matrix of shape (n, d), got {array.dtype} array of "
+            f"shape {array.shape}"
+        )
+    return array
+
+
+def _matrix_stream(
+    source: str,
+    matrix: Any,
+    names: tuple[str, ...],
+    ids: np.ndarray | None,
+    labels: np.ndarray | None,
+    dtype: np.dtype[Any],
+    *,
+    splits: np.ndarray | None = None,
+) -> TabularStream:
+    n = int(matrix.shape[0])
+
+    def read(rows: int, labels_only: bool) -> Iterator[TableChunk]:
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            part = None if labels is None else _label_strings(labels[start:stop])
+            split = None if splits is None else splits[start:stop]
+            if labels_only:
+                yield TableChunk(start, np.empty(0, dtype=object), np.empty((0, 0)), part)
+                continue
+            block = matrix[start:stop]
+            block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+            values = block.astype(dtype, copy=False)
+            finite = np.isfinite(values)
+            if not finite.all():
+                row, col = np.argwhere(~finite)[0]
+                raise InvalidDataError(
+                    f"{source}: feature {names[col]} holds NaN or infinity (row {start + row})"
+                )
+            if ids is None:
+                chunk_ids = np.arange(start, stop).astype(str).astype(object)
+            else:
+                chunk_ids = ids[start:stop]
+            yield TableChunk(start, chunk_ids, values, part, split)
+
+    return TabularStream(
+        source, names, dtype, labels is not None, n, read, rows_hint=n, ids_numbered=ids is None
+    )
+
+
+def dataset_stream(dataset: Dataset) -> TabularStream:
+    """A tabular :class:`Dataset` (already in memory) as a stream of chunks."""
+    if dataset.kind != "tabular":
+        raise InvalidParameterError(f"a stream needs tabular data, got {dataset.kind} items")
+    stream = _matrix_stream(
+        dataset.source,
+        dataset.items,
+        tuple(dataset.feature_names),
+        np.asarray(dataset.ids, dtype=object),
+        dataset.labels,
+        np.dtype(np.float64),
+        splits=dataset.splits,
+    )
+    return replace(
+        stream,
+        ids_numbered=dataset.ids_numbered,
+        label_column=dataset.label_column,
+        classes=dataset.classes,
+    )
+
+
+# ---------------------------------------------------------------------------------- the entry
+
+
+def open_tabular_stream(
+    path: str | Path,
+    *,
+    text_column: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
+    id_column: str | None = None,
+    sample_bytes: int | None = None,
+    sample_rows: int | None = None,
+    label_names: Sequence[str] | None = None,
+) -> TabularStream | None:
+    """A :class:`TabularStream` over a tabular file, or None when it is not one read so.
+
+    Columns are named and inferred as for :func:`labelwise.io.load.load_dataset`, with strict ids.
+    None for a text or image file, a format read only whole (JSON, LIBSVM, ``.npz``, an image
+    folder), or a file whose sample cannot be read (the whole-file reader then says why).
+    ``sample_bytes`` and ``sample_rows`` default to :data:`SAMPLE_BYTES` and
+    :data:`SAMPLE_ROWS`. ``label_names`` name integer classes (see
+    :meth:`TabularStream.with_label_names`).
+    """
+    stream = _open(
+        Path(path),
+        label_column=label_column,
+        feature_columns=feature_columns,
+        id_column=id_column,
+        text_column=text_column,
+        image_column=image_column,
+        sample_bytes=sample_bytes,
+        sample_rows=sample_rows,
+    )
+    if stream is not None and label_names is not None:
+        stream = stream.with_label_names(label_names)
+    return stream
+
+
+def _open(
+    path: Path,
+    *,
+    text_column: str | None,
+    image_column: str | None,
+    label_column: str | None,
+    feature_columns: Sequence[str] | None,
+    id_column: str | None,
+    sample_bytes: int | None,
+    sample_rows: int | None,
+) -> TabularStream | None:
+    path = Path(path)
+    sample_bytes = SAMPLE_BYTES if sample_bytes is None else sample_bytes
+    sample_rows = SAMPLE_ROWS if sample_rows is None else sample_rows
+    if text_column is not None or image_column is not None:
+        return None
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    columns = Columns.of(
+        label_column=label_column, feature_columns=feature_columns, id_column=id_column
+    )
+
+    def roles_of(table: _Table, headerless: bool) -> Any:
+        return table.roles(columns, headerless=headerless, strict_ids=True)
+
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        columns.refuse(path, "an .npy file")
+        array = read_npy(path)
+        names = tuple(f"f{j + 1}" for j in range(array.shape[1]))
+        dtype = _float_type([array.dtype])
+        return _matrix_stream(str(path), array, names, None, None, dtype)
+    if suffix == ".parquet":
+        return _parquet(path, roles_of, sample_rows)
+    if suffix in (".json", ".jsonl", ".ndjson", ".svm", ".libsvm", ".svmlight", ".npz"):
+        return None
+    return _delimited(path, roles_of, columns, sample_bytes)

@@ -1,0 +1,2 @@
+"""Models: the registry of classifiers, PyTorch models, committees, semi-supervised fits,
+explanations."""
