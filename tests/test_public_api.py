@@ -22,7 +22,7 @@ MODULES = [
     "labelwise.strategies.selectors",
     "labelwise.learning.simulate",
     "labelwise.learning.stopping",
-    "labelwise.strategies",
+    "labelwise.strategies.registry",
     "labelwise.benchmark.lu2023",
 ]
 
@@ -68,3 +68,28 @@ def test_exception_tree():
         assert issubclass(cls, e.LabelwiseError)
     assert issubclass(e.InvalidDataError, ValueError)
     assert issubclass(e.ModelCapabilityError, TypeError)
+
+
+def test_one_list_of_public_names():
+    """``_PUBLIC`` is the list: ``__all__`` is made from it, each name loads from its module,
+    and the imports for type checkers name the same, module by module."""
+    import ast
+    from pathlib import Path
+
+    import labelwise
+
+    tree = ast.parse(Path(labelwise.__file__).read_text())
+    checked: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module is not None
+                checked.setdefault(imp.module, set()).update(a.name for a in imp.names)
+    assert checked == {module: set(names) for module, names in labelwise._PUBLIC.items()}
+    names = [n for ns in labelwise._PUBLIC.values() for n in ns]
+    assert len(names) == len(set(names)), "a name is listed twice"
+    assert set(labelwise.__all__) == set(names) | set(labelwise._EAGER)
+    for module, listed in labelwise._PUBLIC.items():
+        loaded = importlib.import_module(module)
+        for name in listed:
+            assert getattr(labelwise, name) is getattr(loaded, name), name
