@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelwise.models.registry import bald_utilities
 from labelwise.models.torch_model import MLPTorchClassifier
+from labelwise.strategies.backends import bald_utilities
 from labelwise.strategies.scorers import bald
 from speed import measure, pool_data
 

@@ -40,7 +40,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from labelwise import Pool
-from labelwise.models.committee import Committee
+from labelwise.strategies.committee import Committee
 from labelwise.strategies.query import query
 from labelwise.strategies.selectors import top_k
 

@@ -9,9 +9,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.svm import LinearSVC
 
-from labelwise.learning.pool import take_rows
-from labelwise.models.committee import Committee
 from labelwise.models.registry import linear_form, make_model, map_outputs, model_outputs
+from labelwise.pool import take_rows
+from labelwise.strategies.committee import Committee
 from labelwise.strategies.scorers import margin
 
 

@@ -6,7 +6,7 @@ import pytest
 
 MODULES = [
     "labelwise",
-    "labelwise.models.committee",
+    "labelwise.strategies.committee",
     "labelwise.io.load",
     "labelwise.learning.evaluate",
     "labelwise.exceptions",
@@ -15,7 +15,7 @@ MODULES = [
     "labelwise.learning.learner",
     "labelwise.learning.loop",
     "labelwise.models.registry",
-    "labelwise.learning.pool",
+    "labelwise.pool",
     "labelwise.strategies.query",
     "labelwise.learning.report",
     "labelwise.strategies.scorers",

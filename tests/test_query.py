@@ -238,7 +238,7 @@ def test_subsampled_diversity_strategies_pick_from_the_pool(setup, name):
 )
 def test_bad_max_candidates_names_the_strategy(name):
     from labelwise import InvalidParameterError
-    from labelwise.strategies.registry import make_strategy
+    from labelwise.strategies.factory import make_strategy
 
     with pytest.raises(InvalidParameterError, match="max_candidates"):
         make_strategy(name)

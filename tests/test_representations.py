@@ -10,10 +10,10 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler, normalize
 
-from labelwise.features import combine, make_featurizer, model_for_features, parse_features
-from labelwise.features.auto import ALL_BLOCKS, AutoRepresentation
+from labelwise.features import combine, make_featurizer, parse_features
 from labelwise.features.scaling import PoolScaler, fit_to_pool, pool_statistics
 from labelwise.learning.learner import ActiveLearner
+from labelwise.models.auto import ALL_BLOCKS, AutoRepresentation, model_for_features
 from labelwise.models.registry import linear_form, make_model, model_outputs
 from labelwise.strategies.selectors import typical_points
 

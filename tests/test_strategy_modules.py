@@ -22,16 +22,17 @@ from labelwise.strategies.backends import (
 )
 from labelwise.strategies.bandit import StrategyBandit
 from labelwise.strategies.base import Selection
-from labelwise.strategies.registry import available_strategies, make_strategy
+from labelwise.strategies.factory import make_strategy
+from labelwise.strategies.registry import available_strategies
 from labelwise.strategies.sampling import Explore
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: The strategy layer, and what it stands on.
 LAYER = [
-    "labelwise.learning.pool",
+    "labelwise.pool",
     "labelwise.strategies.selectors",
-    "labelwise.models.committee",
+    "labelwise.strategies.committee",
     "labelwise.strategies.backends",
     "labelwise.strategies.base",
     "labelwise.strategies.among_top",
@@ -39,6 +40,7 @@ LAYER = [
     "labelwise.strategies.sampling",
     "labelwise.strategies.registry",
     "labelwise.strategies.bandit",
+    "labelwise.strategies.factory",
     "labelwise.strategies",
     "labelwise.strategies.query",
     "labelwise.scale.topk",
@@ -54,9 +56,9 @@ STRATEGY_MODULES = [
     for m in LAYER
     if m
     not in (
-        "labelwise.learning.pool",
+        "labelwise.pool",
         "labelwise.strategies.selectors",
-        "labelwise.models.committee",
+        "labelwise.strategies.committee",
         "labelwise.scale.topk",
         "labelwise.scale.shards",
     )

@@ -28,10 +28,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from labelwise import InvalidDataError, InvalidParameterError, ModelCapabilityError, Pool
-from labelwise.models.registry import available_models, bald_utilities, make_model
+from labelwise.models.registry import available_models, make_model
+from labelwise.strategies.backends import bald_utilities
 from labelwise.strategies.base import QueryContext
+from labelwise.strategies.factory import make_strategy
 from labelwise.strategies.query import query
-from labelwise.strategies.registry import available_strategies, make_strategy
+from labelwise.strategies.registry import available_strategies
 from labelwise.strategies.scorers import bald, kl_to_consensus
 from labelwise.strategies.utility import Bald
 from needs import need_module

@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # the names below load on first use, so `import labelwise` st
     from labelwise.learning.history import Round
     from labelwise.learning.learner import ActiveLearner
     from labelwise.learning.loop import GroundTruthOracle, Oracle, RunResult, run_active_learning
-    from labelwise.learning.pool import Pool, open_features
     from labelwise.learning.simulate import SimulationConfig, SimulationResult, simulate
     from labelwise.learning.stopping import (
         Budget,
@@ -33,13 +32,15 @@ if TYPE_CHECKING:  # the names below load on first use, so `import labelwise` st
         StabilizingPredictions,
         StoppingCriterion,
     )
-    from labelwise.models.committee import Committee
     from labelwise.models.registry import available_models, make_model, model_outputs
+    from labelwise.pool import Pool, open_features
     from labelwise.strategies.bandit import StrategyBandit
     from labelwise.strategies.base import QueryContext, Selection, Strategy
+    from labelwise.strategies.committee import Committee
+    from labelwise.strategies.factory import make_strategy
     from labelwise.strategies.query import Batch, BatchMix, query
     from labelwise.strategies.reasons import Reason
-    from labelwise.strategies.registry import DEFAULT_STRATEGY, available_strategies, make_strategy
+    from labelwise.strategies.registry import DEFAULT_STRATEGY, available_strategies
 
 
 #: The public names, by the module that defines them: the one list. ``__all__`` and the lazy
@@ -56,7 +57,7 @@ _PUBLIC = {
     "labelwise.learning.history": ("Round",),
     "labelwise.learning.learner": ("ActiveLearner",),
     "labelwise.learning.loop": ("GroundTruthOracle", "Oracle", "RunResult", "run_active_learning"),
-    "labelwise.learning.pool": ("Pool", "open_features"),
+    "labelwise.pool": ("Pool", "open_features"),
     "labelwise.learning.simulate": ("SimulationConfig", "SimulationResult", "simulate"),
     "labelwise.learning.stopping": (
         "Budget",
@@ -65,13 +66,14 @@ _PUBLIC = {
         "StabilizingPredictions",
         "StoppingCriterion",
     ),
-    "labelwise.models.committee": ("Committee",),
+    "labelwise.strategies.committee": ("Committee",),
     "labelwise.models.registry": ("available_models", "make_model", "model_outputs"),
     "labelwise.strategies.bandit": ("StrategyBandit",),
     "labelwise.strategies.base": ("QueryContext", "Selection", "Strategy"),
     "labelwise.strategies.query": ("Batch", "BatchMix", "query"),
     "labelwise.strategies.reasons": ("Reason",),
-    "labelwise.strategies.registry": ("DEFAULT_STRATEGY", "available_strategies", "make_strategy"),
+    "labelwise.strategies.factory": ("make_strategy",),
+    "labelwise.strategies.registry": ("DEFAULT_STRATEGY", "available_strategies"),
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
 

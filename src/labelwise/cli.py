@@ -1034,7 +1034,7 @@ def partition(
     overwrite: Annotated[bool, typer.Option(help="Replace a pool already at OUT.")] = False,
 ) -> None:
     """Split a feature matrix into a partitioned pool folder for `labelwise score`."""
-    from labelwise.learning.pool import open_features
+    from labelwise.pool import open_features
     from labelwise.scale import write_partitioned
 
     id_values = None

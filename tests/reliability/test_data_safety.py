@@ -1,7 +1,7 @@
 """Data safety: export then import round-trips exactly; a database of the previous release
 upgrades with every row intact; a backup taken while labels are being written is consistent.
 
-**Round trips.** "Exactly" is what an export carries (:mod:`labelwise.store.export`): each
+**Round trips.** "Exactly" is what an export carries (:mod:`labelwise.services.export`): each
 item's id, content (text, tabular fields, image pixels), resolved label and status, and every
 standing answer with its annotator, label, action, duration, time and (for triage's decisions)
 confidence. A project with every kind of history (agreement, conflict, adjudication, relabel,
@@ -54,11 +54,12 @@ from typer.testing import CliRunner
 from labelwise.cli import app
 from labelwise.server import ServerConfig, create_app
 from labelwise.services import backup as backup_module
+from labelwise.services import setup
 from labelwise.services.export import export_project
 from labelwise.services.setup import OpenProject, init_project, open_project
 from labelwise.services.transfer import import_file
 from labelwise.services.worker import train_once
-from labelwise.store import labeling, setup
+from labelwise.store import labeling
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
@@ -187,7 +188,7 @@ class Source:
             )
 
     def decide(self, ext: str, value: str, confidence: float) -> None:
-        """An automatic decision, as labelwise.store.triage records one."""
+        """An automatic decision, as labelwise.services.triage records one."""
         with self.db.write() as s:
             item = s.get_one(Item, self._item(s, ext))
             s.add(

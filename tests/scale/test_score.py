@@ -257,7 +257,7 @@ def test_the_bandit_plays_and_learns_alike(client, tmp_path):
     """The bandit over rounds: its reward (fits on the labeled rows, here on the client) and
     its arm's selection (on the cluster) give the single machine's batches and state."""
     from labelwise.strategies.bandit import find_bandit
-    from labelwise.strategies.registry import make_strategy
+    from labelwise.strategies.factory import make_strategy
 
     X, y = _blobs(1500, 5, 3, 21, np.float32)
     y = y.astype(str)

@@ -49,7 +49,7 @@ from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.learning.evaluate import aubc
 from labelwise.models.registry import make_model
 from labelwise.strategies.base import QueryContext
-from labelwise.strategies.registry import make_strategy
+from labelwise.strategies.factory import make_strategy
 
 __all__ = [
     "PAPER_STRATEGIES",

@@ -7,7 +7,7 @@ item has a default (:data:`DEFAULT_FEATURES`):
   embeddings (``embedding[:EMBEDDER]``, dense float32, :mod:`labelwise.features.embedders`),
   both side by side (``tfidf+embedding``, the default: best on average over the text sets of
   the benchmark, and never clearly below TF-IDF), or ``auto``: both, with every fit choosing
-  among them (:class:`~labelwise.features.auto.AutoRepresentation`);
+  among them (:class:`~labelwise.models.auto.AutoRepresentation`);
 * image: an image embedder's features (``embedding[:EMBEDDER]``; by default ``randconv``,
   random convolutional features that need no download), or pixels flattened to float32 in
   [0, 1] (``pixels``);
@@ -58,7 +58,6 @@ __all__ = [
     "featurize",
     "make_embedder",
     "make_featurizer",
-    "model_for_features",
     "parse_features",
 ]
 
@@ -147,16 +146,3 @@ def feature_blocks(featurizer: Any, n_features: int) -> Blocks:
         return dict(blocks)
     names = {TfidfFeaturizer: "tfidf", PixelFeaturizer: "pixels", EmbeddingFeaturizer: "embedding"}
     return {names.get(type(featurizer), "columns"): (0, int(n_features))}
-
-
-def model_for_features(
-    estimator: Any, spec: FeatureSpec, blocks: Blocks, *, random_state: int = 0
-) -> Any:
-    """The model to fit on features of ``spec``: ``estimator`` itself, or for ``auto`` an
-    :class:`~labelwise.features.auto.AutoRepresentation` that chooses among ``blocks`` at
-    every fit."""
-    if not spec.auto:
-        return estimator
-    from labelwise.features.auto import AutoRepresentation
-
-    return AutoRepresentation(estimator, blocks, random_state=random_state)

@@ -7,7 +7,7 @@ project settings. By kind of item:
   ``wordllama`` unless named), ``tfidf+embedding[:EMBEDDER]`` (both, side by side), and
   ``auto[:EMBEDDER]``: both are computed, and every fit chooses among TF-IDF alone, the
   embedding alone and both by cross-validation on the labels so far (see
-  :class:`labelwise.features.auto.AutoRepresentation`);
+  :class:`labelwise.models.auto.AutoRepresentation`);
 * image: ``pixels`` (flattened, in [0, 1]) or ``embedding[:EMBEDDER]`` (an image embedder:
   ``randconv``, random convolutional features that need no download, unless named, such as
   ``embedding:timm:/models/resnet50``);

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from labelwise.exceptions import InvalidDataError
-from labelwise.learning.pool import check_matrix
+from labelwise.pool import check_matrix
 
 __all__ = ["TabularFeaturizer"]
 

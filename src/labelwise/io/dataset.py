@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.learning.pool import as_indices
+from labelwise.pool import as_indices
 
 Kind: TypeAlias = Literal["text", "image", "tabular"]
 

@@ -25,12 +25,12 @@ from threadpoolctl import threadpool_limits
 from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
 from labelwise.features.scaling import fit_to_pool
 from labelwise.learning.evaluate import Metrics, evaluate
-from labelwise.learning.pool import Pool, take_rows
 from labelwise.models.registry import DEFAULT_CHUNK_SIZE
 from labelwise.models.semi import fit_model, unlabeled_sample
+from labelwise.pool import Pool, take_rows
 from labelwise.strategies.base import Strategy
+from labelwise.strategies.factory import make_strategy
 from labelwise.strategies.query import TYPICAL_SUMMARY, Batch, BatchMix, Reason, as_generator, query
-from labelwise.strategies.registry import make_strategy
 from labelwise.strategies.selectors import typical_points
 
 __all__ = ["ActiveLearner"]

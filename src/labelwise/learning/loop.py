@@ -18,8 +18,8 @@ from numpy.typing import ArrayLike, NDArray
 from labelwise.exceptions import InvalidParameterError
 from labelwise.learning.history import Round
 from labelwise.learning.learner import ActiveLearner
-from labelwise.learning.pool import take_rows
 from labelwise.learning.stopping import Budget, StoppingCriterion, first_stop, prediction_agreement
+from labelwise.pool import take_rows
 from labelwise.strategies.query import as_generator
 
 __all__ = ["GroundTruthOracle", "Oracle", "RunResult", "run_active_learning"]

@@ -26,10 +26,10 @@ from labelwise.io.load import Dataset
 from labelwise.learning.evaluate import METRIC_NAMES, Metrics, aubc, evaluate
 from labelwise.learning.learner import ActiveLearner
 from labelwise.learning.loop import GroundTruthOracle, run_active_learning
-from labelwise.learning.pool import check_matrix, take_rows
 from labelwise.learning.stopping import Budget
 from labelwise.models.registry import make_model
-from labelwise.strategies.registry import make_strategy
+from labelwise.pool import check_matrix, take_rows
+from labelwise.strategies.factory import make_strategy
 
 __all__ = [
     "CURVE_METRICS",
@@ -351,7 +351,8 @@ def simulate_dataset(
     every fit (:func:`labelwise.features.model_for_features`). ``run.json`` records the
     representation.
     """
-    from labelwise.features import feature_blocks, featurize, model_for_features, parse_features
+    from labelwise.features import feature_blocks, featurize, parse_features
+    from labelwise.models.auto import model_for_features
 
     config = config or SimulationConfig()
     spec = parse_features(dataset.kind, config.features)

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize
 
-from labelwise.learning.pool import Matrix, take_rows
+from labelwise.pool import Matrix, take_rows
 
 __all__ = [
     "Contributions",

@@ -31,17 +31,16 @@ from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
-from labelwise.features.auto import AutoRepresentation
 from labelwise.features.scaling import PoolScaler
-from labelwise.learning.pool import Matrix, take_rows
-from labelwise.strategies.scorers import bald
+from labelwise.models.auto import AutoRepresentation
+from labelwise.pool import Matrix, take_rows
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "MCDropoutModel",
     "ModelOutputs",
     "available_models",
-    "bald_utilities",
+    "final_step",
     "fit_clone",
     "has_decision_function",
     "has_predict_proba",
@@ -162,12 +161,12 @@ def make_model(name: str, *, random_state: int | None = None) -> BaseEstimator:
     return factory(random_state)
 
 
-def _final_step(model: Any) -> Any:
+def final_step(model: Any) -> Any:
     return model.steps[-1][1] if isinstance(model, Pipeline) else model
 
 
 def _chosen(model: Any) -> Any:
-    """The model an :class:`~labelwise.features.auto.AutoRepresentation` wraps (fitted, else
+    """The model an :class:`~labelwise.models.auto.AutoRepresentation` wraps (fitted, else
     its template); any other model as it is."""
     while isinstance(model, AutoRepresentation):
         model = getattr(model, "estimator_", model.estimator)
@@ -180,7 +179,7 @@ def has_predict_proba(model: Any) -> bool:
     ``SVC(probability=False)`` exposes the attribute but raises when called; this says False.
     """
     model = _chosen(model)
-    final = _final_step(model)
+    final = final_step(model)
     if isinstance(final, SVC) and not final.probability:
         return False
     return hasattr(model, "predict_proba")
@@ -226,11 +225,11 @@ def _choose_kind(model: ClassifierMixin, prefer: OutputKind | None) -> OutputKin
     proba, decision = has_predict_proba(model), has_decision_function(model)
     if prefer == "proba" and not proba:
         raise ModelCapabilityError(
-            f"{type(_final_step(model)).__name__} has no predict_proba; choose a strategy that "
+            f"{type(final_step(model)).__name__} has no predict_proba; choose a strategy that "
             "works from decision values (margin) or a model with probabilities"
         )
     if prefer == "decision" and not decision:
-        raise ModelCapabilityError(f"{type(_final_step(model)).__name__} has no decision_function")
+        raise ModelCapabilityError(f"{type(final_step(model)).__name__} has no decision_function")
     if prefer is not None:
         return prefer
     if proba:
@@ -238,7 +237,7 @@ def _choose_kind(model: ClassifierMixin, prefer: OutputKind | None) -> OutputKin
     if decision:
         return "decision"
     raise ModelCapabilityError(
-        f"{type(_final_step(model)).__name__} has neither predict_proba nor decision_function"
+        f"{type(final_step(model)).__name__} has neither predict_proba nor decision_function"
     )
 
 
@@ -300,7 +299,7 @@ def linear_form(model: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]] |
     affine maps of each feature, so they fold into the weights exactly and the pool is scored
     without transforming it first. ``W`` has one row per score (one for a binary model).
     """
-    final = _final_step(model)
+    final = final_step(model)
     if not isinstance(final, _LINEAR) or not hasattr(final, "coef_"):
         return None
     if sp.issparse(final.coef_):
@@ -339,7 +338,7 @@ def _linear_proba(model: Any) -> Callable[[Matrix], NDArray[np.floating] | None]
     then the link scikit-learn applies: the logistic function for two classes, the softmax for
     more. Sparse or non-float chunks fall back to ``predict_proba`` (None for them).
     """
-    if type(_final_step(model)) is not LogisticRegression:
+    if type(final_step(model)) is not LogisticRegression:
         return None
     form = linear_form(model)
     if form is None:
@@ -416,72 +415,6 @@ class MCDropoutModel(Protocol):
     def predict_proba_samples(
         self, X: Any, n_samples: int, *, random_state: int | None = None
     ) -> NDArray[np.floating]: ...
-
-
-def _mc_dropout_scorer(model: Any, n_samples: int) -> Callable[[Matrix, int], NDArray[np.float64]]:
-    """``(block, seed) -> BALD utilities`` for ``model`` (or a pipeline ending in such a model)."""
-    final = _final_step(model)
-    if not isinstance(final, MCDropoutModel):
-        raise ModelCapabilityError(
-            f"strategy 'bald' needs a model that draws Monte Carlo dropout samples "
-            f"(predict_proba_samples); {type(final).__name__} does not. Use the 'mlp-torch' "
-            "model, or another strategy"
-        )
-    head = model[:-1] if isinstance(model, Pipeline) and len(model.steps) > 1 else None
-    direct = getattr(final, "bald_scores", None)
-
-    def score(block: Matrix, seed: int) -> NDArray[np.float64]:
-        if head is not None:
-            block = head.transform(block)
-        if direct is not None:
-            return np.asarray(direct(block, n_samples, random_state=seed), dtype=np.float64)
-        return bald(final.predict_proba_samples(block, n_samples, random_state=seed))
-
-    return score
-
-
-def bald_utilities(
-    model: Any,
-    X: Matrix,
-    rows: NDArray[np.intp],
-    *,
-    n_samples: int,
-    rng: np.random.Generator,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> NDArray[np.float64]:
-    """BALD utility (:func:`labelwise.strategies.scorers.bald`) of ``rows`` of ``X``, shape
-    (n_rows,).
-
-    Parameters
-    ----------
-    model : fitted :class:`MCDropoutModel`, or a pipeline ending in one
-        Anything else raises :class:`ModelCapabilityError` naming the model.
-    X : matrix of shape (n_pool, n_features)
-    rows : sorted int array of shape (n_rows,)
-    n_samples : int
-        Monte Carlo passes per row.
-    rng : numpy Generator
-        Draws the seed of each call's dropout masks: same generator state, same utilities.
-    chunk_size : int
-        Rows per call when the model returns its samples (``n_samples`` probability tables of
-        that many rows are in memory at once). A model that reduces the samples itself
-        (``bald_scores``) is given a dense pool's whole span of ``rows`` in one call (a view,
-        not a copy), so it can stream the pool at its own pace (large chunks on a GPU).
-    """
-    score = _mc_dropout_scorer(model, n_samples)
-    if len(rows) == 0:
-        return np.empty(0)
-    final = _final_step(model)
-    in_one_call = hasattr(final, "bald_scores") and not isinstance(model, Pipeline)
-    if in_one_call and read_in_place(X, rows):
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
-        out = score(X[lo:hi], int(rng.integers(2**63)))
-        return out if hi - lo == len(rows) else out[rows - lo]
-    parts = [
-        score(take_rows(X, chunk), int(rng.integers(2**63)))
-        for chunk in iter_chunks(rows, chunk_size)
-    ]
-    return np.concatenate(parts)
 
 
 def fit_clone(estimator: BaseEstimator, X: Matrix, y: NDArray[Any]) -> BaseEstimator:

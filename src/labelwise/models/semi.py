@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
 from labelwise.exceptions import InvalidParameterError
-from labelwise.learning.pool import Matrix, take_rows
+from labelwise.pool import Matrix, take_rows
 
 __all__ = ["SemiSupervised", "fit_model", "unlabeled_sample"]
 

@@ -42,7 +42,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.learning.pool import Matrix
 from labelwise.models.torch_net import (
     SMALL_SCORING_CELLS,
     TINY,
@@ -59,6 +58,7 @@ from labelwise.models.torch_net import (
     seeded_generator,
     stream,
 )
+from labelwise.pool import Matrix
 
 __all__ = ["MLPTorchClassifier", "resolve_device"]
 

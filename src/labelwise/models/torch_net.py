@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.learning.pool import Matrix
+from labelwise.pool import Matrix
 
 __all__ = [
     "SMALL_SCORING_CELLS",

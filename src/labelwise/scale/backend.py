@@ -28,7 +28,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidParameterError
-from labelwise.learning.pool import Matrix, as_label_array, check_labels, take_rows
 from labelwise.models.registry import (
     ModelOutputs,
     OutputKind,
@@ -37,6 +36,7 @@ from labelwise.models.registry import (
     model_outputs,
     read_in_place,
 )
+from labelwise.pool import Matrix, as_label_array, check_labels, take_rows
 from labelwise.scale.partitions import PartitionedPool, take_grouped
 from labelwise.scale.shards import read_partition_rows
 from labelwise.scale.topk import CandidateSet, ShardedScores
@@ -208,7 +208,7 @@ class PartitionedSource:
 
     @property
     def y_labeled(self) -> NDArray[Any]:
-        """Their labels, as a :class:`~labelwise.learning.pool.Pool` holds them."""
+        """Their labels, as a :class:`~labelwise.pool.Pool` holds them."""
         return self._y_labeled
 
     def scoring_backend(self, chunk_size: int) -> PartitionedBackend:

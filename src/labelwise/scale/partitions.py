@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.learning.pool import Matrix
+from labelwise.pool import Matrix
 
 __all__ = [
     "FORMAT",

@@ -4,7 +4,7 @@ The contract
 ------------
 ``score_partitioned(parts, model, client=c, labeled=L, y_labeled=y, **options)`` returns the
 same :class:`~labelwise.strategies.query.Batch` as ``query(pool, model, **options)`` on one machine,
-where ``pool`` is a :class:`~labelwise.learning.pool.Pool` over the matrix ``parts`` was written
+where ``pool`` is a :class:`~labelwise.pool.Pool` over the matrix ``parts`` was written
 from, with ``y`` given to the rows ``L``: the same rows in the same order, with equal reasons
 (kinds, utilities, ranks, class splits, committee votes). The options are ``strategy``,
 ``batch_size``, ``mix``, ``random_state`` (an int seed, or a generator in the same state),
@@ -47,8 +47,8 @@ from labelwise.scale.backend import PartitionedBackend, PartitionedSource
 from labelwise.scale.partitions import PartitionedPool
 from labelwise.strategies.backends import unsupported
 from labelwise.strategies.base import Strategy
+from labelwise.strategies.factory import make_strategy
 from labelwise.strategies.query import Batch, BatchMix, query
-from labelwise.strategies.registry import make_strategy
 
 __all__ = ["score_partitioned", "supports"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from labelwise.learning.pool import Matrix
+from labelwise.pool import Matrix
 from labelwise.scale.partitions import Partition, PartitionedPool, PoolReader
 from labelwise.strategies.backends import Utility
 from labelwise.strategies.selectors import _kth_largest

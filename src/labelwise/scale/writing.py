@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
-from labelwise.learning.pool import Matrix, check_finite, check_matrix
+from labelwise.pool import Matrix, check_finite, check_matrix
 from labelwise.scale.partitions import (
     FORMAT,
     MANIFEST,
@@ -41,7 +41,7 @@ _TARGET_BYTES = 64 * 2**20
 
 def _source_matrix(X: Any) -> Matrix:
     """``X`` as a 2-D numeric matrix with rows and features, without reading its values (the
-    writer checks them part by part, :func:`~labelwise.learning.pool.check_finite`)."""
+    writer checks them part by part, :func:`~labelwise.pool.check_finite`)."""
     X = check_matrix(X, values=False)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InvalidDataError(f"X must have rows and features, got shape {X.shape}")

@@ -29,12 +29,12 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from labelwise.features.auto import AutoRepresentation
 from labelwise.features.scaling import PoolStatistics, pool_statistics
 from labelwise.learning.evaluate import score_predictions
-from labelwise.learning.pool import Pool
 from labelwise.learning.stopping import prediction_agreement
+from labelwise.models.auto import AutoRepresentation
 from labelwise.models.semi import fit_model, unlabeled_sample
+from labelwise.pool import Pool
 from labelwise.services.training import TrainingSnapshot
 from labelwise.services.why import (
     ItemSource,
@@ -48,9 +48,9 @@ from labelwise.services.why import (
 from labelwise.store.features import ProjectFeatures, feature_source, model_template
 from labelwise.store.versions import QueuedItem
 from labelwise.strategies.bandit import find_bandit
+from labelwise.strategies.factory import make_strategy
 from labelwise.strategies.query import Batch, BatchMix, query
 from labelwise.strategies.reasons import Kind, Reason
-from labelwise.strategies.registry import make_strategy
 from labelwise.strategies.selectors import typical_points
 
 __all__ = ["STOP_SET_SIZE", "CycleResult", "cold_start_queue", "fit_cycle"]

@@ -35,7 +35,6 @@ import scipy.sparse as sp
 from labelwise.exceptions import NotFoundError
 from labelwise.features import combine, make_embedder
 from labelwise.features.scaling import PoolStatistics, pool_statistics
-from labelwise.learning.pool import Matrix, take_rows
 from labelwise.models.explain import (
     linear_contributions,
     near_duplicates,
@@ -47,6 +46,7 @@ from labelwise.models.explain import (
     word_influence,
 )
 from labelwise.models.registry import ModelOutputs, model_outputs
+from labelwise.pool import Matrix, take_rows
 from labelwise.store.embeddings import load_image
 from labelwise.store.features import ProjectFeatures, item_preview
 from labelwise.store.folder import ProjectFolder

@@ -288,7 +288,7 @@ def sweep_artefacts(folder: ProjectFolder, db: Database) -> list[Path]:
 
 def sweep_leftover_media(folder: ProjectFolder, db: Database) -> list[Path]:
     """Remove the image folders a killed import left in ``media/`` (see
-    :func:`labelwise.store.transfer.sweep_media`); returns what was removed."""
+    :func:`labelwise.store.media.sweep_media`); returns what was removed."""
     from labelwise.services.transfer import sweep_media
 
     with db.read() as session:

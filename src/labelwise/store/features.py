@@ -38,11 +38,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, NotFoundError
-from labelwise.features import Blocks, FeatureSpec, combine, featurize, model_for_features
+from labelwise.features import Blocks, FeatureSpec, combine, featurize
 from labelwise.features.scaling import PoolStatistics, fit_to_pool
 from labelwise.io.load import Dataset
-from labelwise.learning.pool import Matrix, open_features
+from labelwise.models.auto import model_for_features
 from labelwise.models.registry import make_model
+from labelwise.pool import Matrix, open_features
 from labelwise.store.embeddings import embedding_rows, load_image
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.items import count_items

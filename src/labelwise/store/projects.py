@@ -18,7 +18,7 @@ from labelwise.exceptions import InvalidParameterError, NotFoundError
 from labelwise.features.spec import FeatureSpec, parse_features
 from labelwise.models.registry import available_models
 from labelwise.store.models import Project
-from labelwise.strategies.registry import make_strategy
+from labelwise.strategies.factory import make_strategy
 
 __all__ = [
     "KINDS",

@@ -23,7 +23,7 @@ The modules: :mod:`~labelwise.strategies.base` (context, selection, protocols),
 selection algorithms), :mod:`~labelwise.strategies.among_top` (selectors as strategies),
 :mod:`~labelwise.strategies.utility` and :mod:`~labelwise.strategies.sampling` (the strategies),
 :mod:`~labelwise.strategies.bandit`, :mod:`~labelwise.strategies.registry` (names and
-:func:`~labelwise.strategies.registry.make_strategy`), :mod:`~labelwise.strategies.backends`
+:func:`~labelwise.strategies.factory.make_strategy`), :mod:`~labelwise.strategies.backends`
 (what a strategy reads the pool through), :mod:`~labelwise.strategies.query` (a batch with its
 mix and reasons) and :mod:`~labelwise.strategies.reasons` (why an item was chosen).
 """

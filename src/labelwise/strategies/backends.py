@@ -16,7 +16,7 @@ both a pool held by this process and a pool partitioned over a cluster:
   (:class:`Candidates`: an array here, a never-materialised complement on a cluster).
 
 :class:`MatrixBackend` is the one for a dense, memory-mapped or sparse matrix in memory (the
-:class:`~labelwise.learning.pool.Pool`); :class:`labelwise.scale.backend.PartitionedBackend` is the
+:class:`~labelwise.pool.Pool`); :class:`labelwise.scale.backend.PartitionedBackend` is the
 one for a partitioned pool scored on a Dask cluster.
 
 Capabilities
@@ -37,17 +37,21 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from sklearn.pipeline import Pipeline
 
-from labelwise.learning.pool import Matrix, take_rows
+from labelwise.exceptions import ModelCapabilityError
 from labelwise.models.registry import (
     DEFAULT_CHUNK_SIZE,
+    MCDropoutModel,
     ModelOutputs,
     OutputKind,
-    bald_utilities,
+    final_step,
     iter_chunks,
     map_outputs,
     model_outputs,
+    read_in_place,
 )
+from labelwise.pool import Matrix, take_rows
 from labelwise.strategies import scorers
 from labelwise.strategies.selectors import top_k
 
@@ -62,6 +66,7 @@ __all__ = [
     "ScorerName",
     "ScoringBackend",
     "Utility",
+    "bald_utilities",
     "strategy_needs",
     "unsupported",
 ]
@@ -151,7 +156,7 @@ class Utility:
 
     Attributes
     ----------
-    model : fitted classifier, or :class:`~labelwise.models.committee.Committee`
+    model : fitted classifier, or :class:`~labelwise.strategies.committee.Committee`
     scorer : {"least_confident", "margin", "entropy"}
         For a classifier: the uncertainty scorer (margin also from decision values, the
         others need probabilities).
@@ -290,7 +295,7 @@ class ScoringBackend(Protocol):
 
 class LabeledSource(Protocol):
     """A pool as :func:`labelwise.strategies.query.query` reads it besides a
-    :class:`~labelwise.learning.pool.Pool`: the labels known so far and a backend over its rows."""
+    :class:`~labelwise.pool.Pool`: the labels known so far and a backend over its rows."""
 
     @property
     def labeled(self) -> NDArray[np.intp]:
@@ -384,3 +389,69 @@ class MatrixBackend:
 
     def close(self) -> None:
         """Nothing to free: the matrix belongs to the caller."""
+
+
+def _mc_dropout_scorer(model: Any, n_samples: int) -> Callable[[Matrix, int], NDArray[np.float64]]:
+    """``(block, seed) -> BALD utilities`` for ``model`` (or a pipeline ending in such a model)."""
+    final = final_step(model)
+    if not isinstance(final, MCDropoutModel):
+        raise ModelCapabilityError(
+            f"strategy 'bald' needs a model that draws Monte Carlo dropout samples "
+            f"(predict_proba_samples); {type(final).__name__} does not. Use the 'mlp-torch' "
+            "model, or another strategy"
+        )
+    head = model[:-1] if isinstance(model, Pipeline) and len(model.steps) > 1 else None
+    direct = getattr(final, "bald_scores", None)
+
+    def score(block: Matrix, seed: int) -> NDArray[np.float64]:
+        if head is not None:
+            block = head.transform(block)
+        if direct is not None:
+            return np.asarray(direct(block, n_samples, random_state=seed), dtype=np.float64)
+        return scorers.bald(final.predict_proba_samples(block, n_samples, random_state=seed))
+
+    return score
+
+
+def bald_utilities(
+    model: Any,
+    X: Matrix,
+    rows: NDArray[np.intp],
+    *,
+    n_samples: int,
+    rng: np.random.Generator,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> NDArray[np.float64]:
+    """BALD utility (:func:`labelwise.strategies.scorers.bald`) of ``rows`` of ``X``, shape
+    (n_rows,).
+
+    Parameters
+    ----------
+    model : fitted :class:`~labelwise.models.registry.MCDropoutModel`, or a pipeline ending in one
+        Anything else raises :class:`ModelCapabilityError` naming the model.
+    X : matrix of shape (n_pool, n_features)
+    rows : sorted int array of shape (n_rows,)
+    n_samples : int
+        Monte Carlo passes per row.
+    rng : numpy Generator
+        Draws the seed of each call's dropout masks: same generator state, same utilities.
+    chunk_size : int
+        Rows per call when the model returns its samples (``n_samples`` probability tables of
+        that many rows are in memory at once). A model that reduces the samples itself
+        (``bald_scores``) is given a dense pool's whole span of ``rows`` in one call (a view,
+        not a copy), so it can stream the pool at its own pace (large chunks on a GPU).
+    """
+    score = _mc_dropout_scorer(model, n_samples)
+    if len(rows) == 0:
+        return np.empty(0)
+    final = final_step(model)
+    in_one_call = hasattr(final, "bald_scores") and not isinstance(model, Pipeline)
+    if in_one_call and read_in_place(X, rows):
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        out = score(X[lo:hi], int(rng.integers(2**63)))
+        return out if hi - lo == len(rows) else out[rows - lo]
+    parts = [
+        score(take_rows(X, chunk), int(rng.integers(2**63)))
+        for chunk in iter_chunks(rows, chunk_size)
+    ]
+    return np.concatenate(parts)

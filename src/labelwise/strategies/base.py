@@ -23,9 +23,9 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.pipeline import Pipeline
 
 from labelwise.exceptions import InvalidParameterError
-from labelwise.features.auto import AutoRepresentation
-from labelwise.learning.pool import Matrix
+from labelwise.models.auto import AutoRepresentation
 from labelwise.models.registry import DEFAULT_CHUNK_SIZE
+from labelwise.pool import Matrix
 from labelwise.strategies.backends import (
     CandidateRows,
     Candidates,

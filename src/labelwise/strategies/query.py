@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
-from labelwise.learning.pool import Pool, as_indices
 from labelwise.models.registry import DEFAULT_CHUNK_SIZE, ModelOutputs
+from labelwise.pool import Pool, as_indices
 from labelwise.strategies.backends import (
     Candidates,
     LabeledSource,
@@ -34,8 +34,8 @@ from labelwise.strategies.backends import (
     unsupported,
 )
 from labelwise.strategies.base import QueryContext, Selection, Strategy
+from labelwise.strategies.factory import make_strategy
 from labelwise.strategies.reasons import TYPICAL_SUMMARY, Reason, ReasonKind
-from labelwise.strategies.registry import make_strategy
 from labelwise.strategies.scorers import decision_margin, least_confident
 
 __all__ = [
@@ -229,7 +229,7 @@ def query(
     Parameters
     ----------
     pool : Pool or LabeledSource
-        Features and the labels known so far: a :class:`~labelwise.learning.pool.Pool`, or the
+        Features and the labels known so far: a :class:`~labelwise.pool.Pool`, or the
         labels and a scoring backend of a pool held elsewhere (a partitioned pool on a cluster, see
         :func:`labelwise.scale.score_partitioned`). The batch is the same either way.
     model : fitted classifier or None

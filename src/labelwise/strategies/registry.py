@@ -3,8 +3,8 @@
 :func:`build_strategy` turns a name into a strategy object. It knows every strategy of
 :mod:`labelwise.strategies.utility` and :mod:`labelwise.strategies.sampling`; strategies built
 on top of the registry (the bandit, whose arms are registry names) are handed to it by name in
-``named``, so that this module imports none of them: :func:`make_strategy` is this function
-with the bandit added (imported when it is asked for).
+``named``, so that this module imports none of them:
+:func:`labelwise.strategies.factory.make_strategy` is this function with the bandit added.
 """
 
 from __future__ import annotations
@@ -149,15 +149,3 @@ def _parse_max_candidates(value: str, name: str) -> int | float | None:
         f"in strategy {name!r}: max_candidates must be a whole number of candidates (>= 1), "
         f"a share in (0, 1] such as 0.05, or 'all'; got {value!r}"
     )
-
-
-def make_strategy(name: str) -> Strategy:
-    """Build a strategy from its registry name (see :func:`available_strategies`)."""
-    return build_strategy(name, named={"bandit": _bandit})
-
-
-def _bandit() -> Strategy:
-    """``"bandit"``: the bandit over its default arms, with random exploration picks."""
-    from labelwise.strategies.bandit import StrategyBandit  # its arms are this registry's names
-
-    return Explore(StrategyBandit(), EXPLORE_FRACTION, name="bandit")

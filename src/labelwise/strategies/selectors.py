@@ -26,7 +26,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import euclidean_distances
 
-from labelwise.learning.pool import Matrix
+from labelwise.pool import Matrix
 
 __all__ = [
     "density_weights",

@@ -20,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labelwise.exceptions import ModelCapabilityError
-from labelwise.models.committee import Committee
 from labelwise.strategies.among_top import TopK, select_among_top
 from labelwise.strategies.backends import DRAWS_WHILE_SCORING, ScorerName, Utility
 from labelwise.strategies.base import QueryContext, Selection
+from labelwise.strategies.committee import Committee
 
 __all__ = ["Bald", "QueryByCommittee", "UncertaintySampling"]
 

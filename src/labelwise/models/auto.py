@@ -28,8 +28,10 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.metaestimators import available_if
 
 from labelwise.exceptions import InvalidParameterError
+from labelwise.features.combined import Blocks
+from labelwise.features.spec import FeatureSpec
 
-__all__ = ["ALL_BLOCKS", "AutoRepresentation"]
+__all__ = ["ALL_BLOCKS", "AutoRepresentation", "model_for_features"]
 
 #: The name of the candidate that uses every block.
 ALL_BLOCKS = "all"
@@ -229,3 +231,14 @@ def _cv_rows(y: NDArray[Any], limit: int, seed: int) -> NDArray[np.intp]:
         take = max(1, round(limit * len(members) / n))
         keep.append(rng.choice(members, size=min(take, len(members)), replace=False))
     return np.sort(np.concatenate(keep)).astype(np.intp)
+
+
+def model_for_features(
+    estimator: Any, spec: FeatureSpec, blocks: Blocks, *, random_state: int = 0
+) -> Any:
+    """The model to fit on features of ``spec``: ``estimator`` itself, or for ``auto`` an
+    :class:`AutoRepresentation` that chooses among ``blocks`` at
+    every fit."""
+    if not spec.auto:
+        return estimator
+    return AutoRepresentation(estimator, blocks, random_state=random_state)

@@ -15,7 +15,6 @@ from numpy.typing import NDArray
 from sklearn.base import clone
 
 from labelwise.exceptions import InvalidParameterError
-from labelwise.learning.pool import Matrix, take_rows
 from labelwise.models.registry import (
     DEFAULT_CHUNK_SIZE,
     has_predict_proba,
@@ -23,6 +22,7 @@ from labelwise.models.registry import (
     linear_form,
     read_in_place,
 )
+from labelwise.pool import Matrix, take_rows
 from labelwise.strategies import scorers
 
 __all__ = ["Committee", "stratified_bootstrap"]
