@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from common import TEXT_SETS, commit
-from labelwise.cli import parse_list, parse_seeds
+from labelwise.cli.common import parse_list, parse_seeds
 from labelwise.io.load import load_dataset
 from labelwise.learning.simulate import SimulationConfig, simulate_dataset
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from labelwise.cli import parse_seeds
+from labelwise.cli.common import parse_seeds
 from labelwise.features import PixelFeaturizer
 from labelwise.features.embedders import make_embedder, normalize_rows
 from labelwise.learning.simulate import SimulationConfig, simulate

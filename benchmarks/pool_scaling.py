@@ -26,7 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
 from common import commit
-from labelwise.cli import parse_list, parse_seeds
+from labelwise.cli.common import parse_list, parse_seeds
 from labelwise.features import featurize
 from labelwise.io.load import load_dataset
 from labelwise.learning.simulate import SimulationConfig, simulate

@@ -37,7 +37,7 @@ from labelwise.benchmark.lu2023 import (
     run_benchmark,
     table_datasets,
 )
-from labelwise.cli import parse_seeds
+from labelwise.cli.common import parse_seeds
 
 HERE = Path(__file__).resolve().parent
 METHODS = {"BADGE": "badge{}@logreg", "core-set": "coreset{}"}

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from labelwise.cli import parse_seeds
+from labelwise.cli.common import parse_seeds
 from labelwise.learning.evaluate import wilson_interval
 from labelwise.learning.triage import TriageTarget, calibrated_model, fit_policy, held_out_proba
 from labelwise.models.registry import make_model

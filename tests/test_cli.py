@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from labelwise.cli import app, parse_seeds
+from labelwise.cli import app
+from labelwise.cli.common import parse_seeds
 from labelwise.exceptions import InvalidParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,8 +10,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from labelwise import cli
-from labelwise.cli import app
+from labelwise.cli import app, common
 from labelwise.services.setup import open_project
 
 runner = CliRunner()
@@ -156,16 +155,16 @@ def test_a_file_without_labels_asks_for_the_labels_flag(tmp_path):
 
 def test_cli_text_translates_only_the_commands_own_parameters():
     flags = {"label_column": "--label-column", "labels": "--labels", "as_json": "--json"}
-    assert cli._cli_text("name it with label_column=...", flags) == "name it with --label-column"
-    assert cli._cli_text("give labels=[...]", flags) == "give --labels"
-    assert cli._cli_text("the labels of x", flags) == "the labels of x"  # a plain word
-    assert cli._cli_text("column 'label_column' is", flags) == "column 'label_column' is"
-    assert cli._cli_text("drop feature_columns=", flags) == "drop feature_columns="  # no flag
+    assert common._cli_text("name it with label_column=...", flags) == "name it with --label-column"
+    assert common._cli_text("give labels=[...]", flags) == "give --labels"
+    assert common._cli_text("the labels of x", flags) == "the labels of x"  # a plain word
+    assert common._cli_text("column 'label_column' is", flags) == "column 'label_column' is"
+    assert common._cli_text("drop feature_columns=", flags) == "drop feature_columns="  # no flag
 
 
 def test_the_progress_reporter_is_called_for_reading_and_inserting(tmp_path, monkeypatch):
     seen: dict[str, list[tuple[int, int | None]]] = {}
-    original = cli._reporter
+    original = common._reporter
 
     def recording(progress, description):
         draw = original(progress, description)
@@ -176,7 +175,7 @@ def test_the_progress_reporter_is_called_for_reading_and_inserting(tmp_path, mon
 
         return report
 
-    monkeypatch.setattr(cli, "_reporter", recording)
+    monkeypatch.setattr(common, "_reporter", recording)
     data = _texts(tmp_path / "a.csv", [f"text number {i},{'ab'[i % 2]}" for i in range(30)])
     assert _run("init", tmp_path / "p", "--data", data, "--features", "tfidf").exit_code == 0
     assert seen["reading"][0] == (0, None) and seen["reading"][-1] == (30, 30)
