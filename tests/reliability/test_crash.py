@@ -57,8 +57,9 @@ from labelwise.services.setup import OpenProject, init_project
 from labelwise.services.transfer import import_file
 from labelwise.services.worker import run_worker
 from labelwise.store.annotators import create_annotator
+from labelwise.store.answers import submit_label
 from labelwise.store.db import Database
-from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator as AnnotatorRow
 from labelwise.store.models import Item, Label, Lease, ModelVersion, QueueEntry, utcnow
 from labelwise.store.projects import ProjectSettings, get_project
@@ -71,7 +72,7 @@ pytestmark = [
 
 LABELS = ("ham", "spam")
 LEASE_SECONDS = 5  # the shortest lease a project accepts: expired leases show up quickly
-FITTING = re.compile(r"labelwise\.worker fitting ")
+FITTING = re.compile(r"labelwise\.services\.worker fitting ")
 VERSION = re.compile(r"model version (\d+) on (\d+) labels")
 
 
