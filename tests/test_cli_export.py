@@ -19,8 +19,8 @@ from labelwise.io.load import load_dataset
 from labelwise.services.setup import open_project
 from labelwise.services.worker import train_once
 from labelwise.store.annotators import authenticate
+from labelwise.store.answers import submit_label
 from labelwise.store.features import field_names
-from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item
 from labelwise.store.projects import get_project
 from labelwise.store.review import adjudicate

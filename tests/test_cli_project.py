@@ -15,7 +15,8 @@ from labelwise.io.load import load_dataset
 from labelwise.services.dashboard import dashboard
 from labelwise.services.setup import open_project
 from labelwise.services.worker import train_once
-from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.answers import submit_label
+from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator
 from labelwise.store.projects import get_project
 

@@ -398,7 +398,7 @@ def test_the_worker_fits_scores_and_stores_the_model(tmp_path):
     from labelwise.services import worker
     from labelwise.services.setup import init_project
     from labelwise.store.annotators import create_annotator
-    from labelwise.store.labeling import submit_label
+    from labelwise.store.answers import submit_label
     from labelwise.store.models import Item, ModelVersion, QueueEntry
     from labelwise.store.projects import ProjectSettings, get_project
 

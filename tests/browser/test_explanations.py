@@ -24,7 +24,7 @@ from labelwise.server import ServerConfig, create_app
 from labelwise.services import worker
 from labelwise.services.setup import OpenProject, init_project
 from labelwise.store.annotators import create_annotator
-from labelwise.store.labeling import submit_label
+from labelwise.store.answers import submit_label
 from labelwise.store.models import Annotator, Item
 from labelwise.store.projects import ProjectSettings, get_project, update_settings
 from sessions import link_for, sign_in_page

@@ -14,7 +14,7 @@ from labelwise.server import ServerConfig, create_app
 from labelwise.services import worker
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
-from labelwise.store.labeling import submit_label
+from labelwise.store.answers import submit_label
 from labelwise.store.models import Annotator, Item, Label
 from labelwise.store.projects import ProjectSettings, get_project
 from threaded_server import ThreadedServer

@@ -59,7 +59,7 @@ from labelwise.services.export import export_project
 from labelwise.services.setup import OpenProject, init_project, open_project
 from labelwise.services.transfer import import_file
 from labelwise.services.worker import train_once
-from labelwise.store import labeling
+from labelwise.store import answers, leasing
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
@@ -68,6 +68,7 @@ from labelwise.store.models import Annotator, Item, Label, TriageDecision, utcno
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.review import adjudicate
 from labelwise.store.sign_ins import start_session
+from labelwise.strategies.reasons import Kind, Reason
 from needs import need_program
 from postgres_server import new_database
 
@@ -143,7 +144,7 @@ class Source:
 
     def answer(self, who: str, ext: str, value: str, duration_ms: int | None = None) -> None:
         with self.db.write() as s:
-            labeling.submit_label(
+            answers.submit_label(
                 s,
                 get_project(s, project_id=self.pid),
                 s.get_one(Annotator, self.people[who]),
@@ -158,24 +159,24 @@ class Source:
             annotator = s.get_one(Annotator, self.people[who])
             item_id = self._item(s, ext)
             # A skip needs the item handed to the annotator: lease it to them as `next` would.
-            labeling._lease(
+            leasing.grant(
                 s,
                 project,
                 annotator,
                 s.get_one(Item, item_id),
-                now=labeling.database_now(s),
-                reason={"kind": "strategy", "summary": "handed out for the test"},
+                now=leasing.database_now(s),
+                reason=Reason(Kind.STRATEGY, summary="handed out for the test"),
                 model_version_id=None,
                 predicted=None,
             )
-            labeling.skip_item(s, project, annotator, item_id=item_id, duration_ms=300)
+            answers.skip_item(s, project, annotator, item_id=item_id, duration_ms=300)
 
     def undo(self, who: str) -> None:
         with self.db.write() as s:
-            back = labeling.undo_last(
+            back = answers.undo_last(
                 s, get_project(s, project_id=self.pid), s.get_one(Annotator, self.people[who])
             )
-            labeling.release(s, s.get_one(Annotator, self.people[who]), leases=[back.lease or ""])
+            leasing.release(s, s.get_one(Annotator, self.people[who]), leases=[back.lease or ""])
 
     def settle(self, who: str, ext: str, value: str) -> None:
         with self.db.write() as s:
@@ -624,9 +625,9 @@ def test_the_previous_release_schema_upgrades_on_postgresql(db_url, record):
         with db.write() as s:
             project = get_project(s, name=script.PROJECT)
             ana = s.scalar(select(Annotator).where(Annotator.name == "ana"))
-            got = labeling.next_item(s, project, ana)
+            got = leasing.next_item(s, project, ana)
             assert got is not None and got.item.id == 14
-            labeling.submit_label(s, project, ana, item_id=14, value="positive")
+            answers.submit_label(s, project, ana, item_id=14, value="positive")
         buffer = io.StringIO()
         with db.read() as s:
             assert export_project(s, get_project(s, name=script.PROJECT), "jsonl", buffer) == 30
@@ -672,7 +673,7 @@ class Writer(threading.Thread):
             while not self.stop.is_set():
                 with self.db.write(durable=False) as s:
                     project = get_project(s, project_id=self.pid)
-                    got = labeling.next_item(s, project, s.get_one(Annotator, self.annotator_id))
+                    got = leasing.next_item(s, project, s.get_one(Annotator, self.annotator_id))
                     if got is None:
                         return
                     item_id = got.item.id
@@ -680,10 +681,10 @@ class Writer(threading.Thread):
                     project = get_project(s, project_id=self.pid)
                     who = s.get_one(Annotator, self.annotator_id)
                     if k % 7 == 6:
-                        done = labeling.skip_item(s, project, who, item_id=item_id)
+                        done = answers.skip_item(s, project, who, item_id=item_id)
                     else:
                         value = project.label_set[k % 2]
-                        done = labeling.submit_label(s, project, who, item_id=item_id, value=value)
+                        done = answers.submit_label(s, project, who, item_id=item_id, value=value)
                     label_id = done.label.id
                 self.acked.append(label_id)  # the transaction committed: acknowledged
                 k += 1
@@ -722,9 +723,9 @@ def _busy_project(db_url: str, root: Path, n_items: int) -> tuple[OpenProject, i
         with opened.db.write() as s:
             project = get_project(s, project_id=opened.project_id)
             who = s.get_one(Annotator, annotator.id)
-            got = labeling.next_item(s, project, who)
+            got = leasing.next_item(s, project, who)
             assert got is not None
-            labeling.submit_label(s, project, who, item_id=got.item.id, value=value)
+            answers.submit_label(s, project, who, item_id=got.item.id, value=value)
     assert train_once(opened.folder, opened.db, force=True).status == "trained"
     return opened, annotator.id
 

@@ -46,8 +46,9 @@ from labelwise.server.routes import projects as project_routes
 from labelwise.services import setup
 from labelwise.services.setup import OpenProject, init_project, open_project
 from labelwise.store.annotators import create_annotator
+from labelwise.store.answers import submit_label
 from labelwise.store.features import load_features
-from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator, Item, Label, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
 from postgres_server import new_database

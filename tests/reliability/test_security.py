@@ -48,7 +48,7 @@ from labelwise.server import ServerConfig, create_app
 from labelwise.server.deps import get_admin
 from labelwise.server.security import CSP, csrf_token
 from labelwise.services.setup import OpenProject
-from labelwise.store import labeling
+from labelwise.store import answers, leasing
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
@@ -264,10 +264,10 @@ def make_world(root: Path, db_url: str) -> World:
         mallory, other_admin = create_annotator(session, theirs, name="mallory", role="admin")
         eve_row, _ = create_annotator(session, theirs, name="eve", role="annotator")
         # Their project has history: an answer, a lease, a model version.
-        first = labeling.next_item(session, theirs, eve_row)
+        first = leasing.next_item(session, theirs, eve_row)
         assert first is not None
-        labeling.submit_label(session, theirs, eve_row, item_id=first.item.id, value="x")
-        held = labeling.next_item(session, theirs, eve_row)
+        answers.submit_label(session, theirs, eve_row, item_id=first.item.id, value="x")
+        held = leasing.next_item(session, theirs, eve_row)
         assert held is not None
         session.add(
             ModelVersion(
@@ -281,10 +281,10 @@ def make_world(root: Path, db_url: str) -> World:
             )
         )
         # Alice holds one of ours and has answered another.
-        mine = labeling.next_item(session, ours, alice_row)
+        mine = leasing.next_item(session, ours, alice_row)
         assert mine is not None
-        labeling.submit_label(session, ours, alice_row, item_id=mine.item.id, value="ham")
-        held_by_alice = labeling.next_item(session, ours, alice_row)
+        answers.submit_label(session, ours, alice_row, item_id=mine.item.id, value="ham")
+        held_by_alice = leasing.next_item(session, ours, alice_row)
         assert held_by_alice is not None
         own = {
             "project_id": ours.id,
@@ -1137,8 +1137,8 @@ def hostile(tmp_path: Path) -> Iterator[Hostile]:
             session.scalars(select(Item.id).where(Item.project_id == pid).order_by(Item.row))
         )
         for item_id in item_ids[-3:]:  # unlabeled so far: room for both
-            labeling.submit_label(session, project, alice, item_id=item_id, value=LABEL_NAMES[0])
-            labeling.submit_label(session, project, bob, item_id=item_id, value=LABEL_NAMES[2])
+            answers.submit_label(session, project, alice, item_id=item_id, value=LABEL_NAMES[0])
+            answers.submit_label(session, project, bob, item_id=item_id, value=LABEL_NAMES[2])
     opened = OpenProject(folder, db, pid)
     with ThreadedServer(create_app(ServerConfig(opened))) as base:
         yield Hostile(base, pid, tokens, item_ids, opened)

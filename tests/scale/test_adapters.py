@@ -168,7 +168,7 @@ def _trained_queue(
     from labelwise.services import worker
     from labelwise.services.setup import init_project
     from labelwise.store.annotators import create_annotator
-    from labelwise.store.labeling import submit_label
+    from labelwise.store.answers import submit_label
     from labelwise.store.models import Annotator, Item, QueueEntry
     from labelwise.store.projects import ProjectSettings, get_project
 

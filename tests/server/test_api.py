@@ -356,7 +356,7 @@ def test_one_answer_for_a_confirmed_group_of_near_duplicates(served_with, tmp_pa
 def test_triage_takes_a_batch_of_new_items_and_answers_what_it_decided(served, tmp_path):
     from sqlalchemy import select
 
-    from labelwise.store.labeling import submit_label
+    from labelwise.store.answers import submit_label
     from labelwise.store.models import Annotator, Item
     from labelwise.store.projects import get_project
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from labelwise.services.worker import train_once
-from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.answers import submit_label
+from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator, ModelVersion
 from labelwise.store.prediction_cache import PREDICTION_DTYPE, cached_predictions
 from labelwise.store.projects import get_project

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from labelwise.store import labeling
+from labelwise.store import answers, leasing
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
 from labelwise.store.items import ItemRecord, add_items
@@ -180,9 +180,9 @@ class Store:
         aid: int,
         exclude: set[int] | None = None,
         answering: frozenset[int] | set[int] = frozenset(),
-    ) -> labeling.Assignment | None:
+    ) -> leasing.Assignment | None:
         with self.db.write() as s:
-            return labeling.next_item(
+            return leasing.next_item(
                 s,
                 get_project(s, project_id=pid),
                 s.get_one(Annotator, aid),
@@ -192,7 +192,7 @@ class Store:
 
     def submit(self, pid: int, aid: int, item_id: int, value: str, **kwargs: Any) -> Any:
         with self.db.write() as s:
-            return labeling.submit_label(
+            return answers.submit_label(
                 s,
                 get_project(s, project_id=pid),
                 s.get_one(Annotator, aid),
@@ -203,7 +203,7 @@ class Store:
 
     def skip(self, pid: int, aid: int, item_id: int, **kwargs: Any) -> Any:
         with self.db.write() as s:
-            return labeling.skip_item(
+            return answers.skip_item(
                 s,
                 get_project(s, project_id=pid),
                 s.get_one(Annotator, aid),
@@ -211,9 +211,9 @@ class Store:
                 **kwargs,
             )
 
-    def undo(self, pid: int, aid: int) -> labeling.Assignment:
+    def undo(self, pid: int, aid: int) -> leasing.Assignment:
         with self.db.write() as s:
-            return labeling.undo_last(s, get_project(s, project_id=pid), s.get_one(Annotator, aid))
+            return answers.undo_last(s, get_project(s, project_id=pid), s.get_one(Annotator, aid))
 
     def label_all(self, pid: int, aid: int, value: str = "ham") -> list[int]:
         """Let one annotator take and label everything offered; the item ids in order."""

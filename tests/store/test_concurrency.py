@@ -10,8 +10,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
+from labelwise.store.answers import submit_label
 from labelwise.store.items import ItemRecord, add_items
-from labelwise.store.labeling import next_item, submit_label
+from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator, Item, Label, Lease, utcnow
 from labelwise.store.projects import get_project
 

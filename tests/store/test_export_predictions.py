@@ -24,8 +24,8 @@ from labelwise.services.export import export_project
 from labelwise.services.setup import init_project
 from labelwise.services.transfer import import_file
 from labelwise.store.annotators import create_annotator
+from labelwise.store.answers import submit_label
 from labelwise.store.features import project_features
-from labelwise.store.labeling import submit_label
 from labelwise.store.models import Annotator, Item, ModelVersion
 from labelwise.store.projects import ProjectSettings, get_project
 from labelwise.store.served import ServedModel

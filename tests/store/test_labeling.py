@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
-from labelwise.store import labeling, leasing
-from labelwise.store.models import Annotator, Item, Label, Lease
+from labelwise.store import answers, leasing
+from labelwise.store.models import Annotator, Item, Label, Lease, utcnow
 from labelwise.store.projects import get_project
 
 # -- next_item ---------------------------------------------------------------------------------
@@ -54,12 +54,12 @@ def test_an_annotator_holds_at_most_max_held_leases(store):
     store.queue(pid, ids)
     a = store.annotator(pid, "a")
     seen: set[int] = set()
-    for _ in range(labeling.MAX_HELD + 2):
+    for _ in range(leasing.MAX_HELD + 2):
         seen.add(store.next(pid, a, exclude=seen).item.id)
-    assert len(seen) == labeling.MAX_HELD + 2
+    assert len(seen) == leasing.MAX_HELD + 2
     held = {lease.item_id for lease in store.leases()}
-    assert len(held) == labeling.MAX_HELD
-    assert held == set(ids[2 : 2 + labeling.MAX_HELD])  # the oldest were given back
+    assert len(held) == leasing.MAX_HELD
+    assert held == set(ids[2 : 2 + leasing.MAX_HELD])  # the oldest were given back
 
 
 def test_items_with_answers_on_their_way_are_kept_and_not_counted(store):
@@ -71,7 +71,7 @@ def test_items_with_answers_on_their_way_are_kept_and_not_counted(store):
     store.queue(pid, ids)
     a, b = store.annotators(pid, 2)
     sent: set[int] = set()
-    for _ in range(labeling.MAX_HELD + 1):
+    for _ in range(leasing.MAX_HELD + 1):
         got = store.next(pid, a, exclude=set(), answering=sent)
         assert got is not None and got.item.id not in sent
         sent.add(got.item.id)
@@ -84,7 +84,7 @@ def test_items_with_answers_on_their_way_are_kept_and_not_counted(store):
     shown.add(store.next(pid, a, exclude=shown).item.id)
     shown.add(store.next(pid, a, exclude=shown).item.id)
     store.next(pid, a, exclude=shown, answering={min(sent)})
-    assert len(store.leases()) == labeling.MAX_HELD
+    assert len(store.leases()) == leasing.MAX_HELD
 
 
 def test_a_retry_stored_and_undone_while_its_first_attempt_waited_is_not_stored_twice(
@@ -104,10 +104,10 @@ def test_a_retry_stored_and_undone_while_its_first_attempt_waited_is_not_stored_
     got: list = []
     with store.db.write() as retry:
         project, annotator = get_project(retry, project_id=pid), retry.get_one(Annotator, a)
-        stored = labeling.submit_label(
+        stored = answers.submit_label(
             retry, project, annotator, item_id=ids[0], value="ham", request_id="r-1"
         ).label
-        labeling.undo_last(retry, project, annotator)
+        answers.undo_last(retry, project, annotator)
         first = threading.Thread(
             target=lambda: got.append(store.submit(pid, a, ids[0], "ham", request_id="r-1"))
         )
@@ -129,12 +129,12 @@ def test_two_nexts_at_once_may_both_give_the_oldest_lease_back(store, backend):
     store.queue(pid, ids)
     a = store.annotator(pid, "a")
     seen: set[int] = set()
-    for _ in range(labeling.MAX_HELD):
+    for _ in range(leasing.MAX_HELD):
         seen.add(store.next(pid, a, exclude=seen).item.id)
     got: list = []
     with store.db.write() as first:
         got.append(
-            labeling.next_item(
+            leasing.next_item(
                 first, get_project(first, project_id=pid), first.get_one(Annotator, a), exclude=seen
             )
         )
@@ -203,7 +203,7 @@ def test_leases_run_on_the_databases_clock_not_the_servers(store, backend, monke
     assert store.next(pid, a).item.id == held
     from datetime import timedelta
 
-    ahead = labeling.utcnow() + timedelta(minutes=11)
+    ahead = utcnow() + timedelta(minutes=11)
     monkeypatch.setattr(leasing, "utcnow", lambda: ahead)  # this server's clock runs ahead
     assert store.next(pid, b) is None  # a's lease stands
     assert [lease.annotator_id for lease in store.leases()] == [a]
@@ -269,7 +269,7 @@ def test_random_fallback_finds_a_free_item_behind_many_leased_ones(store):
         assert got is not None, "an open item was free, but next_item said nothing is left"
         assert got.item.id in ids[33:]
         with store.db.write() as s:
-            labeling.release(s, s.get_one(Annotator, me), leases=[got.lease])
+            leasing.release(s, s.get_one(Annotator, me), leases=[got.lease])
 
 
 # -- submit_label ------------------------------------------------------------------------------
@@ -534,10 +534,10 @@ def test_an_undo_retried_with_its_request_id_takes_back_nothing_more(store):
     store.submit(pid, a, ids[0], "ham")
     store.submit(pid, a, ids[1], "spam")
 
-    def undo(request_id: str) -> labeling.Assignment:
+    def undo(request_id: str) -> leasing.Assignment:
         with store.db.write() as s:
             project, annotator = get_project(s, project_id=pid), s.get_one(Annotator, a)
-            return labeling.undo_last(s, project, annotator, request_id=request_id)
+            return answers.undo_last(s, project, annotator, request_id=request_id)
 
     first, again = undo("u-1"), undo("u-1")
     assert (first.item.id, again.item.id, again.previous) == (ids[1], ids[1], "spam")
@@ -583,7 +583,7 @@ def test_labels_are_never_deleted(store, db):
             ("label", "spam", True),
         ]
         assert s.scalar(select(Item.n_labels).where(Item.id == ids[0])) == 1
-        assert s.scalars(select(Lease).where(Lease.expires_at > labeling.utcnow())).all() == []
+        assert s.scalars(select(Lease).where(Lease.expires_at > utcnow())).all() == []
 
 
 @pytest.mark.parametrize("target", [1, 2])
@@ -622,7 +622,7 @@ def test_undoing_a_skip_of_an_item_still_open_leases_it_back(store):
 
 def _release(store, aid: int, **which) -> int:
     with store.db.write() as s:
-        return labeling.release(s, s.get_one(Annotator, aid), **which)
+        return leasing.release(s, s.get_one(Annotator, aid), **which)
 
 
 @pytest.mark.parametrize("by", ["leases", "items"])

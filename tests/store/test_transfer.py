@@ -19,7 +19,7 @@ from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.services import export as export_module
 from labelwise.services.export import EXPORT_FORMATS, export_project
 from labelwise.services.transfer import import_file, read_data
-from labelwise.store import labeling
+from labelwise.store import answers
 from labelwise.store.annotators import create_annotator
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
@@ -97,7 +97,7 @@ class Project:
             item_id = s.scalar(
                 select(Item.id).where(Item.project_id == self.id, Item.external_id == ext)
             )
-            labeling.submit_label(
+            answers.submit_label(
                 s,
                 project,
                 s.get_one(Annotator, who),

@@ -21,7 +21,7 @@ from labelwise.services.dashboard import dashboard
 from labelwise.services.export import export_project
 from labelwise.services.setup import init_project
 from labelwise.services.triage import import_and_triage, triage_items, triage_report
-from labelwise.store.labeling import submit_label
+from labelwise.store.answers import submit_label
 from labelwise.store.models import Annotator, Item, Label, QueueEntry, TriageDecision
 from labelwise.store.projects import ProjectSettings, get_project
 

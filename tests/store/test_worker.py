@@ -19,8 +19,9 @@ from labelwise.services import worker
 from labelwise.services.dashboard import dashboard
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
+from labelwise.store.answers import submit_label, undo_last
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.labeling import next_item, submit_label, undo_last
+from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.labeling import Assignment
+from labelwise.store.leasing import Assignment
 from labelwise.store.models import Item, Project
 from labelwise.strategies.reasons import WORDING, Reason
 

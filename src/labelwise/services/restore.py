@@ -371,7 +371,7 @@ def restore_answers(
                     "created_at": moment,
                 }
             )
-        # As labelwise.store.labeling counts them: answers (not adjudications) toward the
+        # As labelwise.store.answers counts them: answers (not adjudications) toward the
         # target; a decided item needs no human answer (as labelwise.services.triage leaves it).
         item.n_labels = sum(a.action == "label" for a in answers[ext])
         if any(a.action == "automatic" for a in answers[ext]):

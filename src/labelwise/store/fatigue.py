@@ -8,7 +8,7 @@ read the guidelines, so a threshold shared by everyone would flag the careful on
   queue for this purpose) they disagree with the model much more often than they used to.
 
 A long unbroken stretch of work is reported as well. The response is in
-:func:`labelwise.store.labeling.next_item` (more routine items while tired: easier, and each
+:func:`labelwise.store.leasing.next_item` (more routine items while tired: easier, and each
 one also measures attention) and in the pages (a suggested break, the dashboard's flag).
 Time per item also grows as active learning moves to harder items; comparing an annotator with
 themselves over a short window keeps that drift small, but it is a hint, not a verdict.

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from labelwise.exceptions import AuthenticationError
 from labelwise.store.annotators import hash_token
-from labelwise.store.labeling import database_now
+from labelwise.store.leasing import database_now
 from labelwise.store.models import Annotator, SignIn
 
 __all__ = [

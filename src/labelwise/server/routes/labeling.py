@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from labelwise.server.deps import BodyId, ItemId, ProjectId, State, User
 from labelwise.server.views import assignment_view, reveal_view
-from labelwise.store import labeling
+from labelwise.store import answers, leasing
 from labelwise.store.models import Annotator, Project
 from labelwise.store.projects import get_project
 from labelwise.strategies.reasons import Kind
@@ -39,7 +39,7 @@ class LabelRequest(BaseModel):
     request_id: str | None = Field(default=None, min_length=1, max_length=64)
     group: list[BodyId] = Field(
         default_factory=list,
-        max_length=labeling.MAX_GROUP,
+        max_length=answers.MAX_GROUP,
         description="Near-duplicates offered with the item that get the same answer.",
     )
 
@@ -168,7 +168,7 @@ def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User
     """The next item for this annotator, leased to them (their unfinished one first)."""
     with state.db.write(durable=False) as session:  # only a lease: no need to wait for the disk
         project, annotator = _load(session, user, project_id)
-        assignment = labeling.next_item(
+        assignment = leasing.next_item(
             session, project, annotator, exclude=body.exclude, answering=body.answering
         )
         if assignment is None:
@@ -176,7 +176,7 @@ def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User
         return assignment_view(assignment, project, state.folder)
 
 
-def _submitted(result: labeling.SubmitResult, project: Project, *, reveal: bool) -> dict[str, Any]:
+def _submitted(result: answers.SubmitResult, project: Project, *, reveal: bool) -> dict[str, Any]:
     return {
         "label_id": result.label.id,
         "item_id": result.item.id,
@@ -199,7 +199,7 @@ def label_item(
     """Store an answer. Repeating a request (same ``request_id``) or the same answer is a no-op."""
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
-        result = labeling.submit_label(
+        result = answers.submit_label(
             session,
             project,
             annotator,
@@ -219,7 +219,7 @@ def skip_item(
     """Pass on a held item: it goes back to others and is not offered to you again."""
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
-        result = labeling.skip_item(
+        result = answers.skip_item(
             session,
             project,
             annotator,
@@ -247,7 +247,7 @@ def undo(
     request_id = body.request_id if body is not None else None
     with state.db.write() as session:
         project, annotator = _load(session, user, project_id)
-        assignment = labeling.undo_last(session, project, annotator, request_id=request_id)
+        assignment = answers.undo_last(session, project, annotator, request_id=request_id)
         return assignment_view(assignment, project, state.folder)
 
 
@@ -258,5 +258,5 @@ def release(
     """Hand leased items back (the page is closing)."""
     with state.db.write(durable=False) as session:
         _, annotator = _load(session, user, project_id)
-        released = labeling.release(session, annotator, leases=body.leases, items=body.items)
+        released = leasing.release(session, annotator, leases=body.leases, items=body.items)
         return {"released": released}
