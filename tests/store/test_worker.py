@@ -616,7 +616,7 @@ def test_a_bandit_project_learns_across_versions_from_its_random_items(
 def test_words_that_drive_an_embedding_model_are_found_by_leaving_each_out(project):
     # The default features (auto: TF-IDF and wordllama side by side) are no linear model on
     # words: each word is left out in turn and the text scored again.
-    from labelwise.services.why import text_scorer
+    from labelwise.services.drivers import text_scorer
     from labelwise.store.features import project_features
 
     project.label(FIRST_30)

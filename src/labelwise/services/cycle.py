@@ -35,11 +35,11 @@ from labelwise.learning.stopping import prediction_agreement
 from labelwise.models.auto import AutoRepresentation
 from labelwise.models.semi import fit_model, unlabeled_sample
 from labelwise.pool import Pool
+from labelwise.services.drivers import explanations
 from labelwise.services.training import TrainingSnapshot
 from labelwise.services.why import (
     ItemSource,
     duplicate_groups,
-    explanations,
     neighbour_space,
     pseudo_labels,
     queue_entries,

@@ -188,7 +188,7 @@ class Reason:
         Whether the item is unlike anything labeled so far.
     drivers, occlusion : dict or None
         What drives the prediction: words or fields with their weights, or an image's
-        occlusion map (:func:`labelwise.services.why.explanations`).
+        occlusion map (:func:`labelwise.services.drivers.explanations`).
     duplicates : tuple of dict or None
         Open near-duplicates the annotator may give the same answer.
     extra : dict
