@@ -21,6 +21,9 @@ The input scaling is folded into the first layer's weights, so a sparse pool sta
 first layer has no dropout in front of it, so the Monte Carlo passes share it and repeat only the
 layers after it.
 
+The training loop is :func:`labelwise.models.torch_training.train_network`; the network on the
+device, :mod:`labelwise.models.torch_net`.
+
 This module imports torch; :mod:`labelwise.models.registry` imports it only when the ``"mlp-torch"``
 model is asked for (``pip install 'labelwise[torch]'``).
 """
@@ -48,16 +51,13 @@ from labelwise.models.torch_net import (
     DeviceNet,
     Dropout,
     Rows,
-    TrainingRows,
     cpu_threads,
     default_chunk,
-    initial_weights,
-    input_layer,
-    later_layers,
     resolve_device,
     seeded_generator,
     stream,
 )
+from labelwise.models.torch_training import train_network
 from labelwise.pool import Matrix
 
 __all__ = ["MLPTorchClassifier", "resolve_device"]
@@ -274,8 +274,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseEstimator):
 
         with cpu_threads(device, self.n_threads or 1):
             y_val = None if val is None else codes[val]
-            weights, biases, history = self._train(
-                X_train, codes[train], X_val, y_val, classes, device, rng
+            weights, biases, history = train_network(
+                self, X_train, codes[train], X_val, y_val, classes, device, rng
             )
         self.classes_ = classes
         self.n_features_in_ = int(X.shape[1])
@@ -320,105 +320,6 @@ class MLPTorchClassifier(ClassifierMixin, BaseEstimator):
         if kind == "maxabs":
             return MaxAbsScaler()
         return None
-
-    def _train(
-        self,
-        X: Matrix,
-        y: NDArray[np.intp],
-        X_val: Matrix | None,
-        y_val: NDArray[np.intp] | None,
-        classes: NDArray[Any],
-        device: torch.device,
-        rng: np.random.Generator,
-    ) -> tuple[list[NDArray[np.float32]], list[NDArray[np.float32]], dict[str, Any]]:
-        sizes = [X.shape[1], *map(int, self.hidden_layer_sizes), len(classes)]
-        weights, biases = initial_weights(sizes, int(rng.integers(2**63)), device)
-        sparse = sp.issparse(X)
-        steps = self._optimizers(weights, biases, sparse)
-        class_weight = None
-        weights_per_class = _class_weights(self.class_weight, classes, y)
-        if weights_per_class is not None:
-            class_weight = torch.tensor(weights_per_class, dtype=torch.float32, device=device)
-        dropout = Dropout(float(self.dropout), seeded_generator(device, rng))
-        data, labels = TrainingRows(X, device), torch.from_numpy(y.astype(np.int64)).to(device)
-        val = None
-        if X_val is not None and y_val is not None:
-            val = (
-                TrainingRows(X_val, device).take(np.arange(X_val.shape[0])),
-                torch.from_numpy(y_val.astype(np.int64)).to(device),
-            )
-
-        def logits_of(x: Rows, drop: Dropout | None) -> torch.Tensor:
-            h = input_layer(x, weights[0], biases[0], sparse_grad=sparse and drop is not None)
-            return later_layers(h, weights, biases, drop)
-
-        def validation(x: Rows, target: torch.Tensor) -> tuple[float, float]:
-            with torch.no_grad():
-                logits = logits_of(x, None)
-                loss = torch.nn.functional.cross_entropy(logits, target, weight=class_weight)
-                wrong = (logits.argmax(dim=1) != target).to(torch.float32)
-                w = torch.ones_like(wrong) if class_weight is None else class_weight[target]
-                return float((wrong * w).sum() / w.sum()), float(loss)
-
-        history: dict[str, Any] = {
-            "loss": [],
-            "validation_error": [] if val else None,
-            "validation_loss": [] if val else None,
-        }
-        best, best_epoch, stall = math.inf, 0, 0
-        best_state = [t.detach().clone() for t in (*weights, *biases)]
-        epoch = 0
-        for epoch in range(1, self.max_epochs + 1):
-            total = 0.0
-            order = rng.permutation(len(y))
-            for start in range(0, len(y), self.batch_size):
-                batch = np.sort(order[start : start + self.batch_size])
-                for optimizer in steps:
-                    optimizer.zero_grad(set_to_none=True)
-                target = labels[torch.from_numpy(batch).to(device)]
-                loss = torch.nn.functional.cross_entropy(
-                    logits_of(data.take(batch), dropout), target, weight=class_weight
-                )
-                loss.backward()
-                for optimizer in steps:
-                    optimizer.step()
-                total += float(loss.detach()) * len(batch)
-            history["loss"].append(total / len(y))
-            monitored = history["loss"][-1]
-            if val is not None:
-                monitored, validation_loss = validation(*val)
-                history["validation_error"].append(monitored)
-                history["validation_loss"].append(validation_loss)
-            if monitored < best - self.tol:
-                best, best_epoch, stall = monitored, epoch, 0
-                best_state = [t.detach().clone() for t in (*weights, *biases)]
-            else:
-                stall += 1
-                if stall >= self.n_iter_no_change:
-                    break
-        history["epochs"], history["best_epoch"] = epoch, best_epoch
-        arrays = [t.cpu().numpy().astype(np.float32) for t in best_state]
-        return arrays[: len(weights)], arrays[len(weights) :], history
-
-    def _optimizers(
-        self, weights: list[torch.Tensor], biases: list[torch.Tensor], sparse: bool
-    ) -> list[torch.optim.Optimizer]:
-        """Adam with weight decay on the weights; for a sparse input, the first layer's weights
-        get sparse gradients and lazy Adam (only the features in a batch move, no decay):
-        a step then costs the batch's features, not the whole vocabulary."""
-        dense_weights = weights[1:] if sparse else weights
-        steps: list[torch.optim.Optimizer] = [
-            torch.optim.Adam(
-                [
-                    {"params": dense_weights, "weight_decay": self.weight_decay},
-                    {"params": biases, "weight_decay": 0.0},
-                ],
-                lr=self.learning_rate,
-            )
-        ]
-        if sparse:
-            steps.append(torch.optim.SparseAdam([weights[0]], lr=self.learning_rate))
-        return steps
 
     # --- scoring ------------------------------------------------------------------------------
 
@@ -547,17 +448,6 @@ def _affine(
         if scaler.with_mean:
             shift = -np.asarray(scaler.mean_, dtype=np.float64) * scale
     return scale, shift
-
-
-def _class_weights(
-    spec: str | dict[Any, float] | None, classes: NDArray[Any], y: NDArray[np.intp]
-) -> NDArray[np.float64] | None:
-    if spec is None:
-        return None
-    if isinstance(spec, dict):
-        return np.asarray([float(spec.get(c, 1.0)) for c in classes.tolist()])
-    counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
-    return len(y) / (len(classes) * np.maximum(counts, 1))
 
 
 def _check_n_samples(n_samples: Any) -> None:
