@@ -223,3 +223,18 @@ def test_help_has_no_type_noise_and_no_word_broken(width):
                 # Every word of every help text is there whole: not broken across lines, not
                 # eaten as markup.
                 assert word.strip(".,;:()") in flat, (path, word)
+
+
+def test_demo_says_what_the_bundled_data_warns_of_in_one_line_each(tmp_path, monkeypatch):
+    from labelwise.server import runtime
+
+    served = []
+    monkeypatch.setattr(
+        runtime, "serve_project", lambda *a, **k: served.append(k) or k["listening"].close()
+    )
+    result = _run("demo", "--port", 0, "--dir", tmp_path / "demo")
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1
+    repeats = [w for w in _warnings(result) if w.startswith("warning: sms_spam.tsv: ")]
+    assert len(repeats) == 1 and "texts repeat" in repeats[0]
+    assert "DataWarning" not in result.stderr  # no Python warning with its source line

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labelwise.cli.common import DbOption, ProjectDir, errors_to_exit
+from labelwise.cli.common import DbOption, ProjectDir, _data_warnings, errors_to_exit
 from labelwise.exceptions import InvalidParameterError
 
 
@@ -109,7 +109,8 @@ def demo(
     _configure_logging()
     listening = listen("127.0.0.1", port)  # a port in use is said before anything is made
     try:
-        folder, token = demo_project(directory)
+        with _data_warnings(demo):  # the bundled data's repeated texts: one line, as init says
+            folder, token = demo_project(directory)
     except BaseException:
         listening.close()
         raise
