@@ -238,3 +238,20 @@ def test_demo_says_what_the_bundled_data_warns_of_in_one_line_each(tmp_path, mon
     repeats = [w for w in _warnings(result) if w.startswith("warning: sms_spam.tsv: ")]
     assert len(repeats) == 1 and "texts repeat" in repeats[0]
     assert "DataWarning" not in result.stderr  # no Python warning with its source line
+
+
+def test_status_on_the_cold_start_queue_says_there_is_no_model_yet(tmp_path):
+    from labelwise.services.worker import train_once
+
+    data = _texts(tmp_path / "a.csv", [f"text number {i},{'ab'[i % 2]}" for i in range(40)])
+    assert _run("init", tmp_path / "p", "--data", data, "--features", "tfidf").exit_code == 0
+    opened = open_project(tmp_path / "p")
+    assert train_once(opened.folder, opened.db).status == "cold-start"
+    opened.db.dispose()
+    result = _run("status", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    cold = "model: none yet (v1 is the cold-start queue: typical items, chosen before any model)"
+    assert cold in lines
+    assert not any(line.startswith("model: v") for line in lines)
+    assert lines[-1] == "verdict: no model yet"

@@ -411,6 +411,7 @@ def status(
     from labelwise.services.dashboard import dashboard
     from labelwise.services.setup import open_project
     from labelwise.store.projects import get_project
+    from labelwise.store.versions import COLD_START
 
     opened = open_project(project_dir, db_url=db)
     with opened.db.read() as session:
@@ -427,11 +428,17 @@ def status(
         "labels: " + ", ".join(f"{k} {v}" for k, v in figures["distribution"].items()),
     ]
     serving = next((v for v in figures["versions"] if v["current"]), None)
-    lines.append(
-        f"model: v{serving['version']} ({serving['model']}, {serving['labels']} labels)"
-        if serving
-        else "model: none yet"
-    )
+    if serving is None:
+        lines.append("model: none yet")
+    elif serving["status"] == COLD_START:  # a queue chosen without a model: there is none
+        lines.append(
+            f"model: none yet (v{serving['version']} is the cold-start queue: typical items, "
+            "chosen before any model)"
+        )
+    else:
+        lines.append(
+            f"model: v{serving['version']} ({serving['model']}, {serving['labels']} labels)"
+        )
     last = figures["versions"][-1] if figures["versions"] else None
     if last is not None and last["status"] == "failed":
         lines.append(f"last fit failed (v{last['version']}): {last['error']}")
