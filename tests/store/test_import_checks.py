@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from labelwise.exceptions import DataWarning, InvalidDataError
+from labelwise.io import chunks as _chunks
 from labelwise.io import stream as _stream
 from labelwise.services.import_checks import (
     ID_LIKE_FRACTION,
@@ -86,7 +87,7 @@ def test_files_without_ids_are_numbered_on_from_the_project(db, tmp_path):
 
 def test_tabular_files_without_ids_are_numbered_on_chunk_by_chunk(db, tmp_path, monkeypatch):
     monkeypatch.setattr(_stream, "SAMPLE_BYTES", 64)  # read in chunks, as a large file is
-    monkeypatch.setattr(_stream, "DEFAULT_CHUNK_ROWS", 4)
+    monkeypatch.setattr(_chunks, "DEFAULT_CHUNK_ROWS", 4)
     project = Project(db, tmp_path / "p", kind="tabular")
     path = tmp_path / "rows.csv"
     path.write_text("f1,f2\n" + "".join(f"{i},{i / 2}\n" for i in range(10)))
@@ -247,7 +248,7 @@ def test_an_import_reports_reading_and_inserting(db, tmp_path, monkeypatch):
 
     calls.clear()
     monkeypatch.setattr(_stream, "SAMPLE_BYTES", 64)
-    monkeypatch.setattr(_stream, "DEFAULT_CHUNK_ROWS", 10)
+    monkeypatch.setattr(_chunks, "DEFAULT_CHUNK_ROWS", 10)
     table = Project(db, tmp_path / "t", kind="tabular")
     rows = tmp_path / "rows.csv"
     rows.write_text("f1,f2\n" + "".join(f"{i},{i}\n" for i in range(25)))

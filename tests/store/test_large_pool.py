@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from labelwise.exceptions import InvalidDataError
+from labelwise.io import chunks as _chunks
 from labelwise.io import stream as _stream
 from labelwise.io.load import load_dataset, open_tabular_stream
 from labelwise.models.explain import near_duplicates, nearest_labeled
@@ -39,7 +40,7 @@ CHUNK = 4096
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of a few thousand rows (and delimited files larger than 64 KiB read in chunks)."""
-    monkeypatch.setattr(_stream, "DEFAULT_CHUNK_ROWS", CHUNK)
+    monkeypatch.setattr(_chunks, "DEFAULT_CHUNK_ROWS", CHUNK)
     monkeypatch.setattr(_stream, "SAMPLE_BYTES", 65_536)
     monkeypatch.setattr(_stream, "SAMPLE_ROWS", 5_000)
 

@@ -5,7 +5,9 @@ The whole-file reader (:func:`labelwise.io.load.load_dataset`), the chunked read
 (:class:`labelwise.io.tables._Table`) take the same five keywords: ``text_column``,
 ``image_column``, ``label_column``, ``id_column`` and ``feature_columns``. :class:`Columns`
 holds them once, so each check (not text and image together, no feature columns beside either,
-no column names for a format without columns) is written in one place.
+no column names for a format without columns) is written in one place. The names that give a
+column its part when no keyword names it (``label``, ``id``, ``text`` and their like) are here
+too, for the header check and the inference alike.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from pathlib import Path
 from labelwise.exceptions import InvalidParameterError
 
 __all__ = ["Columns"]
+
+# Column names that give a column its part when no keyword names one (any case).
+_LABEL_NAMES = frozenset({"label", "labels", "class", "target", "y", "category", "annotation"})
+_ID_NAMES = frozenset({"id", "item_id", "uid"})
+_TEXT_NAMES = frozenset(
+    {"text", "message", "sentence", "content", "body", "comment", "review", "document"}
+)
 
 
 @dataclass(frozen=True)

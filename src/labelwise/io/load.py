@@ -22,8 +22,10 @@ instead). Every problem with the file is an :class:`~labelwise.exceptions.Invali
 naming the file and what was wrong; a text file that is not UTF-8 is read all the same, its
 encoding guessed line by line and said in a :class:`~labelwise.exceptions.DataWarning`.
 
-The readers live in private modules: :mod:`labelwise.io.tables` (delimited text, JSON, Parquet
-and column inference) and :mod:`labelwise.io.media` (LIBSVM, ``.npz``, images).
+The readers live in private modules: :mod:`labelwise.io.encoding` (bytes to text, the encoding
+guessed), :mod:`labelwise.io.frames` (delimited text, JSON, Parquet to a frame),
+:mod:`labelwise.io.tables` (column inference, a frame to a Dataset) and :mod:`labelwise.io.media`
+(LIBSVM, ``.npz``, images).
 
 A tabular file too large for memory is read a chunk of rows at a time with
 :func:`open_tabular_stream` (delimited text, Parquet, ``.npy``; see :mod:`labelwise.io.stream`).
@@ -39,8 +41,17 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.exceptions import InvalidDataError
+from labelwise.io.chunks import TableChunk, TabularStream
 from labelwise.io.columns import Columns
 from labelwise.io.dataset import Dataset, _with_label_names
+from labelwise.io.encoding import _decode, _decode_unicode, _looks_like_utf16, _warn_encoding
+from labelwise.io.frames import (
+    _SNIFF_CHARS,
+    _read_delimited,
+    _read_json,
+    _read_parquet,
+    _sniff_delimiter,
+)
 from labelwise.io.media import (
     _looks_like_libsvm,
     _matrix_dataset,
@@ -48,19 +59,8 @@ from labelwise.io.media import (
     _read_libsvm,
     _read_npz,
 )
-from labelwise.io.stream import TableChunk, TabularStream, open_tabular_stream, read_npy
-from labelwise.io.tables import (
-    _SNIFF_CHARS,
-    _decode,
-    _decode_unicode,
-    _looks_like_utf16,
-    _read_delimited,
-    _read_json,
-    _read_parquet,
-    _sniff_delimiter,
-    _Table,
-    _warn_encoding,
-)
+from labelwise.io.stream import open_tabular_stream, read_npy
+from labelwise.io.tables import _Table
 
 # The readers take the limit as an argument, read from here at each call, so that this module
 # stays the one place to change it.

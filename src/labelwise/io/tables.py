@@ -1,298 +1,32 @@
-"""Delimited text, JSON, JSONL and Parquet: from a file's text to a table, and on to a Dataset.
+"""From a frame to a Dataset: which column is the text, image paths, label, id or a feature.
 
-The readers decode bytes (UTF-16 or UTF-32 with a byte order mark; else UTF-8, else line
-by line cp1252 or latin-1, which :func:`_warn_encoding` reports as a
-:class:`~labelwise.exceptions.DataWarning`), sniff the delimiter and
-whether the first row is a header, and return a :class:`pandas.DataFrame`; :class:`_Table` then
-infers each column's role (text, image paths, label, id, numeric feature) and builds the
+:class:`_Table` takes a :class:`pandas.DataFrame` read from delimited text, JSON, JSONL or
+Parquet (:mod:`labelwise.io.frames`, after :mod:`labelwise.io.encoding` decoded the bytes),
+infers each column's role (text, image paths, label, id, numeric feature) where the
+:class:`~labelwise.io.columns.Columns` do not name it, checks the values, and builds the
 :class:`~labelwise.io.load.Dataset`. :func:`labelwise.io.load.load_dataset` picks the reader.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from labelwise.exceptions import DataWarning, InvalidDataError, InvalidParameterError
-from labelwise.io.columns import Columns
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.io.columns import _ID_NAMES, _LABEL_NAMES, _TEXT_NAMES, Columns
 from labelwise.io.dataset import Dataset, _row_ids
+from labelwise.io.frames import _is_number
 from labelwise.io.media import _read_images
 
-_Quoting: TypeAlias = Literal[0, 1, 2, 3]
-
-_LABEL_NAMES = frozenset({"label", "labels", "class", "target", "y", "category", "annotation"})
-_ID_NAMES = frozenset({"id", "item_id", "uid"})
-_TEXT_NAMES = frozenset(
-    {"text", "message", "sentence", "content", "body", "comment", "review", "document"}
-)
-_SNIFF_CHARS = 65_536
-_HEADER_SAMPLE_ROWS = 200
 # A label column of a headerless file holds few distinct values: at most this many, and at most
 # this fraction of the rows.
 _MAX_INFERRED_CLASSES = 50
 _MAX_CLASS_FRACTION = 0.2
-# Text once decoded as latin-1 and saved as UTF-8 holds cp1252 punctuation as C1 control
-# characters (U+0092 for a right quote); real text never uses C1 controls, so map them back.
-_C1_TO_CP1252 = {
-    code: bytes([code]).decode("cp1252")
-    for code in range(0x80, 0xA0)
-    if code not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)  # undefined in cp1252
-}
-_C1 = re.compile("[\x80-\x9f]")
-#: What a JSON document nested deeper than Python's recursion limit gets (a hostile file's trick).
-_TOO_DEEP = "JSON nested too deeply to read (arrays or objects inside each other)"
-
-
-# ---------------------------------------------------------------------------------- file readers
-
-
-# Byte order marks of the encodings that hold NUL bytes in ordinary text (UTF-32 first: its
-# little-endian mark begins with UTF-16's).
-_BOMS = (
-    (b"\xff\xfe\x00\x00", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-
-
-def _decode_unicode(raw: bytes, path: Path) -> str | None:
-    """Text saved as UTF-16 or UTF-32 with a byte order mark (what spreadsheet programs write as
-    "Unicode text"), else None. Such a file holds NUL bytes, so it must be told apart from a
-    binary file before the NUL test."""
-    for bom, encoding in _BOMS:
-        if raw.startswith(bom):
-            try:
-                return raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise InvalidDataError(
-                    f"{path} starts with a {encoding.upper()} byte order mark but is not valid "
-                    f"{encoding.upper()} (byte {exc.start}: {exc.reason})"
-                ) from None
-    return None
-
-
-def _looks_like_utf16(sample: bytes) -> bool:
-    """Text in UTF-16 without a byte order mark: one byte of each pair is mostly NUL."""
-    pairs = len(sample) // 2
-    if pairs < 4:
-        return False
-    even, odd = sample[0 : 2 * pairs : 2].count(0), sample[1 : 2 * pairs : 2].count(0)
-    return max(even, odd) >= 0.9 * pairs and min(even, odd) <= 0.1 * pairs
-
-
-@dataclass(frozen=True)
-class _Guess:
-    """How a text that is not all UTF-8 was decoded: how many lines each fallback encoding
-    read (cp1252, latin-1), the first such line (1-based) and the number of lines."""
-
-    lines: dict[str, int]
-    first_line: int
-    total_lines: int
-
-
-def _decode(raw: bytes) -> tuple[str, _Guess | None]:
-    """The text of ``raw`` (UTF-8, with or without a byte order mark), and None; or, where it is
-    not UTF-8, the text decoded line by line and what was guessed."""
-    try:
-        return _fix_c1(raw.decode("utf-8-sig")), None
-    except UnicodeDecodeError:
-        pass
-    # Collections assembled from several sources mix encodings line by line; decoding each line
-    # on its own (UTF-8, else cp1252, else latin-1, which never fails) keeps every row.
-    lines = []
-    guessed = {"cp1252": 0, "latin-1": 0}
-    first = 0
-    for number, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
-        for encoding in ("utf-8", "cp1252", "latin-1"):
-            try:
-                lines.append(line.decode(encoding))
-            except UnicodeDecodeError:
-                continue
-            if encoding != "utf-8":
-                guessed[encoding] += 1
-                first = first or number
-            break
-    total = len(lines) - (lines[-1] == "")  # no line after the last newline
-    return _fix_c1("\n".join(lines)), _Guess(guessed, first, total)
-
-
-def _warn_encoding(path: Path, guess: _Guess | None) -> None:
-    """A :class:`DataWarning` saying which encoding was guessed for a file that is not UTF-8."""
-    if guess is None:
-        return
-    parts = " and ".join(f"{n:,} as {enc}" for enc, n in guess.lines.items() if n)
-    warnings.warn(
-        f"{path.name} is not UTF-8: the encoding was guessed line by line, {parts} of its "
-        f"{guess.total_lines:,} lines (first at line {guess.first_line}), the rest as UTF-8; "
-        "if accented letters look wrong, save the file as UTF-8",
-        DataWarning,
-        stacklevel=3,
-    )
-
-
-def _fix_c1(text: str) -> str:
-    return text.translate(_C1_TO_CP1252) if _C1.search(text) else text
-
-
-def _sniff_delimiter(sample: str) -> str:
-    lines = [ln for ln in sample.split("\n")[:50] if ln.strip()]
-    tabs = {ln.count("\t") for ln in lines}
-    if len(tabs) == 1 and tabs.pop() > 0:
-        return "\t"
-    try:
-        return csv.Sniffer().sniff(sample, delimiters="\t,;|").delimiter
-    except csv.Error:
-        # No consistent delimiter: one column, one item per line.
-        return "\t"
-
-
-def _read_delimited(
-    path: Path, text: str, delimiter: str, requested: set[str]
-) -> tuple[pd.DataFrame, bool]:
-    # Free text often holds stray quotes; a tab-separated file does not need quoting, so quotes
-    # are read as characters there rather than merging rows until the next quote.
-    quoting: _Quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    sample = text[:_SNIFF_CHARS]
-    rows: list[list[str]] = []
-    try:
-        for row in csv.reader(io.StringIO(sample), delimiter=delimiter, quoting=quoting):
-            if any(cell.strip() for cell in row):
-                rows.append(row)
-            if len(rows) > _HEADER_SAMPLE_ROWS:
-                break
-    except csv.Error:
-        pass  # the sample ended inside a quoted field: the rows read so far will do
-    header = bool(rows) and _has_header(rows, requested, sample)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                io.BytesIO(text.encode()),  # cheaper than StringIO, which widens to 4 bytes a char
-                sep=delimiter,
-                header=0 if header else None,
-                quoting=quoting,
-                dtype=str,
-                na_filter=False,
-                index_col=False,
-                skip_blank_lines=True,
-            )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
-        raise InvalidDataError(f"cannot parse {path}: {exc}".strip()) from None
-    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        # pandas drops the fields a row holds beyond the header's, with only a warning.
-        _check_no_extra_fields(path, text, delimiter, quoting, len(frame.columns))
-    if not header:
-        frame.columns = [str(j) for j in range(frame.shape[1])]
-        while frame.shape[1] > 1 and (frame.iloc[:, -1].str.strip() == "").all():
-            frame = frame.iloc[:, :-1]  # a trailing delimiter on every line
-    return frame, not header
-
-
-def _check_no_extra_fields(
-    path: Path, text: str, delimiter: str, quoting: _Quoting, n_columns: int
-) -> None:
-    """Refuse a row with more fields than the header, unless the extra ones are empty (a
-    trailing delimiter): their values would be lost."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
-    next(reader, None)  # the header
-    for number, row in enumerate(reader):
-        extra = [cell for cell in row[n_columns:] if cell.strip()]
-        if extra:
-            raise InvalidDataError(
-                f"{path}: row {number} has {len(row)} fields but the header names {n_columns} "
-                f"(extra value {extra[0][:40]!r}); quote fields that hold {delimiter!r}"
-            )
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _has_header(rows: list[list[str]], requested: set[str], sample: str) -> bool:
-    first, body = rows[0], rows[1:]
-    if requested & {cell.strip() for cell in first}:
-        return True
-    plausible = []
-    for j, cell in enumerate(first):
-        cell = cell.strip()
-        column = [row[j].strip() for row in body if len(row) > j and row[j].strip()]
-        numeric = bool(column) and all(_is_number(v) for v in column)
-        if not cell:
-            plausible.append(True)
-        elif numeric or cell in column:
-            if not _is_number(cell) and cell not in column:
-                return True  # a name over numbers
-            plausible.append(True)
-        elif cell.lower() in _LABEL_NAMES | _ID_NAMES | _TEXT_NAMES:
-            return True
-        else:
-            # A sentence over a column of distinct sentences is data; a short name is not.
-            free_text = len(set(column)) > len(column) / 2
-            plausible.append(free_text and len(cell.split()) >= 3)
-    if all(plausible):
-        return False
-    try:
-        return csv.Sniffer().has_header(sample)
-    except csv.Error:
-        return False
-
-
-def _read_json(path: Path, text: str, *, lines: bool) -> pd.DataFrame:
-    records: list[Any] = []
-    if lines:
-        # Split on "\n" only: JSON strings may hold a raw U+2028, which splitlines() breaks on.
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidDataError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
-            except RecursionError:
-                raise InvalidDataError(f"{path}, line {number}: {_TOO_DEEP}") from None
-            if not isinstance(record, dict):
-                raise InvalidDataError(f"{path}, line {number}: expected a JSON object")
-            records.append(record)
-    else:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidDataError(
-                f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})"
-            ) from None
-        except RecursionError:
-            raise InvalidDataError(f"{path}: {_TOO_DEEP}") from None
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise InvalidDataError(f"{path} must hold a JSON list of objects (records)")
-    return pd.DataFrame.from_records(records)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise InvalidParameterError(
-            "reading Parquet needs pyarrow: pip install labelwise[parquet]"
-        ) from None
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidDataError(f"cannot read Parquet file {path}: {exc}") from None
 
 
 # -------------------------------------------------------------------------- tables of columns
