@@ -3,10 +3,12 @@ templates (autoescaped) and a little plain JavaScript from /static."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from labelwise.exceptions import AuthenticationError
 from labelwise.server.deps import Principal, State, optional_principal, principal_for
@@ -16,8 +18,10 @@ from labelwise.services.dashboard import dashboard as dashboard_figures
 from labelwise.services.dashboard import hide_colleagues
 from labelwise.store import sign_ins
 from labelwise.store.annotators import authenticate
+from labelwise.store.models import Annotator, Project
 from labelwise.store.projects import (
     SETTING_HELP,
+    ProjectSettings,
     get_project,
     label_keys,
     settings_of,
@@ -58,8 +62,20 @@ def _login_form(request: Request, error: str | None, status_code: int = 200) -> 
     )
 
 
-def _signed_in(request: Request, state: Any, secret: str, project_id: int) -> Response:
-    """The answer to a sign-in: the new session's cookie, and on to the project."""
+def _sign_in(
+    request: Request, state: Any, start: Callable[[Session], tuple[Annotator, str]]
+) -> Response:
+    """A sign-in: ``start`` (in a write transaction) gives the annotator and the secret of
+    their new session; the answer sets its cookie and goes on to the project, or shows the
+    form again with why not."""
+    if not same_origin(request.headers):
+        return _login_form(request, _NOT_HERE, status_code=403)
+    try:
+        with state.db.write() as session:
+            annotator, secret = start(session)
+            project_id = annotator.project_id
+    except AuthenticationError as exc:
+        return _login_form(request, str(exc), status_code=401)
     response = RedirectResponse(f"/p/{project_id}/annotate", status_code=303)
     response.set_cookie(
         state.cookie,
@@ -92,16 +108,12 @@ def login_form(
     request: Request, state: State, token: Annotated[str, Form(max_length=200)]
 ) -> Response:
     """Sign in with a token: a new session, whose secret (not the token) the cookie keeps."""
-    if not same_origin(request.headers):
-        return _login_form(request, _NOT_HERE, status_code=403)
-    try:
-        with state.db.write() as session:
-            annotator = authenticate(session, token.strip(), project_id=state.project_id)
-            secret = sign_ins.start_session(session, annotator)
-            project_id = annotator.project_id
-    except AuthenticationError as exc:
-        return _login_form(request, str(exc), status_code=401)
-    return _signed_in(request, state, secret, project_id)
+
+    def start(session: Session) -> tuple[Annotator, str]:
+        annotator = authenticate(session, token.strip(), project_id=state.project_id)
+        return annotator, sign_ins.start_session(session, annotator)
+
+    return _sign_in(request, state, start)
 
 
 @router.get(sign_ins.LINK_PATH + "{code}", response_class=HTMLResponse)
@@ -125,15 +137,9 @@ def link_sign_in(
     request: Request, state: State, code: Annotated[str, Form(max_length=200)]
 ) -> Response:
     """Spend a sign-in link: a new session for its annotator."""
-    if not same_origin(request.headers):
-        return _login_form(request, _NOT_HERE, status_code=403)
-    try:
-        with state.db.write() as session:
-            annotator, secret = sign_ins.redeem_link(session, state.project_id, code)
-            project_id = annotator.project_id
-    except AuthenticationError as exc:
-        return _login_form(request, str(exc), status_code=401)
-    return _signed_in(request, state, secret, project_id)
+    return _sign_in(
+        request, state, lambda session: sign_ins.redeem_link(session, state.project_id, code)
+    )
 
 
 @router.post("/logout")
@@ -156,25 +162,47 @@ def _user_for_page(request: Request, state: Any, project_id: int) -> Principal |
     return user
 
 
-@router.get("/p/{project_id}/annotate", response_class=HTMLResponse)
-def annotate(request: Request, project_id: int, state: State) -> Response:
+def _project_page(
+    request: Request,
+    state: Any,
+    project_id: int,
+    name: str,
+    shown: Callable[[Session, Project, ProjectSettings], dict[str, Any]],
+    *,
+    admin_only: str | None = None,
+) -> Response:
+    """A page of the project that shows its labels with their keys, plus what ``shown`` reads
+    (in the same session); ``admin_only`` names the page for the error others get."""
     user = _user_for_page(request, state, project_id)
     if user is None:
         return _login_redirect()
+    if admin_only is not None and not user.is_admin:
+        return _templates(request).TemplateResponse(
+            request,
+            "error.html",
+            {"status": 403, "message": f"{admin_only} is for admins"},
+            status_code=403,
+        )
     with state.db.read() as session:
         project = get_project(session, project_id=project_id)
         settings = settings_of(project)
-    return _page(
-        request,
-        "annotate.html",
-        user,
-        project=project,
-        keys=label_keys(project.label_set, settings.label_keys),
-        show_guess=settings.show_guess,
-        label_help=settings.label_help,
-        guidelines=render_markdown(settings.guidelines) if settings.guidelines.strip() else "",
-        guidelines_version=guidelines_version(settings.guidelines),
-    )
+        context = shown(session, project, settings)
+    keys = label_keys(project.label_set, settings.label_keys)
+    return _page(request, name, user, project=project, keys=keys, **context)
+
+
+@router.get("/p/{project_id}/annotate", response_class=HTMLResponse)
+def annotate(request: Request, project_id: int, state: State) -> Response:
+    def shown(_: Session, project: Project, settings: ProjectSettings) -> dict[str, Any]:
+        guidelines = settings.guidelines
+        return {
+            "show_guess": settings.show_guess,
+            "label_help": settings.label_help,
+            "guidelines": render_markdown(guidelines) if guidelines.strip() else "",
+            "guidelines_version": guidelines_version(guidelines),
+        }
+
+    return _project_page(request, state, project_id, "annotate.html", shown)
 
 
 @router.get("/p/{project_id}/dashboard", response_class=HTMLResponse)
@@ -201,43 +229,12 @@ def dashboard(request: Request, project_id: int, state: State) -> Response:
 
 @router.get("/p/{project_id}/review", response_class=HTMLResponse)
 def review(request: Request, project_id: int, state: State) -> Response:
-    user = _user_for_page(request, state, project_id)
-    if user is None:
-        return _login_redirect()
-    if not user.is_admin:
-        return _templates(request).TemplateResponse(
-            request,
-            "error.html",
-            {"status": 403, "message": "the review queue is for admins"},
-            status_code=403,
-        )
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
-        settings = settings_of(project)
-        n = len(list_conflicts(session, project))
-    return _page(
-        request,
-        "review.html",
-        user,
-        project=project,
-        n_conflicts=n,
-        keys=label_keys(project.label_set, settings.label_keys),
+    def shown(session: Session, project: Project, _: ProjectSettings) -> dict[str, Any]:
+        return {"n_conflicts": len(list_conflicts(session, project))}
+
+    return _project_page(
+        request, state, project_id, "review.html", shown, admin_only="the review queue"
     )
-
-
-def _admin_page(request: Request, state: Any, project_id: int, what: str) -> Any:
-    """The admin behind a request for an admin page, or the answer to give instead."""
-    user = _user_for_page(request, state, project_id)
-    if user is None:
-        return _login_redirect()
-    if not user.is_admin:
-        return _templates(request).TemplateResponse(
-            request,
-            "error.html",
-            {"status": 403, "message": f"{what} is for admins"},
-            status_code=403,
-        )
-    return user
 
 
 @router.get("/p/{project_id}/settings", response_class=HTMLResponse)
@@ -247,23 +244,17 @@ def settings_page(request: Request, project_id: int, state: State) -> Response:
     from labelwise.models.registry import available_models
     from labelwise.strategies.registry import available_strategies
 
-    user = _admin_page(request, state, project_id, "the settings page")
-    if not isinstance(user, Principal):
-        return user
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
-        settings = settings_of(project)
-    return _page(
-        request,
-        "settings.html",
-        user,
-        project=project,
-        settings=settings,
-        help=SETTING_HELP,
-        strategies=available_strategies(),
-        models=available_models(),
-        default_features=default_features(project.kind),
-        keys=label_keys(project.label_set, settings.label_keys),
+    def shown(_: Session, project: Project, settings: ProjectSettings) -> dict[str, Any]:
+        return {
+            "settings": settings,
+            "help": SETTING_HELP,
+            "strategies": available_strategies(),
+            "models": available_models(),
+            "default_features": default_features(project.kind),
+        }
+
+    return _project_page(
+        request, state, project_id, "settings.html", shown, admin_only="the settings page"
     )
 
 
@@ -273,19 +264,10 @@ def items_page(request: Request, project_id: int, state: State) -> Response:
     from labelwise.store.annotators import list_annotators
     from labelwise.store.browse import STATUSES
 
-    user = _admin_page(request, state, project_id, "the data browser")
-    if not isinstance(user, Principal):
-        return user
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
-        settings = settings_of(project)
+    def shown(session: Session, project: Project, _: ProjectSettings) -> dict[str, Any]:
         names = [a.name for a in list_annotators(session, project)]
-    return _page(
-        request,
-        "items.html",
-        user,
-        project=project,
-        annotators=names,
-        statuses=STATUSES,
-        keys=label_keys(project.label_set, settings.label_keys),
+        return {"annotators": names, "statuses": STATUSES}
+
+    return _project_page(
+        request, state, project_id, "items.html", shown, admin_only="the data browser"
     )
