@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from labelwise.benchmark.comparison import comparison_table
 from labelwise.benchmark.lu2023 import (
     NOT_COMPARABLE,
     _load_log,
     collect,
-    comparison_table,
     markdown_table,
     paired_difference,
     published,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from labelwise.benchmark import lu2023
+from labelwise.benchmark.comparison import comparison_table
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lu2023"
@@ -140,7 +141,7 @@ def test_comparison_table_counts_wins_and_losses_in_standard_errors():
             "uniform": _entry(base),
         },
     }
-    table = lu2023.comparison_table(results)
+    table = comparison_table(results)
     assert "| up | 20 |" in table and "| trap | 20 |" in table
     assert "against us-c: ahead by more than one SE on 1 datasets (up)" in table
     assert "against uniform: ahead by more than one SE on 1 datasets (up), behind by more " in table

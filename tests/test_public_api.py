@@ -24,6 +24,7 @@ MODULES = [
     "labelwise.learning.stopping",
     "labelwise.strategies.registry",
     "labelwise.benchmark.lu2023",
+    "labelwise.benchmark.comparison",
 ]
 
 
