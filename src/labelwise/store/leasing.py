@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, or_, select, text, update
+from sqlalchemy import Select, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import NotFoundError
@@ -200,13 +200,17 @@ def _current(session: Session, item_id: int, annotator_id: int) -> Label | None:
     )
 
 
+def _others_leases(item_id: Any, annotator: Annotator, now: Any) -> Select[int]:
+    """Counts the unexpired leases other annotators hold on ``item_id``: an id, or the column
+    of an outer query (as a scalar subquery)."""
+    return select(func.count(Lease.id)).where(
+        Lease.item_id == item_id, Lease.annotator_id != annotator.id, Lease.expires_at > now
+    )
+
+
 def _free_slots(session: Session, item: Item, annotator: Annotator, now: Any) -> int:
     """Labels the item still needs, minus other annotators' unexpired leases."""
-    others = session.scalar(
-        select(func.count(Lease.id)).where(
-            Lease.item_id == item.id, Lease.annotator_id != annotator.id, Lease.expires_at > now
-        )
-    )
+    others = session.scalar(_others_leases(item.id, annotator, now))
     return item.target - item.n_labels - int(others or 0)
 
 
@@ -323,15 +327,7 @@ def _queue_candidates(
         Label.annotator_id == annotator.id,
         Label.is_current.is_(True),
     )
-    others_leases = (
-        select(func.count(Lease.id))
-        .where(
-            Lease.item_id == QueueEntry.item_id,
-            Lease.annotator_id != annotator.id,
-            Lease.expires_at > now,
-        )
-        .scalar_subquery()
-    )
+    others_leases = _others_leases(QueueEntry.item_id, annotator, now).scalar_subquery()
     my_lease = exists().where(
         Lease.item_id == QueueEntry.item_id,
         Lease.annotator_id == annotator.id,
@@ -368,15 +364,7 @@ def _random_candidates(
     )
     # Items whose free slots others' leases fill are left out here, not only after locking:
     # otherwise a run of leased rows longer than _CANDIDATES hides the open items behind it.
-    others_leases = (
-        select(func.count(Lease.id))
-        .where(
-            Lease.item_id == Item.id,
-            Lease.annotator_id != annotator.id,
-            Lease.expires_at > now,
-        )
-        .scalar_subquery()
-    )
+    others_leases = _others_leases(Item.id, annotator, now).scalar_subquery()
     base = select(Item).where(
         Item.project_id == project.id,
         Item.done.is_(False),

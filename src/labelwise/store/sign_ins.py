@@ -73,22 +73,28 @@ def _sweep(session: Session, now: datetime) -> None:
     session.execute(delete(SignIn).where(SignIn.expires_at <= now))
 
 
-def start_session(session: Session, annotator: Annotator) -> str:
-    """A new browser session for ``annotator``; returns its secret (for the cookie)."""
-    secret = secrets.token_urlsafe(32)
+def _new(session: Session, annotator: Annotator, kind: str, secret: str, lasts: timedelta) -> str:
+    """Store a new sign-in of ``kind`` (its secret's hash), lasting ``lasts``; returns the
+    secret."""
     now = database_now(session)
     _sweep(session, now)
     session.add(
         SignIn(
             annotator_id=annotator.id,
-            kind="session",
+            kind=kind,
             secret_hash=hash_token(secret),
             created_at=now,
-            expires_at=now + timedelta(days=SESSION_DAYS),
+            expires_at=now + lasts,
         )
     )
     session.flush()
     return secret
+
+
+def start_session(session: Session, annotator: Annotator) -> str:
+    """A new browser session for ``annotator``; returns its secret (for the cookie)."""
+    secret = secrets.token_urlsafe(32)
+    return _new(session, annotator, "session", secret, timedelta(days=SESSION_DAYS))
 
 
 def session_annotator(session: Session, project_id: int, secret: str | None) -> Annotator:
@@ -113,19 +119,7 @@ def new_link(session: Session, annotator: Annotator, *, minutes: int = LINK_MINU
     if not 1 <= minutes <= 7 * 24 * 60:
         raise ValueError(f"a sign-in link lasts 1 minute to a week, not {minutes} minutes")
     code = secrets.token_urlsafe(24)
-    now = database_now(session)
-    _sweep(session, now)
-    session.add(
-        SignIn(
-            annotator_id=annotator.id,
-            kind="link",
-            secret_hash=hash_token(code),
-            created_at=now,
-            expires_at=now + timedelta(minutes=minutes),
-        )
-    )
-    session.flush()
-    return code
+    return _new(session, annotator, "link", code, timedelta(minutes=minutes))
 
 
 def link_annotator(session: Session, project_id: int, code: str | None) -> Annotator:
