@@ -261,7 +261,7 @@ def test_before_the_first_model_the_queue_holds_the_pools_typical_items(project)
             get_project(s, project_id=project.op.project_id),
             s.get_one(Annotator, project.annotator_id),
         )
-    assert (got.item.id, got.kind, got.reason["kind"]) == (queue[0].item_id, "typical", "typical")
+    assert (got.item.id, got.kind, got.reason.kind) == (queue[0].item_id, "typical", "typical")
     # nothing new: the queue stands; the first fit replaces it
     assert project.train().status == "idle"
     project.label(FIRST_30)
