@@ -38,6 +38,7 @@ from labelwise.store.leasing import (
     stored_reason,
 )
 from labelwise.store.models import Annotator, Item, Label, Lease, Project, QueueEntry
+from labelwise.store.projects import check_label
 from labelwise.strategies.reasons import BACK_AFTER_UNDO, Kind, Reason
 
 __all__ = ["MAX_GROUP", "SubmitResult", "skip_item", "submit_label", "undo_last"]
@@ -135,6 +136,61 @@ def _check_duration(duration_ms: int | None) -> int | None:
     return min(duration_ms, 24 * 3600 * 1000)
 
 
+def _open(
+    session: Session,
+    project: Project,
+    annotator: Annotator,
+    item_id: int,
+    action: str,
+    value: str | None,
+    request_id: str | None,
+    duration_ms: int | None,
+) -> tuple[Item, int | None]:
+    """What every answer checks first, then its item, locked: (the item, the time to store)."""
+    _check_member(project, annotator)
+    _check_request_id(request_id)
+    duration = _check_duration(duration_ms)
+    if action == "label":
+        check_label(project, value)
+    item = _lock_item(session, project, item_id, wait=True)
+    if item is None:
+        raise NotFoundError(f"no item {item_id} in this project")
+    return item, duration
+
+
+def _new_answer(
+    item: Item,
+    annotator: Annotator,
+    action: str,
+    value: str | None,
+    now: Any,
+    *,
+    model_version_id: int | None,
+    reason_kind: str | None,
+    predicted: str | None,
+    duration_ms: int | None = None,
+    request_id: str | None = None,
+    supersedes_id: int | None = None,
+) -> Label:
+    """A standing answer of ``annotator`` on ``item`` at ``now``, with where the item came from
+    (not yet in the session)."""
+    return Label(
+        project_id=item.project_id,
+        item_id=item.id,
+        annotator_id=annotator.id,
+        action=action,
+        value=value,
+        duration_ms=duration_ms,
+        model_version_id=model_version_id,
+        reason_kind=reason_kind,
+        predicted=predicted,
+        request_id=request_id,
+        supersedes_id=supersedes_id,
+        is_current=True,
+        created_at=now,
+    )
+
+
 def submit_label(
     session: Session,
     project: Project,
@@ -164,17 +220,9 @@ def submit_label(
         The item already has all the labels it needs from others (the lease expired and the
         item was done meanwhile).
     """
-    _check_member(project, annotator)
-    _check_request_id(request_id)
-    duration = _check_duration(duration_ms)
-    if value not in project.label_set:
-        raise InvalidParameterError(
-            f"{value!r} is not a label of this project; expected one of "
-            f"{', '.join(project.label_set)}"
-        )
-    item = _lock_item(session, project, item_id, wait=True)
-    if item is None:
-        raise NotFoundError(f"no item {item_id} in this project")
+    item, duration = _open(
+        session, project, annotator, item_id, "label", value, request_id, duration_ms
+    )
     lease = session.scalar(
         select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
     )
@@ -211,20 +259,18 @@ def submit_label(
         reason_kind = source.kind
     else:
         reason_kind = getattr(current, "reason_kind", None)
-    label = Label(
-        project_id=project.id,
-        item_id=item.id,
-        annotator_id=annotator.id,
-        action="label",
-        value=value,
-        duration_ms=duration,
+    label = _new_answer(
+        item,
+        annotator,
+        "label",
+        value,
+        now,
         model_version_id=getattr(source, "model_version_id", None),
         reason_kind=reason_kind,
         predicted=getattr(source, "predicted", None),
+        duration_ms=duration,
         request_id=request_id,
         supersedes_id=current.id if current is not None else None,
-        is_current=True,
-        created_at=now,
     )
     if current is not None:
         current.is_current = False
@@ -275,18 +321,15 @@ def _label_group(
             skipped.append(item_id)
             continue
         session.add(
-            Label(
-                project_id=project.id,
-                item_id=item.id,
-                annotator_id=annotator.id,
-                action="label",
-                value=source.value,
-                duration_ms=None,
+            _new_answer(
+                item,
+                annotator,
+                "label",
+                source.value,
+                now,
                 model_version_id=source.model_version_id,
                 reason_kind=Kind.GROUP.value,
                 predicted=None,
-                is_current=True,
-                created_at=now,
             )
         )
         session.flush()
@@ -310,12 +353,9 @@ def skip_item(
     """Pass on an item the annotator holds: it returns to the pool for others and is not offered
     to this annotator again (until the skip is undone). Without the item's lease:
     :class:`ConflictError`."""
-    _check_member(project, annotator)
-    _check_request_id(request_id)
-    duration = _check_duration(duration_ms)
-    item = _lock_item(session, project, item_id, wait=True)
-    if item is None:
-        raise NotFoundError(f"no item {item_id} in this project")
+    item, duration = _open(
+        session, project, annotator, item_id, "skip", None, request_id, duration_ms
+    )
     replay = _replay(session, annotator, request_id, item_id, "skip", None)  # as in submit_label
     if replay is not None:
         return SubmitResult(replay, item, replayed=True)
@@ -335,19 +375,17 @@ def skip_item(
             "lease may have expired)"
         )
     reason = stored_reason(lease)
-    label = Label(
-        project_id=project.id,
-        item_id=item.id,
-        annotator_id=annotator.id,
-        action="skip",
-        value=None,
-        duration_ms=duration,
+    label = _new_answer(
+        item,
+        annotator,
+        "skip",
+        None,
+        database_now(session),
         model_version_id=lease.model_version_id,
         reason_kind=reason.type.value,
         predicted=lease.predicted,
+        duration_ms=duration,
         request_id=request_id,
-        is_current=True,
-        created_at=database_now(session),
     )
     session.add(label)
     _give_back(session, lease)

@@ -25,6 +25,7 @@ __all__ = [
     "RESERVED_KEYS",
     "SETTING_HELP",
     "ProjectSettings",
+    "check_label",
     "create_project",
     "feature_spec",
     "get_project",
@@ -266,6 +267,15 @@ def setting_change(settings: ProjectSettings, key: str, text: str) -> dict[str, 
         kind = "an integer" if isinstance(current, int) else "a number"
         raise InvalidParameterError(f"{name} must be {kind}, got {text!r}") from None
     return {name: value}
+
+
+def check_label(project: Project, value: str | None) -> None:
+    """An answer must be one of the project's labels: :class:`InvalidParameterError` if not."""
+    if value not in project.label_set:
+        raise InvalidParameterError(
+            f"{value!r} is not a label of this project; expected one of "
+            f"{', '.join(project.label_set)}"
+        )
 
 
 def label_keys(labels: list[str], chosen: dict[str, str] | None = None) -> list[tuple[str, str]]:

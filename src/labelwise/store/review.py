@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labelwise.exceptions import InvalidParameterError, NotFoundError
+from labelwise.exceptions import NotFoundError
 from labelwise.store.annotators import require_admin
 from labelwise.store.models import Annotator, Item, Label, Project, utcnow
+from labelwise.store.projects import check_label
 
 __all__ = [
     "Conflict",
@@ -78,11 +79,7 @@ def adjudicate(
     """An admin's final word on an item (supersedes any earlier adjudication; every answer
     stays in its history). The item is closed: nobody is handed it again."""
     require_admin(admin)
-    if value not in project.label_set:
-        raise InvalidParameterError(
-            f"{value!r} is not a label of this project; expected one of "
-            f"{', '.join(project.label_set)}"
-        )
+    check_label(project, value)
     item = session.scalar(select(Item).where(Item.id == item_id, Item.project_id == project.id))
     if item is None:
         raise NotFoundError(f"no item {item_id} in this project")
