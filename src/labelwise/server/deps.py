@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 from labelwise.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError
 from labelwise.server.limits import AUTHENTICATED
@@ -14,7 +17,8 @@ from labelwise.server.security import cookie_name, csrf_valid
 from labelwise.store.annotators import authenticate
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
-from labelwise.store.models import Annotator
+from labelwise.store.models import Annotator, Project
+from labelwise.store.projects import get_project
 from labelwise.store.sign_ins import session_annotator
 
 __all__ = [
@@ -29,6 +33,7 @@ __all__ = [
     "User",
     "annotator_for",
     "principal_for",
+    "project_session",
 ]
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -141,3 +146,14 @@ def optional_principal(request: Request, state: AppState) -> Principal | None:
         return principal_for(request, state)
     except AuthenticationError:
         return None
+
+
+@contextmanager
+def project_session(
+    state: AppState, user: Principal, project_id: int, *, write: bool = False, durable: bool = True
+) -> Iterator[tuple[Session, Project]]:
+    """A session and the project ``project_id`` names, once ``user`` is checked to belong to
+    it: a transaction with ``write`` (``durable`` as in :meth:`Database.write`), else a read."""
+    user.check_project(project_id)
+    with state.db.write(durable=durable) if write else state.db.read() as session:
+        yield session, get_project(session, project_id=project_id)

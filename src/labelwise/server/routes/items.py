@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from labelwise.server.deps import Admin, ItemId, ProjectId, State
+from labelwise.server.deps import Admin, ItemId, ProjectId, State, project_session
 from labelwise.server.schemas import ItemHistory, ItemPage
 from labelwise.store.browse import MAX_PAGE, ItemFilter, browse_items, item_history
 from labelwise.store.features import item_fields
@@ -80,8 +80,6 @@ def list_items(
 @router.get("/items/{item_id}/history", response_model=ItemHistory)
 def history(project_id: ProjectId, item_id: ItemId, state: State, admin: Admin) -> dict[str, Any]:
     """Every answer, skip, undo and decision on the item, oldest first."""
-    admin.check_project(project_id)
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id) as (session, project):
         found = get_item(session, project, item_id)
         return {"item_id": found.id, "history": item_history(session, found)}

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.orm import Session
 
-from labelwise.server.deps import BodyId, ItemId, ProjectId, State, User
+from labelwise.server.deps import (
+    AppState,
+    BodyId,
+    ItemId,
+    Principal,
+    ProjectId,
+    State,
+    User,
+    project_session,
+)
 from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import answers, leasing
 from labelwise.store.models import Annotator, Project
-from labelwise.store.projects import get_project
 from labelwise.strategies.reasons import Kind
 
 LeaseToken = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
@@ -19,17 +31,16 @@ LeaseToken = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["labeling"])
 
 
+def _listed(description: str, most: int = 20) -> Any:
+    """A list in a request body: empty unless sent, at most ``most`` entries."""
+    return Field(default_factory=list, max_length=most, description=description)
+
+
 class NextRequest(BaseModel):
-    exclude: list[BodyId] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Items the page shows or has prefetched: not handed out again.",
-    )
-    answering: list[BodyId] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Items whose answers are on their way: not handed out again, and their "
-        "leases kept (they do not count against the items one annotator may hold).",
+    exclude: list[BodyId] = _listed("Items the page shows or has prefetched: not handed out again.")
+    answering: list[BodyId] = _listed(
+        "Items whose answers are on their way: not handed out again, and their "
+        "leases kept (they do not count against the items one annotator may hold)."
     )
 
 
@@ -37,10 +48,8 @@ class LabelRequest(BaseModel):
     value: str = Field(min_length=1, max_length=200)
     duration_ms: int | None = Field(default=None, ge=0)
     request_id: str | None = Field(default=None, min_length=1, max_length=64)
-    group: list[BodyId] = Field(
-        default_factory=list,
-        max_length=answers.MAX_GROUP,
-        description="Near-duplicates offered with the item that get the same answer.",
+    group: list[BodyId] = _listed(
+        "Near-duplicates offered with the item that get the same answer.", answers.MAX_GROUP
     )
 
 
@@ -50,17 +59,13 @@ class SkipRequest(BaseModel):
 
 
 class ReleaseRequest(BaseModel):
-    leases: list[LeaseToken] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Lease tokens from /next or /undo: only those grants end, so a release "
-        "that arrives late never ends a newer lease on the same item.",
+    leases: list[LeaseToken] = _listed(
+        "Lease tokens from /next or /undo: only those grants end, so a release "
+        "that arrives late never ends a newer lease on the same item."
     )
-    items: list[BodyId] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Item ids: ends whatever lease you hold on them, even one granted after "
-        "this request was sent. Prefer leases.",
+    items: list[BodyId] = _listed(
+        "Item ids: ends whatever lease you hold on them, even one granted after "
+        "this request was sent. Prefer leases."
     )
 
 
@@ -151,11 +156,16 @@ class ReleaseOut(_Shape):
     released: int
 
 
-def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]:
-    user.check_project(project_id)
-    project = get_project(session, project_id=project_id)
-    annotator = session.get(Annotator, user.annotator_id)
-    return project, annotator
+@contextmanager
+def _annotating(
+    state: AppState, user: Principal, project_id: int, *, durable: bool = True
+) -> Iterator[tuple[Session, Project, Annotator]]:
+    """A write transaction of the signed-in annotator on their project."""
+    with project_session(state, user, project_id, write=True, durable=durable) as opened:
+        session, project = opened
+        annotator = session.get(Annotator, user.annotator_id)
+        assert annotator is not None  # the request was just authenticated as this annotator
+        yield session, project, annotator
 
 
 @router.post(
@@ -166,14 +176,28 @@ def _load(session: Any, user: Any, project_id: int) -> tuple[Project, Annotator]
 )
 def next_item(project_id: ProjectId, body: NextRequest, state: State, user: User) -> Any:
     """The next item for this annotator, leased to them (their unfinished one first)."""
-    with state.db.write(durable=False) as session:  # only a lease: no need to wait for the disk
-        project, annotator = _load(session, user, project_id)
+    # Only a lease: no need to wait for the disk.
+    with _annotating(state, user, project_id, durable=False) as (session, project, annotator):
         assignment = leasing.next_item(
             session, project, annotator, exclude=body.exclude, answering=body.answering
         )
         if assignment is None:
             return Response(status_code=204)
         return assignment_view(assignment, project, state.folder)
+
+
+def _answer(
+    state: AppState,
+    user: Principal,
+    project_id: int,
+    submit: Callable[[Session, Project, Annotator], answers.SubmitResult],
+    *,
+    reveal: bool,
+) -> dict[str, Any]:
+    """Store an answer (``submit``) in one transaction; what it stored, with the reveal (the
+    model's guess and why) after a label."""
+    with _annotating(state, user, project_id) as (session, project, annotator):
+        return _submitted(submit(session, project, annotator), project, reveal=reveal)
 
 
 def _submitted(result: answers.SubmitResult, project: Project, *, reveal: bool) -> dict[str, Any]:
@@ -197,19 +221,15 @@ def label_item(
     project_id: ProjectId, item_id: ItemId, body: LabelRequest, state: State, user: User
 ) -> dict[str, Any]:
     """Store an answer. Repeating a request (same ``request_id``) or the same answer is a no-op."""
-    with state.db.write() as session:
-        project, annotator = _load(session, user, project_id)
-        result = answers.submit_label(
-            session,
-            project,
-            annotator,
-            item_id=item_id,
-            value=body.value,
-            duration_ms=body.duration_ms,
-            request_id=body.request_id,
-            group=body.group,
-        )
-        return _submitted(result, project, reveal=True)
+    submit = partial(
+        answers.submit_label,
+        item_id=item_id,
+        value=body.value,
+        duration_ms=body.duration_ms,
+        request_id=body.request_id,
+        group=body.group,
+    )
+    return _answer(state, user, project_id, submit, reveal=True)
 
 
 @router.post("/items/{item_id}/skip", response_model=SubmitOut, response_model_exclude_unset=True)
@@ -217,17 +237,10 @@ def skip_item(
     project_id: ProjectId, item_id: ItemId, body: SkipRequest, state: State, user: User
 ) -> dict[str, Any]:
     """Pass on a held item: it goes back to others and is not offered to you again."""
-    with state.db.write() as session:
-        project, annotator = _load(session, user, project_id)
-        result = answers.skip_item(
-            session,
-            project,
-            annotator,
-            item_id=item_id,
-            duration_ms=body.duration_ms,
-            request_id=body.request_id,
-        )
-        return _submitted(result, project, reveal=False)
+    submit = partial(
+        answers.skip_item, item_id=item_id, duration_ms=body.duration_ms, request_id=body.request_id
+    )
+    return _answer(state, user, project_id, submit, reveal=False)
 
 
 class UndoRequest(BaseModel):
@@ -245,8 +258,7 @@ def undo(
 ) -> dict[str, Any]:
     """Take back the latest answer; the item comes back to this annotator."""
     request_id = body.request_id if body is not None else None
-    with state.db.write() as session:
-        project, annotator = _load(session, user, project_id)
+    with _annotating(state, user, project_id) as (session, project, annotator):
         assignment = answers.undo_last(session, project, annotator, request_id=request_id)
         return assignment_view(assignment, project, state.folder)
 
@@ -256,7 +268,6 @@ def release(
     project_id: ProjectId, body: ReleaseRequest, state: State, user: User
 ) -> dict[str, int]:
     """Hand leased items back (the page is closing)."""
-    with state.db.write(durable=False) as session:
-        _, annotator = _load(session, user, project_id)
+    with _annotating(state, user, project_id, durable=False) as (session, _, annotator):
         released = leasing.release(session, annotator, leases=body.leases, items=body.items)
         return {"released": released}

@@ -23,7 +23,7 @@ from labelwise.exceptions import (
     NotFoundError,
 )
 from labelwise.learning.triage import TriageTarget
-from labelwise.server.deps import Admin, ItemId, ProjectId, State, User
+from labelwise.server.deps import Admin, ItemId, ProjectId, State, User, project_session
 from labelwise.server.schemas import (
     AddedAnnotator,
     AnnotatorRow,
@@ -59,9 +59,7 @@ MAX_UPLOAD = 200 * 1024 * 1024
 @router.get("", response_model=Summary)
 def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     """The project as the annotate page needs it: labels, who you are, progress."""
-    user.check_project(project_id)
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, user, project_id) as (session, project):
         settings = settings_of(project)
         mine = own_answers(session, user.annotator_id)
         served = served_version(session, project)
@@ -101,9 +99,8 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
 
 @router.get("/stats", response_model=Dashboard)
 def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
-    user.check_project(project_id)
-    with state.db.read() as session:
-        figures = dashboard_figures(session, get_project(session, project_id=project_id))
+    with project_session(state, user, project_id) as (session, project):
+        figures = dashboard_figures(session, project)
     if not user.is_admin:
         hide_colleagues(figures, user.name)
     return figures
@@ -112,9 +109,7 @@ def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]
 @router.get("/items/{item_id}", response_model=ItemView)
 def item(project_id: ProjectId, item_id: ItemId, state: State, user: User) -> dict[str, Any]:
     """An item's content: for admins any item, for annotators one they hold or answered."""
-    user.check_project(project_id)
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, user, project_id) as (session, project):
         found = get_item(session, project, item_id)
         _check_access(session, user, found)
         return item_view(found, project, state.folder)
@@ -127,9 +122,7 @@ def _check_access(session: Any, user: Any, item: Item) -> None:
 
 @router.get("/items/{item_id}/image")
 def item_image(project_id: ProjectId, item_id: ItemId, state: State, user: User) -> FileResponse:
-    user.check_project(project_id)
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, user, project_id) as (session, project):
         found = get_item(session, project, item_id)
         if project.kind != "image":
             raise NotFoundError(f"item {item_id} has no image")
@@ -148,9 +141,7 @@ class SettingsChange(BaseModel):
 def change_settings(
     project_id: ProjectId, body: SettingsChange, state: State, admin: Admin
 ) -> dict[str, Any]:
-    admin.check_project(project_id)
-    with state.db.write() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id, write=True) as (session, project):
         return update_settings(session, project, body.changes).to_dict()
 
 
@@ -161,9 +152,7 @@ class NewAnnotator(BaseModel):
 
 @router.get("/annotators", response_model=list[AnnotatorRow])
 def annotators(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
-    admin.check_project(project_id)
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id) as (session, project):
         return [
             {
                 "id": a.id,
@@ -181,9 +170,7 @@ def add_annotator(
     project_id: ProjectId, body: NewAnnotator, state: State, admin: Admin
 ) -> dict[str, Any]:
     """A new annotator; the token is in this response and nowhere else."""
-    admin.check_project(project_id)
-    with state.db.write() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id, write=True) as (session, project):
         annotator, token = create_annotator(session, project, name=body.name, role=body.role)
         return {"id": annotator.id, "name": annotator.name, "role": annotator.role, "token": token}
 
@@ -191,9 +178,7 @@ def add_annotator(
 @router.get("/review", response_model=list[ReviewEntry])
 def review_queue(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
     """Items whose annotators disagree, with every answer."""
-    admin.check_project(project_id)
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id) as (session, project):
         out = []
         for conflict in list_conflicts(session, project):
             found = session.get(Item, conflict.item_id)
@@ -211,9 +196,7 @@ class Adjudication(BaseModel):
 def resolve(
     project_id: ProjectId, item_id: ItemId, body: Adjudication, state: State, admin: Admin
 ) -> dict[str, Any]:
-    admin.check_project(project_id)
-    with state.db.write() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id, write=True) as (session, project):
         annotator = session.get(Annotator, admin.annotator_id)
         assert annotator is not None
         label = adjudicate(session, project, annotator, item_id=item_id, value=body.value)
@@ -346,13 +329,11 @@ def export(
     labeled_only: bool = False,
     predictions: bool = False,
 ) -> Response:
-    admin.check_project(project_id)
     from labelwise.services.export import export_project
 
     suffix = {"csv": "csv", "jsonl": "jsonl", "label-studio": "json"}[format]
     buffer = io.StringIO()
-    with state.db.read() as session:
-        project = get_project(session, project_id=project_id)
+    with project_session(state, admin, project_id) as (session, project):
         export_project(
             session,
             project,
