@@ -21,7 +21,7 @@ labels, and this backend over the partitions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,23 +29,19 @@ from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidParameterError
 from labelwise.models.registry import (
-    ModelOutputs,
-    OutputKind,
     iter_chunks,
-    map_outputs,
-    model_outputs,
     read_in_place,
 )
 from labelwise.pool import Matrix, as_label_array, check_labels, take_rows
 from labelwise.scale.partitions import PartitionedPool, take_grouped
 from labelwise.scale.shards import read_partition_rows
 from labelwise.scale.topk import CandidateSet, ShardedScores
-from labelwise.strategies.backends import Candidates, Ranked, Utility
+from labelwise.strategies.backends import Candidates, Ranked, ScoringBackend, Utility
 
 __all__ = ["PartitionedBackend", "PartitionedSource"]
 
 
-class PartitionedBackend:
+class PartitionedBackend(ScoringBackend):
     """A partitioned pool's rows, read and scored by a Dask cluster.
 
     Parameters
@@ -114,30 +110,16 @@ class PartitionedBackend:
         for chunk in iter_chunks(np.arange(X.shape[0], dtype=np.intp), self.chunk_size):
             yield take_rows(X, chunk)
 
-    def _local(self, rows: NDArray[np.intp]) -> tuple[Matrix, NDArray[np.intp]]:
+    def scoring_matrix(self, rows: NDArray[np.intp]) -> tuple[Matrix, NDArray[np.intp]]:
         """A fetched matrix and row numbers in it that the model scores in the same blocks as
         it scores ``rows`` of the whole pool: the span of ``rows`` when the single-machine
         path would read them in place, else just the rows."""
+        rows = np.asarray(rows, dtype=np.intp)
         dense_probe = np.empty((0, 0))  # read_in_place asks only whether the pool is dense
         if not self.pool.is_sparse and read_in_place(dense_probe, rows):
             lo, hi = int(rows[0]), int(rows[-1]) + 1
             return self._fetch(np.arange(lo, hi, dtype=np.intp)), (rows - lo).astype(np.intp)
         return self._fetch(rows), np.arange(len(rows), dtype=np.intp)
-
-    def map_outputs(
-        self,
-        model: Any,
-        rows: NDArray[np.intp],
-        fn: Callable[[ModelOutputs], NDArray[Any]],
-        *,
-        prefer: OutputKind | None = None,
-    ) -> NDArray[Any]:
-        X, local = self._local(np.asarray(rows, dtype=np.intp))
-        return map_outputs(model, X, local, fn, prefer=prefer, chunk_size=self.chunk_size)
-
-    def model_outputs(self, model: Any, rows: NDArray[np.intp]) -> ModelOutputs:
-        X, local = self._local(np.asarray(rows, dtype=np.intp))
-        return model_outputs(model, X, local, chunk_size=self.chunk_size)
 
     def top(
         self, utility: Utility, candidates: Candidates, k: int, rng: np.random.Generator

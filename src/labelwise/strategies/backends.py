@@ -266,6 +266,11 @@ class ScoringBackend(Protocol):
         """The same rows, ``chunk_size`` at a time (a transform applied block by block)."""
         ...
 
+    def scoring_matrix(self, rows: NDArray[np.intp]) -> tuple[Matrix, NDArray[np.intp]]:
+        """A matrix and the row numbers in it that the model scores in the same blocks as it
+        scores ``rows`` (sorted) of the whole pool (what the two methods below read)."""
+        ...
+
     def map_outputs(
         self,
         model: Any,
@@ -275,11 +280,13 @@ class ScoringBackend(Protocol):
         prefer: OutputKind | None = None,
     ) -> NDArray[Any]:
         """:func:`labelwise.models.registry.map_outputs` on ``rows`` (sorted) of the pool."""
-        ...
+        X, local = self.scoring_matrix(rows)
+        return map_outputs(model, X, local, fn, prefer=prefer, chunk_size=self.chunk_size)
 
     def model_outputs(self, model: Any, rows: NDArray[np.intp]) -> ModelOutputs:
         """:func:`labelwise.models.registry.model_outputs` on ``rows`` of the pool."""
-        ...
+        X, local = self.scoring_matrix(rows)
+        return model_outputs(model, X, local, chunk_size=self.chunk_size)
 
     def top(
         self, utility: Utility, candidates: Candidates, k: int, rng: np.random.Generator
@@ -330,7 +337,7 @@ def unsupported(strategy: Any, backend: Any) -> str | None:
 # --- a matrix in memory ----------------------------------------------------------------------
 
 
-class MatrixBackend:
+class MatrixBackend(ScoringBackend):
     """The backend of a matrix held by this process: dense, memory-mapped or sparse CSR.
 
     Parameters
@@ -363,18 +370,8 @@ class MatrixBackend:
         for chunk in iter_chunks(rows, self.chunk_size):
             yield take_rows(self.X, chunk)
 
-    def map_outputs(
-        self,
-        model: Any,
-        rows: NDArray[np.intp],
-        fn: Callable[[ModelOutputs], NDArray[Any]],
-        *,
-        prefer: OutputKind | None = None,
-    ) -> NDArray[Any]:
-        return map_outputs(model, self.X, rows, fn, prefer=prefer, chunk_size=self.chunk_size)
-
-    def model_outputs(self, model: Any, rows: NDArray[np.intp]) -> ModelOutputs:
-        return model_outputs(model, self.X, rows, chunk_size=self.chunk_size)
+    def scoring_matrix(self, rows: NDArray[np.intp]) -> tuple[Matrix, NDArray[np.intp]]:
+        return self.X, rows
 
     def top(
         self, utility: Utility, candidates: Candidates, k: int, rng: np.random.Generator
