@@ -36,19 +36,17 @@ scored in parallel cannot reproduce, and is refused saying so.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from labelwise.exceptions import InvalidParameterError
-from labelwise.models.registry import DEFAULT_CHUNK_SIZE
 from labelwise.scale.backend import PartitionedBackend, PartitionedSource
 from labelwise.scale.partitions import PartitionedPool
 from labelwise.strategies.backends import unsupported
 from labelwise.strategies.base import Strategy
 from labelwise.strategies.factory import make_strategy
-from labelwise.strategies.query import Batch, BatchMix, query
+from labelwise.strategies.query import Batch, QueryOptions, query
 
 __all__ = ["score_partitioned", "supports"]
 
@@ -67,14 +65,7 @@ def score_partitioned(
     client: Any,
     labeled: ArrayLike | None = None,
     y_labeled: ArrayLike | None = None,
-    strategy: str | Strategy = "default",
-    batch_size: int = 10,
-    mix: BatchMix | None = None,
-    random_state: int | np.random.Generator | None = None,
-    estimator: Any = None,
-    candidates: ArrayLike | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    random_sample: ArrayLike | None = None,
+    **options: Unpack[QueryOptions],
 ) -> Batch:
     """Choose the next ``batch_size`` items of a partitioned pool, scoring it on a cluster.
 
@@ -96,8 +87,10 @@ def score_partitioned(
         ``kcenter`` and ``coreset`` measure distances from them.
     y_labeled : array of shape (n_labeled,), optional
         Their labels, aligned with ``labeled``.
-    strategy, batch_size, mix, random_state, estimator, candidates, chunk_size, random_sample
-        As for :func:`labelwise.strategies.query.query` (``random_sample``: the bandit's reward).
+    **options
+        ``strategy``, ``batch_size``, ``mix``, ``random_state``, ``estimator``, ``candidates``,
+        ``chunk_size`` and ``random_sample``, as for :func:`labelwise.strategies.query.query`
+        (``random_sample``: the bandit's reward).
 
     Raises
     ------
@@ -116,12 +109,5 @@ def score_partitioned(
     return query(
         PartitionedSource(client, pool, labeled, y_labeled),
         model,
-        strategy=strategy,
-        batch_size=batch_size,
-        mix=mix,
-        random_state=random_state,
-        estimator=estimator,
-        candidates=candidates,
-        chunk_size=chunk_size,
-        random_sample=random_sample,
+        **options,
     )

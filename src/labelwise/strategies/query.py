@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -42,6 +42,7 @@ __all__ = [
     "TYPICAL_SUMMARY",
     "Batch",
     "BatchMix",
+    "QueryOptions",
     "Reason",
     "as_generator",
     "assemble_batch",
@@ -209,6 +210,20 @@ def _routine_picks(
     size = routine_sample_size(len(remaining))
     sample = np.sort(remaining.take(rng.choice(len(remaining), size=size, replace=False)))
     return confident_picks(sample, backend.model_outputs(model, sample), n, rng)
+
+
+class QueryOptions(TypedDict, total=False):
+    """The options of :func:`query` a caller may pass on as they are (each one's default is
+    :func:`query`'s); :func:`labelwise.scale.score_partitioned` takes the same."""
+
+    strategy: str | Strategy
+    batch_size: int
+    mix: BatchMix | None
+    random_state: int | np.random.Generator | None
+    estimator: Any
+    candidates: ArrayLike | None
+    chunk_size: int
+    random_sample: ArrayLike | None
 
 
 def query(
