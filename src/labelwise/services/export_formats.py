@@ -114,26 +114,61 @@ def _csv_value(value: Any) -> str:
     return _safe_cell(str(value))
 
 
-def _write_csv(
-    out: IO[str],
-    project: Project,
-    records: Iterator[Record],
-    fields: list[str],
-    labels: Sequence[str] | None,
-) -> int:
-    columns = ["id", *_content_columns(project, fields), "label", "status", "annotations"]
-    added = prediction_columns(labels) if labels is not None else []
-    writer = csv.writer(out)
-    writer.writerow([_safe_cell(c) for c in [*columns, *added]])
-    count = 0
-    for record in records:
-        row = _flat(project, record, fields)
-        cells = [_csv_value(row[c]) for c in columns]
-        if labels is not None:
-            cells += _prediction_cells(record.predicted, labels)
-        writer.writerow(cells)
-        count += 1
-    return count
+class _Format:
+    """How one format writes records to ``out``: what comes before them, each record, what
+    comes after; :meth:`write` runs them and returns how many records it wrote."""
+
+    def __init__(
+        self, out: IO[str], project: Project, fields: list[str], labels: Sequence[str] | None
+    ) -> None:
+        self.out = out
+        self.project = project
+        self.fields = fields
+        self.labels = labels
+
+    @classmethod
+    def write(
+        cls,
+        out: IO[str],
+        project: Project,
+        records: Iterator[Record],
+        fields: list[str],
+        labels: Sequence[str] | None,
+    ) -> int:
+        fmt = cls(out, project, fields, labels)
+        fmt.begin()
+        count = 0
+        for record in records:
+            fmt.record(record, count)
+            count += 1
+        fmt.end()
+        return count
+
+    def begin(self) -> None:
+        """What comes before the records (nothing unless a format says)."""
+
+    def record(self, record: Record, count: int) -> None:
+        """One record, after ``count`` others."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """What comes after the records (nothing unless a format says)."""
+
+
+class _Csv(_Format):
+    def begin(self) -> None:
+        content = _content_columns(self.project, self.fields)
+        self.columns = ["id", *content, "label", "status", "annotations"]
+        added = prediction_columns(self.labels) if self.labels is not None else []
+        self.writer = csv.writer(self.out)
+        self.writer.writerow([_safe_cell(c) for c in [*self.columns, *added]])
+
+    def record(self, record: Record, count: int) -> None:
+        row = _flat(self.project, record, self.fields)
+        cells = [_csv_value(row[c]) for c in self.columns]
+        if self.labels is not None:
+            cells += _prediction_cells(record.predicted, self.labels)
+        self.writer.writerow(cells)
 
 
 def _prediction_cells(predicted: Predicted | None, labels: Sequence[str]) -> list[str]:
@@ -148,18 +183,10 @@ def _prediction_cells(predicted: Predicted | None, labels: Sequence[str]) -> lis
     ]
 
 
-def _write_jsonl(
-    out: IO[str],
-    project: Project,
-    records: Iterator[Record],
-    fields: list[str],
-    labels: Sequence[str] | None,
-) -> int:
-    count = 0
-    for record in records:
-        out.write(json.dumps(_flat(project, record, fields), ensure_ascii=False) + "\n")
-        count += 1
-    return count
+class _Jsonl(_Format):
+    def record(self, record: Record, count: int) -> None:
+        row = _flat(self.project, record, self.fields)
+        self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _task(project: Project, record: Record) -> dict[str, Any]:
@@ -218,26 +245,21 @@ def _task_predictions(predicted: Predicted | None, to_name: str) -> list[dict[st
     return [entry]
 
 
-def _write_label_studio(
-    out: IO[str],
-    project: Project,
-    records: Iterator[Record],
-    fields: list[str],
-    labels: Sequence[str] | None,
-) -> int:
-    count = 0
-    out.write("[")
-    for record in records:
-        out.write(",\n" if count else "\n")
-        out.write(json.dumps(_task(project, record), ensure_ascii=False))
-        count += 1
-    out.write("\n]\n")
-    return count
+class _LabelStudio(_Format):
+    def begin(self) -> None:
+        self.out.write("[")
+
+    def record(self, record: Record, count: int) -> None:
+        self.out.write(",\n" if count else "\n")
+        self.out.write(json.dumps(_task(self.project, record), ensure_ascii=False))
+
+    def end(self) -> None:
+        self.out.write("\n]\n")
 
 
 _Writer = Callable[[IO[str], Project, Iterator[Record], list[str], Sequence[str] | None], int]
 WRITERS: dict[str, _Writer] = {
-    "csv": _write_csv,
-    "jsonl": _write_jsonl,
-    "label-studio": _write_label_studio,
+    "csv": _Csv.write,
+    "jsonl": _Jsonl.write,
+    "label-studio": _LabelStudio.write,
 }
