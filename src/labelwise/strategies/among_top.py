@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from labelwise.pool import Matrix
 from labelwise.strategies.backends import Ranked, Utility
 from labelwise.strategies.base import QueryContext, Selector, represent
 from labelwise.strategies.selectors import density_weights, kcenter_greedy, top_k, weighted_kmeans
@@ -56,42 +57,54 @@ class TopK:
 
 
 @dataclass(frozen=True)
-class KMeansAmongTop:
+class _SpreadAmongTop:
+    """A selector that spreads its ``k`` picks over the ``prefilter × k`` most useful
+    candidates, as :meth:`spread` places them in the candidates' representation."""
+
+    prefilter: int = 10
+
+    def shortlist(self, n_candidates: int, k: int) -> int:
+        return min(n_candidates, self.prefilter * k)
+
+    def choose(
+        self, ctx: QueryContext, top: Ranked, k: int, rng: np.random.Generator
+    ) -> NDArray[np.intp]:
+        return self.spread(ctx, represent(ctx, top.rows), top, k, rng)
+
+    def spread(
+        self, ctx: QueryContext, rep: Matrix, top: Ranked, k: int, rng: np.random.Generator
+    ) -> NDArray[np.intp]:
+        """Positions of the ``k`` picks in ``top``, the shortlist, whose rows are ``rep``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class KMeansAmongTop(_SpreadAmongTop):
     """Weighted k-means over the ``prefilter × k`` most useful candidates, one pick per cluster.
 
     ``representative="centroid"`` takes the member nearest each centroid (Zhdanov 2019);
     ``"utility"`` the most useful member, so a batch of one is exactly the top candidate.
     """
 
-    prefilter: int = 10
     representative: Literal["centroid", "utility"] = "centroid"
     name: str = "kmeans"
 
-    def shortlist(self, n_candidates: int, k: int) -> int:
-        return min(n_candidates, self.prefilter * k)
-
-    def choose(
-        self, ctx: QueryContext, top: Ranked, k: int, rng: np.random.Generator
+    def spread(
+        self, ctx: QueryContext, rep: Matrix, top: Ranked, k: int, rng: np.random.Generator
     ) -> NDArray[np.intp]:
-        rep = represent(ctx, top.rows)
         return weighted_kmeans(rep, top.utilities, k, rng, representative=self.representative)
 
 
 @dataclass(frozen=True)
-class KCenterAmongTop:
+class KCenterAmongTop(_SpreadAmongTop):
     """Greedy k-center among the top candidates: each pick farthest from the labeled set and
     from earlier picks."""
 
-    prefilter: int = 10
     name: str = "kcenter"
 
-    def shortlist(self, n_candidates: int, k: int) -> int:
-        return min(n_candidates, self.prefilter * k)
-
-    def choose(
-        self, ctx: QueryContext, top: Ranked, k: int, rng: np.random.Generator
+    def spread(
+        self, ctx: QueryContext, rep: Matrix, top: Ranked, k: int, rng: np.random.Generator
     ) -> NDArray[np.intp]:
-        rep = represent(ctx, top.rows)
         covered = represent(ctx, ctx.labeled)
         positions, _ = kcenter_greedy(rep, covered, k, rng)
         return positions
