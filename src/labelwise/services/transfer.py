@@ -37,7 +37,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -91,6 +91,18 @@ __all__ = [
 #: read and parsed), ``"saving images"``, ``"inserting"`` (items written) or ``"embedding"``;
 #: ``total`` is None while not known (a large file's rows before the end).
 StepProgress = Callable[[str, int, int | None], None]
+
+
+class _ColumnOptions(TypedDict):
+    """The column keywords :func:`import_file` hands on, as it was given them, to the reader
+    of its file (:func:`read_data`, :func:`~labelwise.io.load.open_tabular_stream`)."""
+
+    text_column: str | None
+    image_column: str | None
+    label_column: str | None
+    feature_columns: Sequence[str] | None
+    id_column: str | None
+    label_names: Sequence[str] | None
 
 
 def _step(steps: StepProgress | None, step: str, done: int, total: int | None) -> None:
@@ -270,18 +282,18 @@ def import_file(
     """
     path = Path(path)
     name = path.name
+    columns = _ColumnOptions(
+        text_column=text_column,
+        image_column=image_column,
+        label_column=label_column,
+        feature_columns=feature_columns,
+        id_column=id_column,
+        label_names=label_names,
+    )
     _step(steps, "reading", 0, None)
     stream = None
     if project.kind == "tabular":  # read a chunk at a time where the format allows
-        stream = open_tabular_stream(
-            path,
-            text_column=text_column,
-            image_column=image_column,
-            label_column=label_column,
-            feature_columns=feature_columns,
-            id_column=id_column,
-            label_names=label_names,
-        )
+        stream = open_tabular_stream(path, **columns)
     if stream is not None:
         answers = read_answers(path) if with_labels else None
         if answers is not None:
@@ -289,17 +301,7 @@ def import_file(
         return import_tabular(
             session, project, folder, stream, with_labels=with_labels, answers=answers, steps=steps
         )
-    dataset = read_data(
-        path,
-        text_column=text_column,
-        image_column=image_column,
-        label_column=label_column,
-        feature_columns=feature_columns,
-        kind=project.kind,
-        annotations=with_labels,
-        id_column=id_column,
-        label_names=label_names,
-    )
+    dataset = read_data(path, **columns, kind=project.kind, annotations=with_labels)
     if dataset.kind != project.kind:
         raise InvalidDataError(
             f"{name} holds {dataset.kind} items but the project is a {project.kind} project"
