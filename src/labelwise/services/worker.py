@@ -37,6 +37,7 @@ from typing import Any
 
 import joblib
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from labelwise.exceptions import NotFoundError
@@ -154,20 +155,30 @@ def _cold_start(folder: ProjectFolder, db: Database, snapshot: TrainingSnapshot)
     features, items = _features(folder, db, snapshot)
     queue = cold_start_queue(snapshot, features, items)
     with db.write() as session:
-        version = record_version(
+        version = _record_version(
             session,
-            get_project(session, project_id=snapshot.project_id),
-            n_labels=len(snapshot.labels),
-            label_counts=dict(Counter(snapshot.labels.values())),
+            snapshot,
             metrics={"n_items": int(features.X.shape[0]), "features": features.spec.name},
             strategy="typical",
-            model_name=snapshot.settings.model,
             artefact=None,
             fit_seconds=0.0,
             queue=queue,
             status=COLD_START,
         )
     return TrainingOutcome(COLD_START, f"{len(queue)} typical items queued", version.version)
+
+
+def _record_version(session: Session, snapshot: TrainingSnapshot, **fields: Any) -> ModelVersion:
+    """:func:`~labelwise.store.versions.record_version` for the snapshot's project, with what
+    the snapshot says: its labels (how many, of each label) and the model's name."""
+    return record_version(
+        session,
+        get_project(session, project_id=snapshot.project_id),
+        n_labels=len(snapshot.labels),
+        label_counts=dict(Counter(snapshot.labels.values())),
+        model_name=snapshot.settings.model,
+        **fields,
+    )
 
 
 def _served_artefact(folder: ProjectFolder, snapshot: TrainingSnapshot) -> dict[str, Any] | None:
@@ -215,14 +226,11 @@ def publish(
     queue: list[QueuedItem] = result.queue
     try:
         with db.write() as session:
-            version = record_version(
+            version = _record_version(
                 session,
-                get_project(session, project_id=snapshot.project_id),
-                n_labels=len(snapshot.labels),
-                label_counts=dict(Counter(snapshot.labels.values())),
+                snapshot,
                 metrics=result.metrics,
                 strategy=snapshot.settings.strategy,
-                model_name=snapshot.settings.model,
                 artefact=str(pending.relative_to(folder.root)),
                 fit_seconds=result.fit_seconds,
                 queue=queue,
