@@ -210,42 +210,40 @@ def _split(
     return np.sort(train).astype(np.intp), np.sort(test).astype(np.intp)
 
 
-def _full_pool(
-    estimator: Any,
-    X: Any,
-    y: NDArray[Any],
-    train: NDArray[np.intp],
-    test: NDArray[np.intp],
-    labels: list[Any],
-) -> Metrics:
+@dataclass(frozen=True)
+class _Holdout:
+    """One seed's replay data: the dataset split into the pool (``train``) and the test rows,
+    with the estimator and the labels every run on it shares."""
+
+    estimator: Any
+    X: Any
+    y: NDArray[Any]
+    train: NDArray[np.intp]
+    test: NDArray[np.intp]
+    labels: list[Any]
+
+
+def _full_pool(data: _Holdout) -> Metrics:
+    X, y, train, test = data.X, data.y, data.train, data.test
     X_pool = take_rows(X, train)
     with threadpool_limits(limits=1):
         # Scaled by the pool's statistics, as the active learner's models are.
-        model = clone(fit_to_pool(estimator, X_pool)).fit(X_pool, y[train])
-    return evaluate(model, take_rows(X, test), y[test], labels=labels)
+        model = clone(fit_to_pool(data.estimator, X_pool)).fit(X_pool, y[train])
+    return evaluate(model, take_rows(X, test), y[test], labels=data.labels)
 
 
-def _one_run(
-    estimator: Any,
-    X: Any,
-    y: NDArray[Any],
-    train: NDArray[np.intp],
-    test: NDArray[np.intp],
-    strategy: str,
-    seed: int,
-    config: SimulationConfig,
-    labels: list[Any],
-) -> SeedRun:
+def _one_run(data: _Holdout, strategy: str, seed: int, config: SimulationConfig) -> SeedRun:
     import time
 
+    X, y, train, test = data.X, data.y, data.train, data.test
     start = time.perf_counter()
     X_pool, X_test = take_rows(X, train), take_rows(X, test)
     learner = ActiveLearner(
-        estimator,
+        data.estimator,
         X_pool,
         strategy=strategy,
         batch_size=config.batch_size,
-        classes=labels,
+        classes=data.labels,
         random_state=seed,
     )
     oracle = GroundTruthOracle(y[train], noise=config.noise, random_state=seed + 1_000_003)
@@ -310,16 +308,17 @@ def simulate(
         )
     est = estimator if estimator is not None else make_model(config.model)
     labels = sorted(classes.tolist())
-    splits = {seed: _split(y_arr, config.test_size, seed) for seed in config.seeds}
+    holdouts = {
+        seed: _Holdout(est, X, y_arr, *_split(y_arr, config.test_size, seed), labels)
+        for seed in config.seeds
+    }
 
     tasks = [
-        delayed(_one_run)(est, X, y_arr, *splits[seed], name, seed, config, labels)
+        delayed(_one_run)(holdouts[seed], name, seed, config)
         for name in config.strategies
         for seed in config.seeds
     ]
-    references = [
-        delayed(_full_pool)(est, X, y_arr, *splits[seed], labels) for seed in config.seeds
-    ]
+    references = [delayed(_full_pool)(holdouts[seed]) for seed in config.seeds]
     total = len(tasks)
     runs: dict[str, list[SeedRun]] = {name: [] for name in config.strategies}
     parallel = Parallel(n_jobs=config.n_jobs, return_as="generator_unordered")
@@ -333,7 +332,7 @@ def simulate(
         runs={name: tuple(sorted(r, key=lambda run: run.seed)) for name, r in runs.items()},
         full_pool=dict(zip(config.seeds, full, strict=True)),
         n_items=len(y_arr),
-        n_pool=len(splits[config.seeds[0]][0]),
+        n_pool=len(holdouts[config.seeds[0]].train),
         classes=tuple(str(c) for c in labels),
     )
 
