@@ -41,6 +41,7 @@ __all__ = [
     "TriagePolicy",
     "TriageTarget",
     "calibrated_model",
+    "check_audit",
     "fit_policy",
     "held_out_proba",
     "triage",
@@ -333,6 +334,12 @@ class TriageDecisions:
         return ~self.accepted | self.audit
 
 
+def check_audit(audit: float) -> None:
+    """Refuse an audit share that is not a fraction in [0, 1]."""
+    if not 0.0 <= audit <= 1.0:
+        raise InvalidParameterError(f"audit must be a fraction in [0, 1], got {audit!r}")
+
+
 def triage(
     estimator: Any,
     X_labeled: Any,
@@ -346,8 +353,7 @@ def triage(
     random_state: int | np.random.Generator | None = 0,
 ) -> TriageDecisions:
     """Decide the confident new items automatically; see the module docstring."""
-    if not 0.0 <= audit <= 1.0:
-        raise InvalidParameterError(f"audit must be a fraction in [0, 1], got {audit!r}")
+    check_audit(audit)
     if method not in ("sigmoid", "isotonic"):
         raise InvalidParameterError(f"calibration must be 'sigmoid' or 'isotonic', got {method!r}")
     y = np.asarray(y_labeled).astype(str)

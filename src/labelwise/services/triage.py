@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.learning.evaluate import wilson_interval
-from labelwise.learning.triage import TriageTarget, triage
+from labelwise.learning.triage import TriageTarget, check_audit, triage
 from labelwise.services.transfer import import_file
 from labelwise.store.db import Database
 from labelwise.store.features import model_template, project_features
@@ -106,8 +106,7 @@ def triage_items(
     seed: int | None = None,
 ) -> TriageSummary:
     """Decide or route ``item_ids`` (open items of the project); see the module docstring."""
-    if not 0.0 <= audit <= 1.0:
-        raise InvalidParameterError(f"audit must be a fraction in [0, 1], got {audit!r}")
+    check_audit(audit)
     with db.read() as session:
         project = get_project(session, project_id=project_id)
         settings = settings_of(project)
