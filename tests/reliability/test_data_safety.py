@@ -59,7 +59,7 @@ from labelwise.services.export import export_project
 from labelwise.services.setup import OpenProject, init_project, open_project
 from labelwise.services.transfer import import_file
 from labelwise.services.worker import train_once
-from labelwise.store import answers, leasing
+from labelwise.store import answers, leasing, undo
 from labelwise.store.annotators import create_annotator, hash_token
 from labelwise.store.db import Database
 from labelwise.store.folder import ProjectFolder
@@ -173,7 +173,7 @@ class Source:
 
     def undo(self, who: str) -> None:
         with self.db.write() as s:
-            back = answers.undo_last(
+            back = undo.undo_last(
                 s, get_project(s, project_id=self.pid), s.get_one(Annotator, self.people[who])
             )
             leasing.release(s, s.get_one(Annotator, self.people[who]), leases=[back.lease or ""])

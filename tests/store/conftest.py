@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from labelwise.store import answers, leasing
+from labelwise.store import answers, leasing, undo
 from labelwise.store.annotators import create_annotator
 from labelwise.store.db import Database
 from labelwise.store.items import ItemRecord, add_items
@@ -213,7 +213,7 @@ class Store:
 
     def undo(self, pid: int, aid: int) -> leasing.Assignment:
         with self.db.write() as s:
-            return answers.undo_last(s, get_project(s, project_id=pid), s.get_one(Annotator, aid))
+            return undo.undo_last(s, get_project(s, project_id=pid), s.get_one(Annotator, aid))
 
     def label_all(self, pid: int, aid: int, value: str = "ham") -> list[int]:
         """Let one annotator take and label everything offered; the item ids in order."""

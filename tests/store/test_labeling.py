@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
 from labelwise.store import answers, leasing
+from labelwise.store import undo as undoing
 from labelwise.store.models import Annotator, Item, Label, Lease, utcnow
 from labelwise.store.projects import get_project
 
@@ -107,7 +108,7 @@ def test_a_retry_stored_and_undone_while_its_first_attempt_waited_is_not_stored_
         stored = answers.submit_label(
             retry, project, annotator, item_id=ids[0], value="ham", request_id="r-1"
         ).label
-        answers.undo_last(retry, project, annotator)
+        undoing.undo_last(retry, project, annotator)
         first = threading.Thread(
             target=lambda: got.append(store.submit(pid, a, ids[0], "ham", request_id="r-1"))
         )
@@ -537,7 +538,7 @@ def test_an_undo_retried_with_its_request_id_takes_back_nothing_more(store):
     def undo(request_id: str) -> leasing.Assignment:
         with store.db.write() as s:
             project, annotator = get_project(s, project_id=pid), s.get_one(Annotator, a)
-            return answers.undo_last(s, project, annotator, request_id=request_id)
+            return undoing.undo_last(s, project, annotator, request_id=request_id)
 
     first, again = undo("u-1"), undo("u-1")
     assert (first.item.id, again.item.id, again.previous) == (ids[1], ids[1], "spam")

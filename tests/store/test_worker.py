@@ -19,11 +19,12 @@ from labelwise.services import worker
 from labelwise.services.dashboard import dashboard
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
-from labelwise.store.answers import submit_label, undo_last
+from labelwise.store.answers import submit_label
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator, Item, Label, ModelVersion, QueueEntry
 from labelwise.store.projects import ProjectSettings, get_project
+from labelwise.store.undo import undo_last
 
 pytestmark = pytest.mark.slow
 

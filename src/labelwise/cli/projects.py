@@ -31,6 +31,19 @@ from labelwise.cli.common import (
 from labelwise.exceptions import InvalidParameterError
 
 
+def _list_options(feature_columns: str | None, label_names: str | None) -> dict[str, Any]:
+    """``--feature-columns`` and ``--label-names`` as the lists the import takes (None: not
+    given)."""
+    return {
+        "feature_columns": None
+        if feature_columns is None
+        else list(parse_list(feature_columns, "--feature-columns")),
+        "label_names": None
+        if label_names is None
+        else list(parse_list(label_names, "--label-names")),
+    }
+
+
 @errors_to_exit
 def init(
     project_dir: ProjectDir,
@@ -96,12 +109,7 @@ def init(
             db_url=db,
             settings=_initial_settings(ProjectSettings(features=features), set_ or []),
             id_column=id_column,
-            feature_columns=None
-            if feature_columns is None
-            else list(parse_list(feature_columns, "--feature-columns")),
-            label_names=None
-            if label_names is None
-            else list(parse_list(label_names, "--label-names")),
+            **_list_options(feature_columns, label_names),
             steps=_steps(progress),
         )
     project = opened.project()
@@ -181,12 +189,7 @@ def import_(
             label_column=label_column,
             with_labels=with_labels,
             id_column=id_column,
-            feature_columns=None
-            if feature_columns is None
-            else list(parse_list(feature_columns, "--feature-columns")),
-            label_names=None
-            if label_names is None
-            else list(parse_list(label_names, "--label-names")),
+            **_list_options(feature_columns, label_names),
             steps=_steps(progress),
         )
     opened.db.analyze()

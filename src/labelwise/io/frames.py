@@ -167,13 +167,18 @@ def _read_json(path: Path, text: str, *, lines: bool) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _need_pyarrow() -> None:
+    """Parquet needs pyarrow (the ``parquet`` extra): say how to install it."""
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         raise InvalidParameterError(
             "reading Parquet needs pyarrow: pip install labelwise[parquet]"
         ) from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    _need_pyarrow()
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as exc:

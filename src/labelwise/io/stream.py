@@ -50,7 +50,13 @@ from labelwise.io.chunks import (
 from labelwise.io.columns import Columns
 from labelwise.io.dataset import Dataset
 from labelwise.io.encoding import _decode, _warn_encoding
-from labelwise.io.frames import _SNIFF_CHARS, _Quoting, _read_delimited, _sniff_delimiter
+from labelwise.io.frames import (
+    _SNIFF_CHARS,
+    _need_pyarrow,
+    _Quoting,
+    _read_delimited,
+    _sniff_delimiter,
+)
 from labelwise.io.tables import _Table
 
 __all__ = ["SAMPLE_BYTES", "SAMPLE_ROWS", "dataset_stream", "open_tabular_stream", "read_npy"]
@@ -163,17 +169,7 @@ def _delimited(
     # A larger file's rows, estimated from the sample's (for a progress bar only).
     hint = n_rows or int(len(sample) * path.stat().st_size / max(1, len(head)))
     _warn_encoding(path, guess)  # once, and only when the stream is what reads the file
-    return TabularStream(
-        str(path),
-        features,
-        dtype,
-        roles.label is not None,
-        n_rows,
-        read,
-        rows_hint=hint,
-        ids_numbered=roles.id is None,
-        label_column=None if roles.label is None else names[roles.label],
-    )
+    return _stream(path, names, roles, features, dtype, n_rows, read, hint)
 
 
 def _explain_bad_chunk(
@@ -198,13 +194,10 @@ def _explain_bad_chunk(
 def _parquet(
     path: Path, roles_of: Callable[[_Table, bool], Any], sample_rows: int
 ) -> TabularStream | None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InvalidParameterError(
-            "reading Parquet needs pyarrow: pip install labelwise[parquet]"
-        ) from None
+    _need_pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         # Buffered reads of each column: without them every batch re-reads its pages from the
         # file, and a batch of 65,536 rows costs seven times more. No pre-buffering: it keeps
@@ -241,17 +234,7 @@ def _parquet(
     read = _frame_chunks(frames, path, table.names, roles.id, roles.label, roles.features, dtype)
     features = tuple(table.names[j] for j in roles.features)
     n_rows = int(parquet.metadata.num_rows)
-    return TabularStream(
-        str(path),
-        features,
-        dtype,
-        roles.label is not None,
-        n_rows,
-        read,
-        rows_hint=n_rows,
-        ids_numbered=roles.id is None,
-        label_column=None if roles.label is None else table.names[roles.label],
-    )
+    return _stream(path, table.names, roles, features, dtype, n_rows, read, n_rows)
 
 
 # ---------------------------------------------------------------------------------------- npy
@@ -409,3 +392,27 @@ def _open(
     if suffix in (".json", ".jsonl", ".ndjson", ".svm", ".libsvm", ".svmlight", ".npz"):
         return None
     return _delimited(path, roles_of, columns, sample_bytes)
+
+
+def _stream(
+    path: Path,
+    names: Sequence[str],
+    roles: Any,
+    features: tuple[str, ...],
+    dtype: Any,
+    n_rows: int | None,
+    read: Callable[[int, bool], Iterator[TableChunk]],
+    hint: int,
+) -> TabularStream:
+    """The stream of a file whose columns play ``roles`` (id, label, features)."""
+    return TabularStream(
+        str(path),
+        features,
+        dtype,
+        roles.label is not None,
+        n_rows,
+        read,
+        rows_hint=hint,
+        ids_numbered=roles.id is None,
+        label_column=None if roles.label is None else names[roles.label],
+    )

@@ -23,6 +23,7 @@ from labelwise.server.deps import (
 )
 from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import answers, leasing
+from labelwise.store import undo as undoing
 from labelwise.store.models import Annotator, Project
 from labelwise.strategies.reasons import Kind
 
@@ -259,7 +260,7 @@ def undo(
     """Take back the latest answer; the item comes back to this annotator."""
     request_id = body.request_id if body is not None else None
     with _annotating(state, user, project_id) as (session, project, annotator):
-        assignment = answers.undo_last(session, project, annotator, request_id=request_id)
+        assignment = undoing.undo_last(session, project, annotator, request_id=request_id)
         return assignment_view(assignment, project, state.folder)
 
 
