@@ -15,10 +15,10 @@
   "use strict";
 
   const L = window.Labelwise;
-  const dataNode = document.getElementById("page-data");
-  if (!L || !dataNode) return;
-  const cfg = JSON.parse(dataNode.textContent);
-  const base = "/api/projects/" + cfg.project_id;
+  const page = L && L.page();
+  if (!page) return;
+  const cfg = page.data;
+  const base = page.api;
   const $ = (id) => document.getElementById(id);
   const el = L.el;
 

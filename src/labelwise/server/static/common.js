@@ -99,8 +99,18 @@
     });
   });
 
+  /* What the page's template put in #page-data (templates/_macros.html page_data), and the
+   * base address of its project's API; null on a page without it. */
+  function page() {
+    var node = document.getElementById("page-data");
+    if (!node) return null;
+    var data = JSON.parse(node.textContent);
+    return { data: data, api: "/api/projects/" + data.project_id };
+  }
+
   window.Labelwise = {
     csrf: csrf,
+    page: page,
     post: post,
     getJSON: getJSON,
     el: el,

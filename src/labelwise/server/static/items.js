@@ -7,8 +7,9 @@
   var el = L.el;
 
   document.addEventListener("DOMContentLoaded", function () {
-    var data = JSON.parse(document.getElementById("page-data").textContent);
-    var api = "/api/projects/" + data.project_id;
+    var page = L.page();
+    var data = page.data;
+    var api = page.api;
     var form = document.getElementById("filters");
     var rows = document.getElementById("browse-rows");
     var status = document.getElementById("browse-status");

@@ -5,7 +5,7 @@
   var L = window.Labelwise;
 
   document.addEventListener("DOMContentLoaded", function () {
-    var data = JSON.parse(document.getElementById("page-data").textContent);
+    var data = L.page().data;
     var saved = data.settings;
     var form = document.getElementById("settings-form");
     var status = document.getElementById("settings-status");
