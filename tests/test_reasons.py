@@ -87,4 +87,9 @@ def test_withheld_the_reason_says_why_without_the_guess():
         WORDING[Kind.STRATEGY].neutral
     )
     assert neutral_summary("audit") == "" and neutral_summary("unknown") == ""
+    # A typical item was chosen before any model: nothing to anchor on, so it says why.
+    assert Reason.of("typical").withheld_summary() == (
+        "a typical item of its part of the pool: chosen before any model, so the first labels "
+        "cover the pool (cold start)"
+    )
     assert Reason.of("overlap").summary == WORDING[Kind.OVERLAP].summary

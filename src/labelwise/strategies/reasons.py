@@ -109,8 +109,8 @@ WORDING: dict[Kind, Wording] = {
         "random pick: fewer than two classes are labeled so far (cold start)",
         "random pick: no model yet (fewer than two classes labeled)",
     ),
-    # Withheld, a typical item says nothing: the page's chip says "typical" already.
-    Kind.TYPICAL: Wording(TYPICAL_SUMMARY, ""),
+    # No model has spoken yet, so the whole reason can be said before the answer.
+    Kind.TYPICAL: Wording(TYPICAL_SUMMARY, TYPICAL_SUMMARY),
     Kind.OVERLAP: Wording(
         "second opinion: this item is labeled twice to measure agreement",
         "second opinion: this item is labeled twice to measure agreement",
