@@ -959,3 +959,27 @@ def test_a_restarted_worker_sweeps_what_a_killed_one_left_and_keeps_the_served_f
     removed = worker.sweep_artefacts(project.op.folder, project.op.db)
     assert sorted(p.name for p in removed) == sorted(leftovers)
     assert sorted(p.name for p in models.iterdir()) == ["v00001.joblib", "v00001.predictions.npy"]
+
+
+def test_a_model_file_of_the_earlier_layout_is_still_read(project):
+    """Model files pickle their classes by module; those written before the restructuring name
+    labelwise.semi, labelwise.features.auto, ...: they load through the moved modules."""
+    import pickle
+    import sys
+
+    from labelwise.models.semi import SemiSupervised
+    from labelwise.store.versions import MOVED_MODULES, load_artefact
+
+    project.label(FIRST_30)
+    assert project.train().status == "trained"
+    version, _ = project.current()
+    path = project.op.folder.root / version.artefact
+    record = joblib.load(path)
+    record["model"] = SemiSupervised(record["model"])  # a class whose module moved
+    data = pickle.dumps(record, protocol=2)
+    assert b"labelwise.models.semi" in data
+    path.write_bytes(data.replace(b"labelwise.models.semi", b"labelwise.semi"))
+    sys.modules.pop("labelwise.semi", None)  # as in a new process
+    loaded = load_artefact(project.op.folder, version)
+    assert type(loaded["model"]) is SemiSupervised
+    assert MOVED_MODULES["labelwise.semi"] == "labelwise.models.semi"

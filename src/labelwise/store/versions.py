@@ -8,6 +8,8 @@ and changes nothing that is served.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,6 +189,7 @@ def load_artefact(folder: ProjectFolder, version: ModelVersion) -> dict[str, Any
         raise NotFoundError(f"model version v{version.version} ({version.status}) has no model")
     path = folder.loadable(version.artefact, folder.models_dir)
     try:
+        _alias_moved_modules()
         record = joblib.load(path)
     except Exception as exc:  # a damaged pickle raises anything
         raise DamagedArtefactError(
@@ -197,3 +200,26 @@ def load_artefact(folder: ProjectFolder, version: ModelVersion) -> dict[str, Any
             f"the model file of v{version.version} ({version.artefact}) holds no model"
         )
     return record
+
+
+#: Modules that held classes a model file pickles (a fitted model's steps) under an earlier
+#: release's layout, and where they are now: model files written before the move are still read.
+MOVED_MODULES = {
+    "labelwise.semi": "labelwise.models.semi",
+    "labelwise.features.auto": "labelwise.models.auto",
+    "labelwise.torch_model": "labelwise.models.torch_model",
+    "labelwise._torch_net": "labelwise.models.torch_net",
+}
+
+
+def _alias_moved_modules() -> None:
+    """Let the unpickler find classes under the module names of :data:`MOVED_MODULES` (it looks
+    a pickled class's module up in ``sys.modules``). Only names no module holds are set; the
+    PyTorch modules are aliased only once torch can be imported."""
+    for old, new in MOVED_MODULES.items():
+        if old in sys.modules:
+            continue
+        try:
+            sys.modules[old] = importlib.import_module(new)
+        except ImportError:  # the torch extra is not installed: its models cannot load anyway
+            continue
