@@ -100,3 +100,30 @@ def test_with_one_annotator_able_to_label_the_waiting_items_say_who_they_wait_fo
     said = "2 waiting for a second opinion from another annotator (none yet)"
     assert progress["text"] == f"0 of 60 items done (0%), {said}"
     assert said in page and said in status
+
+
+def test_a_model_without_a_score_is_not_called_no_model(served, db_url):
+    """The accuracy card of a served model that has no score yet (too few labels of a class to
+    cross-validate, no random item answered) says so, instead of "no model yet"."""
+    from sqlalchemy import select
+
+    from labelwise.services import worker
+    from labelwise.store.models import ModelVersion
+
+    s = served
+    for k in range(10):  # nine of one class, one of the other: too few to cross-validate
+        r = s.client.post(s.api("/next"), json={"exclude": []}, headers=s.h(s.alice))
+        item = r.json()["item"]
+        body = {"value": "spam" if k == 0 else "ham", "request_id": uuid.uuid4().hex}
+        r = s.client.post(s.api(f"/items/{item['id']}/label"), json=body, headers=s.h(s.alice))
+        assert r.status_code == 200, r.text
+    assert worker.train_once(s.project.folder, s.project.db).status == "trained"
+    with s.project.db.read() as session:
+        served_version = session.scalars(
+            select(ModelVersion).where(ModelVersion.status != "cold-start")
+        ).one()
+        assert not (served_version.metrics or {}).get("cv")
+    _, page, _ = _everywhere(s, db_url)
+    card = page.split("Estimated accuracy", 1)[1].split('class="card kpi"', 1)[0]
+    assert f"model v{served_version.version} has no score yet" in card
+    assert "no model yet" not in card
