@@ -968,7 +968,7 @@ def test_a_model_file_of_the_earlier_layout_is_still_read(project):
     import sys
 
     from labelwise.models.semi import SemiSupervised
-    from labelwise.store.versions import MOVED_MODULES, load_artefact
+    from labelwise.store.versions import load_artefact
 
     project.label(FIRST_30)
     assert project.train().status == "trained"
@@ -982,4 +982,3 @@ def test_a_model_file_of_the_earlier_layout_is_still_read(project):
     sys.modules.pop("labelwise.semi", None)  # as in a new process
     loaded = load_artefact(project.op.folder, version)
     assert type(loaded["model"]) is SemiSupervised
-    assert MOVED_MODULES["labelwise.semi"] == "labelwise.models.semi"

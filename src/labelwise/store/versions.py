@@ -189,8 +189,7 @@ def load_artefact(folder: ProjectFolder, version: ModelVersion) -> dict[str, Any
         raise NotFoundError(f"model version v{version.version} ({version.status}) has no model")
     path = folder.loadable(version.artefact, folder.models_dir)
     try:
-        _alias_moved_modules()
-        record = joblib.load(path)
+        record = _load_model_file(path)
     except Exception as exc:  # a damaged pickle raises anything
         raise DamagedArtefactError(
             f"the model file of v{version.version} ({version.artefact}) is damaged: {exc}"
@@ -212,14 +211,16 @@ MOVED_MODULES = {
 }
 
 
-def _alias_moved_modules() -> None:
-    """Let the unpickler find classes under the module names of :data:`MOVED_MODULES` (it looks
-    a pickled class's module up in ``sys.modules``). Only names no module holds are set; the
-    PyTorch modules are aliased only once torch can be imported."""
-    for old, new in MOVED_MODULES.items():
-        if old in sys.modules:
-            continue
+def _load_model_file(path: Any) -> Any:
+    """``joblib.load(path)``; a class the file names under a module of :data:`MOVED_MODULES`
+    is looked up where it moved (only the modules the file asks for are imported)."""
+    while True:
         try:
-            sys.modules[old] = importlib.import_module(new)
-        except ImportError:  # the torch extra is not installed: its models cannot load anyway
-            continue
+            return joblib.load(path)
+        except ModuleNotFoundError as exc:
+            moved = MOVED_MODULES.get(exc.name or "")
+            if moved is None or exc.name in sys.modules:
+                raise
+            # The unpickler looks a class's module up in sys.modules: the old name now leads
+            # to the new module.
+            sys.modules[str(exc.name)] = importlib.import_module(moved)
