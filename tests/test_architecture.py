@@ -15,6 +15,7 @@ PACKAGE = Path(labelwise.__file__).parent
 LAYERS = {
     "exceptions": 0,
     "pool": 0,
+    "label_sets": 0,
     "io": 1,
     "datasets": 1,
     "features": 2,

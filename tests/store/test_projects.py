@@ -156,3 +156,48 @@ def test_init_leaves_planner_statistics_for_the_items(db_url, tmp_path):
             )
     assert "items" in analyzed
     opened.db.dispose()
+
+
+def test_a_multi_label_project_checks_answers_as_sets_and_keeps_the_setting(db):
+
+    with db.write() as session:
+        _multi_label_checks(session)
+
+
+def _multi_label_checks(session):
+    from labelwise.store.projects import answer_value, check_label
+
+    settings = ProjectSettings(multi_label=True)
+    project = create_project(
+        session, name="ml", kind="text", labels=["insult", "threat"], settings=settings
+    )
+    assert answer_value(project, ["threat", "insult"]) == "insult;threat"
+    assert answer_value(project, "threat") == "threat"
+    assert answer_value(project, []) == ""
+    check_label(project, "insult;threat")
+    check_label(project, "")
+    for bad in ("threat;insult", "rude", None):
+        with pytest.raises(InvalidParameterError):
+            check_label(project, bad)
+    with pytest.raises(InvalidParameterError, match="'rude' is not a label"):
+        answer_value(project, "insult;rude")
+    with pytest.raises(InvalidParameterError, match="fixed"):
+        update_settings(session, project, {"multi_label": False})
+    with pytest.raises(InvalidParameterError, match="must not contain"):
+        create_project(session, name="ml2", kind="text", labels=["a;b", "c"], settings=settings)
+
+
+def test_a_single_label_project_refuses_a_set_answer(db):
+    with db.write() as session:
+        _single_label_checks(session)
+
+
+def _single_label_checks(session):
+    from labelwise.store.projects import answer_value
+
+    project = create_project(session, name="sl", kind="text", labels=["neg", "pos"])
+    assert answer_value(project, "pos") == "pos"
+    with pytest.raises(InvalidParameterError, match="one label per answer"):
+        answer_value(project, ["neg", "pos"])
+    with pytest.raises(InvalidParameterError, match="fixed"):
+        update_settings(session, project, {"multi_label": True})

@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from labelwise.exceptions import StorageError
 from labelwise.store.db import Database
 
 __all__ = ["current_revision", "head_revision", "upgrade"]
@@ -38,6 +39,26 @@ def current_revision(db: Database) -> str | None:
 def upgrade(db: Database, revision: str = "head") -> None:
     """Migrate ``db`` to ``revision`` (the newest by default)."""
     cfg = _config()
-    with db._write_engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with db._write_engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        # SQLite alters a column by copying its table and dropping the old one, which foreign
+        # keys would refuse (or cascade); they are off for the migration (a pragma that only
+        # takes effect outside a transaction) and checked before it commits.
+        raw = conn.connection.dbapi_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StorageError(
+                            f"the migration to {revision} would break {len(broken)} references "
+                            f"(first: table {broken[0][0]}, row {broken[0][1]}); nothing was "
+                            "changed"
+                        )
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")

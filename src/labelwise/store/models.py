@@ -149,13 +149,15 @@ class Label(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
     action: Mapped[str] = mapped_column(String(12))  # label | skip | undo | adjudicate
-    value: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: The answer: a label, or in a multi-label project a label set's canonical string
+    #: (:mod:`labelwise.label_sets`; Text since schema 0005, as a set can be long).
+    value: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id"), nullable=True
     )
     reason_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    predicted: Mapped[str | None] = mapped_column(Text, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"), nullable=True)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -178,7 +180,7 @@ class Lease(Base):
         ForeignKey("model_versions.id"), nullable=True
     )
     reason: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    predicted: Mapped[str | None] = mapped_column(Text, nullable=True)
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: Names this grant of the item, not the item: a new one each time the item is leased, so a
@@ -223,7 +225,7 @@ class QueueEntry(Base):
     rank: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
     utility: Mapped[float | None] = mapped_column(Float, nullable=True)
-    predicted: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    predicted: Mapped[str | None] = mapped_column(Text, nullable=True)
     reason: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
@@ -242,7 +244,7 @@ class TriageDecision(Base):
     batch: Mapped[str] = mapped_column(String(32))
     accepted: Mapped[bool] = mapped_column(Boolean)
     audit: Mapped[bool] = mapped_column(Boolean, default=False)
-    label: Mapped[str] = mapped_column(String(200))  # the decision, or the model's guess
+    label: Mapped[str] = mapped_column(Text)  # the decision, or the model's guess
     confidence: Mapped[float] = mapped_column(Float)
     policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

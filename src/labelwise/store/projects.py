@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise.exceptions import InvalidParameterError, NotFoundError
+from labelwise import label_sets
+from labelwise.exceptions import InvalidDataError, InvalidParameterError, NotFoundError
 from labelwise.features.spec import FeatureSpec, parse_features
 from labelwise.models.registry import available_models
 from labelwise.store.models import Project
@@ -25,6 +26,7 @@ __all__ = [
     "RESERVED_KEYS",
     "SETTING_HELP",
     "ProjectSettings",
+    "answer_value",
     "check_label",
     "create_project",
     "feature_spec",
@@ -64,6 +66,7 @@ SETTING_HELP = {
     "guidelines": "Instructions for annotators (Markdown), shown on the labeling page.",
     "label_help": "A one-line definition per label, shown on its button.",
     "label_keys": "A key per label (one letter or digit); the others get 1 to 9, then 0.",
+    "multi_label": "Whether an answer is a set of labels (fixed when the project is made).",
 }
 
 
@@ -122,6 +125,9 @@ class ProjectSettings:
         A keyboard key per label: one lowercase letter or digit, not a command key
         (:data:`RESERVED_KEYS`), each used once. Labels without one get the first free of
         1-9, 0, then letters.
+    multi_label : bool
+        Whether an answer is a set of the labels, possibly empty, rather than one label
+        (:mod:`labelwise.label_sets`). Fixed when the project is made.
     """
 
     strategy: str = "default"
@@ -140,8 +146,13 @@ class ProjectSettings:
     guidelines: str = ""
     label_help: dict[str, str] = field(default_factory=dict)
     label_keys: dict[str, str] = field(default_factory=dict)
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.multi_label, bool):
+            raise InvalidParameterError(
+                f"multi_label must be true or false, got {self.multi_label!r}"
+            )
         make_strategy(self.strategy)
         if self.model not in available_models():
             raise InvalidParameterError(
@@ -261,6 +272,11 @@ def setting_change(settings: ProjectSettings, key: str, text: str) -> dict[str, 
         return {name: text.strip() or None}
     if isinstance(current, str):
         return {name: text}
+    if isinstance(current, bool):
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if text.strip().lower() not in words:
+            raise InvalidParameterError(f"{name} must be true or false, got {text!r}")
+        return {name: words[text.strip().lower()]}
     try:
         value: int | float = int(text) if isinstance(current, int) else float(text)
     except ValueError:
@@ -270,12 +286,42 @@ def setting_change(settings: ProjectSettings, key: str, text: str) -> dict[str, 
 
 
 def check_label(project: Project, value: str | None) -> None:
-    """An answer must be one of the project's labels: :class:`InvalidParameterError` if not."""
+    """An answer must be one of the project's labels, or in a multi-label project the canonical
+    string of a set of them (:func:`labelwise.label_sets.encode`):
+    :class:`InvalidParameterError` if not."""
+    if settings_of(project).multi_label:
+        if value is None or label_sets.encode(label_sets.decode(value), project.label_set) != value:
+            raise InvalidParameterError(
+                f"{value!r} is not a set of this project's labels in the form "
+                f"{label_sets.SEPARATOR.join(project.label_set[:2])!r} (labels in project order, "
+                f"joined by {label_sets.SEPARATOR!r}; empty for none); expected some of "
+                f"{', '.join(project.label_set)}"
+            )
+        return
     if value not in project.label_set:
         raise InvalidParameterError(
             f"{value!r} is not a label of this project; expected one of "
             f"{', '.join(project.label_set)}"
         )
+
+
+def answer_value(project: Project, answer: Any) -> str:
+    """The stored form of an answer as a person or a file gives it: one label, or in a
+    multi-label project a set of labels (a list, a JSON list or names joined by ``;``), checked
+    (:class:`InvalidParameterError` naming what is wrong)."""
+    if settings_of(project).multi_label:
+        try:
+            names = label_sets.parse_label_list(answer, what="the answer")
+        except InvalidDataError as exc:
+            raise InvalidParameterError(str(exc)) from None
+        return label_sets.encode(names, project.label_set)
+    if not isinstance(answer, str):
+        raise InvalidParameterError(
+            f"this project takes one label per answer, got {answer!r}; expected one of "
+            f"{', '.join(project.label_set)}"
+        )
+    check_label(project, answer)
+    return answer
 
 
 def label_keys(labels: list[str], chosen: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -325,6 +371,8 @@ def create_project(
     settings = _with_features(kind, settings or ProjectSettings())
     labels = _check_labels(labels)
     settings.check_labels(labels)
+    if settings.multi_label:
+        label_sets.check_label_names(labels)
     project = Project(
         name=name,
         kind=kind,
@@ -376,7 +424,13 @@ def _settings_from_json(text: str) -> ProjectSettings:
 
 def update_settings(session: Session, project: Project, changes: dict[str, Any]) -> ProjectSettings:
     """Apply ``changes`` (validated as a whole) to the project's settings."""
-    merged = {**settings_of(project).to_dict(), **changes}
+    current = settings_of(project)
+    if "multi_label" in changes and changes["multi_label"] != current.multi_label:
+        raise InvalidParameterError(
+            "multi_label is fixed when a project is made: make a new project "
+            "(labelwise init --multi-label) and import its items"
+        )
+    merged = {**current.to_dict(), **changes}
     settings = _with_features(project.kind, ProjectSettings.from_dict(merged))
     settings.check_labels(project.label_set)
     project.settings = settings.to_dict()
