@@ -225,3 +225,30 @@ def test_predict_refuses_unfitted_and_wrong_width():
     model = MultiLabelModel(LogisticRegression()).fit(X, Y)
     with pytest.raises(InvalidDataError, match="3 features but the model was fitted on 5"):
         model.predict(X[:, :3])
+
+
+def test_label_set_classifier_fits_and_predicts_sets_in_their_stored_form():
+    from sklearn.base import clone
+
+    from labelwise import label_sets
+    from labelwise.models.multilabel import LabelSetClassifier
+    from labelwise.models.registry import make_model, model_outputs
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    Y = (X[:, :3] > 0.3).astype(int)
+    labels = ["insult", "threat", "spam"]
+    y = np.asarray(label_sets.from_indicator(Y, labels), dtype=object)
+    model = LabelSetClassifier(make_model("logreg"), labels).fit(X, y)
+    predicted = model.predict(X)
+    assert set(predicted) <= set(
+        label_sets.from_indicator(np.indices((8,))[0][:, None] >> np.arange(3) & 1, labels)
+    )
+    assert np.mean(predicted == y) > 0.8
+    out = model_outputs(model, X, np.arange(10))
+    assert out.multi_label and out.values.shape == (10, 3)
+    assert list(out.classes) == labels
+    np.testing.assert_array_equal(out.predicted(), predicted[:10])
+    assert not clone(model).__dict__.get("model_")
+    single = make_model("logreg").fit(X, Y[:, 0])
+    assert not model_outputs(single, X, np.arange(3)).multi_label

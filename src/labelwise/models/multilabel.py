@@ -8,6 +8,11 @@ tuple of label names; :func:`check_indicator` is the one check of such a matrix.
 predicts a label when its score reaches that label's threshold, chosen on cross-validated
 scores to maximise the label's F1 (:func:`best_threshold`). A rare label, whose probabilities
 seldom reach 0.5, gets a lower threshold and is found far more often than at 0.5.
+
+:class:`LabelSetClassifier` is the same model fitted on label sets in their stored form (one
+string per item, :mod:`labelwise.label_sets`): the form a project's pool, the strategies and the
+worker hand to any classifier. :func:`labelwise.models.registry.make_model` builds it for a
+project's labels.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.models.registry import has_predict_proba
 from labelwise.pool import Matrix, check_matrix, take_rows
 
-__all__ = ["MultiLabelModel", "best_threshold", "check_indicator"]
+__all__ = ["LabelSetClassifier", "MultiLabelModel", "best_threshold", "check_indicator"]
 
 #: F1 values closer than this count as a tie (they differ only by rounding).
 _TIE = 1e-12
@@ -291,3 +297,81 @@ class MultiLabelModel(ClassifierMixin, BaseEstimator):
         """Subset accuracy: the share of items whose whole predicted label set is right."""
         Y = check_indicator(y, n_samples=check_matrix(X, values=False).shape[0])
         return float(np.mean(np.all(self.predict(X) == Y, axis=1)))
+
+
+class LabelSetClassifier(ClassifierMixin, BaseEstimator):
+    """A multi-label model that reads and predicts label sets in their stored form.
+
+    Fitted on ``y``, one canonical string per item (a set of ``labels`` joined by ``;``, see
+    :mod:`labelwise.label_sets`), so it fits where a single-label classifier fits: the pool keeps
+    the strings as its classes, a committee bags them, cross-validation splits them. Inside, a
+    :class:`MultiLabelModel` learns one classifier per label with per-label thresholds.
+
+    Parameters
+    ----------
+    estimator : scikit-learn classifier
+        The per-label classifier (any registry model, or a pipeline ending in one).
+    labels : sequence of str
+        The project's labels, in order: the columns of :meth:`predict_proba`.
+    cv, random_state
+        As for :class:`MultiLabelModel` (the folds choosing each label's threshold).
+
+    Attributes
+    ----------
+    classes_ : ndarray of str, shape (n_labels,)
+        The labels, aligned with the columns of :meth:`predict_proba` (per-label
+        probabilities: the rows do not sum to one).
+    thresholds_ : ndarray of shape (n_labels,)
+        Per label, the probability at or above which it is predicted.
+    model_ : MultiLabelModel
+    multi_label : bool
+        True: outputs are per-label probabilities (what
+        :class:`~labelwise.models.registry.ModelOutputs` and the strategies look for).
+    """
+
+    multi_label = True
+
+    def __init__(
+        self,
+        estimator: Any,
+        labels: Sequence[str],
+        *,
+        cv: int = 3,
+        random_state: int | None = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.labels = labels
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> LabelSetClassifier:
+        """Fit on ``y``: a canonical label-set string per row of ``X``."""
+        names = [str(label) for label in self.labels]
+        values = np.asarray(y, dtype=object).ravel()
+        Y = label_sets.to_indicator([str(v) for v in values], names)
+        self.model_ = MultiLabelModel(
+            self.estimator, cv=self.cv, random_state=self.random_state, labels=names
+        ).fit(X, Y)
+        self.classes_ = np.asarray(names, dtype=object)
+        self.thresholds_ = self.model_.thresholds_
+        self.n_features_in_ = self.model_.n_features_in_
+        return self
+
+    def _fitted(self) -> MultiLabelModel:
+        if not hasattr(self, "model_"):
+            raise InvalidParameterError("this LabelSetClassifier is not fitted yet; call fit first")
+        return self.model_
+
+    def predict_proba(self, X: Any) -> NDArray[np.float64]:
+        """Per-label probabilities, shape (n_samples, n_labels)."""
+        return self._fitted().predict_proba(X)
+
+    def predict_indicator(self, X: Any) -> NDArray[np.int8]:
+        """The predicted sets as an indicator matrix (each label at its own threshold)."""
+        return self._fitted().predict(X)
+
+    def predict(self, X: Any) -> NDArray[Any]:
+        """The predicted set of each row, in its canonical string form."""
+        return np.asarray(
+            label_sets.from_indicator(self.predict_indicator(X), list(self.classes_)), dtype=object
+        )

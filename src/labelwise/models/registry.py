@@ -32,6 +32,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
 from labelwise.features.scaling import PoolScaler
+from labelwise.label_sets import SEPARATOR
 from labelwise.models.auto import AutoRepresentation
 from labelwise.pool import Matrix, take_rows
 
@@ -206,10 +207,29 @@ class ModelOutputs:
     kind: OutputKind
     values: NDArray[np.floating]
     classes: NDArray[Any]
+    #: For a multi-label model (:class:`~labelwise.models.multilabel.LabelSetClassifier`):
+    #: each label's decision threshold, ``values`` then holding per-label probabilities (rows
+    #: that do not sum to one) and ``classes`` the labels. None for a single-label model.
+    thresholds: NDArray[np.floating] | None = None
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether ``values`` are per-label probabilities of a multi-label model."""
+        return self.thresholds is not None
 
     def predicted(self) -> NDArray[Any]:
-        """The predicted class of each row."""
+        """The predicted class of each row; for a multi-label model its predicted label set,
+        in its stored form (:mod:`labelwise.label_sets`)."""
         v = self.values
+        if self.thresholds is not None:
+            on = v >= self.thresholds[None, :]
+            return np.asarray(
+                [
+                    SEPARATOR.join(str(c) for c, o in zip(self.classes, row, strict=True) if o)
+                    for row in on
+                ],
+                dtype=object,
+            )
         if v.ndim == 1:
             return self.classes[(v > 0).astype(np.intp)]
         return self.classes[np.argmax(v, axis=1)]
@@ -259,12 +279,13 @@ def map_outputs(
     method = model.predict_proba if kind == "proba" else model.decision_function
     fast = _linear_proba(model) if kind == "proba" else None
     classes = np.asarray(model.classes_)
+    thresholds = label_thresholds(model)
 
     def apply(block: Matrix) -> NDArray[Any]:
         values = fast(block) if fast is not None else None
         if values is None:
             values = np.asarray(method(block))
-        return fn(ModelOutputs(kind, values, classes))
+        return fn(ModelOutputs(kind, values, classes, thresholds))
 
     parts = []
     if read_in_place(X, rows):
@@ -280,7 +301,14 @@ def map_outputs(
         parts = [apply(take_rows(X, chunk)) for chunk in iter_chunks(rows, chunk_size)]
     if parts:
         return np.concatenate(parts, axis=0)
-    return fn(ModelOutputs(kind, _empty_values(kind, len(classes)), classes))
+    return fn(ModelOutputs(kind, _empty_values(kind, len(classes)), classes, thresholds))
+
+
+def label_thresholds(model: Any) -> NDArray[np.float64] | None:
+    """A fitted multi-label model's per-label thresholds; None for a single-label model."""
+    if not getattr(model, "multi_label", False):
+        return None
+    return np.asarray(model.thresholds_, dtype=np.float64)
 
 
 def read_in_place(X: Matrix, rows: NDArray[np.intp]) -> bool:
@@ -398,7 +426,12 @@ def model_outputs(
     if rows is None:
         rows = np.arange(X.shape[0], dtype=np.intp)
     values = map_outputs(model, X, rows, lambda out: out.values, prefer=kind, chunk_size=chunk_size)
-    return ModelOutputs(kind=kind, values=values, classes=np.asarray(model.classes_))
+    return ModelOutputs(
+        kind=kind,
+        values=values,
+        classes=np.asarray(model.classes_),
+        thresholds=label_thresholds(model),
+    )
 
 
 @runtime_checkable
