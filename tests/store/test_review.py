@@ -93,3 +93,82 @@ def test_adjudicate_needs_a_valid_label_and_item(db, store):
     with pytest.raises(NotFoundError, match="no item"):
         _adjudicate(db, pid, boss, store.item_ids(other)[0], "ham")
     assert store.labels() == []
+
+
+# ------------------------------------------------------------------------------ multi-label
+
+LABELS = ("insult", "threat", "spam")
+
+
+def test_multi_label_conflicts_list_each_annotators_set(db, store):
+    pid = store.project(4, labels=LABELS, overlap=1.0, multi_label=True)
+    ids = store.item_ids(pid)
+    a, b = store.annotators(pid, 2)
+    store.submit(pid, a, ids[0], "insult;threat")  # the same set: agreed
+    store.submit(pid, b, ids[0], "insult;threat")
+    store.submit(pid, a, ids[1], "insult")  # different sets: a conflict
+    store.submit(pid, b, ids[1], "insult;spam")
+    store.submit(pid, a, ids[2], "")  # the empty set against a non-empty one: a conflict
+    store.submit(pid, b, ids[2], "threat")
+    store.submit(pid, a, ids[3], "")  # both chose none of the labels: agreed on the empty set
+    store.submit(pid, b, ids[3], "")
+    final, conflicts = _resolve(db, pid)
+    assert final == {ids[0]: "insult;threat", ids[3]: ""}
+    assert [(c.item_id, c.votes, c.answers) for c in conflicts] == [
+        (ids[1], {"insult": ["a0"], "insult;spam": ["a1"]}, {"a0": "insult", "a1": "insult;spam"}),
+        (ids[2], {"": ["a0"], "threat": ["a1"]}, {"a0": "", "a1": "threat"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (["spam", "insult"], "insult;spam"),  # a list, in any order: stored in label order
+        ('["threat"]', "threat"),  # a JSON list
+        ("spam;insult;threat", "insult;threat;spam"),  # names joined by ';'
+        ([], ""),  # the empty set: none of the labels
+    ],
+)
+def test_multi_label_adjudication_stores_the_canonical_set(db, store, given, stored):
+    pid = store.project(1, labels=LABELS, overlap=1.0, multi_label=True)
+    (item_id,) = store.item_ids(pid)
+    a, b = store.annotators(pid, 2)
+    boss = store.annotator(pid, "boss", role="admin")
+    store.submit(pid, a, item_id, "insult")
+    store.submit(pid, b, item_id, "spam")
+    label = _adjudicate(db, pid, boss, item_id, given)
+    assert label.value == stored
+    assert _resolve(db, pid) == ({item_id: stored}, [])
+    assert store.item(item_id).done
+
+
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        (["insult", "maybe"], "'maybe' is not a label of this project"),
+        ("insult;nope", "'nope' is not a label of this project"),
+        (5, "must be a list of label names"),
+        ([1, 2], "must hold label names"),
+        ("[not json", "is not a JSON list"),
+    ],
+)
+def test_multi_label_adjudication_refuses_bad_sets_and_keeps_the_answers(db, store, given, error):
+    pid = store.project(1, labels=LABELS, overlap=1.0, multi_label=True)
+    (item_id,) = store.item_ids(pid)
+    a, b = store.annotators(pid, 2)
+    boss = store.annotator(pid, "boss", role="admin")
+    store.submit(pid, a, item_id, "insult")
+    store.submit(pid, b, item_id, "spam")
+    with pytest.raises(InvalidParameterError, match=error):
+        _adjudicate(db, pid, boss, item_id, given)
+    assert store.labels(action="adjudicate") == []
+    assert [c.item_id for c in _resolve(db, pid)[1]] == [item_id]
+
+
+def test_a_single_label_project_refuses_a_list_as_adjudication(db, store):
+    pid = store.project(1)
+    (item_id,) = store.item_ids(pid)
+    boss = store.annotator(pid, "boss", role="admin")
+    with pytest.raises(InvalidParameterError, match="takes one label per answer"):
+        _adjudicate(db, pid, boss, item_id, ["ham", "spam"])
+    assert store.labels() == []

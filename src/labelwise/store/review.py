@@ -3,12 +3,17 @@
 An item's training label is an admin's adjudication if there is one, else the value every
 annotator with a standing label agrees on. Items whose annotators disagree are *conflicts*: they
 stay out of training and wait in the admin's review queue.
+
+In a multi-label project a value is a label set in its canonical form
+(:mod:`labelwise.label_sets`), so two annotators disagree when their sets differ; the admin's
+decision may be one annotator's set, their union, or any set of the project's labels.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,7 +21,7 @@ from sqlalchemy.orm import Session
 from labelwise.exceptions import NotFoundError
 from labelwise.store.annotators import require_admin
 from labelwise.store.models import Annotator, Item, Label, Project, utcnow
-from labelwise.store.projects import check_label
+from labelwise.store.projects import answer_value
 
 __all__ = [
     "Conflict",
@@ -29,8 +34,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Conflict:
+    """An item whose annotators disagree.
+
+    Attributes
+    ----------
+    item_id : int
+        The item.
+    votes : dict of str to list of str
+        Each value given (a label, or a label set's canonical string) and who gave it.
+    answers : dict of str to str
+        Each annotator's standing value, by name, in the order they answered.
+    """
+
     item_id: int
-    votes: dict[str, list[str]]  # label -> annotator names
+    votes: dict[str, list[str]]
+    answers: dict[str, str] = field(default_factory=dict)
 
 
 def _standing(session: Session, project: Project) -> list[tuple[int, str, str, str]]:
@@ -52,12 +70,14 @@ def _standing(session: Session, project: Project) -> list[tuple[int, str, str, s
 def resolved_labels(session: Session, project: Project) -> tuple[dict[int, str], list[Conflict]]:
     """(item id -> training label, conflicts)."""
     votes: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    given: dict[int, dict[str, str]] = defaultdict(dict)
     final: dict[int, str] = {}
     for item_id, action, value, name in _standing(session, project):
         if action == "adjudicate":
             final[item_id] = value
         else:
             votes[item_id][value].append(name)
+            given[item_id][name] = value
     conflicts = []
     for item_id, by_value in votes.items():
         if item_id in final:
@@ -65,7 +85,9 @@ def resolved_labels(session: Session, project: Project) -> tuple[dict[int, str],
         if len(by_value) == 1:
             final[item_id] = next(iter(by_value))
         else:
-            conflicts.append(Conflict(item_id, {k: list(v) for k, v in by_value.items()}))
+            conflicts.append(
+                Conflict(item_id, {k: list(v) for k, v in by_value.items()}, given[item_id])
+            )
     return final, conflicts
 
 
@@ -74,12 +96,18 @@ def list_conflicts(session: Session, project: Project) -> list[Conflict]:
 
 
 def adjudicate(
-    session: Session, project: Project, admin: Annotator, *, item_id: int, value: str
+    session: Session, project: Project, admin: Annotator, *, item_id: int, value: Any
 ) -> Label:
     """An admin's final word on an item (supersedes any earlier adjudication; every answer
-    stays in its history). The item is closed: nobody is handed it again."""
+    stays in its history). The item is closed: nobody is handed it again.
+
+    ``value`` is a label, or in a multi-label project a label set as a list of names, a JSON
+    list or names joined by ``;`` (stored in its canonical form,
+    :func:`labelwise.store.projects.answer_value`); anything else raises
+    :class:`~labelwise.exceptions.InvalidParameterError` naming what is wrong, and nothing is
+    stored."""
     require_admin(admin)
-    check_label(project, value)
+    value = answer_value(project, value)
     item = session.scalar(select(Item).where(Item.id == item_id, Item.project_id == project.id))
     if item is None:
         raise NotFoundError(f"no item {item_id} in this project")
