@@ -13,6 +13,12 @@ route and ``labelwise status`` all show.
 - **Stopping**: the latest unbiased estimate (exploration items only) with its interval; the
   gain the next 100 labels should bring, from a learning curve fitted to the scores so far; and
   a verdict from that gain, the plateau of the scores and the agreement of successive models.
+
+A multi-label project (answers are label sets) gets the same figures in their multi-label form
+from :mod:`labelwise.services.dashboard_sets`: the estimate's micro and macro F1, per-label
+scores, Hamming loss and subset accuracy (the ``accuracy`` of its curve points), agreement as
+Krippendorff's alpha with the MASI distance and per-label kappa, and per-label counts; the
+verdict reads macro-F1 as for single-label projects.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from labelwise.learning.stopping import (
     StabilizingPredictions,
     prediction_agreement,
 )
+from labelwise.services import dashboard_sets
 from labelwise.services.triage import triage_report
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Label, ModelVersion, Project, utcnow
-from labelwise.store.projects import feature_spec
+from labelwise.store.projects import feature_spec, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.stats import item_progress
 
@@ -79,7 +86,7 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
 
 
 def _curve(
-    session: Session, project: Project, versions: list[ModelVersion]
+    session: Session, project: Project, versions: list[ModelVersion], multi_label: bool = False
 ) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Label.model_version_id, Label.value, Label.predicted).where(
@@ -104,13 +111,15 @@ def _curve(
             "version": v.version,
             "labels": v.n_labels,
             "created_at": v.created_at.isoformat() + "Z",
-            "cv_accuracy": cv.get("accuracy"),
+            "cv_accuracy": cv.get("subset_accuracy" if multi_label else "accuracy"),
             "cv_macro_f1": cv.get("macro_f1"),
             "agreement_with_previous": (v.metrics or {}).get("agreement_with_previous"),
             "live": None,
         }
         pairs = by_version.get(v.id, [])
-        if len(pairs) >= MIN_LIVE:
+        if len(pairs) >= MIN_LIVE and multi_label:
+            point["live"] = dashboard_sets.live_estimate(pairs, project.label_set)
+        elif len(pairs) >= MIN_LIVE:
             truth = [t for t, _ in pairs]
             pred = [p for _, p in pairs]
             hits = sum(t == p for t, p in pairs)
@@ -160,7 +169,7 @@ def _annotators(session: Session, project: Project) -> list[dict[str, Any]]:
     return out
 
 
-def _agreement(session: Session, project: Project) -> dict[str, Any]:
+def _agreement(session: Session, project: Project, multi_label: bool = False) -> dict[str, Any]:
     rows = session.execute(
         select(Label.item_id, Annotator.name, Label.value)
         .join(Annotator, Annotator.id == Label.annotator_id)
@@ -175,6 +184,22 @@ def _agreement(session: Session, project: Project) -> dict[str, Any]:
     for answers in shared.values():
         for a, b in combinations(sorted(answers), 2):
             pairs[(a, b)].append((answers[a], answers[b]))
+    per_annotator: dict[str, list[bool]] = defaultdict(list)
+    for answers in shared.values():
+        for name, value in answers.items():
+            others = [v for n, v in answers.items() if n != name]
+            per_annotator[name].extend(v == value for v in others)
+    common = {
+        "items": len(shared),
+        "percent_agreement": (
+            sum(len(set(v.values())) == 1 for v in shared.values()) / len(shared)
+            if shared
+            else None
+        ),
+        "per_annotator": {n: sum(v) / len(v) for n, v in per_annotator.items()},
+    }
+    if multi_label:
+        return {**common, **dashboard_sets.set_agreement(shared, pairs, project.label_set)}
     pairwise = [
         {
             "a": a,
@@ -187,11 +212,6 @@ def _agreement(session: Session, project: Project) -> dict[str, Any]:
         }
         for (a, b), v in sorted(pairs.items())
     ]
-    per_annotator: dict[str, list[bool]] = defaultdict(list)
-    for answers in shared.values():
-        for name, value in answers.items():
-            others = [v for n, v in answers.items() if n != name]
-            per_annotator[name].extend(v == value for v in others)
     counts = Counter(len(v) for v in shared.values())
     raters = counts.most_common(1)[0][0] if counts else 0
     matrix = np.asarray(
@@ -203,15 +223,9 @@ def _agreement(session: Session, project: Project) -> dict[str, Any]:
         dtype=float,
     )
     return {
-        "items": len(shared),
-        "percent_agreement": (
-            sum(len(set(v.values())) == 1 for v in shared.values()) / len(shared)
-            if shared
-            else None
-        ),
+        **common,
         "fleiss_kappa": fleiss_kappa(matrix) if len(matrix) >= 5 else None,
         "pairwise": pairwise,
-        "per_annotator": {n: sum(v) / len(v) for n, v in per_annotator.items()},
     }
 
 
@@ -352,10 +366,16 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
             .order_by(ModelVersion.version)
         )
     )
-    curve = _curve(session, project, versions)
+    multi_label = settings_of(project).multi_label
+    curve = _curve(session, project, versions, multi_label)
     current = next((v for v in versions if v.id == project.current_version_id), None)
     cv = ((current.metrics or {}).get("cv") or {}) if current else {}
-    distribution = Counter(final.values())
+    distribution: dict[str, int] = Counter(final.values())
+    extra: dict[str, Any] = {}
+    if multi_label:
+        distribution, empty = dashboard_sets.label_counts(final.values(), project.label_set)
+        extra["multi_label"] = {"empty_sets": empty, "cv": cv or None}
+    accuracy_key = "subset_accuracy" if multi_label else "accuracy"
     return {
         "project": {
             "id": project.id,
@@ -374,7 +394,7 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
         },
         "distribution": {label: distribution.get(label, 0) for label in project.label_set},
         "curve": curve,
-        "per_class": cv.get("per_class", {}),
+        "per_class": cv.get("per_label" if multi_label else "per_class", {}),
         # A semi-supervised model's own labels for unlabeled items: in the model, never answers.
         "pseudo_labels": ((current.metrics or {}).get("pseudo_labels") if current else None),
         # The adaptive strategy's arms: how often each was played and what it gained.
@@ -383,7 +403,7 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
         "representation": _representation(project, current),
         "triage": triage_report(session, project),
         "annotators": _annotators(session, project),
-        "agreement": _agreement(session, project),
+        "agreement": _agreement(session, project, multi_label),
         "versions": [
             {
                 "version": v.version,
@@ -393,11 +413,12 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
                 "fit_seconds": v.fit_seconds,
                 "strategy": v.strategy,
                 "model": v.model_name,
-                "cv_accuracy": ((v.metrics or {}).get("cv") or {}).get("accuracy"),
+                "cv_accuracy": ((v.metrics or {}).get("cv") or {}).get(accuracy_key),
                 "error": (v.error or "").splitlines()[0] if v.error else None,
                 "current": v.id == project.current_version_id,
             }
             for v in versions
         ],
         "stopping": _verdict(curve),
+        **extra,
     }
