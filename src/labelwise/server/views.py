@@ -4,19 +4,25 @@ The model's guess is withheld until the annotator has answered unless the projec
 ``show_guess="before"``: a guess shown first anchors experts. Withheld, the "why" panel still
 says *why* the item was chosen, in words that do not give the guess away
 (:meth:`labelwise.strategies.reasons.Reason.withheld_summary`).
+
+In a multi-label project the guess is a set: ``{"labels": [...]}``, the labels the model
+predicts (each label's probability at or above its threshold), and the answers taken back after
+an undo come as lists too (``previous_labels``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labelwise import label_sets
 from labelwise.store.features import item_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.leasing import Assignment
 from labelwise.store.models import Item, Project
+from labelwise.store.projects import settings_of
 from labelwise.strategies.reasons import WORDING, Reason
 
-__all__ = ["assignment_view", "item_view", "reveal_view"]
+__all__ = ["assignment_view", "guess_view", "item_view", "reveal_view"]
 
 
 def item_view(item: Item, project: Project, folder: ProjectFolder) -> dict[str, Any]:
@@ -57,23 +63,48 @@ def _why(reason: Reason, *, with_guess: bool) -> dict[str, Any]:
     return why
 
 
+def guess_view(reason: Reason, project: Project, predicted: str | None) -> dict[str, Any] | None:
+    """The model's guess as the page shows it: the reason's (a label, with its probability), or
+    in a multi-label project the predicted set as a list (``predicted``, the stored
+    prediction, else the labels of the reason's split at or above their thresholds)."""
+    if not settings_of(project).multi_label:
+        return reason.guess
+    if predicted is not None:
+        return {"labels": label_sets.decode(predicted)}
+    thresholds = reason.details.get("thresholds")
+    if not reason.class_split or not isinstance(thresholds, dict):
+        return None
+    chosen = [
+        str(label)
+        for label, value in reason.class_split
+        if label in thresholds and float(value) >= float(thresholds[label])
+    ]
+    return {"labels": label_sets.decode(label_sets.encode(chosen, project.label_set))}
+
+
 def assignment_view(a: Assignment, project: Project, folder: ProjectFolder) -> dict[str, Any]:
     """An item handed to an annotator: the item, why it was chosen, the model's guess where
     the project shows it before the answer, and the lease."""
     before = (project.settings or {}).get("show_guess", "after") == "before"
-    return {
+    view = {
         "item": item_view(a.item, project, folder),
         "why": _why(a.reason, with_guess=before),
-        "guess": a.reason.guess if before else None,
+        "guess": guess_view(a.reason, project, a.predicted) if before else None,
         "model_version_id": a.model_version_id,
         "previous": a.previous,
         "lease_expires_at": a.expires_at.isoformat() + "Z" if a.expires_at else None,
         "lease": a.lease,
     }
+    if a.previous is not None and settings_of(project).multi_label:
+        view["previous_labels"] = label_sets.decode(a.previous)
+    return view
 
 
-def reveal_view(reason: Reason, project: Project) -> dict[str, Any] | None:
-    """After an answer: the model's guess and the full reason, unless the project says never."""
+def reveal_view(
+    reason: Reason, project: Project, predicted: str | None = None
+) -> dict[str, Any] | None:
+    """After an answer: the model's guess and the full reason, unless the project says never
+    (``predicted``: what the model predicted for the item, a multi-label project's guess)."""
     if (project.settings or {}).get("show_guess", "after") == "never":
         return None
-    return {"guess": reason.guess, "why": _why(reason, with_guess=True)}
+    return {"guess": guess_view(reason, project, predicted), "why": _why(reason, with_guess=True)}

@@ -1,6 +1,9 @@
 """The admin's data browser API: items found by text, label, annotator, prediction and status,
 a page at a time, and an item's whole history. Relabeling is the review route's decision
-(``POST /review/{item_id}``): an admin's final word, with every earlier answer kept."""
+(``POST /review/{item_id}``): an admin's final word, with every earlier answer kept.
+
+In a multi-label project each answer of an item's history comes with its set as a list
+(``labels``) beside its stored form (``value``)."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from labelwise import label_sets
 from labelwise.server.deps import Admin, ItemId, ProjectId, State, project_session
 from labelwise.server.schemas import ItemHistory, ItemPage
 from labelwise.store.browse import MAX_PAGE, ItemFilter, browse_items, item_history
 from labelwise.store.features import item_fields
 from labelwise.store.items import get_item
 from labelwise.store.prediction_cache import served_predictions
-from labelwise.store.projects import get_project
+from labelwise.store.projects import get_project, settings_of
 
 router = APIRouter(prefix="/api/projects/{project_id}", tags=["items"])
 
@@ -82,4 +86,9 @@ def history(project_id: ProjectId, item_id: ItemId, state: State, admin: Admin) 
     """Every answer, skip, undo and decision on the item, oldest first."""
     with project_session(state, admin, project_id) as (session, project):
         found = get_item(session, project, item_id)
-        return {"item_id": found.id, "history": item_history(session, found)}
+        entries = item_history(session, found)
+        if settings_of(project).multi_label:
+            for entry in entries:
+                if entry["action"] != "skip" and entry["value"] is not None:
+                    entry["labels"] = label_sets.decode(entry["value"])
+        return {"item_id": found.id, "history": entries}

@@ -1,4 +1,10 @@
-"""The annotator's loop over HTTP: next item, label, skip, undo, release."""
+"""The annotator's loop over HTTP: next item, label, skip, undo, release.
+
+A multi-label project's answer is a set of its labels, sent as a list (``labels``) or as one
+string (``value``: the labels joined by ``;``, or a JSON list); answers, guesses and undone
+answers come back as lists too (``labels``, ``guess.labels``, ``previous_labels``) beside the
+stored form (:mod:`labelwise.label_sets`). A single-label project's requests and answers are
+as they always were."""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy.orm import Session
 
+from labelwise import label_sets
 from labelwise.server.deps import (
     AppState,
     BodyId,
@@ -25,6 +32,7 @@ from labelwise.server.views import assignment_view, reveal_view
 from labelwise.store import answers, leasing
 from labelwise.store import undo as undoing
 from labelwise.store.models import Annotator, Project
+from labelwise.store.projects import answer_value, settings_of
 from labelwise.strategies.reasons import Kind
 
 LeaseToken = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
@@ -45,13 +53,41 @@ class NextRequest(BaseModel):
     )
 
 
+LabelName = Annotated[str, StringConstraints(max_length=200)]
+
+
 class LabelRequest(BaseModel):
-    value: str = Field(min_length=1, max_length=200)
+    value: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="The answer: one label; in a multi-label project the set's labels joined "
+        "by ';' or as a JSON list ('[]' for none of them).",
+    )
+    labels: list[LabelName] | None = Field(
+        default=None,
+        max_length=1000,
+        description="A multi-label project's answer as a list of its labels ([] for none of "
+        "them). Give value or labels, not both.",
+    )
     duration_ms: int | None = Field(default=None, ge=0)
     request_id: str | None = Field(default=None, min_length=1, max_length=64)
     group: list[BodyId] = _listed(
         "Near-duplicates offered with the item that get the same answer.", answers.MAX_GROUP
     )
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> LabelRequest:
+        if (self.value is None) == (self.labels is None):
+            raise ValueError(
+                "give the answer as value (a label) or as labels (a multi-label project's "
+                "list of labels), exactly one of them"
+            )
+        return self
+
+    def answer(self) -> Any:
+        """The answer as sent: the list of labels, else the value."""
+        return self.labels if self.labels is not None else self.value
 
 
 class SkipRequest(BaseModel):
@@ -104,7 +140,10 @@ class WhyOut(_Shape):
         description="Open near-duplicates that may be given the same answer (see group).",
     )
     class_split: list[tuple[str, float]] | None = Field(
-        default=None, description="The model's view, best class first (with the guess only)."
+        default=None,
+        description="The model's view, best class first (with the guess only); in a "
+        "multi-label project every label's probability in label order, with each label's "
+        "threshold in details.thresholds.",
     )
     output_kind: str | None = Field(default=None, description="proba or decision.")
     utility: float | None = None
@@ -118,7 +157,10 @@ class WhyOut(_Shape):
 
 
 class GuessOut(_Shape):
-    label: str
+    label: str | None = Field(default=None, description="The guessed label (single-label).")
+    labels: list[str] | None = Field(
+        default=None, description="A multi-label project's guessed set ([] for none)."
+    )
     confidence: float | None = Field(default=None, description="With probabilities only.")
 
 
@@ -130,6 +172,9 @@ class AssignmentOut(_Shape):
     )
     model_version_id: int | None = None
     previous: str | None = Field(default=None, description="After an undo: the answer taken back.")
+    previous_labels: list[str] | None = Field(
+        default=None, description="A multi-label project's answer taken back, as a list."
+    )
     lease_expires_at: str | None = None
     lease: str | None = Field(default=None, description="The lease token /release takes.")
 
@@ -142,7 +187,12 @@ class RevealOut(_Shape):
 class SubmitOut(_Shape):
     label_id: int
     item_id: int
-    value: str | None = None
+    value: str | None = Field(
+        default=None, description="The stored answer (a multi-label set: labels joined by ';')."
+    )
+    labels: list[str] | None = Field(
+        default=None, description="A multi-label project's answer as a list ([] for none)."
+    )
     action: str = Field(description="label or skip.")
     replayed: bool = Field(description="A repeated request: nothing changed.")
     item_labels: int = Field(description="The item's labels now.")
@@ -202,34 +252,44 @@ def _answer(
 
 
 def _submitted(result: answers.SubmitResult, project: Project, *, reveal: bool) -> dict[str, Any]:
-    return {
-        "label_id": result.label.id,
+    label, reason = result.label, result.reason
+    out: dict[str, Any] = {
+        "label_id": label.id,
         "item_id": result.item.id,
-        "value": result.label.value,
-        "action": result.label.action,
+        "value": label.value,
+        "action": label.action,
         "replayed": result.replayed,
         "item_labels": result.item.n_labels,
         "reveal": (
-            reveal_view(result.reason, project) if reveal and result.reason is not None else None
+            reveal_view(reason, project, label.predicted) if reveal and reason is not None else None
         ),
         "grouped": list(result.grouped),
         "group_skipped": list(result.group_skipped),
     }
+    if label.action == "label" and settings_of(project).multi_label:
+        out["labels"] = label_sets.decode(label.value)
+    return out
 
 
 @router.post("/items/{item_id}/label", response_model=SubmitOut, response_model_exclude_unset=True)
 def label_item(
     project_id: ProjectId, item_id: ItemId, body: LabelRequest, state: State, user: User
 ) -> dict[str, Any]:
-    """Store an answer. Repeating a request (same ``request_id``) or the same answer is a no-op."""
-    submit = partial(
-        answers.submit_label,
-        item_id=item_id,
-        value=body.value,
-        duration_ms=body.duration_ms,
-        request_id=body.request_id,
-        group=body.group,
-    )
+    """Store an answer. Repeating a request (same ``request_id``) or the same answer is a no-op.
+    A multi-label project's answer is a set: ``labels`` (a list) or ``value`` (``"a;b"``)."""
+
+    def submit(session: Session, project: Project, annotator: Annotator) -> answers.SubmitResult:
+        return answers.submit_label(
+            session,
+            project,
+            annotator,
+            item_id=item_id,
+            value=answer_value(project, body.answer()),
+            duration_ms=body.duration_ms,
+            request_id=body.request_id,
+            group=body.group,
+        )
+
     return _answer(state, user, project_id, submit, reveal=True)
 
 
