@@ -48,6 +48,7 @@ class TableChunk:
         The stream's ``dtype``; finite.
     labels : ndarray of shape (n,) or None
         Object array of ``str``, ``None`` where a row has no label; None without a label column.
+        A stream of label lists (``multi_label``) gives each row's names joined by ``;``.
     splits : ndarray of shape (n,) or None
         Object array of ``str``: each row's split (see :attr:`labelwise.io.load.Dataset.splits`);
         None when the source does not keep splits apart.
@@ -167,15 +168,24 @@ def _frame_chunks(
     label_j: int | None,
     features: list[int],
     dtype: np.dtype[Any],
+    *,
+    label_lists: bool = False,
 ) -> Callable[[int, bool], Iterator[TableChunk]]:
-    """Chunks from frames of the columns in use, converted as :class:`_Table` converts them."""
+    """Chunks from frames of the columns in use, converted as :class:`_Table` converts them
+    (``label_lists``: labels read as lists, see :meth:`_Table._label_lists`)."""
 
     def read(rows: int, labels_only: bool) -> Iterator[TableChunk]:
         wanted = [label_j] if labels_only else [id_j, label_j, *features]
         used = sorted({j for j in wanted if j is not None})
         at = {j: k for k, j in enumerate(used)}
         for start, frame in frames(used, rows):
-            table = _Table(frame, path, names=[names[j] for j in used], offset=start)
+            table = _Table(
+                frame,
+                path,
+                names=[names[j] for j in used],
+                offset=start,
+                label_lists=label_lists,
+            )
             n = table.n
             labels = None if label_j is None else _label_strings(table._labels(at[label_j]))
             if labels_only:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelwise.exceptions import InvalidDataError
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.io.chunks import TableChunk, TabularStream
 from labelwise.io.columns import Columns
 from labelwise.io.dataset import Dataset, _with_label_names
@@ -77,6 +77,7 @@ def load_dataset(
     id_column: str | None = None,
     strict_ids: bool = False,
     label_names: Sequence[str] | None = None,
+    multi_label: bool = False,
 ) -> Dataset:
     """Read a dataset file (or image folder) into a :class:`Dataset`.
 
@@ -95,7 +96,20 @@ def load_dataset(
     ``label_names``: the names of integer classes 0, 1, ...; each label ``k`` becomes
     ``label_names[k]`` (an ``.npz`` file's own ``label_names``/``classes`` array is then not
     used). A label that is not such an integer is an error.
+
+    ``multi_label``: the label column holds a list of labels per row (a multi-label project's
+    file): in CSV or TSV the names joined by ``;`` (``insult;threat``), in JSON or JSONL a list
+    (``["insult", "threat"]``), in Parquet a list column; a JSON list written in a text cell is
+    read too. Each label becomes the row's names joined by ``;`` in the file's order, each once.
+    An empty list (``[]``, in JSON or in a cell) is the empty set, ``""``; an empty cell, a null
+    or a missing key is no label (None), as for one label per row. Other formats (image
+    folders, LIBSVM, ``.npz``) give one label per item, a set of one.
     """
+    if multi_label and label_names is not None:
+        raise InvalidParameterError(
+            "label_names name the integer classes of one label per row; a file of label lists "
+            "(multi_label) gives the labels by name"
+        )
     dataset = _load(
         Path(path),
         text_column=text_column,
@@ -105,6 +119,7 @@ def load_dataset(
         id_column=id_column,
         strict_ids=strict_ids,
         label_names=label_names,
+        multi_label=multi_label,
     )
     # An .npz reader names its labels itself (label_names first, else the file's own names).
     if label_names is not None and Path(path).suffix.lower() != ".npz":
@@ -122,6 +137,7 @@ def _load(
     id_column: str | None,
     strict_ids: bool,
     label_names: Sequence[str] | None,
+    multi_label: bool,
 ) -> Dataset:
     if not path.exists():
         raise InvalidDataError(f"no such file or directory: {path}")
@@ -180,7 +196,7 @@ def _load(
             frame, headerless = _read_delimited(path, text, delimiter, columns.header_names)
     if frame.shape[0] == 0:
         raise InvalidDataError(f"{path} holds no rows")
-    table = _Table(frame, path)
+    table = _Table(frame, path, label_lists=multi_label)
     return table.to_dataset(
         columns,
         headerless=headerless,

@@ -74,7 +74,11 @@ _PARQUET_BUFFER = 2**20
 
 
 def _delimited(
-    path: Path, roles_of: Callable[[_Table, bool], Any], given: Columns, sample_bytes: int
+    path: Path,
+    roles_of: Callable[[_Table, bool], Any],
+    given: Columns,
+    sample_bytes: int,
+    label_lists: bool = False,
 ) -> TabularStream | None:
     with path.open("rb") as fh:
         head = fh.read(sample_bytes + 1)
@@ -103,7 +107,7 @@ def _delimited(
         return None  # the sample may end inside a quoted field: read the file whole
     if sample.shape[0] == 0:
         return None
-    table = _Table(sample, path)
+    table = _Table(sample, path, label_lists=label_lists)
     roles = roles_of(table, headerless)
     if roles.features is None:
         return None
@@ -163,7 +167,9 @@ def _delimited(
                     f"{start} ({exc})"
                 ) from None
 
-    read = _frame_chunks(frames, path, names, roles.id, roles.label, roles.features, dtype)
+    read = _frame_chunks(
+        frames, path, names, roles.id, roles.label, roles.features, dtype, label_lists=label_lists
+    )
     features = tuple(names[j] for j in roles.features)
     n_rows = len(sample) if whole else None
     # A larger file's rows, estimated from the sample's (for a progress bar only).
@@ -192,7 +198,10 @@ def _explain_bad_chunk(
 
 
 def _parquet(
-    path: Path, roles_of: Callable[[_Table, bool], Any], sample_rows: int
+    path: Path,
+    roles_of: Callable[[_Table, bool], Any],
+    sample_rows: int,
+    label_lists: bool = False,
 ) -> TabularStream | None:
     _need_pyarrow()
     import pyarrow as pa
@@ -211,7 +220,7 @@ def _parquet(
     if batch is None:
         return None
     sample = pa.Table.from_batches([batch], schema=schema).to_pandas()
-    table = _Table(sample, path)
+    table = _Table(sample, path, label_lists=label_lists)
     roles = roles_of(table, False)
     if roles.features is None:
         return None
@@ -231,7 +240,16 @@ def _parquet(
             yield start, part.to_pandas()
             start += part.num_rows
 
-    read = _frame_chunks(frames, path, table.names, roles.id, roles.label, roles.features, dtype)
+    read = _frame_chunks(
+        frames,
+        path,
+        table.names,
+        roles.id,
+        roles.label,
+        roles.features,
+        dtype,
+        label_lists=label_lists,
+    )
     features = tuple(table.names[j] for j in roles.features)
     n_rows = int(parquet.metadata.num_rows)
     return _stream(path, table.names, roles, features, dtype, n_rows, read, n_rows)
@@ -329,6 +347,7 @@ def open_tabular_stream(
     sample_bytes: int | None = None,
     sample_rows: int | None = None,
     label_names: Sequence[str] | None = None,
+    multi_label: bool = False,
 ) -> TabularStream | None:
     """A :class:`~labelwise.io.chunks.TabularStream` over a tabular file, or None when it is not
     one read so.
@@ -338,8 +357,14 @@ def open_tabular_stream(
     folder), or a file whose sample cannot be read (the whole-file reader then says why).
     ``sample_bytes`` and ``sample_rows`` default to :data:`SAMPLE_BYTES` and
     :data:`SAMPLE_ROWS`. ``label_names`` name integer classes (see
-    :meth:`~labelwise.io.chunks.TabularStream.with_label_names`).
+    :meth:`~labelwise.io.chunks.TabularStream.with_label_names`). ``multi_label``: the label
+    column holds label lists, read as :func:`labelwise.io.load.load_dataset` reads them.
     """
+    if multi_label and label_names is not None:
+        raise InvalidParameterError(
+            "label_names name the integer classes of one label per row; a file of label lists "
+            "(multi_label) gives the labels by name"
+        )
     stream = _open(
         Path(path),
         label_column=label_column,
@@ -349,6 +374,7 @@ def open_tabular_stream(
         image_column=image_column,
         sample_bytes=sample_bytes,
         sample_rows=sample_rows,
+        label_lists=multi_label,
     )
     if stream is not None and label_names is not None:
         stream = stream.with_label_names(label_names)
@@ -365,6 +391,7 @@ def _open(
     id_column: str | None,
     sample_bytes: int | None,
     sample_rows: int | None,
+    label_lists: bool = False,
 ) -> TabularStream | None:
     path = Path(path)
     sample_bytes = SAMPLE_BYTES if sample_bytes is None else sample_bytes
@@ -388,10 +415,10 @@ def _open(
         dtype = _float_type([array.dtype])
         return _matrix_stream(str(path), array, names, None, None, dtype)
     if suffix == ".parquet":
-        return _parquet(path, roles_of, sample_rows)
+        return _parquet(path, roles_of, sample_rows, label_lists)
     if suffix in (".json", ".jsonl", ".ndjson", ".svm", ".libsvm", ".svmlight", ".npz"):
         return None
-    return _delimited(path, roles_of, columns, sample_bytes)
+    return _delimited(path, roles_of, columns, sample_bytes, label_lists)
 
 
 def _stream(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.io.columns import _ID_NAMES, _LABEL_NAMES, _TEXT_NAMES, Columns
 from labelwise.io.dataset import Dataset, _row_ids
@@ -33,7 +34,11 @@ _MAX_CLASS_FRACTION = 0.2
 
 
 class _Table:
-    """A frame's columns with the views inference needs (missing mask, numbers), each cached."""
+    """A frame's columns with the views inference needs (missing mask, numbers), each cached.
+
+    ``label_lists``: the label column holds a list of labels per row (a multi-label project's
+    file), read by :meth:`_labels` as each row's names joined by ``;``.
+    """
 
     def __init__(
         self,
@@ -42,9 +47,11 @@ class _Table:
         *,
         names: Sequence[str] | None = None,
         offset: int = 0,
+        label_lists: bool = False,
     ) -> None:
         self.frame = frame
         self.path = path
+        self.label_lists = label_lists
         self.names = [str(c).strip() for c in (frame.columns if names is None else names)]
         # A chunk of a larger file (see labelwise.io.stream): its first row's number in the file,
         # added to every row an error message cites.
@@ -128,9 +135,15 @@ class _Table:
                 if isinstance(value, dict)
                 else "a list"
             )
+            hint = (
+                "; a project whose answers are sets of labels reads a list here: make it "
+                "multi-label (labelwise init --multi-label)"
+                if role == "label column" and kind == "a list"
+                else ""
+            )
             raise InvalidDataError(
                 f"{self.path}: {role} {self.names[j]!r} holds {kind} at row {self.offset + row} "
-                f"({_as_str(value)[:60]!r}); expected one text or number per row"
+                f"({_as_str(value)[:60]!r}); expected one text or number per row{hint}"
             )
         return self.strings(j)
 
@@ -288,6 +301,8 @@ class _Table:
         return numbers
 
     def _labels(self, j: int) -> np.ndarray:
+        if self.label_lists:
+            return self._label_lists(j)
         numbers = self.numbers(j)
         missing = self.missing(j)
         if numbers is not None:
@@ -300,6 +315,28 @@ class _Table:
                 return out
         out = self.values(j, "label column")
         out[~missing] = [v.strip() for v in out[~missing]]
+        return out
+
+    def _label_lists(self, j: int) -> np.ndarray:
+        """Each row's labels joined by ``;`` in the file's order (each name once): a list (JSON,
+        Parquet), a JSON list in text (``'["a", "b"]'``) or names joined by ``;``. An empty list
+        (``[]``) is ``""``, the empty set; a missing or blank cell is None, no label."""
+        out = np.full(self.n, None, dtype=object)
+        missing = self.missing(j)
+        values = self.frame.iloc[:, j].to_numpy(dtype=object)
+        for i in np.flatnonzero(~missing).tolist():
+            value = values[i]
+            if isinstance(value, float) and value.is_integer():
+                value = str(int(value))  # a label named by a number, read beside a blank
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            try:
+                names = label_sets.parse_label_list(value, what="the label list")
+            except InvalidDataError as exc:
+                raise InvalidDataError(
+                    f"{self.path}: label column {self.names[j]!r}, row {self.offset + i}: {exc}"
+                ) from None
+            out[i] = label_sets.SEPARATOR.join(names)
         return out
 
     def _ids(self, j: int) -> np.ndarray:
