@@ -74,6 +74,17 @@ def init(
         str | None, typer.Option(help="Project name (default: the folder's name).")
     ] = None,
     features: FeaturesOption = None,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label",
+            help="An answer is a set of labels, possibly empty (fixed for the project). The "
+            "label column then holds a list per item: names joined by ; in CSV/TSV "
+            "(insult;threat; [] for none of them; an empty cell is no label), a JSON list in "
+            "JSONL/JSON, several choices in Label Studio. Without --labels the label set is "
+            "every name the lists hold, sorted.",
+        ),
+    ] = False,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,7 +118,9 @@ def init(
             labels=_split_labels(labels),
             with_labels=with_labels,
             db_url=db,
-            settings=_initial_settings(ProjectSettings(features=features), set_ or []),
+            settings=_initial_settings(
+                ProjectSettings(features=features, multi_label=multi_label), set_ or []
+            ),
             id_column=id_column,
             **_list_options(feature_columns, label_names),
             steps=_steps(progress),
@@ -118,9 +131,10 @@ def init(
     shown = list(project.label_set)
     if len(shown) > 12:  # a long label set (see the warning, if any) on one short line
         shown = [*shown[:10], f"... ({len(project.label_set)} in all)"]
+    sets = "multi-label, " if multi_label else ""
     typer.echo(
         f"created project {project.name!r} ({project.kind} as {feature_spec(project).name}, "
-        f"labels: {', '.join(shown)}) in {opened.folder.root}",
+        f"{sets}labels: {', '.join(shown)}) in {opened.folder.root}",
         err=True,
     )
     typer.echo(f"admin token (shown once): {token}", err=True)

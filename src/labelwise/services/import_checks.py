@@ -1,11 +1,13 @@
 """What an import checks of a data file before its items go in, and what it warns about.
 
 Refused (:class:`~labelwise.exceptions.InvalidDataError`): a label not in the project's label
-set, and images of another size or colour mode than the project's. Imported with a
-:class:`~labelwise.exceptions.DataWarning` each: a label column that looks like ids or free text
-(more than :data:`ID_LIKE_MIN_VALUES` distinct values, also more than :data:`ID_LIKE_FRACTION` of
-the labeled rows), texts repeated under new ids, and an ``.npz`` file's splits going into one
-pool. :mod:`labelwise.services.transfer` runs these checks on every file it imports.
+set (in a multi-label project, a set naming one; a single-label project given a list is told
+of ``--multi-label``), and images of another size or colour mode than the project's. Imported
+with a :class:`~labelwise.exceptions.DataWarning` each: a label column that looks like ids or
+free text (more than :data:`ID_LIKE_MIN_VALUES` distinct values, also more than
+:data:`ID_LIKE_FRACTION` of the labeled rows; in a multi-label file the individual labels are
+counted), texts repeated under new ids, and an ``.npz`` file's splits going into one pool.
+:mod:`labelwise.services.transfer` runs these checks on every file it imports.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise.exceptions import DataWarning, InvalidDataError
+from labelwise import label_sets
+from labelwise.exceptions import DataWarning, InvalidDataError, InvalidParameterError
 from labelwise.io.load import Dataset
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Item, Project
+from labelwise.store.projects import answer_value, settings_of
 
 __all__ = ["ID_LIKE_FRACTION", "ID_LIKE_MIN_VALUES"]
 
@@ -36,11 +40,18 @@ def _label_source(name: str, column: str | None) -> str:
     return f"label column {column!r} of {name}" if column else f"the labels of {name}"
 
 
-def _warn_label_values(name: str, column: str | None, counts: dict[str, int]) -> None:
+def _warn_label_values(
+    name: str, column: str | None, counts: dict[str, int], *, multi_label: bool = False
+) -> None:
     """A :class:`DataWarning` when a label column looks like ids or free text rather than
     classes: more than :data:`ID_LIKE_MIN_VALUES` distinct values, which also outnumber
-    :data:`ID_LIKE_FRACTION` of the labeled rows. ``counts``: rows per label value."""
-    distinct, labeled = len(counts), sum(counts.values())
+    :data:`ID_LIKE_FRACTION` of the labeled rows. ``counts``: rows per label value; with
+    ``multi_label`` the values are label lists (names joined by ``;``), and each label of them
+    is counted on its own (:func:`_per_label`)."""
+    labeled = sum(counts.values())
+    if multi_label:
+        counts = _per_label(counts)
+    distinct = len(counts)
     if distinct > ID_LIKE_MIN_VALUES and distinct > ID_LIKE_FRACTION * labeled:
         warnings.warn(
             f"{_label_source(name, column)} has {distinct:,} distinct values in {labeled:,} "
@@ -49,6 +60,16 @@ def _warn_label_values(name: str, column: str | None, counts: dict[str, int]) ->
             DataWarning,
             stacklevel=2,
         )
+
+
+def _per_label(counts: dict[str, int]) -> dict[str, int]:
+    """Rows per label of a multi-label file, from ``counts``, rows per label list (names joined
+    by ``;``; the empty list counts for no label)."""
+    out: dict[str, int] = {}
+    for value, number in counts.items():
+        for label in label_sets.decode(value):
+            out[label] = out.get(label, 0) + number
+    return out
 
 
 def _label_counts(labels: np.ndarray | None) -> dict[str, int]:
@@ -119,17 +140,50 @@ def _warn_splits(name: str, splits: np.ndarray | None) -> None:
     )
 
 
-def _check_labels(dataset: Dataset, project: Project, name: str) -> None:
-    """Every label the file brings belongs to the project (checked before media is copied)."""
+def _check_labels(dataset: Dataset, project: Project, name: str) -> list[str | None] | None:
+    """Every label the file brings belongs to the project (checked before media is copied):
+    the labels in their stored form (:func:`_stored_labels`), None without labels."""
     if dataset.labels is None:
-        return
+        return None
+    return _stored_labels(dataset.labels.tolist(), [str(i) for i in dataset.ids], project, name)
+
+
+def _stored_labels(
+    values: list[object], ids: list[str], project: Project, name: str, *, first: int = 0
+) -> list[str | None]:
+    """``values``, the labels of rows ``first``, ``first + 1``, ... of file ``name`` (None for
+    no label), as the project stores them: one of its labels, or in a multi-label project the
+    canonical string of a set (:func:`labelwise.store.projects.answer_value`). A value that is
+    not that is an :class:`InvalidDataError` naming the row, its id and what was wrong."""
+    multi = settings_of(project).multi_label
     allowed = set(project.label_set)
-    for i, value in enumerate(dataset.labels):
-        if value is not None and str(value) not in allowed:
-            raise InvalidDataError(
-                f"{name}, row {i} (id {str(dataset.ids[i])!r}): label {str(value)!r} is not one "
-                f"of the project's labels ({', '.join(project.label_set)})"
+    out: list[str | None] = []
+    for i, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        where = f"{name}, row {first + i} (id {ids[i]!r})"
+        if multi:
+            try:
+                out.append(answer_value(project, str(value)))
+            except InvalidParameterError as exc:
+                raise InvalidDataError(f"{where}: {exc}") from None
+            continue
+        text = str(value)
+        if text not in allowed:
+            parts = [p.strip() for p in text.split(label_sets.SEPARATOR)]
+            hint = (
+                "; this project takes one label per item (a project whose answers are sets of "
+                "labels is made with --multi-label)"
+                if len(parts) > 1 and set(parts) <= allowed
+                else ""
             )
+            raise InvalidDataError(
+                f"{where}: label {text!r} is not one of the project's labels "
+                f"({', '.join(project.label_set)}){hint}"
+            )
+        out.append(text)
+    return out
 
 
 def _check_like_existing(

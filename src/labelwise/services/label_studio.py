@@ -13,6 +13,12 @@ A task's ``id`` is its external id (else its position in the list). The text is 
 folder: URLs (``http://``, ``s3://``, ``data:``...), absolute paths and paths that leave that
 folder are refused, never fetched. The first annotation not cancelled gives the label (its
 ``choices``; ``label_column`` picks the ``from_name`` when the tasks hold several).
+
+A multi-label project's file (``multi_label``) is read with Label Studio's multi-choice
+(``choice="multiple"``): the annotation's ``choices`` are the item's set of labels, joined by
+``;`` as :func:`labelwise.io.load.load_dataset` gives label lists; a ``choices`` result with an
+empty list is the empty set (``""``), an annotation without a ``choices`` result no label.
+Other result types (``taxonomy``, regions) are not read.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.io import load as _data
 from labelwise.io.load import Dataset
@@ -65,10 +72,12 @@ def read_label_studio(
     label_column: str | None = None,
     kind: str | None = None,
     annotations: bool = True,
+    multi_label: bool = False,
 ) -> Dataset:
     """A :class:`Dataset` of text or image items from a Label Studio JSON task list.
 
-    ``tasks`` is the parsed list when the caller has it already (else ``path`` is read). Every
+    ``tasks`` is the parsed list when the caller has it already (else ``path`` is read).
+    ``multi_label``: an annotation's choices are a set of labels (see the module docstring). Every
     problem is an :class:`InvalidDataError` naming the file and the task (its ``id`` and its
     0-based position in the list); nothing is fetched from the network.
     """
@@ -103,7 +112,7 @@ def read_label_studio(
             raise InvalidDataError(f"{where}: data.{key} must be a non-empty string, got {value!r}")
         values[i] = value
         if annotations:
-            labels[i] = _task_label(task, label_column, where)
+            labels[i] = _task_label(task, label_column, where, multi_label)
     y = labels if any(v is not None for v in labels) else None
     if item_kind == "text":
         return Dataset("text", values, y, ids, (key,), str(path))
@@ -165,8 +174,11 @@ def _task_id(path: Path, task: dict[str, Any], i: int) -> str:
     return str(value)
 
 
-def _task_label(task: dict[str, Any], from_name: str | None, where: str) -> str | None:
-    """The choice of the first annotation not cancelled (None when it chose nothing)."""
+def _task_label(
+    task: dict[str, Any], from_name: str | None, where: str, multi_label: bool = False
+) -> str | None:
+    """The choice of the first annotation not cancelled (None when it chose nothing); with
+    ``multi_label`` its choices joined by ``;`` (``""`` for a ``choices`` result chose none)."""
     found = task.get("annotations", task.get("completions")) or []
     if not isinstance(found, list):
         raise InvalidDataError(f"{where}: annotations must be a list")
@@ -180,6 +192,7 @@ def _task_label(task: dict[str, Any], from_name: str | None, where: str) -> str 
             raise InvalidDataError(f"{where}: an annotation's result must be a list")
         chosen: dict[str, None] = {}  # ordered set
         names: set[str] = set()
+        found_choices = False
         for region in result:
             if not isinstance(region, dict) or region.get("type") != "choices":
                 continue
@@ -190,12 +203,21 @@ def _task_label(task: dict[str, Any], from_name: str | None, where: str) -> str 
             if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
                 raise InvalidDataError(f"{where}: value.choices must be a list of strings")
             names.add(str(region.get("from_name")))
-            chosen.update(dict.fromkeys(c.strip() for c in choices))
+            chosen.update(dict.fromkeys(c.strip() for c in choices if c.strip()))
+            found_choices = True
+        pick = (
+            f"; the choices come from {', '.join(sorted(names))}: pick one with label_column="
+            if len(names) > 1
+            else ""
+        )
+        if multi_label:
+            if pick:
+                raise InvalidDataError(f"{where}: {pick[2:]}")
+            return label_sets.SEPARATOR.join(chosen) if found_choices else None
         if len(chosen) > 1:
-            hint = (
-                f"; the choices come from {', '.join(sorted(names))}: pick one with label_column="
-                if len(names) > 1
-                else ""
+            hint = pick or (
+                " (a project whose answers are sets of labels takes several: make it with "
+                "--multi-label)"
             )
             raise InvalidDataError(
                 f"{where}: the annotation chooses {', '.join(map(repr, chosen))}, but an item "

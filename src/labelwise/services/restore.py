@@ -32,6 +32,11 @@ Columns an export adds after ``annotations`` (a predictions export's ``predictio
 :func:`added_columns` names them, so that an import never takes them for a tabular item's
 fields; they are never a label either.
 
+A multi-label project's answers are label sets: an export writes each answer's ``label`` as its
+stored form, the canonical string (``"insult;threat"``, ``""`` for the empty set; see
+:mod:`labelwise.label_sets`), and a list of names is read as well; each is checked against the
+project's labels and stored canonically (:func:`~labelwise.store.projects.answer_value`).
+
 "Exactly" therefore means what the export carries: exporting the restored project gives the
 same records, field by field (tested in ``tests/reliability/test_data_safety.py``). Not carried,
 so not restored: superseded answers (undone or relabeled), skips, leases, queues, model versions,
@@ -54,9 +59,11 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from labelwise.exceptions import InvalidDataError
+from labelwise import label_sets
+from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.store.annotators import IMPORT_ANNOTATOR, hash_token, system_annotator
 from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision, utcnow
+from labelwise.store.projects import answer_value, settings_of
 
 __all__ = [
     "Answer",
@@ -82,6 +89,8 @@ class Answer:
     annotator : str
         Who answered (``triage`` for an automatic decision).
     label : str
+        The label; for a set of labels (a multi-label project's answer) its names joined by
+        ``;`` as the file gives them (``""`` for the empty set).
     action : {"label", "adjudicate", "automatic"}
     duration_ms : int or None
         Time spent, in milliseconds (None when unknown).
@@ -257,8 +266,14 @@ def _answer(entry: Any, where: str) -> Answer:
         raise InvalidDataError(f"{where}: annotator must be a name of 1 to 100 characters")
     if not annotator.isprintable():
         raise InvalidDataError(f"{where}: annotator {annotator!r} holds a control character")
-    if not isinstance(label, str) or not label or len(label) > 200:
-        raise InvalidDataError(f"{where}: label must be text of 1 to 200 characters")
+    if isinstance(label, list) and all(isinstance(name, str) for name in label):
+        label = label_sets.SEPARATOR.join(label)  # a set of labels, checked by check_answers
+    if not isinstance(label, str) or not all(
+        len(name) <= 200 for name in label.split(label_sets.SEPARATOR)
+    ):
+        raise InvalidDataError(
+            f"{where}: label must be text of at most 200 characters, or a list of such labels"
+        )
     if action not in ACTIONS:
         raise InvalidDataError(f"{where}: action must be one of {', '.join(ACTIONS)}")
     duration = entry.get("duration_ms")
@@ -303,8 +318,16 @@ def _moment(value: Any, where: str) -> datetime | None:
     return moment
 
 
-def answer_labels(answers: dict[str, list[Answer]]) -> set[str]:
-    """Every label the answers use (for a label set inferred from the file)."""
+def answer_labels(answers: dict[str, list[Answer]], *, multi_label: bool = False) -> set[str]:
+    """Every label the answers use (for a label set inferred from the file); with
+    ``multi_label``, every label of their sets."""
+    if multi_label:
+        return {
+            name
+            for given in answers.values()
+            for a in given
+            for name in label_sets.parse_label_list(a.label)
+        }
     return {a.label for given in answers.values() for a in given}
 
 
@@ -313,14 +336,33 @@ def answer_labels(answers: dict[str, list[Answer]]) -> set[str]:
 
 def check_answers(answers: dict[str, list[Answer]], project: Project, name: str) -> None:
     """Every answer's label belongs to the project (checked before anything is stored)."""
-    allowed = set(project.label_set)
+    multi = settings_of(project).multi_label
     for external_id, given in answers.items():
         for answer in given:
-            if answer.label not in allowed:
-                raise InvalidDataError(
-                    f"{name}, id {external_id!r}: {answer.annotator}'s label {answer.label!r} "
-                    f"is not one of the project's labels ({', '.join(project.label_set)})"
-                )
+            _stored(project, answer, f"{name}, id {external_id!r}", multi)
+
+
+def _stored(project: Project, answer: Answer, where: str, multi: bool) -> str:
+    """The stored form of ``answer``'s label: one of the project's labels, or in a multi-label
+    project the canonical string of its set; :class:`InvalidDataError` naming it if not."""
+    if multi:
+        try:
+            return answer_value(project, answer.label)
+        except InvalidParameterError as exc:
+            raise InvalidDataError(f"{where}: {answer.annotator}'s label: {exc}") from None
+    if answer.label not in project.label_set:
+        parts = set(answer.label.split(label_sets.SEPARATOR))
+        hint = (
+            "; this project takes one label per answer (a project whose answers are sets of "
+            "labels is made with --multi-label)"
+            if len(parts) > 1 and parts <= set(project.label_set)
+            else ""
+        )
+        raise InvalidDataError(
+            f"{where}: {answer.annotator}'s label {answer.label!r} is not one of the project's "
+            f"labels ({', '.join(project.label_set)}){hint}"
+        )
+    return answer.label
 
 
 def restore_answers(
@@ -338,11 +380,13 @@ def restore_answers(
     if missing:
         raise InvalidDataError(f"{name}: no item {missing[0]!r} for its answers")
     people = _annotators(session, project, answers.values())
+    multi = settings_of(project).multi_label
     rows, decisions = [], []
     for ext in wanted:
         item = items[ext]
         for answer in answers[ext]:
             moment = answer.created_at or utcnow()
+            value = _stored(project, answer, f"{name}, id {ext!r}", multi)
             if answer.action == "automatic":
                 decisions.append(
                     {
@@ -351,7 +395,7 @@ def restore_answers(
                         "batch": "import",
                         "accepted": True,
                         "audit": False,
-                        "label": answer.label,
+                        "label": value,
                         "confidence": answer.confidence,
                         "policy": {"source": name},
                         "created_at": moment,
@@ -364,7 +408,7 @@ def restore_answers(
                     "item_id": item.id,
                     "annotator_id": people[answer.annotator].id,
                     "action": answer.action,
-                    "value": answer.label,
+                    "value": value,
                     "duration_ms": answer.duration_ms,
                     "reason_kind": "import",
                     "is_current": True,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from labelwise.exceptions import InvalidDataError
 from labelwise.io.load import Dataset, TabularStream, open_tabular_stream
 from labelwise.io.stream import dataset_stream
+from labelwise.services.import_checks import _per_label
 from labelwise.services.restore import added_columns, answer_labels, read_answers, restore_answers
 from labelwise.services.transfer import (
     StepProgress,
@@ -142,8 +143,10 @@ def init_project(
 
     The label set is ``labels`` or, when not given, the names of the classes (``label_names``,
     or an ``.npz`` file's own, in their order) or else the distinct values of the file's label
-    column, sorted. If anything fails, a folder this call created is removed again. Tabular data is
-    read a chunk at a time where the format allows (see
+    column, sorted. A multi-label project (``settings.multi_label``) reads the label column as
+    label lists (see :func:`~labelwise.io.load.load_dataset`) and its label set is every label
+    the lists name, sorted as well. If anything fails, a folder this call created is removed
+    again. Tabular data is read a chunk at a time where the format allows (see
     :func:`~labelwise.services.transfer.import_tabular`). Texts and images are embedded when the
     project's features include an embedding (``progress(done, total)`` as they are).
 
@@ -161,16 +164,15 @@ def init_project(
     """
     data_name = Path(data).name
     _step(steps, "reading", 0, None)
+    multi = settings is not None and settings.multi_label
+    keywords: dict[str, Any] = {"label_column": label_column, "id_column": id_column}
+    keywords.update(label_names=label_names, multi_label=multi)
 
     def open_stream(**given: Any) -> TabularStream | None:
-        return open_tabular_stream(
-            data, label_column=label_column, id_column=id_column, label_names=label_names, **given
-        )
+        return open_tabular_stream(data, **keywords, **given)
 
     def read(**given: Any) -> Dataset:
-        return read_data(
-            data, label_column=label_column, id_column=id_column, label_names=label_names, **given
-        )
+        return read_data(data, **keywords, **given)
 
     stream = open_stream(
         text_column=text_column, image_column=image_column, feature_columns=feature_columns
@@ -197,7 +199,9 @@ def init_project(
         found = _file_labels(stream, dataset, steps)
         if found is not None:
             source = dataset if dataset is not None else stream
-            _warn_label_values(data_name, getattr(source, "label_column", None), found)
+            _warn_label_values(
+                data_name, getattr(source, "label_column", None), found, multi_label=multi
+            )
     if labels is None:
         if found is None:
             raise InvalidDataError(
@@ -205,7 +209,8 @@ def init_project(
             )
         source = dataset if dataset is not None else stream
         classes: tuple[str, ...] = getattr(source, "classes", ())
-        extra = (set(found) | answer_labels(answers or {})) - set(classes)
+        named = _per_label(found) if multi else found
+        extra = (set(named) | answer_labels(answers or {}, multi_label=multi)) - set(classes)
         labels = [*classes, *sorted(extra)]
     if dataset is not None:
         _warn_repeated_texts(None, None, dataset, [str(i) for i in dataset.ids])
@@ -240,7 +245,11 @@ def init_project(
                 assert dataset is not None
                 saving = None if steps is None else lambda d, t: steps("saving images", d, t)
                 records, _ = dataset_records(
-                    dataset, folder, with_labels=with_labels and answers is None, progress=saving
+                    dataset,
+                    folder,
+                    with_labels=with_labels and answers is None,
+                    progress=saving,
+                    project=project,
                 )
                 add_records(
                     session, project, folder, records, dataset, progress=progress, steps=steps

@@ -7,7 +7,11 @@ path, :func:`import_tabular`: read a chunk of rows at a time where the format al
 items inserted in bulk and its features appended to the project's feature file
 (:mod:`labelwise.store.row_file`), so neither the file nor the pool is ever held in memory.
 Labels in the file are imported only when asked for (``with_labels``, recorded as the
-``import`` annotator): by default a label column just suggests the label set.
+``import`` annotator): by default a label column just suggests the label set. A multi-label
+project's file gives a list of labels per item (see ``multi_label`` of
+:func:`labelwise.io.load.load_dataset`: ``;``-joined names in CSV, JSON lists, Label Studio
+multi-choice); each is stored as its canonical set (:mod:`labelwise.label_sets`), ``[]`` as the
+empty set, an empty cell as no label.
 
 :func:`read_data` reads what :func:`labelwise.io.load.load_dataset` reads, and Label Studio JSON
 (see :mod:`labelwise.services.label_studio`).
@@ -52,6 +56,7 @@ from labelwise.services.import_checks import (
     _check_labels,
     _check_like_existing,
     _label_counts,
+    _stored_labels,
     _warn_label_values,
     _warn_repeated_texts,
     _warn_splits,
@@ -71,7 +76,7 @@ from labelwise.store.items import (
 )
 from labelwise.store.media import MEDIA_SWEEP_AGE_S, save_images, sweep_media
 from labelwise.store.models import Project
-from labelwise.store.projects import feature_spec
+from labelwise.store.projects import feature_spec, settings_of
 
 __all__ = [
     "ID_LIKE_FRACTION",
@@ -128,6 +133,7 @@ def read_data(
     annotations: bool = True,
     id_column: str | None = None,
     label_names: Sequence[str] | None = None,
+    multi_label: bool = False,
 ) -> Dataset:
     """Read a data file (or image folder) into a :class:`Dataset`, Label Studio JSON included.
 
@@ -144,8 +150,9 @@ def read_data(
         Label Studio task holds the item.
     annotations : bool
         Read Label Studio choice annotations as labels (when False they are not even checked).
-    id_column, label_names : optional
-        As for :func:`~labelwise.io.load.load_dataset` (Label Studio tasks have their own ids).
+    id_column, label_names, multi_label : optional
+        As for :func:`~labelwise.io.load.load_dataset` (Label Studio tasks have their own ids;
+        with ``multi_label`` their multi-choice annotations are label sets).
     """
     path = Path(path)
     tasks = label_studio_tasks(path)
@@ -161,6 +168,7 @@ def read_data(
             label_column=label_column,
             kind=kind,
             annotations=annotations,
+            multi_label=multi_label,
         )
         return dataset if label_names is None else _with_label_names(dataset, label_names)
     # Strict ids: a project addresses its items by id, so an id column with duplicates is an
@@ -174,6 +182,7 @@ def read_data(
         id_column=id_column,
         strict_ids=True,
         label_names=label_names,
+        multi_label=multi_label,
     )
 
 
@@ -187,20 +196,23 @@ def dataset_records(
     with_labels: bool,
     first_row: int = 0,
     progress: Progress | None = None,
+    project: Project | None = None,
 ) -> tuple[list[ItemRecord], Path | None]:
     """Records for every item of ``dataset`` (and the media folder written, if any).
 
     A dataset without ids of its own (:attr:`~labelwise.io.load.Dataset.ids_numbered`) has its
     items numbered from ``first_row``, the project row the first of them takes. Each record's
     ``meta`` holds the source file's name and, for a file that keeps splits apart, the item's
-    ``split``. ``progress(done, n)`` as images are saved.
+    ``split``. ``progress(done, n)`` as images are saved. Given the ``project``, the labels
+    are checked and stored as it stores answers (a multi-label project's sets canonical), before
+    any image is saved.
     """
-    labels: list[Any] = (
-        [None if v is None else str(v) for v in dataset.labels]
-        if with_labels and dataset.labels is not None
-        else [None] * len(dataset)
-    )
     ids = _ids(dataset, first_row)
+    labels: list[Any] = [None] * len(dataset)
+    if with_labels and dataset.labels is not None:
+        labels = [None if v is None else str(v) for v in dataset.labels]
+        if project is not None:
+            labels = _stored_labels(labels, ids, project, Path(dataset.source).name)
     source = Path(dataset.source).name
     metas: Iterable[dict[str, Any]] = (
         ({"source": source} for _ in range(len(dataset)))
@@ -291,9 +303,10 @@ def import_file(
         label_names=label_names,
     )
     _step(steps, "reading", 0, None)
+    multi = settings_of(project).multi_label
     stream = None
     if project.kind == "tabular":  # read a chunk at a time where the format allows
-        stream = open_tabular_stream(path, **columns)
+        stream = open_tabular_stream(path, **columns, multi_label=multi)
     if stream is not None:
         answers = read_answers(path) if with_labels else None
         if answers is not None:
@@ -301,7 +314,9 @@ def import_file(
         return import_tabular(
             session, project, folder, stream, with_labels=with_labels, answers=answers, steps=steps
         )
-    dataset = read_data(path, **columns, kind=project.kind, annotations=with_labels)
+    dataset = read_data(
+        path, **columns, kind=project.kind, annotations=with_labels, multi_label=multi
+    )
     if dataset.kind != project.kind:
         raise InvalidDataError(
             f"{name} holds {dataset.kind} items but the project is a {project.kind} project"
@@ -311,7 +326,8 @@ def import_file(
     if answers is not None:
         check_answers(answers, project, name)
     elif with_labels and dataset.kind != "tabular":  # import_tabular checks its own
-        _warn_label_values(name, dataset.label_column, _label_counts(dataset.labels))
+        counts = _label_counts(dataset.labels)
+        _warn_label_values(name, dataset.label_column, counts, multi_label=multi)
         _check_labels(dataset, project, name)
     if dataset.kind == "tabular":
         return import_tabular(
@@ -334,6 +350,7 @@ def import_file(
         with_labels=with_labels and answers is None,
         first_row=first,
         progress=None if steps is None else lambda d, t: steps("saving images", d, t),
+        project=project,
     )
     try:
         added = add_records(
@@ -425,7 +442,7 @@ def import_tabular(
             f"{appender.next_row}; the project folder is damaged"
         )
     first = writer.next_row
-    allowed = set(project.label_set)
+    multi = settings_of(project).multi_label
     take_labels = with_labels and answers is None and stream.has_labels
     counts: dict[str, int] = {}
     splits: list[np.ndarray] = []
@@ -440,17 +457,15 @@ def import_tabular(
                 ids = [str(i) for i in chunk.ids.tolist()]
             labels: list[str | None] | None = None
             if take_labels and chunk.labels is not None:
-                labels = chunk.labels.tolist()
                 for value, number in _label_counts(chunk.labels).items():
                     counts[value] = counts.get(value, 0) + number
-                for i, value in enumerate(labels):
-                    if value is not None and value not in allowed:
-                        _warn_label_values(name, stream.label_column, counts)
-                        raise InvalidDataError(
-                            f"{name}, row {chunk.start + i} (id {ids[i]!r}): label {value!r} "
-                            f"is not one of the project's labels "
-                            f"({', '.join(project.label_set)})"
-                        )
+                try:
+                    labels = _stored_labels(
+                        chunk.labels.tolist(), ids, project, name, first=chunk.start
+                    )
+                except InvalidDataError:
+                    _warn_label_values(name, stream.label_column, counts, multi_label=multi)
+                    raise
             metas = None
             if chunk.splits is not None:
                 splits.append(chunk.splits)
@@ -473,7 +488,7 @@ def import_tabular(
     _step(steps, "reading", added, added)
     _step(steps, "inserting", added, added)
     if take_labels:
-        _warn_label_values(name, stream.label_column, counts)
+        _warn_label_values(name, stream.label_column, counts, multi_label=multi)
     if splits:
         _warn_splits(name, np.concatenate(splits))
     appender.flush()

@@ -24,10 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from labelwise.exceptions import InvalidDataError, NotFoundError
+from labelwise.exceptions import InvalidDataError, InvalidParameterError, NotFoundError
 from labelwise.store.annotators import system_annotator
 from labelwise.store.models import Item, Label, Lease, Project, utcnow
-from labelwise.store.projects import settings_of
+from labelwise.store.projects import check_label, settings_of
 
 __all__ = [
     "BATCH",
@@ -76,7 +76,9 @@ class ItemRecord:
     meta : dict
         Anything else worth keeping (source file, split, original fields).
     label : str or None
-        A label that comes with the item; stored as a label by the ``import`` annotator.
+        A label that comes with the item; stored as a label by the ``import`` annotator. In a
+        multi-label project, the canonical string of a set (:mod:`labelwise.label_sets`; ``""``
+        for the empty set).
     """
 
     external_id: str
@@ -105,6 +107,7 @@ def add_items(
     ids = [str(r.external_id) for r in records]
     check_ids(ids)
     labels = set(project.label_set)
+    multi = settings_of(project).multi_label
     for r in records:
         if not r.content:
             raise InvalidDataError(f"item {r.external_id!r} has no content")
@@ -120,7 +123,12 @@ def add_items(
                 f"item {r.external_id!r} is {len(r.content):,} characters long; the limit is "
                 f"{MAX_CONTENT:,}"
             )
-        if r.label is not None and r.label not in labels:
+        if r.label is not None and multi:
+            try:
+                check_label(project, r.label)
+            except InvalidParameterError as exc:
+                raise InvalidDataError(f"item {r.external_id!r}: {exc}") from None
+        elif r.label is not None and r.label not in labels:
             raise InvalidDataError(
                 f"item {r.external_id!r} has label {r.label!r}, which is not one of the "
                 f"project's labels ({', '.join(project.label_set)})"
