@@ -6,6 +6,13 @@ predictions) from the database; this module turns them into text. CSV cells that
 would run as a formula are prefixed with ``'``; Label Studio tasks keep an id that is a plain
 integer as their task id; predictions become ``prediction``, ``confidence``, one ``p_<label>``
 column per label and ``model_version`` (see :func:`prediction_columns`).
+
+A multi-label project's label sets (stored as canonical strings, :mod:`labelwise.label_sets`)
+are written as each format holds a list: the CSV ``label`` and ``prediction`` cells are the
+names joined by ``;`` (``[]`` for the empty set, so that it is not read as no label), JSONL
+gives JSON lists, Label Studio one ``choices`` result holding every label of the set (an empty
+list for the empty set). The answers under ``annotations`` keep their stored form, the
+canonical string (``""`` for the empty set), in every format.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from labelwise import label_sets
 from labelwise.store.models import Project
+from labelwise.store.projects import settings_of
 
 __all__ = [
     "FIXED_COLUMNS",
@@ -33,6 +42,8 @@ FIXED_COLUMNS = ("id", "label", "status", "annotations")
 #: The keys predictions add (JSONL; in CSV ``probabilities`` is one ``p_<label>`` column each).
 PREDICTION_KEYS = ("prediction", "confidence", "probabilities", "model_version")
 _PROBABILITY = "p_"
+#: How a format writes a label set's canonical string (a list, a CSV cell).
+_Sets = Callable[[str | None], Any]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # Ids Label Studio can keep as its integer task ids (and that read back to the same string).
@@ -78,18 +89,34 @@ def _content_columns(project: Project, fields: list[str]) -> list[str]:
     return fields if project.kind == "tabular" else [project.kind]
 
 
-def _flat(project: Project, record: Record, fields: list[str]) -> dict[str, Any]:
-    """The record as one flat mapping of column -> value (tabular fields side by side)."""
+def _as_list(value: str | None) -> list[str] | None:
+    """A label set's canonical string as the list of its labels (None stays None)."""
+    return None if value is None else label_sets.decode(value)
+
+
+def _as_cell(value: str | None) -> str | None:
+    """A label set's canonical string as a CSV cell: the names joined by ``;``, ``[]`` for the
+    empty set (an empty cell is no label)."""
+    return value if value is None or value else "[]"
+
+
+def _flat(
+    project: Project, record: Record, fields: list[str], sets: _Sets | None = None
+) -> dict[str, Any]:
+    """The record as one flat mapping of column -> value (tabular fields side by side);
+    ``sets`` writes a multi-label project's sets (its label and prediction) in the format's
+    way (:func:`_as_list`, :func:`_as_cell`)."""
     row: dict[str, Any] = {"id": record.external_id}
     if isinstance(record.content, dict):
         row.update({name: record.content.get(name) for name in fields})
     else:
         row[project.kind] = record.content
-    row.update(label=record.label, status=record.status, annotations=record.annotations)
+    label = record.label if sets is None else sets(record.label)
+    row.update(label=label, status=record.status, annotations=record.annotations)
     if record.predicted is not None:
         p = record.predicted
         row.update(
-            prediction=p.label,
+            prediction=p.label if sets is None else sets(p.label),
             confidence=p.confidence,
             probabilities=p.probabilities,
             model_version=p.model_version,
@@ -125,6 +152,7 @@ class _Format:
         self.project = project
         self.fields = fields
         self.labels = labels
+        self.multi_label = settings_of(project).multi_label
 
     @classmethod
     def write(
@@ -164,19 +192,22 @@ class _Csv(_Format):
         self.writer.writerow([_safe_cell(c) for c in [*self.columns, *added]])
 
     def record(self, record: Record, count: int) -> None:
-        row = _flat(self.project, record, self.fields)
+        sets = _as_cell if self.multi_label else None
+        row = _flat(self.project, record, self.fields, sets)
         cells = [_csv_value(row[c]) for c in self.columns]
         if self.labels is not None:
-            cells += _prediction_cells(record.predicted, self.labels)
+            cells += _prediction_cells(record.predicted, self.labels, sets)
         self.writer.writerow(cells)
 
 
-def _prediction_cells(predicted: Predicted | None, labels: Sequence[str]) -> list[str]:
+def _prediction_cells(
+    predicted: Predicted | None, labels: Sequence[str], sets: _Sets | None = None
+) -> list[str]:
     """The CSV cells of :func:`prediction_columns` (a chunk always has its predictions)."""
     assert predicted is not None
     probabilities = predicted.probabilities or {}
     return [
-        _csv_value(predicted.label),
+        _csv_value(predicted.label if sets is None else sets(predicted.label)),
         _csv_value(predicted.confidence),
         *(_csv_value(probabilities.get(str(label))) for label in labels),
         _csv_value(predicted.model_version),
@@ -185,12 +216,16 @@ def _prediction_cells(predicted: Predicted | None, labels: Sequence[str]) -> lis
 
 class _Jsonl(_Format):
     def record(self, record: Record, count: int) -> None:
-        row = _flat(self.project, record, self.fields)
+        row = _flat(self.project, record, self.fields, _as_list if self.multi_label else None)
         self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _task(project: Project, record: Record) -> dict[str, Any]:
+def _task(project: Project, record: Record, multi_label: bool = False) -> dict[str, Any]:
     to_name = project.kind
+
+    def choices(value: str) -> list[str]:
+        return label_sets.decode(value) if multi_label else [value]
+
     annotations: list[dict[str, Any]] = []
     for answer in record.annotations:
         annotation: dict[str, Any] = {
@@ -200,7 +235,7 @@ def _task(project: Project, record: Record) -> dict[str, Any]:
                     "type": "choices",
                     "from_name": "label",
                     "to_name": to_name,
-                    "value": {"choices": [answer["label"]]},
+                    "value": {"choices": choices(answer["label"])},
                     "origin": "manual",
                 }
             ],
@@ -217,18 +252,21 @@ def _task(project: Project, record: Record) -> dict[str, Any]:
         "id": int(ext) if _TASK_INT.fullmatch(ext) else ext,
         "data": {to_name: record.content},
         "annotations": annotations,
-        "predictions": _task_predictions(record.predicted, to_name),
+        "predictions": _task_predictions(record.predicted, to_name, choices),
         "meta": {
             "external_id": ext,
-            "label": record.label,
+            "label": _as_list(record.label) if multi_label else record.label,
             "status": record.status,
             "annotations": record.annotations,
         },
     }
 
 
-def _task_predictions(predicted: Predicted | None, to_name: str) -> list[dict[str, Any]]:
-    """Label Studio's ``predictions`` of a task: the served model's, or none."""
+def _task_predictions(
+    predicted: Predicted | None, to_name: str, choices: Callable[[str], list[str]]
+) -> list[dict[str, Any]]:
+    """Label Studio's ``predictions`` of a task: the served model's, or none (``choices``: the
+    labels of a prediction, as :func:`_task` writes an answer's)."""
     if predicted is None:
         return []
     entry: dict[str, Any] = {"model_version": f"v{predicted.model_version}"}
@@ -239,7 +277,7 @@ def _task_predictions(predicted: Predicted | None, to_name: str) -> list[dict[st
             "from_name": "label",
             "to_name": to_name,
             "type": "choices",
-            "value": {"choices": [predicted.label]},
+            "value": {"choices": choices(predicted.label)},
         }
     ]
     return [entry]
@@ -251,7 +289,8 @@ class _LabelStudio(_Format):
 
     def record(self, record: Record, count: int) -> None:
         self.out.write(",\n" if count else "\n")
-        self.out.write(json.dumps(_task(self.project, record), ensure_ascii=False))
+        task = _task(self.project, record, self.multi_label)
+        self.out.write(json.dumps(task, ensure_ascii=False))
 
     def end(self) -> None:
         self.out.write("\n]\n")
