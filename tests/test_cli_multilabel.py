@@ -129,3 +129,24 @@ def test_multi_label_errors_are_one_line_naming_what_is_wrong(tmp_path):
         "insult,spam",
     )
     assert unknown.exit_code != 0 and "'threat' is not a label" in unknown.output
+
+
+def test_a_backup_keeps_the_sets_and_the_setting(tmp_path):
+    root = tmp_path / "proj"
+    made = _run(
+        "init",
+        root,
+        "--data",
+        _data(tmp_path / "data.csv"),
+        "--multi-label",
+        "--with-labels",
+        "--features",
+        "tfidf",
+    )
+    assert made.exit_code == 0, made.output
+    copied = _run("backup", root, tmp_path / "copy")
+    assert copied.exit_code == 0, copied.output
+    assert _stored(tmp_path / "copy") == _stored(root)
+    assert _stored(root)[1] is True
+    exports = [_run("export", r, "--format", "jsonl").stdout for r in (root, tmp_path / "copy")]
+    assert exports[0] == exports[1] and '"label": []' in exports[0]

@@ -20,11 +20,13 @@ from sqlalchemy import select
 from labelwise.exceptions import InvalidDataError
 from labelwise.models.multilabel import LabelSetClassifier
 from labelwise.services.export import export_project
+from labelwise.services.export_formats import WRITERS, Predicted, Record
 from labelwise.services.setup import init_project
 from labelwise.services.transfer import import_file
 from labelwise.store.features import feature_source, project_features
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Annotator, Item, Label
+from labelwise.store.models import Project as ProjectRow
 from labelwise.store.projects import ProjectSettings, create_project, get_project
 from labelwise.store.versions import record_version
 
@@ -377,3 +379,22 @@ def test_predictions_export_per_label_probabilities(db, tmp_path):
         assert row["confidence"] == ""
         probabilities = [float(row[f"p_{name}"]) for name in LABELS]
         assert probabilities == pytest.approx(proba[k], abs=1e-6)
+
+
+def test_label_studio_predictions_hold_the_predicted_set():
+    row = ProjectRow(
+        name="p",
+        kind="text",
+        label_set=list(LABELS),
+        settings=ProjectSettings(multi_label=True).to_dict(),
+    )
+    buffer = io.StringIO()
+    records = [
+        Record("a", "some text", "insult;threat", "labeled", [], Predicted("insult", None, {}, 3)),
+        Record("b", "more text", None, "unlabeled", [], Predicted("", None, {}, 3)),
+    ]
+    WRITERS["label-studio"](buffer, row, iter(records), [], list(LABELS))
+    tasks = json.loads(buffer.getvalue())
+    assert [t["predictions"][0]["result"][0]["value"]["choices"] for t in tasks] == [["insult"], []]
+    assert all("score" not in t["predictions"][0] for t in tasks)  # no one confidence
+    assert [t["meta"]["label"] for t in tasks] == [["insult", "threat"], None]
