@@ -34,7 +34,8 @@ class Dataset:
         (n, h, w, c), uint8 or float; tabular: float64 array or CSR matrix of shape (n, d).
     labels : ndarray of shape (n,) or None
         int64, or object holding ``str`` (or ``int``) with ``None`` for a missing label;
-        None when the file has no label column.
+        None when the file has no label column. Label lists (read with ``multi_label``) are
+        each row's names joined by ``;`` in the file's order, ``""`` for an empty list.
     ids : ndarray of shape (n,)
         Object array of ``str``: the id column, else the row numbers ``"0"``, ``"1"``, ...
         (relative file paths for an image folder).

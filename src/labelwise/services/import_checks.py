@@ -157,6 +157,7 @@ def _stored_labels(
     not that is an :class:`InvalidDataError` naming the row, its id and what was wrong."""
     multi = settings_of(project).multi_label
     allowed = set(project.label_set)
+    canonical: dict[str, str] = {}  # a file repeats its label lists: each is read once
     out: list[str | None] = []
     for i, value in enumerate(values):
         if value is None:
@@ -164,10 +165,13 @@ def _stored_labels(
             continue
         where = f"{name}, row {first + i} (id {ids[i]!r})"
         if multi:
-            try:
-                out.append(answer_value(project, str(value)))
-            except InvalidParameterError as exc:
-                raise InvalidDataError(f"{where}: {exc}") from None
+            text = str(value)
+            if text not in canonical:
+                try:
+                    canonical[text] = answer_value(project, text)
+                except InvalidParameterError as exc:
+                    raise InvalidDataError(f"{where}: {exc}") from None
+            out.append(canonical[text])
             continue
         text = str(value)
         if text not in allowed:
