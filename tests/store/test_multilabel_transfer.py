@@ -276,6 +276,14 @@ def test_a_single_label_project_given_lists_suggests_multi_label(db, tmp_path):
     jsonl.write_text(json.dumps({"id": "a", "text": "one", "labels": ["spam", "insult"]}) + "\n")
     with pytest.raises(InvalidDataError, match=r"holds a list at row 0.*--multi-label"):
         project.load(jsonl, with_labels=True)
+    listed = _write_csv(tmp_path / "listed.csv", [("a", "one text here", '["spam"]')])
+    with pytest.raises(InvalidDataError, match=r"row 0 \(id 'a'\).*--multi-label"):
+        project.load(listed, with_labels=True)
+    # A label that is no set of the project's labels is only named.
+    other = _write_csv(tmp_path / "other.csv", [("a", "one text here", "ham")])
+    with pytest.raises(InvalidDataError, match=r"label 'ham' is not one of") as caught:
+        project.load(other, with_labels=True)
+    assert "--multi-label" not in str(caught.value)
     assert project.answers() == {}
 
 

@@ -148,6 +148,16 @@ def _check_labels(dataset: Dataset, project: Project, name: str) -> list[str | N
     return _stored_labels(dataset.labels.tolist(), [str(i) for i in dataset.ids], project, name)
 
 
+def _looks_like_a_set(text: str, allowed: set[str]) -> bool:
+    """Whether a label that is not one of ``allowed`` reads as a set of them (names joined by
+    ``;``, or a JSON list of them)."""
+    try:
+        names = label_sets.parse_label_list(text)
+    except InvalidDataError:
+        return False
+    return bool(names) and set(names) <= allowed and text.strip() not in allowed
+
+
 def _stored_labels(
     values: list[object], ids: list[str], project: Project, name: str, *, first: int = 0
 ) -> list[str | None]:
@@ -175,11 +185,10 @@ def _stored_labels(
             continue
         text = str(value)
         if text not in allowed:
-            parts = [p.strip() for p in text.split(label_sets.SEPARATOR)]
             hint = (
                 "; this project takes one label per item (a project whose answers are sets of "
                 "labels is made with --multi-label)"
-                if len(parts) > 1 and set(parts) <= allowed
+                if _looks_like_a_set(text, allowed)
                 else ""
             )
             raise InvalidDataError(
