@@ -132,7 +132,9 @@ class ProjectInfo(_Open):
 
 
 class LiveEstimate(_Open):
-    """Accuracy and macro-F1 on a version's exploration items, with 95 % intervals."""
+    """Accuracy and macro-F1 on a version's exploration items, with 95 % intervals; in a
+    multi-label project ``accuracy`` is the subset accuracy (the whole set right), with micro-F1,
+    the Hamming loss and every score (``scores``) beside it."""
 
     n: int
     accuracy: Number
@@ -141,6 +143,11 @@ class LiveEstimate(_Open):
     macro_f1: Number
     macro_f1_low: Number
     macro_f1_high: Number
+    micro_f1: Number | None = None
+    micro_f1_low: Number | None = None
+    micro_f1_high: Number | None = None
+    hamming_loss: Number | None = None
+    scores: dict[str, Any] | None = None
 
 
 class CurvePoint(_Open):
@@ -168,13 +175,16 @@ class AnnotatorFigures(_Open):
 
 
 class Agreement(_Open):
-    """Agreement on items labeled by more than one annotator."""
+    """Agreement on items labeled by more than one annotator; in a multi-label project
+    Krippendorff's alpha with the MASI distance between sets and each label's Cohen's kappa."""
 
     items: int
     percent_agreement: Number | None = None
     fleiss_kappa: Number | None = None
     pairwise: list[dict[str, Any]]
     per_annotator: dict[str, Number]
+    alpha_masi: Number | None = None
+    per_label_kappa: dict[str, Number | None] | None = None
 
 
 class VersionRow(_Open):
@@ -216,6 +226,15 @@ class Stopping(_Open):
     rule: dict[str, Number]
 
 
+class MultiLabelFigures(_Open):
+    """A multi-label project's figures beside the others: items whose training set is empty,
+    and the served version's cross-validated scores (micro/macro F1, per label, Hamming loss,
+    subset accuracy)."""
+
+    empty_sets: int
+    cv: dict[str, Any] | None = None
+
+
 class Dashboard(_Open):
     """Every figure of the dashboard (:func:`labelwise.services.dashboard.dashboard`)."""
 
@@ -232,6 +251,7 @@ class Dashboard(_Open):
     agreement: Agreement
     versions: list[VersionRow]
     stopping: Stopping
+    multi_label: MultiLabelFigures | None = None
 
 
 # ---------------------------------------------------------------------------- items and admin
@@ -262,17 +282,29 @@ class AddedAnnotator(_Open):
     token: str
 
 
+class ReviewAnswer(_Open):
+    """One annotator's answer to a conflicting item (a multi-label set also as ``labels``)."""
+
+    annotator: str
+    value: str
+    labels: list[str] | None = None
+
+
 class ReviewEntry(_Open):
-    """A conflict: the item and every annotator's answer."""
+    """A conflict: the item, each value given with who gave it, and every annotator's answer."""
 
     item: ItemView
     votes: dict[str, list[str]]
+    answers: list[ReviewAnswer] = []
 
 
 class Resolution(_Open):
+    """The decision stored (a multi-label set also as ``labels``)."""
+
     item_id: int
     value: str | None = None
     label_id: int
+    labels: list[str] | None = None
 
 
 class ImportResult(_Open):

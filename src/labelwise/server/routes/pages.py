@@ -197,6 +197,7 @@ def annotate(request: Request, project_id: int, state: State) -> Response:
         guidelines = settings.guidelines
         return {
             "show_guess": settings.show_guess,
+            "multi_label": settings.multi_label,
             "label_help": settings.label_help,
             "guidelines": render_markdown(guidelines) if guidelines.strip() else "",
             "guidelines_version": guidelines_version(guidelines),
@@ -229,8 +230,11 @@ def dashboard(request: Request, project_id: int, state: State) -> Response:
 
 @router.get("/p/{project_id}/review", response_class=HTMLResponse)
 def review(request: Request, project_id: int, state: State) -> Response:
-    def shown(session: Session, project: Project, _: ProjectSettings) -> dict[str, Any]:
-        return {"n_conflicts": len(list_conflicts(session, project))}
+    def shown(session: Session, project: Project, settings: ProjectSettings) -> dict[str, Any]:
+        return {
+            "n_conflicts": len(list_conflicts(session, project)),
+            "multi_label": settings.multi_label,
+        }
 
     return _project_page(
         request, state, project_id, "review.html", shown, admin_only="the review queue"

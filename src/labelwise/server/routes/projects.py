@@ -14,8 +14,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from labelwise import label_sets
 from labelwise.exceptions import (
     InvalidDataError,
     InvalidParameterError,
@@ -97,7 +98,7 @@ def summary(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
         }
 
 
-@router.get("/stats", response_model=Dashboard)
+@router.get("/stats", response_model=Dashboard, response_model_exclude_unset=True)
 def dashboard(project_id: ProjectId, state: State, user: User) -> dict[str, Any]:
     with project_session(state, user, project_id) as (session, project):
         figures = dashboard_figures(session, project)
@@ -177,30 +178,67 @@ def add_annotator(
 
 @router.get("/review", response_model=list[ReviewEntry])
 def review_queue(project_id: ProjectId, state: State, admin: Admin) -> list[dict[str, Any]]:
-    """Items whose annotators disagree, with every answer."""
+    """Items whose annotators disagree, with every answer: ``votes`` (each value and who gave
+    it) and ``answers`` (each annotator's answer; in a multi-label project with its set as a
+    list, ``labels``)."""
     with project_session(state, admin, project_id) as (session, project):
+        multi_label = settings_of(project).multi_label
         out = []
         for conflict in list_conflicts(session, project):
             found = session.get(Item, conflict.item_id)
             assert found is not None
             view = item_view(found, project, state.folder)
-            out.append({"item": view, "votes": conflict.votes})
+            given = [
+                {"annotator": name, "value": value}
+                | ({"labels": label_sets.decode(value)} if multi_label else {})
+                for name, value in conflict.answers.items()
+            ]
+            out.append({"item": view, "votes": conflict.votes, "answers": given})
         return out
 
 
+LabelName = Annotated[str, StringConstraints(max_length=200)]
+
+
 class Adjudication(BaseModel):
-    value: str = Field(min_length=1, max_length=200)
+    value: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="The decision: one label; in a multi-label project the set's labels joined "
+        "by ';' or as a JSON list ('' for none of them).",
+    )
+    labels: list[LabelName] | None = Field(
+        default=None,
+        max_length=1000,
+        description="A multi-label project's decision as a list of its labels ([] for none of "
+        "them). Give value or labels, not both.",
+    )
+
+    @model_validator(mode="after")
+    def _one_decision(self) -> Adjudication:
+        if (self.value is None) == (self.labels is None):
+            raise ValueError(
+                "give the decision as value (a label) or as labels (a multi-label project's "
+                "list of labels), exactly one of them"
+            )
+        return self
 
 
-@router.post("/review/{item_id}", response_model=Resolution)
+@router.post("/review/{item_id}", response_model=Resolution, response_model_exclude_unset=True)
 def resolve(
     project_id: ProjectId, item_id: ItemId, body: Adjudication, state: State, admin: Admin
 ) -> dict[str, Any]:
+    """An admin's final word on an item: a label, or a multi-label project's set (one
+    annotator's, their union, or any set of the labels)."""
     with project_session(state, admin, project_id, write=True) as (session, project):
         annotator = session.get(Annotator, admin.annotator_id)
         assert annotator is not None
-        label = adjudicate(session, project, annotator, item_id=item_id, value=body.value)
-        return {"item_id": item_id, "value": label.value, "label_id": label.id}
+        decision = body.labels if body.labels is not None else body.value
+        label = adjudicate(session, project, annotator, item_id=item_id, value=decision)
+        out: dict[str, Any] = {"item_id": item_id, "value": label.value, "label_id": label.id}
+        if settings_of(project).multi_label:
+            out["labels"] = label_sets.decode(label.value)
+        return out
 
 
 _IMPORT_SUFFIXES = {".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parquet", ".npz"}

@@ -1,4 +1,6 @@
 /* Labelwise review page (admins): conflicts one card each, decided with the label keys.
+ * In a multi-label project each annotator's set shows as chips; the admin takes one of them,
+ * their union, or a set of their own (label keys toggle labels, Enter saves the set).
  * User content (item text, labels, annotator names) goes in with textContent only. */
 (function () {
   "use strict";
@@ -15,6 +17,23 @@
   // The server assigns the keys (routes/pages.py label_keys), the same as on the annotate page.
   const keyOf = new Map((cfg.keys || []).map(([k, label]) => [label, k]));
   const labelOfKey = new Map(Array.from(keyOf, ([label, k]) => [k, label]));
+  const multi = Boolean(cfg.multi_label);
+  const NONE = "none of the labels";
+
+  // A set's labels in the project's order (the order of its stored form).
+  function ordered(labels) {
+    const chosen = new Set(labels);
+    return cfg.labels.filter((label) => chosen.has(label));
+  }
+
+  function chips(labels) {
+    if (!labels.length) return [el("span", { class: "chip", text: NONE })];
+    return labels.map((label) => el("span", { class: "chip chip-label", text: label }));
+  }
+
+  function setWords(labels) {
+    return labels.length ? labels.join(", ") : NONE;
+  }
 
   let cards = [];
   let active = -1;
@@ -68,17 +87,24 @@
     if (!c || c.busy) return;
     c.busy = true;
     try {
-      const res = await L.post(base + "/review/" + c.conflict.item.id, { value: value });
+      const body = multi ? { labels: ordered(value) } : { value: value };
+      const res = await L.post(base + "/review/" + c.conflict.item.id, body);
       if (!res.ok) {
         let msg = res.status + "";
         try { msg = (await res.json()).error || msg; } catch (e) { /* not JSON */ }
         status("Not saved: " + msg, "error", 8000);
         return;
       }
-      c.resolved = value;
+      c.resolved = multi ? { labels: ordered(value) } : value;
       c.node.classList.add("resolved");
-      c.buttons.forEach((b, label) => b.classList.toggle("is-chosen", label === value));
-      c.note.textContent = "Resolved as “" + value + "”";
+      if (multi) {
+        c.picked = new Set(value);
+        showPicked(c);
+        c.note.textContent = "Resolved as: " + setWords(ordered(value));
+      } else {
+        c.buttons.forEach((b, label) => b.classList.toggle("is-chosen", label === value));
+        c.note.textContent = "Resolved as “" + value + "”";
+      }
       c.note.hidden = false;
       remaining();
       const n = nextOpen(index);
@@ -88,6 +114,61 @@
     } finally {
       c.busy = false;
     }
+  }
+
+  // The label toggles of a multi-label card show its edited set.
+  function showPicked(c) {
+    c.buttons.forEach((b, label) => b.setAttribute("aria-pressed", c.picked.has(label) ? "true" : "false"));
+  }
+
+  function toggle(c, label) {
+    if (c.picked.has(label)) c.picked.delete(label);
+    else c.picked.add(label);
+    showPicked(c);
+  }
+
+  // A multi-label conflict: every annotator's set as chips, a button to take it, the union,
+  // and label toggles for a set of the admin's own.
+  function setCard(conflict, i, note) {
+    const answers = conflict.answers || [];
+    const buttons = new Map();
+    const card = { conflict: conflict, note: note, buttons: buttons, resolved: null, busy: false, picked: new Set() };
+    const union = ordered(answers.flatMap((a) => a.labels || []));
+    const take = answers.map((a) => {
+      const b = el("button", { type: "button", class: "btn", title: "Decide: " + setWords(a.labels || []) }, [
+        "Use " + a.annotator + "’s",
+      ]);
+      b.addEventListener("click", () => { setActive(i); resolve(i, a.labels || []); });
+      return b;
+    });
+    const merge = el("button", { type: "button", class: "btn", title: "Decide: " + setWords(union) }, ["Merge (union)"]);
+    merge.addEventListener("click", () => { setActive(i); resolve(i, union); });
+    const save = el("button", { type: "button", class: "btn btn-primary", title: "Decide the set the toggles show (Enter)" }, ["Save this set"]);
+    save.addEventListener("click", () => { setActive(i); resolve(i, Array.from(card.picked)); });
+    const toggles = cfg.labels.map((label) => {
+      const b = el("button", { type: "button", class: "btn btn-label", "aria-pressed": "false", title: "Toggle: " + label }, [
+        el("span", { class: "btn-label-check", "aria-hidden": "true" }),
+        keyOf.has(label) ? el("kbd", { text: keyOf.get(label) }) : null,
+        el("span", { class: "btn-label-text", text: label }),
+      ]);
+      b.addEventListener("click", (e) => { if (e.detail > 0) b.blur(); setActive(i); toggle(card, label); });
+      buttons.set(label, b);
+      return b;
+    });
+    card.node = el("article", { class: "card conflict", tabindex: "-1" }, [
+      el("div", { class: "conflict-head" }, [
+        el("span", { class: "item-ref muted", text: "#" + conflict.item.external_id }),
+        note,
+      ]),
+      content(conflict.item),
+      el("div", { class: "votes" }, answers.map((a) => el("span", { class: "vote" }, [
+        el("strong", { text: a.annotator }),
+        document.createTextNode(" "),
+      ].concat(chips(a.labels || []))))),
+      el("div", { class: "label-bar", role: "group", "aria-label": "Decide" }, take.concat([merge])),
+      el("div", { class: "label-bar label-bar-multi", role: "group", "aria-label": "Or edit a set" }, toggles.concat([save])),
+    ]);
+    return card;
   }
 
   function render(conflicts) {
@@ -103,6 +184,13 @@
     }
     conflicts.forEach((conflict, i) => {
       const note = el("span", { class: "resolved-note", hidden: true });
+      if (multi) {
+        const card = setCard(conflict, i, note);
+        card.node.addEventListener("click", () => setActive(i));
+        cards.push(card);
+        list.appendChild(card.node);
+        return;
+      }
       const buttons = new Map();
       const votes = Object.entries(conflict.votes || {}).sort((a, b) => b[1].length - a[1].length);
       const node = el("article", { class: "card conflict", tabindex: "-1" }, [
@@ -152,6 +240,12 @@
     if (e.key === "ArrowUp") { e.preventDefault(); setActive(active - 1, true); return; }
     if (e.key === "Escape") { if (document.activeElement) document.activeElement.blur(); return; }
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (multi && active >= 0) {
+      const c = cards[active];
+      if (labelOfKey.has(k)) { e.preventDefault(); toggle(c, labelOfKey.get(k)); return; }
+      if (e.key === "Enter" && !(t && t.tagName === "BUTTON")) { e.preventDefault(); resolve(active, Array.from(c.picked)); }
+      return;
+    }
     if (labelOfKey.has(k) && active >= 0) { e.preventDefault(); resolve(active, labelOfKey.get(k)); }
   });
 
