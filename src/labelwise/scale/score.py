@@ -54,7 +54,7 @@ __all__ = ["score_partitioned", "supports"]
 def supports(strategy: str | Strategy) -> bool:
     """Whether :func:`score_partitioned` can run ``strategy`` (a name or a strategy object):
     whether the cluster provides all the strategy declares it needs."""
-    strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    strat = make_strategy(strategy, multi_label=None) if isinstance(strategy, str) else strategy
     return unsupported(strat, PartitionedBackend) is None
 
 

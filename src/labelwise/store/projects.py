@@ -153,7 +153,7 @@ class ProjectSettings:
             raise InvalidParameterError(
                 f"multi_label must be true or false, got {self.multi_label!r}"
             )
-        make_strategy(self.strategy)
+        make_strategy(self.strategy, multi_label=self.multi_label)
         if self.model not in available_models():
             raise InvalidParameterError(
                 f"unknown model {self.model!r}; expected one of {', '.join(available_models())}"

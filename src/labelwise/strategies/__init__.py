@@ -16,7 +16,12 @@ Names (see :func:`available_strategies`) are ``scorer`` or ``scorer+selector``:
 - whole strategies: ``coreset`` (greedy k-center over the pool, no utility), ``badge`` (k-means++
   on gradient embeddings; both run on a random 50,000 of the candidates, changed by a name such as
   ``badge(max_candidates=0.05)`` (a share) or ``coreset(max_candidates=all)``), ``bandit``
-  (learns which strategy helps, see :mod:`labelwise.strategies.bandit`), and ``default``.
+  (learns which strategy helps, see :mod:`labelwise.strategies.bandit`), and ``default``;
+- for multi-label models (per-label probabilities, see :mod:`labelwise.strategies.kinds`):
+  ``mean-margin``, ``min-margin``, ``mmc``, ``lci``
+  (:mod:`~labelwise.strategies.multilabel_scorers`), ``qbc`` (label-set vote entropy),
+  ``random`` and ``coreset``, with the same selectors and ``+explore``; ``default`` and
+  ``bandit`` take the project's kind. A name of the other kind is refused.
 
 The modules: :mod:`~labelwise.strategies.base` (context, selection, protocols),
 :mod:`~labelwise.strategies.scorers` (utilities), :mod:`~labelwise.strategies.selectors` (batch
@@ -25,5 +30,6 @@ selection algorithms), :mod:`~labelwise.strategies.among_top` (selectors as stra
 :mod:`~labelwise.strategies.bandit`, :mod:`~labelwise.strategies.registry` (names and
 :func:`~labelwise.strategies.factory.make_strategy`), :mod:`~labelwise.strategies.backends`
 (what a strategy reads the pool through), :mod:`~labelwise.strategies.query` (a batch with its
-mix and reasons) and :mod:`~labelwise.strategies.reasons` (why an item was chosen).
+mix and reasons), :mod:`~labelwise.strategies.reasons` (why an item was chosen) and
+:mod:`~labelwise.strategies.multilabel_reasons` (what a multi-label pick says).
 """

@@ -53,6 +53,12 @@ from labelwise.models.registry import (
 )
 from labelwise.pool import Matrix, take_rows
 from labelwise.strategies import scorers
+from labelwise.strategies.kinds import check_outputs_kind
+from labelwise.strategies.multilabel_scorers import (
+    MULTI_LABEL_SCORERS,
+    CardinalityPredictor,
+    multilabel_utility,
+)
 from labelwise.strategies.selectors import top_k
 
 __all__ = [
@@ -83,7 +89,9 @@ CAPABILITIES: dict[str, str] = {
     ),
 }
 
-ScorerName = Literal["least_confident", "margin", "entropy"]
+ScorerName = Literal[
+    "least_confident", "margin", "entropy", "mean_margin", "min_margin", "mmc", "lci"
+]
 
 
 # --- candidates ------------------------------------------------------------------------------
@@ -137,8 +145,21 @@ class CandidateRows:
 # --- utilities -------------------------------------------------------------------------------
 
 
-def _utility_function(scorer: ScorerName) -> Callable[[ModelOutputs], NDArray[np.float64]]:
-    def utility(out: ModelOutputs) -> NDArray[np.float64]:
+def _utility_function(utility: Utility) -> Callable[[ModelOutputs], NDArray[np.float64]]:
+    scorer = utility.scorer
+    multi = scorer in MULTI_LABEL_SCORERS
+
+    def score(out: ModelOutputs) -> NDArray[np.float64]:
+        name = scorer.replace("_", "-") if multi else scorer
+        check_outputs_kind(name, out.multi_label, multi_label=multi)
+        if multi:
+            return multilabel_utility(
+                scorer,
+                out.values,
+                thresholds=out.thresholds,
+                cardinality=utility.cardinality,
+                mean_cardinality=utility.mean_cardinality,
+            )
         if out.kind == "decision":
             return scorers.decision_margin(out.values)
         return {
@@ -147,7 +168,7 @@ def _utility_function(scorer: ScorerName) -> Callable[[ModelOutputs], NDArray[np
             "entropy": scorers.entropy,
         }[scorer](out.values)
 
-    return utility
+    return score
 
 
 @dataclass(frozen=True)
@@ -157,21 +178,30 @@ class Utility:
     Attributes
     ----------
     model : fitted classifier, or :class:`~labelwise.strategies.committee.Committee`
-    scorer : {"least_confident", "margin", "entropy"}
+    scorer : {"least_confident", "margin", "entropy", "mean_margin", "min_margin", "mmc", "lci"}
         For a classifier: the uncertainty scorer (margin also from decision values, the
-        others need probabilities).
+        others need probabilities); the last four score a multi-label model's per-label
+        probabilities (:func:`~labelwise.strategies.multilabel_scorers.multilabel_utility`),
+        the first three a single-label model's; the other kind is refused.
     disagreement : {"vote", "kl"} or None
         For a committee: vote entropy or KL divergence to the consensus (the pass also keeps
         each member's vote, for the reasons).
     mc_samples : int or None
         For a model drawing Monte Carlo dropout samples: BALD over that many passes, each
         block's masks seeded from the query's generator (see :data:`DRAWS_WHILE_SCORING`).
+    cardinality : CardinalityPredictor or None
+        For ``mmc``: each row's number of labels, fitted on the labeled set (shipped with the
+        utility wherever the pool is scored).
+    mean_cardinality : float or None
+        For ``lci``: the labeled set's mean number of labels.
     """
 
     model: Any
     scorer: ScorerName = "margin"
     disagreement: Literal["vote", "kl"] | None = None
     mc_samples: int | None = None
+    cardinality: CardinalityPredictor | None = None
+    mean_cardinality: float | None = None
 
     @property
     def draws(self) -> bool:
@@ -197,7 +227,7 @@ class Utility:
             )
             return utilities, None
         prefer: OutputKind | None = None if self.scorer == "margin" else "proba"
-        fn = _utility_function(self.scorer)
+        fn = _utility_function(self)
         return map_outputs(self.model, X, rows, fn, prefer=prefer, chunk_size=chunk_size), None
 
     def block(self, X: Matrix) -> tuple[NDArray[np.float64], NDArray[Any] | None]:

@@ -11,7 +11,8 @@ into ``folds`` fixed folds; each round, one clone of the estimator per fold is f
 labeled item except that fold and predicts it, so each item of the sample gets a prediction from
 a model that never saw it. The reward of the arm chosen in the previous round is the change, on
 the items present in both rounds, of the share predicted correctly: the accuracy gain its picks
-brought, measured on held-out random items and paired item by item (so most of the noise of a
+brought (for a multi-label model, correct means the predicted label set is the answer's),
+measured on held-out random items and paired item by item (so most of the noise of a
 small sample cancels). Hsu & Lin reward with importance-weighted accuracy on the queried items,
 which the model was trained on; holding the sample out keeps the reward honest for flexible
 models that fit their training items perfectly.
@@ -43,11 +44,15 @@ from labelwise.strategies.base import QueryContext, Selection, Strategy
 from labelwise.strategies.registry import build_strategy
 from labelwise.strategies.sampling import RandomSampling
 
-__all__ = ["DEFAULT_ARMS", "StrategyBandit", "find_bandit"]
+__all__ = ["DEFAULT_ARMS", "MULTI_LABEL_ARMS", "StrategyBandit", "find_bandit"]
 
 #: The arms of ``"bandit"``: uncertainty with diverse batches, uncertainty weighted by how
 #: typical an item is, and uniform random sampling (the safe arm where uncertainty misleads).
 DEFAULT_ARMS: tuple[str, ...] = ("margin+clusters", "margin+density", "random")
+
+#: The arms of ``"bandit"`` in a multi-label project: the same three roles, with the
+#: multi-label uncertainty (mean-margin) in place of margin.
+MULTI_LABEL_ARMS: tuple[str, ...] = ("mean-margin+clusters", "mean-margin+density", "random")
 
 # A reward needs this many items of the random sample with a prediction in both rounds.
 _MIN_PAIRED = 6
@@ -93,7 +98,8 @@ class StrategyBandit:
             raise InvalidParameterError(
                 f"floor must be in [0, 1/{len(self.arms)}), got {self.floor}"
             )
-        self._strategies = {arm: build_strategy(arm) for arm in self.arms}
+        # Arms of either kind: each strategy refuses a model of the other kind when it runs.
+        self._strategies = {arm: build_strategy(arm, multi_label=None) for arm in self.arms}
         for arm in self.arms:
             self.rewards.setdefault(arm, [])
 

@@ -24,6 +24,8 @@ from labelwise.models.registry import (
 )
 from labelwise.pool import Matrix, take_rows
 from labelwise.strategies import scorers
+from labelwise.strategies.kinds import is_multi_label
+from labelwise.strategies.multilabel_scorers import label_set_vote_entropy
 
 __all__ = ["Committee", "stratified_bootstrap"]
 
@@ -75,6 +77,12 @@ class Committee:
         return cls(members)
 
     @property
+    def multi_label(self) -> bool:
+        """Whether the members predict label sets (multi-label models): they then vote on
+        each label, present or not."""
+        return all(is_multi_label(m) for m in self.members)
+
+    @property
     def has_proba(self) -> bool:
         return all(has_predict_proba(m) for m in self.members)
 
@@ -85,16 +93,21 @@ class Committee:
         *,
         kind: Literal["vote", "kl"] = "vote",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    ) -> tuple[NDArray[np.float64], NDArray[Any]]:
         """How much the members disagree on each row, computed chunk by chunk.
 
         Returns
         -------
         utilities : ndarray of shape (n_rows,)
             Vote entropy (``kind="vote"``) or mean KL divergence to the consensus (``"kl"``).
-        votes : int array of shape (n_members, n_rows)
-            Class index each member predicts (``int8`` for up to 127 classes).
+            For multi-label members, the vote entropy of each label averaged over the labels
+            (:func:`~labelwise.strategies.multilabel_scorers.label_set_vote_entropy`).
+        votes : int array of shape (n_members, n_rows), or (n_members, n_rows, n_labels)
+            Class index each member predicts (``int8`` for up to 127 classes); for
+            multi-label members, whether each member predicts each label present (0/1).
         """
+        if kind == "vote" and self.multi_label:
+            return self._label_set_votes(X, rows, chunk_size)
         utilities = np.empty(len(rows))
         # Class indices fit a byte for any realistic label set: 8x less memory to fill.
         vote_type = np.int8 if len(self.classes_) <= 127 else np.intp
@@ -128,6 +141,21 @@ class Committee:
                     votes[m, part] = np.searchsorted(self.classes_, np.asarray(member.predict(Xc)))
                 utilities[part] = scorers.vote_entropy(votes[:, part], n_classes)
         return utilities, votes
+
+    def _label_set_votes(
+        self, X: Matrix, rows: NDArray[np.intp], chunk_size: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        """Label-set vote entropy of multi-label members, chunk by chunk."""
+        votes = np.empty((len(self.members), len(rows), len(self.classes_)), dtype=np.int8)
+        for start, chunk in zip(
+            range(0, len(rows), chunk_size), iter_chunks(rows, chunk_size), strict=True
+        ):
+            Xc = take_rows(X, chunk)
+            for m, member in enumerate(self.members):
+                votes[m, start : start + len(chunk)] = member.predict_indicator(Xc)
+        if len(rows) == 0:
+            return np.empty(0), votes
+        return label_set_vote_entropy(votes), votes
 
     def _stacked_scores(self) -> Any:
         """Every member's vote from one matrix product, for linear members (else None).

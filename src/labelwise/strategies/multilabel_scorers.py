@@ -23,17 +23,25 @@ Inputs are checked: a wrong shape, a NaN or a probability outside ``[0, 1]`` rai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 
 __all__ = [
+    "MULTI_LABEL_SCORERS",
+    "CardinalityPredictor",
+    "MultiLabelScorer",
+    "fit_cardinality",
     "label_cardinality_inconsistency",
     "label_set_vote_entropy",
     "mean_margin_uncertainty",
     "min_margin_uncertainty",
     "mmc",
+    "multilabel_utility",
     "predict_cardinality",
 ]
 
@@ -116,21 +124,91 @@ def _sorted_normalised(p: FloatArray) -> FloatArray:
     return np.divide(s, sums, out=np.zeros_like(s), where=sums > 0)
 
 
-def predict_cardinality(
-    P_labeled_sorted: ArrayLike, Y_labeled: ArrayLike, P_sorted: ArrayLike
-) -> IntArray:
-    """Predict each row's number of labels from its sorted probabilities (Yang et al. 2009).
+@dataclass(frozen=True)
+class CardinalityPredictor:
+    """How many labels a row carries, predicted from its sorted probabilities (Yang et al.
+    2009): fitted by :func:`fit_cardinality`, small and picklable (a scoring pass on a cluster
+    ships it to the workers with the model).
+
+    Attributes
+    ----------
+    n_labels : int
+        The number of label columns it was fitted on.
+    constant : int or None
+        The one count the labeled set shows, when it shows only one (then ``model`` is None:
+        there is nothing to learn).
+    model : fitted LogisticRegression or None
+        On the rows' probabilities sorted (decreasing) and normalised to sum to one.
+    """
+
+    n_labels: int
+    constant: int | None = None
+    model: Any = None
+
+    def predict(self, P: ArrayLike) -> IntArray:
+        """Predicted number of labels of each row of ``P`` (n_samples, n_labels), one of the
+        counts seen in the labeled set."""
+        p = _as_label_proba(P, "P_sorted")
+        if p.shape[1] != self.n_labels:
+            raise InvalidDataError(
+                f"P_sorted has {p.shape[1]} labels but P_labeled_sorted has {self.n_labels}"
+            )
+        if self.constant is not None:
+            return np.full(p.shape[0], self.constant, dtype=np.int64)
+        if p.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self.model.predict(_sorted_normalised(p)), dtype=np.int64)
+
+
+def fit_cardinality(P_labeled_sorted: ArrayLike, Y_labeled: ArrayLike) -> CardinalityPredictor:
+    """Fit the predictor of a row's number of labels on the labeled set (Yang et al. 2009).
 
     A logistic regression (scikit-learn, multinomial) is trained on the labeled set: its features
     are each row's probabilities sorted in decreasing order and normalised to sum to one, its
-    target the row's number of labels ``sum_j Y[i, j]``; it then predicts the number of labels of
-    the rows of ``P_sorted``.
+    target the row's number of labels ``sum_j Y[i, j]``.
 
     Parameters
     ----------
     P_labeled_sorted : array-like of shape (n_labeled, n_labels)
         The current model's probabilities on the labeled items. The rows are sorted (decreasing)
         and normalised here, so rows passed unsorted give the same result.
+    Y_labeled : array-like of 0/1, shape (n_labeled, n_labels)
+        The labeled items' label sets.
+
+    Returns
+    -------
+    CardinalityPredictor
+        A constant predictor when the labeled set shows a single count.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    train = _as_label_proba(P_labeled_sorted, "P_labeled_sorted")
+    y = _as_binary(Y_labeled, "Y_labeled", ndim=2)
+    if y.shape != train.shape:
+        raise InvalidDataError(
+            f"Y_labeled must have the shape of P_labeled_sorted {train.shape}, got {y.shape}"
+        )
+    if train.shape[0] == 0:
+        raise InvalidDataError("P_labeled_sorted needs at least one labeled row")
+    counts = y.sum(axis=1)
+    seen = np.unique(counts)
+    if seen.size == 1:
+        return CardinalityPredictor(train.shape[1], constant=int(seen[0]))
+    model = LogisticRegression(max_iter=1000)
+    model.fit(_sorted_normalised(train), counts)
+    return CardinalityPredictor(train.shape[1], model=model)
+
+
+def predict_cardinality(
+    P_labeled_sorted: ArrayLike, Y_labeled: ArrayLike, P_sorted: ArrayLike
+) -> IntArray:
+    """Predict each row's number of labels from its sorted probabilities (Yang et al. 2009):
+    :func:`fit_cardinality` on the labeled set, then :meth:`CardinalityPredictor.predict`.
+
+    Parameters
+    ----------
+    P_labeled_sorted : array-like of shape (n_labeled, n_labels)
+        The current model's probabilities on the labeled items (sorted and normalised here).
     Y_labeled : array-like of 0/1, shape (n_labeled, n_labels)
         The labeled items' label sets.
     P_sorted : array-like of shape (n_samples, n_labels)
@@ -148,30 +226,8 @@ def predict_cardinality(
     Normalising follows Yang et al.: the features describe the *shape* of the sorted vector
     (how the mass falls off from the top label), so a row and its half predict alike.
     """
-    from sklearn.linear_model import LogisticRegression
-
-    train = _as_label_proba(P_labeled_sorted, "P_labeled_sorted")
-    query = _as_label_proba(P_sorted, "P_sorted")
-    y = _as_binary(Y_labeled, "Y_labeled", ndim=2)
-    if y.shape != train.shape:
-        raise InvalidDataError(
-            f"Y_labeled must have the shape of P_labeled_sorted {train.shape}, got {y.shape}"
-        )
-    if query.shape[1] != train.shape[1]:
-        raise InvalidDataError(
-            f"P_sorted has {query.shape[1]} labels but P_labeled_sorted has {train.shape[1]}"
-        )
-    if train.shape[0] == 0:
-        raise InvalidDataError("P_labeled_sorted needs at least one labeled row")
-    counts = y.sum(axis=1)
-    seen = np.unique(counts)
-    if seen.size == 1:
-        return np.full(query.shape[0], seen[0], dtype=np.int64)
-    if query.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    model = LogisticRegression(max_iter=1000)
-    model.fit(_sorted_normalised(train), counts)
-    return np.asarray(model.predict(_sorted_normalised(query)), dtype=np.int64)
+    _as_label_proba(P_sorted, "P_sorted")
+    return fit_cardinality(P_labeled_sorted, Y_labeled).predict(P_sorted)
 
 
 def _default_cardinality(p: FloatArray) -> IntArray:
@@ -241,7 +297,7 @@ def mmc(P: ArrayLike, cardinality: ArrayLike | None = None) -> FloatArray:
 
 
 def label_cardinality_inconsistency(
-    P: ArrayLike, mean_cardinality: float, threshold: float = 0.5
+    P: ArrayLike, mean_cardinality: float, threshold: float | ArrayLike = 0.5
 ) -> FloatArray:
     """Label cardinality inconsistency (LCI, Li & Guo 2013): ``|#{j : p_j > t} - c|`` per row.
 
@@ -251,9 +307,10 @@ def label_cardinality_inconsistency(
         Probability that each label is present.
     mean_cardinality : float
         ``c``, the mean number of labels per item in the labeled set, in ``[0, n_labels]``.
-    threshold : float, default 0.5
+    threshold : float or array-like of shape (n_labels,), default 0.5
         ``t``: a label counts as predicted when its probability is strictly above it (as
-        scikit-learn's ``predict`` does for a logistic regression).
+        scikit-learn's ``predict`` does for a logistic regression); one per label for a model
+        with per-label thresholds.
 
     Returns
     -------
@@ -267,9 +324,14 @@ def label_cardinality_inconsistency(
         raise InvalidParameterError(
             f"mean_cardinality must lie in [0, {p.shape[1]}] (the number of labels), got {c}"
         )
-    t = float(threshold)
-    if not 0.0 <= t <= 1.0:
-        raise InvalidParameterError(f"threshold must lie in [0, 1], got {t}")
+    t = np.asarray(threshold, dtype=np.float64)
+    if t.ndim > 1 or (t.ndim == 1 and t.shape != (p.shape[1],)):
+        raise InvalidParameterError(
+            f"threshold must be a number or one per label (shape ({p.shape[1]},)), "
+            f"got shape {t.shape}"
+        )
+    if np.isnan(t).any() or t.min() < 0.0 or t.max() > 1.0:
+        raise InvalidParameterError(f"threshold must lie in [0, 1], got {t.tolist()}")
     predicted = np.count_nonzero(p > t, axis=1)
     return np.abs(predicted - c).astype(np.float64)
 
@@ -303,3 +365,50 @@ def label_set_vote_entropy(votes: ArrayLike) -> FloatArray:
         1.0 - shares[inner]
     )
     return table[v.sum(axis=0)].mean(axis=1)
+
+
+#: The multi-label utilities a scoring pass computes by name (see :func:`multilabel_utility`).
+MultiLabelScorer = Literal["mean_margin", "min_margin", "mmc", "lci"]
+MULTI_LABEL_SCORERS: tuple[str, ...] = ("mean_margin", "min_margin", "mmc", "lci")
+
+
+def multilabel_utility(
+    scorer: str,
+    P: ArrayLike,
+    *,
+    thresholds: ArrayLike | None = None,
+    cardinality: CardinalityPredictor | None = None,
+    mean_cardinality: float | None = None,
+) -> FloatArray:
+    """One multi-label utility of each row of ``P`` by its scorer's name.
+
+    Parameters
+    ----------
+    scorer : {"mean_margin", "min_margin", "mmc", "lci"}
+    P : array-like of shape (n_samples, n_labels)
+        Per-label probabilities.
+    thresholds : array-like of shape (n_labels,), optional
+        The model's per-label thresholds: LCI counts a label as predicted above its own
+        (0.5 without them).
+    cardinality : CardinalityPredictor, optional
+        For ``mmc``: each row's number of labels, predicted as Yang et al. do; without it,
+        :func:`mmc`'s default (the rounded sum of the probabilities).
+    mean_cardinality : float
+        For ``lci`` (required): the labeled set's mean number of labels.
+    """
+    if scorer == "mean_margin":
+        return mean_margin_uncertainty(P)
+    if scorer == "min_margin":
+        return min_margin_uncertainty(P)
+    if scorer == "mmc":
+        k = None if cardinality is None else cardinality.predict(P)
+        return mmc(P, k)
+    if scorer == "lci":
+        if mean_cardinality is None:
+            raise InvalidParameterError("the lci utility needs the labeled set's mean cardinality")
+        return label_cardinality_inconsistency(
+            P, mean_cardinality, 0.5 if thresholds is None else thresholds
+        )
+    raise InvalidParameterError(
+        f"unknown multi-label scorer {scorer!r}; expected one of {', '.join(MULTI_LABEL_SCORERS)}"
+    )

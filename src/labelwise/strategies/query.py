@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypedDict
 
 import numpy as np
@@ -35,7 +34,15 @@ from labelwise.strategies.backends import (
 )
 from labelwise.strategies.base import QueryContext, Selection, Strategy
 from labelwise.strategies.factory import make_strategy
-from labelwise.strategies.reasons import TYPICAL_SUMMARY, Reason, ReasonKind
+from labelwise.strategies.kinds import is_multi_label
+from labelwise.strategies.multilabel_reasons import (
+    COLD_START_SUMMARY,
+    describe_multi_label,
+    label_split,
+    label_thresholds,
+)
+from labelwise.strategies.multilabel_scorers import min_margin_uncertainty
+from labelwise.strategies.reasons import TYPICAL_SUMMARY, Reason, ReasonKind, percent
 from labelwise.strategies.scorers import decision_margin, least_confident
 
 __all__ = [
@@ -129,12 +136,6 @@ def _class_split(out: ModelOutputs, row: int, top: int = 3) -> tuple[tuple[str, 
     return tuple((str(out.classes[i]), float(values[i])) for i in order)
 
 
-def percent(p: float) -> int:
-    """A probability as a whole percentage, rounded half up as JavaScript's ``toFixed(0)``
-    rounds (the annotate page's bars): a sentence and the bars beside it show one number."""
-    return int(Decimal(100 * float(p)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def _shares(split: tuple[tuple[str, float], ...]) -> str:
     """ "42% to positive, 31% to neutral and 27% to negative": every class of the split with
     its own probability (never renormalised over the first two), then what the classes left
@@ -192,9 +193,12 @@ def confident_picks(
 ) -> NDArray[np.intp]:
     """Routine items: ``n`` rows drawn at random among the most confident tenth of ``sample``
     (rows in ascending order; ``out`` the model's outputs on them)."""
-    uncertainty = (
-        least_confident(out.values) if out.kind == "proba" else decision_margin(out.values)
-    )
+    if out.multi_label:  # every label far from 0.5: the least sure label decides
+        uncertainty = min_margin_uncertainty(out.values)
+    elif out.kind == "proba":
+        uncertainty = least_confident(out.values)
+    else:
+        uncertainty = decision_margin(out.values)
     n_confident = max(n, int(np.ceil(len(sample) * _ROUTINE_QUANTILE)))
     confident = sample[np.argsort(uncertainty, kind="stable")[:n_confident]]
     return rng.choice(confident, size=n, replace=False).astype(np.intp)
@@ -280,7 +284,10 @@ def query(
     _check_count("batch_size", batch_size)
     _check_count("chunk_size", chunk_size)
     rng = as_generator(random_state)
-    strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    multi_label = None if model is None else is_multi_label(model)
+    strat = (
+        make_strategy(strategy, multi_label=multi_label) if isinstance(strategy, str) else strategy
+    )
     mix = mix or BatchMix()
     if isinstance(pool, Pool):
         backend: ScoringBackend = MatrixBackend(pool.X, int(chunk_size))
@@ -307,7 +314,8 @@ def query(
         )
     if model is None or len(np.unique(y_labeled)) < 2:
         picks = cand.take(rng.choice(len(cand), size=batch_size, replace=False))
-        reason = Reason("cold-start", strat.name, describe_reason("cold-start", (), None, {}))
+        summary = COLD_START_SUMMARY if multi_label else describe_reason("cold-start", (), None, {})
+        reason = Reason("cold-start", strat.name, summary)
         return Batch(picks, (reason,) * batch_size)
 
     n_explore, n_strategy, n_routine = mix.split(batch_size, rng)
@@ -405,17 +413,18 @@ def assemble_batch(
     kinds += ["exploration"] * (len(inner_explore) + len(explore))
     kinds += ["routine"] * len(routine)
     out = outputs(indices)
+    shared = {"thresholds": label_thresholds(out)} if out.multi_label else {}
     reasons = []
     for row, kind in enumerate(kinds):
-        split = _class_split(out, row)
+        split = label_split(out, row) if out.multi_label else _class_split(out, row)
         if kind == "strategy":
             utility = float(selection.utilities[ranked[row]])
-            extra = details[ranked[row]]
+            extra = {**details[ranked[row]], **shared}
             reasons.append(
                 Reason(
                     kind,
                     strategy_name,
-                    describe_reason(kind, split, out.kind, extra),
+                    _describe(kind, split, out, extra, scored=not np.isnan(utility)),
                     utility=None if np.isnan(utility) else utility,
                     rank=row + 1,
                     class_split=split,
@@ -428,13 +437,29 @@ def assemble_batch(
                 Reason(
                     kind,
                     strategy_name,
-                    describe_reason(kind, split, out.kind, {}),
+                    _describe(kind, split, out, dict(shared)),
                     class_split=split,
                     output_kind=out.kind,
+                    details=dict(shared),
                 )
             )
     order = _interleave(len(ranked), len(indices) - len(ranked), rng)
     return Batch(indices[order], tuple(reasons[i] for i in order))
+
+
+def _describe(
+    kind: ReasonKind,
+    split: tuple[tuple[str, float], ...],
+    out: ModelOutputs,
+    details: dict[str, Any],
+    *,
+    scored: bool = True,
+) -> str:
+    """A pick's sentence: a multi-label model's strategy and routine picks name labels (see
+    :mod:`labelwise.strategies.multilabel_reasons`); everything else as :func:`describe_reason`."""
+    if out.multi_label and kind in ("strategy", "routine"):
+        return describe_multi_label(kind, split, details, scored=scored)
+    return describe_reason(kind, split, out.kind, details)
 
 
 def _interleave(n_strategy: int, n_other: int, rng: np.random.Generator) -> NDArray[np.intp]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "ReasonKind",
     "Wording",
     "neutral_summary",
+    "percent",
 ]
 
 
@@ -166,7 +168,7 @@ class Reason:
     summary : str
         One sentence for the annotator ("the model gives 51% to spam and 49% to ham"): its
         percentages are the class split's, each rounded as the annotate page rounds them
-        (:func:`labelwise.strategies.query.percent`). :meth:`of` gives the kind's own sentence
+        (:func:`percent`). :meth:`of` gives the kind's own sentence
         (:data:`WORDING`).
     utility : float or None
         The strategy's utility for this item (higher = more informative).
@@ -315,3 +317,9 @@ class Reason:
 
 def _tuple(value: Any) -> tuple[dict[str, Any], ...] | None:
     return None if value is None else tuple(value)
+
+
+def percent(p: float) -> int:
+    """A probability as a whole percentage, rounded half up as JavaScript's ``toFixed(0)``
+    rounds (the annotate page's bars): a sentence and the bars beside it show one number."""
+    return int(Decimal(100 * float(p)).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from labelwise.strategies.backends import Candidates, strategy_needs
 from labelwise.strategies.base import QueryContext, Selection, represent
+from labelwise.strategies.kinds import check_model_kind
 from labelwise.strategies.selectors import kcenter_greedy, kmeans_pp_factored
 
 __all__ = [
@@ -160,6 +161,7 @@ class Badge:
     needs_model: bool = True
 
     def select(self, ctx: QueryContext, batch_size: int, rng: np.random.Generator) -> Selection:
+        check_model_kind(self.name, ctx.model, multi_label=False)
         cand = subsample_candidates(ctx.candidates, self.max_candidates, batch_size, rng)
         P = ctx.backend.map_outputs(ctx.model, cand, lambda o: o.values, prefer="proba").astype(
             np.float64
