@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labelwise.learning.evaluate import Metrics
+from labelwise.learning.multilabel_metrics import MultiLabelMetrics
 
 __all__ = ["Round"]
 
@@ -27,9 +28,9 @@ class Round:
         Pool indices labeled in this round.
     kinds : tuple of str
         Each queried item's reason kind ("strategy", "exploration", "routine", "cold-start").
-    metrics : Metrics or None
+    metrics : Metrics, MultiLabelMetrics or None
         Holdout scores of the model fitted after this round (None without a holdout, or while
-        fewer than two classes are labeled).
+        fewer than two classes are labeled); MultiLabelMetrics in a multi-label run.
     stop_set_agreement : float or None
         Cohen's kappa between this round's and the previous round's predictions on the stop set.
     fit_seconds, query_seconds : float
@@ -40,7 +41,7 @@ class Round:
     n_labels: int
     queried: NDArray[np.intp]
     kinds: tuple[str, ...]
-    metrics: Metrics | None = None
+    metrics: Metrics | MultiLabelMetrics | None = None
     stop_set_agreement: float | None = None
     fit_seconds: float = 0.0
     query_seconds: float = 0.0

@@ -7,6 +7,14 @@
 >>> learner.teach(batch.indices, labels)  # refits a clone of the estimator
 >>> learner.evaluate(X_test, y_test).macro_f1
 
+With ``multi_label=True`` an item's label is a set of the labels ``classes`` names, possibly
+empty: answers are taught as lists of names or ``;``-joined strings and kept in their canonical
+form (:mod:`labelwise.label_sets`), the estimator is the per-label template of a
+:class:`~labelwise.models.multilabel.LabelSetClassifier`, the strategy comes from the
+multi-label names and :meth:`ActiveLearner.evaluate` gives
+:class:`~labelwise.learning.multilabel_metrics.MultiLabelMetrics` (micro and macro F1, per
+label, Hamming loss, subset accuracy).
+
 The caller's estimator is a template: each fit works on a fresh clone, stored as
 ``estimator_``. Labels are taught by pool index; the pool is never copied. A template that
 scales its columns with the pool's statistics (the named models of :mod:`labelwise.models.registry`,
@@ -16,7 +24,8 @@ see :class:`~labelwise.features.scaling.PoolScaler`) gets them from this pool.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -25,9 +34,12 @@ from threadpoolctl import threadpool_limits
 from labelwise.exceptions import InvalidDataError, InvalidParameterError, PoolExhaustedError
 from labelwise.features.scaling import fit_to_pool
 from labelwise.learning.evaluate import Metrics, evaluate
+from labelwise.learning.multilabel_eval import canonical_sets, evaluate_label_sets
+from labelwise.learning.multilabel_metrics import MultiLabelMetrics
+from labelwise.models.multilabel import LabelSetClassifier
 from labelwise.models.registry import DEFAULT_CHUNK_SIZE
 from labelwise.models.semi import fit_model, unlabeled_sample
-from labelwise.pool import Pool, take_rows
+from labelwise.pool import Pool, check_labels, take_rows
 from labelwise.strategies.base import Strategy
 from labelwise.strategies.factory import make_strategy
 from labelwise.strategies.query import TYPICAL_SUMMARY, Batch, BatchMix, Reason, as_generator, query
@@ -55,7 +67,10 @@ class ActiveLearner:
     mix : BatchMix, optional
         Exploration and routine shares of each batch.
     classes : sequence, optional
-        Every label value that may occur (fixes their order in reports).
+        Every label value that may occur (fixes their order in reports). For a multi-label
+        learner, required: the labels an item's set is drawn from, in order.
+    multi_label : bool, default False
+        Items carry sets of labels (see the module's notes).
     random_state : int, Generator or None
     chunk_size : int
         Rows scored at once.
@@ -64,7 +79,10 @@ class ActiveLearner:
     ----------
     pool : Pool
     estimator_ : fitted classifier or None
-        Fitted on the labeled set; None until two classes are labeled.
+        Fitted on the labeled set; None until two classes (for multi-label, two different
+        label sets) are labeled.
+    labels : tuple of str
+        Multi-label: the labels, in order; empty for a single-label learner.
     """
 
     def __init__(
@@ -76,6 +94,7 @@ class ActiveLearner:
         batch_size: int = 10,
         mix: BatchMix | None = None,
         classes: Any = None,
+        multi_label: bool = False,
         random_state: int | np.random.Generator | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ):
@@ -84,10 +103,24 @@ class ActiveLearner:
                 f"estimator must be a scikit-learn classifier, got {type(estimator).__name__}"
             )
         self.estimator = estimator
+        self.multi_label = bool(multi_label)
+        self.labels: tuple[str, ...] = ()
+        if self.multi_label:
+            self.labels = _multi_label_names(classes)
+            if not getattr(estimator, "multi_label", False):
+                estimator = LabelSetClassifier(estimator, list(self.labels))
+            # The pool's classes are the label sets met so far, in their canonical form.
+            classes = None
         self.pool = Pool(X, classes=classes)
         # What every fit clones: the caller's estimator with the pool's column statistics.
         self._template = fit_to_pool(estimator, self.pool.X)
-        self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+        if isinstance(strategy, str):
+            strategy = (
+                make_strategy(strategy, multi_label=True)
+                if self.multi_label
+                else make_strategy(strategy)
+            )
+        self.strategy = strategy
         self.batch_size = batch_size
         self.mix = mix or BatchMix()
         self.chunk_size = chunk_size
@@ -148,9 +181,21 @@ class ActiveLearner:
         )
         return batch
 
-    def teach(self, indices: ArrayLike, labels: ArrayLike, *, refit: bool = True) -> None:
-        """Record labels for pool ``indices`` and, by default, refit the model."""
-        self.pool.label(indices, np.asarray(labels, dtype=object).tolist())
+    def teach(
+        self, indices: ArrayLike, labels: ArrayLike | Sequence[Any], *, refit: bool = True
+    ) -> None:
+        """Record labels for pool ``indices`` and, by default, refit the model.
+
+        For a multi-label learner each label is a set: a list of names, a ``;``-joined string
+        or a JSON list (stored in canonical form; a name outside :attr:`labels` raises
+        :class:`InvalidDataError` before anything is recorded).
+        """
+        if self.multi_label:
+            values = [labels] if isinstance(labels, str) else list(cast(Iterable[Any], labels))
+            idx, values = check_labels(indices, values, self.pool.n_items)
+            self.pool.label(idx, canonical_sets(values, self.labels, rows=idx).tolist())
+        else:
+            self.pool.label(indices, np.asarray(labels, dtype=object).tolist())
         if refit:
             self.fit()
 
@@ -171,10 +216,18 @@ class ActiveLearner:
         self.last_fit_seconds = time.perf_counter() - start
         return self
 
-    def evaluate(self, X: Any, y: ArrayLike) -> Metrics | None:
-        """Holdout metrics of the current model, or None before two classes are labeled."""
+    def evaluate(self, X: Any, y: ArrayLike) -> Metrics | MultiLabelMetrics | None:
+        """Holdout metrics of the current model, or None before two classes are labeled.
+
+        A multi-label learner reads ``y`` as label sets and gives
+        :class:`~labelwise.learning.multilabel_metrics.MultiLabelMetrics`.
+        """
         if self.estimator_ is None:
             return None
+        if self.multi_label:
+            return evaluate_label_sets(
+                self.estimator_, X, list(np.asarray(y, dtype=object)), self.labels
+            )
         known = set(np.asarray(y).tolist()) | set(self.pool.classes.tolist())
         try:
             labels = sorted(known)
@@ -188,3 +241,20 @@ class ActiveLearner:
         if self.estimator_ is None:
             raise InvalidParameterError("no model yet: label items of at least two classes")
         return self.estimator_.predict(X)
+
+
+def _multi_label_names(classes: Any) -> tuple[str, ...]:
+    """The labels of a multi-label learner: given, distinct, none containing ``;``."""
+    from labelwise.label_sets import check_label_names
+
+    if classes is None:
+        raise InvalidParameterError(
+            "a multi-label learner needs classes=: the labels an item's set is drawn from"
+        )
+    names = tuple(str(c) for c in classes)
+    if not names:
+        raise InvalidParameterError("a multi-label learner needs at least one label in classes=")
+    if len(set(names)) != len(names):
+        raise InvalidParameterError(f"classes {list(names)!r} repeats a label")
+    check_label_names(names)
+    return names

@@ -22,7 +22,16 @@ from labelwise.exceptions import InvalidDataError
 from labelwise.learning.evaluate import ClassMetrics, wilson_interval
 from labelwise.models.multilabel import check_indicator
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "MultiLabelMetrics", "multilabel_scores"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "BOOTSTRAP_SEED",
+    "MULTI_LABEL_METRIC_NAMES",
+    "MultiLabelMetrics",
+    "multilabel_scores",
+]
+
+#: The summary scores :meth:`MultiLabelMetrics.get` answers (higher is better for each).
+MULTI_LABEL_METRIC_NAMES = ("macro_f1", "micro_f1", "subset_accuracy")
 
 #: Bootstrap resamples behind the F1 intervals, and the seed that makes them reproducible.
 BOOTSTRAP_RESAMPLES = 1000
@@ -65,6 +74,16 @@ class MultiLabelMetrics:
     macro_f1_interval: tuple[float, float]
     subset_accuracy_interval: tuple[float, float]
     n_samples: int
+
+    def get(self, name: str) -> float:
+        """A summary score by name (one of ``MULTI_LABEL_METRIC_NAMES``), as
+        :meth:`labelwise.learning.evaluate.Metrics.get` answers for single-label runs."""
+        if name not in MULTI_LABEL_METRIC_NAMES:
+            raise KeyError(
+                f"unknown multi-label metric {name!r}; expected one of "
+                f"{', '.join(MULTI_LABEL_METRIC_NAMES)}"
+            )
+        return float(getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         """The scores as plain dicts, lists and numbers."""

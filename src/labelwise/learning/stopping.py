@@ -14,6 +14,10 @@ Besides ``check`` on rounds, :class:`Plateau`, :class:`StabilizingPredictions` a
 :class:`ExpectedGain` answer on plain sequences of scores, agreements and label counts
 (``improvement``/``flat``, ``stable``, ``forecast``): the project dashboard, whose versions are
 rows in a database rather than rounds, asks them the same questions, so there is one rule.
+
+A criterion's ``metric`` is a single-label name (``METRIC_NAMES``) or a multi-label one
+(``MULTI_LABEL_METRIC_NAMES``); ``macro_f1``, the default, is both, so the same criterion stops a
+multi-label run on its macro-F1 over the labels.
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ from sklearn.metrics import cohen_kappa_score
 from labelwise.exceptions import InvalidParameterError
 from labelwise.learning.evaluate import METRIC_NAMES
 from labelwise.learning.history import Round
+from labelwise.learning.multilabel_metrics import MULTI_LABEL_METRIC_NAMES
+
+#: Every metric a criterion may watch: single-label and multi-label summary scores.
+_METRICS = tuple(dict.fromkeys(METRIC_NAMES + MULTI_LABEL_METRIC_NAMES))
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in _METRICS:
+        raise InvalidParameterError(
+            f"unknown metric {metric!r}; expected one of {', '.join(_METRICS)}"
+        )
+
+
+def _points(history: Sequence[Round], metric: str) -> list[tuple[int, float]]:
+    """(labels, score) of the rounds with holdout metrics; a clear error when the run's kind
+    (single- or multi-label) has no such metric."""
+    try:
+        return [(r.n_labels, r.metrics.get(metric)) for r in history if r.metrics is not None]
+    except KeyError as exc:
+        raise InvalidParameterError(f"this run has no metric {metric!r}: {exc.args[0]}") from None
+
 
 __all__ = [
     "Budget",
@@ -76,10 +101,7 @@ class Plateau:
     min_delta: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.metric not in METRIC_NAMES:
-            raise InvalidParameterError(
-                f"unknown metric {self.metric!r}; expected one of {', '.join(METRIC_NAMES)}"
-            )
+        _check_metric(self.metric)
         if self.patience < 1:
             raise InvalidParameterError(f"patience must be at least 1, got {self.patience}")
         if self.min_delta < 0:
@@ -100,7 +122,7 @@ class Plateau:
         return max(scores[-self.patience :]) < max(scores[: -self.patience]) + self.min_delta
 
     def check(self, history: Sequence[Round]) -> str | None:
-        scores = [r.metrics.get(self.metric) for r in history if r.metrics is not None]
+        scores = [score for _, score in _points(history, self.metric)]
         if self.flat(scores):
             return (
                 f"plateau: {self.metric} gained less than {self.min_delta} over the last "
@@ -226,10 +248,7 @@ class ExpectedGain:
     min_points: int = 4
 
     def __post_init__(self) -> None:
-        if self.metric not in METRIC_NAMES:
-            raise InvalidParameterError(
-                f"unknown metric {self.metric!r}; expected one of {', '.join(METRIC_NAMES)}"
-            )
+        _check_metric(self.metric)
         if self.more < 1 or self.min_gain < 0 or self.min_points < 3:
             raise InvalidParameterError(
                 "more must be positive, min_gain non-negative and min_points at least 3"
@@ -252,7 +271,7 @@ class ExpectedGain:
         return GainForecast(fit, start, self.more, gain, gain < self.min_gain)
 
     def check(self, history: Sequence[Round]) -> str | None:
-        points = [(r.n_labels, r.metrics.get(self.metric)) for r in history if r.metrics]
+        points = _points(history, self.metric)
         forecast = self.forecast([n for n, _ in points], [y for _, y in points])
         if forecast is not None and forecast.flat:
             return (
