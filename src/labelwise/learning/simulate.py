@@ -5,6 +5,13 @@ starts from the same random initial set of that seed, queries with its own choic
 answers from a :class:`~labelwise.learning.loop.GroundTruthOracle` and is evaluated on the holdout
 after each batch. The same model fitted on the *whole* pool gives the reference score that learning
 curves are measured against ("labels needed to reach 99 % of the full-pool macro-F1").
+
+With ``multi_label`` each item carries a set of labels (possibly empty): the answers are label
+sets in any form :func:`~labelwise.learning.multilabel_eval.canonical_sets` reads, the label set
+is the union of the names they use (sorted) unless given, the split is a plain random one (label
+sets are too many and too rare to stratify on), the model is a
+:class:`~labelwise.models.multilabel.LabelSetClassifier` over ``config.model`` and the curves
+hold macro-F1, micro-F1 and subset accuracy (:data:`MULTI_LABEL_CURVE_METRICS`).
 """
 
 from __future__ import annotations
@@ -26,13 +33,17 @@ from labelwise.io.load import Dataset
 from labelwise.learning.evaluate import METRIC_NAMES, Metrics, aubc, evaluate
 from labelwise.learning.learner import ActiveLearner
 from labelwise.learning.loop import GroundTruthOracle, run_active_learning
+from labelwise.learning.multilabel_eval import canonical_sets, evaluate_label_sets, label_names_of
+from labelwise.learning.multilabel_metrics import MULTI_LABEL_METRIC_NAMES, MultiLabelMetrics
 from labelwise.learning.stopping import Budget
+from labelwise.models.multilabel import LabelSetClassifier
 from labelwise.models.registry import make_model
 from labelwise.pool import check_matrix, take_rows
 from labelwise.strategies.factory import make_strategy
 
 __all__ = [
     "CURVE_METRICS",
+    "MULTI_LABEL_CURVE_METRICS",
     "SeedRun",
     "SimulationConfig",
     "SimulationResult",
@@ -41,6 +52,8 @@ __all__ = [
 ]
 
 CURVE_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+#: What a multi-label run's curves record after every round.
+MULTI_LABEL_CURVE_METRICS = ("macro_f1", "micro_f1", "subset_accuracy")
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,9 @@ class SimulationConfig:
         The representation :func:`simulate_dataset` builds (a ``features`` word, see
         :func:`labelwise.features.parse_features`; the kind's default when None).
         :func:`simulate`, given a matrix, only records it.
+    multi_label : bool
+        Items carry label sets: strategies are multi-label names and ``metric`` one of
+        ``MULTI_LABEL_METRIC_NAMES`` (macro_f1, micro_f1, subset_accuracy).
     """
 
     strategies: tuple[str, ...] = ("random", "margin", "default")
@@ -91,6 +107,7 @@ class SimulationConfig:
     n_jobs: int = 1
     initial_method: str = "random"
     features: str | None = None
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -98,7 +115,11 @@ class SimulationConfig:
         if len(set(self.strategies)) != len(self.strategies):
             raise InvalidParameterError(f"strategies {self.strategies!r} repeats a name")
         for name in self.strategies:
-            make_strategy(name)  # raises on an unknown name before any work starts
+            # Raises on an unknown name (or one of the other kind) before any work starts.
+            if self.multi_label:
+                make_strategy(name, multi_label=True)
+            else:
+                make_strategy(name)
         make_model(self.model)
         if not self.seeds:
             raise InvalidParameterError("give at least one seed")
@@ -118,10 +139,18 @@ class SimulationConfig:
             raise InvalidParameterError(f"test_size must be in (0, 1), got {self.test_size}")
         if not 0.0 <= self.noise < 1.0:
             raise InvalidParameterError(f"noise must be in [0, 1), got {self.noise}")
-        if self.metric not in METRIC_NAMES:
+        names = MULTI_LABEL_METRIC_NAMES if self.multi_label else METRIC_NAMES
+        if self.metric not in names:
+            kind = "multi-label " if self.multi_label else ""
             raise InvalidParameterError(
-                f"unknown metric {self.metric!r}; expected one of {', '.join(METRIC_NAMES)}"
+                f"unknown {kind}metric {self.metric!r}; expected one of {', '.join(names)}"
             )
+
+    @property
+    def curve_metrics(self) -> tuple[str, ...]:
+        """The scores every round records: :data:`CURVE_METRICS`, or
+        :data:`MULTI_LABEL_CURVE_METRICS` for a multi-label run."""
+        return MULTI_LABEL_CURVE_METRICS if self.multi_label else CURVE_METRICS
 
 
 @dataclass(frozen=True)
@@ -136,9 +165,10 @@ class SeedRun:
     seconds: float
 
     def curve_points(self) -> list[dict[str, float]]:
-        """``[{labels, accuracy, macro_f1, balanced_accuracy}, ...]``, one per round."""
+        """``[{labels, accuracy, macro_f1, balanced_accuracy}, ...]``, one per round (for a
+        multi-label run ``{labels, macro_f1, micro_f1, subset_accuracy}``)."""
         return [
-            {"labels": n, **{m: self.scores[m][i] for m in CURVE_METRICS}}
+            {"labels": n, **{m: values[i] for m, values in self.scores.items()}}
             for i, n in enumerate(self.labels)
         ]
 
@@ -149,7 +179,7 @@ class SimulationResult:
 
     config: SimulationConfig
     runs: dict[str, tuple[SeedRun, ...]]
-    full_pool: dict[int, Metrics]
+    full_pool: dict[int, Metrics | MultiLabelMetrics]
     n_items: int
     n_pool: int
     classes: tuple[str, ...]
@@ -195,7 +225,10 @@ class SimulationResult:
             "n_pool": self.n_pool,
             "classes": list(self.classes),
             "full_pool": {
-                str(seed): {m: metrics.get(m) for m in METRIC_NAMES}
+                str(seed): {
+                    m: metrics.get(m)
+                    for m in (MULTI_LABEL_METRIC_NAMES if self.config.multi_label else METRIC_NAMES)
+                }
                 for seed, metrics in self.full_pool.items()
             },
             **self.extra,
@@ -203,10 +236,12 @@ class SimulationResult:
 
 
 def _split(
-    y: NDArray[Any], test_size: float, seed: int
+    y: NDArray[Any], test_size: float, seed: int, *, stratify: bool = True
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     idx = np.arange(len(y))
-    train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=y)
+    train, test = train_test_split(
+        idx, test_size=test_size, random_state=seed, stratify=y if stratify else None
+    )
     return np.sort(train).astype(np.intp), np.sort(test).astype(np.intp)
 
 
@@ -221,14 +256,20 @@ class _Holdout:
     train: NDArray[np.intp]
     test: NDArray[np.intp]
     labels: list[Any]
+    multi_label: bool = False
 
 
-def _full_pool(data: _Holdout) -> Metrics:
+def _full_pool(data: _Holdout) -> Metrics | MultiLabelMetrics:
     X, y, train, test = data.X, data.y, data.train, data.test
     X_pool = take_rows(X, train)
+    estimator = data.estimator
+    if data.multi_label and not getattr(estimator, "multi_label", False):
+        estimator = LabelSetClassifier(estimator, data.labels)
     with threadpool_limits(limits=1):
         # Scaled by the pool's statistics, as the active learner's models are.
-        model = clone(fit_to_pool(data.estimator, X_pool)).fit(X_pool, y[train])
+        model = clone(fit_to_pool(estimator, X_pool)).fit(X_pool, y[train])
+    if data.multi_label:
+        return evaluate_label_sets(model, take_rows(X, test), y[test], data.labels)
     return evaluate(model, take_rows(X, test), y[test], labels=data.labels)
 
 
@@ -244,6 +285,7 @@ def _one_run(data: _Holdout, strategy: str, seed: int, config: SimulationConfig)
         strategy=strategy,
         batch_size=config.batch_size,
         classes=data.labels,
+        multi_label=data.multi_label,
         random_state=seed,
     )
     oracle = GroundTruthOracle(y[train], noise=config.noise, random_state=seed + 1_000_003)
@@ -262,7 +304,9 @@ def _one_run(data: _Holdout, strategy: str, seed: int, config: SimulationConfig)
         strategy=strategy,
         seed=seed,
         labels=tuple(r.n_labels for r in rounds),
-        scores={m: tuple(r.metrics.get(m) for r in rounds if r.metrics) for m in CURVE_METRICS},
+        scores={
+            m: tuple(r.metrics.get(m) for r in rounds if r.metrics) for m in config.curve_metrics
+        },
         stopped_because=result.stopped_because,
         seconds=time.perf_counter() - start,
     )
@@ -274,6 +318,7 @@ def simulate(
     config: SimulationConfig | None = None,
     *,
     estimator: Any = None,
+    labels: Sequence[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SimulationResult:
     """Replay ``(X, y)`` for every strategy and seed of ``config``.
@@ -282,20 +327,31 @@ def simulate(
     ----------
     X : matrix of shape (n_items, n_features)
     y : array-like of shape (n_items,)
-        The ground truth the oracle answers from.
+        The ground truth the oracle answers from; for a multi-label run, each item's label set
+        (a ``;``-joined string, a JSON list or a list of names; None or ``""``: the empty set).
     config : SimulationConfig
     estimator : classifier, optional
-        Overrides ``config.model``.
+        Overrides ``config.model`` (for a multi-label run, the per-label model).
+    labels : sequence of str, optional
+        Multi-label: the labels, in order (default: every name in ``y``, sorted).
     on_progress : callable(done, total), optional
         Called as runs finish.
     """
     config = config or SimulationConfig()
     X = check_matrix(X)
-    y_arr = np.asarray(y)
+    if config.multi_label:
+        names = tuple(labels) if labels is not None else label_names_of(y)
+        if not names:
+            raise InvalidDataError("the label sets name no label: every item's set is empty")
+        y_arr = canonical_sets(y, names)
+    else:
+        y_arr = np.asarray(y)
     if y_arr.ndim != 1 or len(y_arr) != X.shape[0]:
         raise InvalidDataError(
             f"X has {X.shape[0]} rows but y has shape {y_arr.shape}; they must match"
         )
+    if config.multi_label:
+        return _run_all(X, y_arr, config, estimator, list(names), on_progress)
     classes, counts = np.unique(y_arr, return_counts=True)
     if len(classes) < 2:
         raise InvalidDataError(
@@ -306,10 +362,28 @@ def simulate(
         raise InvalidDataError(
             f"class {rare!r} has a single item; a stratified holdout needs at least two per class"
         )
+    return _run_all(X, y_arr, config, estimator, sorted(classes.tolist()), on_progress)
+
+
+def _run_all(
+    X: Any,
+    y_arr: NDArray[Any],
+    config: SimulationConfig,
+    estimator: Any,
+    labels: list[Any],
+    on_progress: Callable[[int, int], None] | None,
+) -> SimulationResult:
+    """Every (strategy, seed) run and the full-pool references, on checked data."""
     est = estimator if estimator is not None else make_model(config.model)
-    labels = sorted(classes.tolist())
+    multi = config.multi_label
+    if multi and len(set(y_arr.tolist())) < 2:
+        raise InvalidDataError(
+            f"simulation needs at least two different label sets; every item has {y_arr[0]!r}"
+        )
     holdouts = {
-        seed: _Holdout(est, X, y_arr, *_split(y_arr, config.test_size, seed), labels)
+        seed: _Holdout(
+            est, X, y_arr, *_split(y_arr, config.test_size, seed, stratify=not multi), labels, multi
+        )
         for seed in config.seeds
     }
 
@@ -348,14 +422,23 @@ def simulate_dataset(
     The items are featurized once, on the whole dataset (no featurizer sees a label), and the
     model is ``config.model`` -- for ``auto`` features wrapped to choose its representation at
     every fit (:func:`labelwise.features.model_for_features`). ``run.json`` records the
-    representation.
+    representation. A multi-label run reads the label column as label sets, a missing or empty
+    cell as the empty set.
     """
     from labelwise.features import feature_blocks, featurize, parse_features
     from labelwise.models.auto import model_for_features
 
     config = config or SimulationConfig()
     spec = parse_features(dataset.kind, config.features)
-    y = dataset.require_labels()
+    if config.multi_label:
+        if dataset.labels is None:
+            raise InvalidDataError(
+                f"{dataset.source} has no label column to read label sets from; "
+                "name it with label_column="
+            )
+        y = dataset.labels
+    else:
+        y = dataset.require_labels()
     X, featurizer = featurize(dataset, features=spec.name)
     blocks = feature_blocks(featurizer, X.shape[1])
     estimator = model_for_features(make_model(config.model), spec, blocks)
