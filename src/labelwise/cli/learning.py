@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +20,9 @@ from labelwise.cli.common import (
     parse_list,
     parse_seeds,
 )
+
+if TYPE_CHECKING:
+    from labelwise.io.dataset import Dataset
 
 
 @errors_to_exit
@@ -70,14 +74,36 @@ def simulate(
     ] = "macro_f1",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes.")] = 1,
     features: FeaturesOption = None,
+    multi_label: Annotated[
+        bool | None,
+        typer.Option(
+            "--multi-label/--single-label",
+            help="Each item carries a set of labels, possibly empty: the label column holds "
+            "names joined by ';' (a JSON list in JSON/JSONL, a list column in Parquet); an "
+            "empty cell is the empty set and the labels are every name the file uses, sorted. "
+            "Without either flag the data is read as multi-label when its label column holds a "
+            "list (JSON/JSONL, Parquet) or any label contains ';' or is written as a JSON list "
+            "(starts with '['). Strategies are then multi-label names (mean-margin, min-margin, "
+            "mmc, lci, qbc, random, default, ...) and the metric macro_f1, micro_f1 or "
+            "subset_accuracy.",
+        ),
+    ] = None,
 ) -> None:
     """Replay a labeled dataset to compare strategies: learning curves, AUBC, labels needed."""
     from labelwise.datasets import resolve_data_path
     from labelwise.features import parse_features
-    from labelwise.io.load import load_dataset
+    from labelwise.learning.multilabel_eval import label_names_of
     from labelwise.learning.report import summary_table, write_simulation
     from labelwise.learning.simulate import SimulationConfig, simulate_dataset
 
+    read = _simulation_data(
+        resolve_data_path(data),
+        multi_label,
+        text_column=text_column,
+        label_column=label_column,
+        image_column=image_column,
+    )
+    dataset, multi = read.data, read.label_lists
     config = SimulationConfig(
         strategies=parse_list(strategies, "--strategies"),
         seeds=parse_seeds(seeds),
@@ -91,18 +117,17 @@ def simulate(
         metric=metric,
         n_jobs=jobs,
         features=features,
+        multi_label=multi,
     )
-    dataset = load_dataset(
-        resolve_data_path(data),
-        text_column=text_column,
-        label_column=label_column,
-        image_column=image_column,
-    )
-    y = dataset.require_labels()
     spec = parse_features(dataset.kind, features)
+    if multi:
+        names = label_names_of(dataset.labels if dataset.labels is not None else ())
+        described = f"multi-label over {', '.join(names)}"
+    else:
+        y = dataset.require_labels()
+        described = f"classes {', '.join(map(str, sorted(set(y.tolist()), key=str)))}"
     typer.echo(
-        f"{dataset.kind} dataset {data.name}: {len(dataset)} items as {spec.name}, "
-        f"classes {', '.join(map(str, sorted(set(y.tolist()), key=str)))}",
+        f"{dataset.kind} dataset {data.name}: {len(dataset)} items as {spec.name}, {described}",
         err=True,
     )
     total = len(config.strategies) * len(config.seeds)
@@ -114,6 +139,45 @@ def simulate(
     paths = write_simulation(result, out)
     typer.echo(summary_table(result))
     typer.echo(f"\nwrote {', '.join(p.name for p in paths.values())} to {out}", err=True)
+
+
+@dataclass(frozen=True)
+class _SimulationData:
+    """The dataset ``simulate`` replays, and whether its label column held label lists."""
+
+    data: Dataset
+    label_lists: bool
+
+
+def _simulation_data(path: Path, multi_label: bool | None, **columns: Any) -> _SimulationData:
+    """Read ``path`` for ``simulate``: as label lists when ``multi_label`` says so; when it says
+    nothing, as label lists if reading one label per row meets a list (JSON/JSONL, Parquet) or
+    a label containing ';' or written as a JSON list."""
+    from labelwise.exceptions import InvalidDataError
+    from labelwise.io.load import load_dataset
+    from labelwise.learning.multilabel_eval import looks_multi_label
+
+    if multi_label:
+        data = load_dataset(path, multi_label=True, **columns)
+        if data.labels is None:
+            raise InvalidDataError(
+                f"--multi-label needs a label column, and {path.name} has none: name it with "
+                "--label-column"
+            )
+        return _SimulationData(data, True)
+    try:
+        data = load_dataset(path, **columns)
+    except InvalidDataError as first:
+        if multi_label is not None:
+            raise
+        # A list where one label was expected: read the file as label lists (or fail as it did).
+        try:
+            return _SimulationData(load_dataset(path, multi_label=True, **columns), True)
+        except InvalidDataError:
+            raise first from None
+    if multi_label is None and data.labels is not None and looks_multi_label(data.labels):
+        return _SimulationData(load_dataset(path, multi_label=True, **columns), True)
+    return _SimulationData(data, False)
 
 
 @errors_to_exit
