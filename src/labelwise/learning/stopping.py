@@ -35,11 +35,25 @@ from labelwise.learning.evaluate import METRIC_NAMES
 from labelwise.learning.history import Round
 from labelwise.learning.multilabel_metrics import MULTI_LABEL_METRIC_NAMES
 
+__all__ = [
+    "Budget",
+    "ExpectedGain",
+    "GainForecast",
+    "LearningCurveFit",
+    "Plateau",
+    "StabilizingPredictions",
+    "StoppingCriterion",
+    "first_stop",
+    "fit_learning_curve",
+    "prediction_agreement",
+]
+
 #: Every metric a criterion may watch: single-label and multi-label summary scores.
 _METRICS = tuple(dict.fromkeys(METRIC_NAMES + MULTI_LABEL_METRIC_NAMES))
 
 
 def _check_metric(metric: str) -> None:
+    """Refuse a metric no run records."""
     if metric not in _METRICS:
         raise InvalidParameterError(
             f"unknown metric {metric!r}; expected one of {', '.join(_METRICS)}"
@@ -53,20 +67,6 @@ def _points(history: Sequence[Round], metric: str) -> list[tuple[int, float]]:
         return [(r.n_labels, r.metrics.get(metric)) for r in history if r.metrics is not None]
     except KeyError as exc:
         raise InvalidParameterError(f"this run has no metric {metric!r}: {exc.args[0]}") from None
-
-
-__all__ = [
-    "Budget",
-    "ExpectedGain",
-    "GainForecast",
-    "LearningCurveFit",
-    "Plateau",
-    "StabilizingPredictions",
-    "StoppingCriterion",
-    "first_stop",
-    "fit_learning_curve",
-    "prediction_agreement",
-]
 
 
 class StoppingCriterion(Protocol):
