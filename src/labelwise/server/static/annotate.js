@@ -9,6 +9,11 @@
  * Every id the page holds (current, buffer, answers in flight) is sent as `exclude` to /next,
  * because the server hands an annotator's unexpired leases back first.
  *
+ * A multi-label project (cfg.multi_label): an answer is a set. Label keys and buttons turn
+ * labels on and off (aria-pressed), Enter submits the set as `labels`; with none on it answers
+ * "none of these" (the empty set). The why-panel shows every label's probability in label
+ * order, its threshold marked on the bar.
+ *
  * CSP: no inline styles or handlers. User content is put in the page with textContent only.
  */
 (function () {
@@ -25,6 +30,8 @@
   const keyToLabel = new Map(cfg.keys.map(([k, label]) => [String(k).toLowerCase(), label]));
   const labelButtons = new Map();
   document.querySelectorAll("#label-bar .btn-label").forEach((b) => labelButtons.set(b.dataset.value, b));
+  const multi = !!cfg.multi_label;
+  const labelOrder = Array.isArray(cfg.labels) ? cfg.labels.map(String) : [];
 
   const KIND_TEXT = {
     "strategy": "Model is unsure",
@@ -64,6 +71,17 @@
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** A set of labels for reading: "a, b", or "none of these" for the empty set. */
+  function setText(labels) {
+    return labels && labels.length ? labels.join(", ") : "none of these";
+  }
+
+  /** An answer as stored, for reading: a multi-label set ("a;b") as its labels. */
+  function answerText(value) {
+    if (!multi) return String(value);
+    return setText(value ? String(value).split(";") : []);
+  }
 
   function sentence(text) {
     const t = String(text || "").trim();
@@ -341,7 +359,7 @@
 
   function show(a, opts) {
     opts = opts || {};
-    state.current = { a: a, requestId: uuid(), clock: new Clock(), undone: !!opts.undone };
+    state.current = { a: a, requestId: uuid(), clock: new Clock(), undone: !!opts.undone, chosen: new Set() };
     state.done = false;
     setView("item");
     renderContent(a.item, a.why && a.why.drivers, a.why && a.why.occlusion);
@@ -360,7 +378,11 @@
     labelButtons.forEach((b) => b.classList.remove("is-guess", "is-previous"));
     const guessChip = $("guess-chip");
     guessChip.hidden = true;
-    if (cfg.show_guess === "before" && a.guess && a.guess.label !== undefined) {
+    if (cfg.show_guess === "before" && a.guess && multi && Array.isArray(a.guess.labels)) {
+      guessChip.textContent = "Model guess: " + setText(a.guess.labels);
+      guessChip.hidden = false;
+      a.guess.labels.forEach((label) => { const b = labelButtons.get(label); if (b) b.classList.add("is-guess"); });
+    } else if (cfg.show_guess === "before" && a.guess && a.guess.label !== undefined) {
       guessChip.textContent = "Model guess: " + a.guess.label +
         (typeof a.guess.confidence === "number" ? " · " + L.pct(a.guess.confidence) : "");
       guessChip.hidden = false;
@@ -369,10 +391,13 @@
     }
     if (opts.undone && state.answered.has(a.item.id)) {
       const prev = state.answered.get(a.item.id);
-      const b = prev && labelButtons.get(prev);
-      if (b) b.classList.add("is-previous");
-      if (prev) status("Undone. Your earlier answer was “" + prev + "”; answer again.", "info", 4000);
+      const taken = multi ? (Array.isArray(a.previous_labels) ? a.previous_labels : []) : [prev];
+      taken.forEach((label) => { const b = label && labelButtons.get(label); if (b) b.classList.add("is-previous"); });
+      if (prev !== null && prev !== undefined && (multi || prev)) {
+        status("Undone. Your earlier answer was “" + answerText(prev) + "”; answer again.", "info", 4000);
+      }
     }
+    renderChosen();
     renderGroup();
     noteModel(a.model_version_id);
     renderWhy();
@@ -432,6 +457,57 @@
     renderGroup();
   }
 
+  // A multi-label answer: the labels turned on for the item on screen, submitted with Enter.
+
+  function chosenLabels() {
+    const cur = state.current;
+    return cur ? labelOrder.filter((label) => cur.chosen.has(label)) : [];
+  }
+
+  function renderChosen() {
+    if (!multi) return;
+    const chosen = chosenLabels();
+    labelButtons.forEach((b, label) => {
+      const on = chosen.includes(label);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+      b.classList.toggle("is-on", on);
+    });
+    const line = $("set-line");
+    L.clear(line);
+    if (chosen.length) {
+      line.appendChild(document.createTextNode("Chosen: "));
+      line.appendChild(el("strong", { text: setText(chosen) }));
+      line.appendChild(document.createTextNode(" · "));
+      line.appendChild(el("kbd", { text: "Enter" }));
+      line.appendChild(document.createTextNode(" submits them."));
+    } else {
+      line.appendChild(document.createTextNode("Nothing chosen: "));
+      line.appendChild(el("kbd", { text: "Enter" }));
+      line.appendChild(document.createTextNode(" answers “none of these”."));
+    }
+    $("submit-text").textContent = chosen.length
+      ? "Submit " + chosen.length + " label" + (chosen.length === 1 ? "" : "s")
+      : "None of these";
+  }
+
+  function toggleLabel(label) {
+    const cur = state.current;
+    if (!cur || state.undoing || state.signedOut) return;
+    if (cur.chosen.has(label)) cur.chosen.delete(label);
+    else cur.chosen.add(label);
+    renderChosen();
+  }
+
+  function clearChosen() {
+    if (!state.current) return;
+    state.current.chosen.clear();
+    renderChosen();
+  }
+
+  function submitSet() {
+    if (state.current) answer("label", chosenLabels());
+  }
+
   function noteModel(versionId) {
     const note = $("model-note");
     if (versionId === null || versionId === undefined) return;
@@ -482,6 +558,42 @@
     return true;
   }
 
+  /** A multi-label model's view: every label's probability in label order, its threshold marked
+   * on the bar; the labels at or above their thresholds (the predicted set) stand out. */
+  function setRows(container, split, thresholds) {
+    L.clear(container);
+    if (!Array.isArray(split) || !split.length) return false;
+    const th = thresholds && typeof thresholds === "object" ? thresholds : {};
+    split.forEach(([label, value]) => {
+      const p = Number(value) || 0;
+      const t = typeof th[label] === "number" ? th[label] : null;
+      const on = t !== null && p >= t;
+      const bar = L.bar(p, on ? "" : "below");
+      if (t !== null) {
+        const x = Math.min(98.8, Math.max(0, 100 * t - 0.6));
+        bar.appendChild(el("svg:rect", { class: "minibar-threshold", x: x.toFixed(2), y: 0, width: 1.2, height: 8 }));
+      }
+      container.appendChild(el("div", {
+        class: "split-row set-row" + (on ? " top" : ""),
+        "data-label": label,
+        title: label + ": " + L.pct(p, 1) + (t === null ? "" : " · threshold " + L.pct(t, 1)),
+      }, [
+        el("span", { class: "split-label", text: (on ? "\u2713 " : "") + label }),
+        bar,
+        el("span", { class: "split-value", text: L.pct(p) }),
+      ]));
+    });
+    container.appendChild(el("p", { class: "muted small", text: "Each label's probability. The mark on a bar is that label's threshold: at or above it (✓) the model predicts the label." }));
+    return true;
+  }
+
+  /** The model's view in a why section: a class split, or a multi-label model's per-label bars. */
+  function viewRows(container, why) {
+    return multi
+      ? setRows(container, why.class_split, why.details && why.details.thresholds)
+      : splitRows(container, why.class_split, why.output_kind);
+  }
+
   function neighborPreview(n) {
     if (cfg.kind === "image") {
       return el("img", { class: "neighbor-thumb", src: base + "/items/" + n.item_id + "/image", alt: "labeled item " + n.item_id, loading: "lazy" });
@@ -524,7 +636,7 @@
     $("why-meta").textContent = meta.join(" · ");
     $("why-meta").hidden = !meta.length;
 
-    $("why-split-box").hidden = !splitRows($("why-split"), why.class_split, why.output_kind);
+    $("why-split-box").hidden = !viewRows($("why-split"), why);
 
     $("why-drivers-box").hidden = !driverChips($("why-drivers"), why.drivers);
     $("why-mark").checked = markWords();
@@ -542,7 +654,7 @@
       const total = Object.values(votes).reduce((s, n) => s + (Number(n) || 0), 0) || 1;
       Object.entries(votes).sort((x, y) => y[1] - x[1]).forEach(([label, n]) => {
         votesBox.appendChild(el("div", { class: "split-row" }, [
-          el("span", { class: "split-label", text: label, title: label }),
+          el("span", { class: "split-label", text: answerText(label), title: answerText(label) }),
           L.bar(n / total),
           el("span", { class: "split-value", text: n + " of " + total }),
         ]));
@@ -560,7 +672,7 @@
       list.appendChild(el("li", { class: "neighbor" }, [
         neighborPreview(n),
         el("span", { class: "neighbor-meta" }, [
-          el("span", { class: "chip chip-label", text: n.label }),
+          el("span", { class: "chip chip-label", text: answerText(n.label) }),
           sim === null ? null : el("span", { class: "neighbor-sim", title: "cosine similarity", text: L.pct(Math.max(0, sim)) + " similar" }),
         ]),
       ]));
@@ -575,7 +687,7 @@
     const split = reveal && reveal.why && reveal.why.class_split;
     if (!Array.isArray(split) || !split.length) { box.hidden = true; return; }
     $("why-last-summary").textContent = sentence(reveal.why.summary);
-    splitRows($("why-last-split"), reveal.why.class_split, reveal.why.output_kind);
+    viewRows($("why-last-split"), reveal.why);
     driverChips($("why-last-drivers"), reveal.why.drivers);
     // An image's heat map, over the image just answered (shown before the answer, it would
     // give the model's leaning away).
@@ -614,17 +726,19 @@
       return;
     }
     state.answered.set(entry.itemId, r.value);
-    const parts = [el("span", { class: "muted", text: "You: " }), el("strong", { text: r.value })];
+    const mine = answerText(r.value);
+    const parts = [el("span", { class: "muted", text: "You: " }), el("strong", { class: "last-value", text: mine })];
     let tone = "";
     const guess = r.reveal && r.reveal.guess;
-    if (guess && guess.label !== undefined) {
+    const guessed = !guess ? undefined : multi ? (Array.isArray(guess.labels) ? setText(guess.labels) : undefined) : guess.label;
+    if (guessed !== undefined) {
       const conf = typeof guess.confidence === "number" ? " (" + L.pct(guess.confidence) + ")" : "";
-      if (guess.label === r.value) {
+      if (guessed === mine) {
         parts.push(el("span", { class: "muted", text: " · model agreed" + conf }));
         tone = "agree";
       } else {
         parts.push(el("span", { class: "muted", text: " · model guessed " }));
-        parts.push(el("strong", { text: guess.label }));
+        parts.push(el("strong", { text: guessed }));
         parts.push(el("span", { class: "muted", text: conf }));
         tone = "disagree";
       }
@@ -692,10 +806,11 @@
       itemId: item.id,
       url: base + "/items/" + item.id + "/" + (kind === "label" ? "label" : "skip"),
       body: kind === "label"
-        ? { value: value, duration_ms: duration, request_id: cur.requestId, group: cur.group ? groupIds(cur) : [] }
+        ? Object.assign(multi ? { labels: value } : { value: value },
+          { duration_ms: duration, request_id: cur.requestId, group: cur.group ? groupIds(cur) : [] })
         : { duration_ms: duration, request_id: cur.requestId },
     };
-    const button = kind === "label" ? labelButtons.get(value) : $("btn-skip");
+    const button = kind !== "label" ? $("btn-skip") : multi ? $("btn-submit") : labelButtons.get(value);
     if (button) {
       button.classList.remove("pressed");
       void button.offsetWidth;
@@ -718,6 +833,7 @@
     $("reason-chip").hidden = true;
     $("guess-chip").hidden = true;
     $("item-ref").textContent = "";
+    renderChosen();
   }
 
   function showDone() {
@@ -916,12 +1032,17 @@
       else if (!whyPanel.hidden && window.matchMedia("(max-width: 1099px)").matches) setWhy(false, true);
       return;
     }
-    const known = keyToLabel.has(key) || ["s", "u", "z", "w", "g", "?", "h"].includes(key);
+    // Enter on a focused button presses that button, as everywhere else.
+    const setKey = multi && (key === "Backspace" || (key === "Enter" && !(t && /^(BUTTON|A|SUMMARY)$/.test(t.tagName))));
+    const known = setKey || keyToLabel.has(key) || ["s", "u", "z", "w", "g", "?", "h"].includes(key);
     if (!known) return;
     e.preventDefault();
     if (e.repeat) return; // holding a key down answers once
     if (!help.hidden) { if (key === "?" || key === "h") setHelp(false); return; }
-    if (keyToLabel.has(key)) answer("label", keyToLabel.get(key));
+    if (keyToLabel.has(key) && multi) toggleLabel(keyToLabel.get(key));
+    else if (keyToLabel.has(key)) answer("label", keyToLabel.get(key));
+    else if (key === "Enter") submitSet();
+    else if (key === "Backspace") clearChosen();
     else if (key === "s") answer("skip");
     else if (key === "u" || key === "z") undo();
     else if (key === "w") setWhy(whyPanel.hidden, true);
@@ -960,7 +1081,8 @@
   }
 
   function init() {
-    labelButtons.forEach((b, value) => clickThen(b, () => answer("label", value)));
+    labelButtons.forEach((b, value) => clickThen(b, () => (multi ? toggleLabel(value) : answer("label", value))));
+    if (multi) clickThen($("btn-submit"), submitSet);
     clickThen($("btn-skip"), () => answer("skip"));
     clickThen($("btn-undo"), undo);
     clickThen(whyButton, () => setWhy(whyPanel.hidden, true));
