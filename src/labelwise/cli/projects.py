@@ -424,8 +424,10 @@ def status(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Progress, the unbiased accuracy estimate, the expected gain, and whether to stop."""
+    """Progress, the unbiased accuracy estimate, the expected gain, and whether to stop (for a
+    multi-label project: micro/macro F1, subset accuracy, Hamming loss and agreement)."""
     from labelwise.services.dashboard import dashboard
+    from labelwise.services.dashboard_sets import status_lines
     from labelwise.services.setup import open_project
     from labelwise.store.projects import get_project
     from labelwise.store.versions import COLD_START
@@ -434,15 +436,19 @@ def status(
     with opened.db.read() as session:
         figures = dashboard(session, get_project(session, project_id=opened.project_id))
     stop = figures["stopping"]
+    sets = figures.get("multi_label")
     if as_json:
-        keys = ("project", "progress", "distribution", "stopping")
+        keys = ["project", "progress", "distribution", "stopping"]
+        keys += ["multi_label", "agreement"] if sets is not None else []
         typer.echo(json.dumps({k: figures[k] for k in keys}, indent=1))
         return
     prog = figures["progress"]
     lines = [
         f"{figures['project']['name']}: {prog['text']}; "
         f"{prog['labels']} answers, {prog['skips']} skips, {prog['conflicts']} conflicts",
-        "labels: " + ", ".join(f"{k} {v}" for k, v in figures["distribution"].items()),
+        "labels: "
+        + ", ".join(f"{k} {v}" for k, v in figures["distribution"].items())
+        + (f", none of them {sets['empty_sets']}" if sets is not None else ""),
     ]
     serving = next((v for v in figures["versions"] if v["current"]), None)
     if serving is None:
@@ -460,13 +466,17 @@ def status(
     if last is not None and last["status"] == "failed":
         lines.append(f"last fit failed (v{last['version']}): {last['error']}")
     est = stop["estimate"]
-    lines.append(
-        f"estimate (model v{est['version']}, {est['n']} random items): accuracy "
-        f"{est['accuracy']:.3f} [{est['accuracy_low']:.3f}, {est['accuracy_high']:.3f}], "
-        f"macro-F1 {est['macro_f1']:.3f} [{est['macro_f1_low']:.3f}, {est['macro_f1_high']:.3f}]"
-        if est
-        else "estimate: not yet (needs answers on random exploration items)"
-    )
+    if sets is not None:
+        lines += status_lines(figures)
+    else:
+        lines.append(
+            f"estimate (model v{est['version']}, {est['n']} random items): accuracy "
+            f"{est['accuracy']:.3f} [{est['accuracy_low']:.3f}, {est['accuracy_high']:.3f}], "
+            f"macro-F1 {est['macro_f1']:.3f} [{est['macro_f1_low']:.3f}, "
+            f"{est['macro_f1_high']:.3f}]"
+            if est
+            else "estimate: not yet (needs answers on random exploration items)"
+        )
     lines += [f"- {r}" for r in stop["reasons"]]
     lines.append(f"verdict: {stop['verdict']}")
     typer.echo("\n".join(lines))

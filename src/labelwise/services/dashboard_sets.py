@@ -23,7 +23,7 @@ from labelwise.label_sets import decode, to_indicator
 from labelwise.learning.multilabel_metrics import multilabel_scores
 from labelwise.learning.set_agreement import krippendorff_alpha, per_label_kappa
 
-__all__ = ["MIN_SHARED", "label_counts", "live_estimate", "set_agreement"]
+__all__ = ["MIN_SHARED", "label_counts", "live_estimate", "set_agreement", "status_lines"]
 
 #: Items two annotators must share before their agreement is given (as for the kappas of
 #: single-label projects).
@@ -140,3 +140,31 @@ def set_agreement(
         "pairwise": pairwise,
         "min_items": MIN_SHARED,
     }
+
+
+def status_lines(figures: dict[str, Any]) -> list[str]:
+    """The lines ``labelwise status`` prints for a multi-label project's estimate and
+    agreement, from the dashboard's ``figures``."""
+    est = figures["stopping"]["estimate"]
+    if est is None:
+        lines = ["estimate: not yet (needs answers on random exploration items)"]
+    else:
+        lines = [
+            f"estimate (model v{est['version']}, {est['n']} random items): micro-F1 "
+            f"{est['micro_f1']:.3f} [{est['micro_f1_low']:.3f}, {est['micro_f1_high']:.3f}], "
+            f"macro-F1 {est['macro_f1']:.3f} [{est['macro_f1_low']:.3f}, "
+            f"{est['macro_f1_high']:.3f}], subset accuracy {est['accuracy']:.3f} "
+            f"[{est['accuracy_low']:.3f}, {est['accuracy_high']:.3f}], "
+            f"Hamming loss {est['hamming_loss']:.3f}"
+        ]
+    agreement = figures["agreement"]
+    alpha = agreement.get("alpha_masi")
+    lines.append(
+        f"agreement ({agreement['items']} items answered by two or more): "
+        + (
+            f"alpha (MASI) {alpha:.3f}"
+            if alpha is not None
+            else f"alpha (MASI) not yet (needs {MIN_SHARED} such items)"
+        )
+    )
+    return lines
