@@ -65,21 +65,12 @@ def _why(reason: Reason, *, with_guess: bool) -> dict[str, Any]:
 
 def guess_view(reason: Reason, project: Project, predicted: str | None) -> dict[str, Any] | None:
     """The model's guess as the page shows it: the reason's (a label, with its probability), or
-    in a multi-label project the predicted set as a list (``predicted``, the stored
-    prediction, else the labels of the reason's split at or above their thresholds)."""
+    in a multi-label project the predicted set as a list: the labels of the reason's split at or
+    above their thresholds (what the why-panel shows), else ``predicted``, the stored one."""
     if not settings_of(project).multi_label:
         return reason.guess
-    if predicted is not None:
-        return {"labels": label_sets.decode(predicted)}
-    thresholds = reason.details.get("thresholds")
-    if not reason.class_split or not isinstance(thresholds, dict):
-        return None
-    chosen = [
-        str(label)
-        for label, value in reason.class_split
-        if label in thresholds and float(value) >= float(thresholds[label])
-    ]
-    return {"labels": label_sets.decode(label_sets.encode(chosen, project.label_set))}
+    shown = reason.predicted if "thresholds" in reason.details else predicted
+    return None if shown is None else {"labels": label_sets.decode(shown)}
 
 
 def assignment_view(a: Assignment, project: Project, folder: ProjectFolder) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+from labelwise.label_sets import SEPARATOR
+
 __all__ = [
     "WORDING",
     "Kind",
@@ -233,8 +235,20 @@ class Reason:
 
     @property
     def predicted(self) -> str | None:
-        """The class the model leans to (the class split's first), None without a model."""
-        return str(self.class_split[0][0]) if self.class_split else None
+        """The class the model leans to (the class split's first), None without a model. A
+        multi-label model's (its split every label in label order, its thresholds in
+        ``details["thresholds"]``): the set of labels at or above their thresholds, in its
+        stored form (:mod:`labelwise.label_sets`)."""
+        if not self.class_split:
+            return None
+        thresholds = self.details.get("thresholds")
+        if isinstance(thresholds, Mapping):
+            return SEPARATOR.join(
+                str(label)
+                for label, value in self.class_split
+                if label in thresholds and float(value) >= float(thresholds[label])
+            )
+        return str(self.class_split[0][0])
 
     @property
     def guess(self) -> dict[str, Any] | None:
