@@ -105,7 +105,8 @@ class TopSummary:
 class ShardTop:
     """A shard's top candidates, kept in the worker's memory until the client is done.
 
-    ``threshold`` is the shard's ``keep``-th largest utility: every row above it and every row
+    ``threshold`` is the shard's ``keep``-th largest utility (minus infinity when the shard
+    holds no more than ``keep`` rows: all are then above it): every row above it and every row
     on it are kept (rows ascending), with the committee's votes for them when there are any.
     """
 
@@ -134,7 +135,10 @@ def score_shard(
         return None
     rows = np.concatenate(rows_parts)
     utilities = np.concatenate(util_parts)
-    threshold = _kth_largest(utilities, min(keep, len(utilities)))
+    # A shard of at most ``keep`` rows keeps them all as known rows: its own smallest utility
+    # may lie above the pool's k-th largest, and a threshold there would hide its tied rows
+    # from the client, which takes every shard's threshold to be at or below the pool's.
+    threshold = -np.inf if len(utilities) <= keep else _kth_largest(utilities, keep)
     above = utilities > threshold
     kept = utilities >= threshold
     votes = np.concatenate(vote_parts, axis=1)[:, kept] if vote_parts else None

@@ -278,7 +278,8 @@ class ShardedScores:
         return chosen[ranked], utilities[ranked]
 
     def votes(self, rows: NDArray[np.intp]) -> NDArray[Any]:
-        """The committee's votes (members × rows) for rows of the top."""
+        """The committee's votes (members × rows, or members × rows × labels) for rows of the
+        top."""
         shard = np.searchsorted(self._starts, rows, side="right") - 1
         futures = {
             int(s): (
@@ -289,7 +290,8 @@ class ShardedScores:
         }
         parts = {s: (where, f.result()) for s, (where, f) in futures.items()}
         first = next(iter(parts.values()))[1]
-        out = np.empty((first.shape[0], len(rows)), dtype=first.dtype)
+        # Members × rows, and × labels for a committee voting on label sets.
+        out = np.empty((first.shape[0], len(rows), *first.shape[2:]), dtype=first.dtype)
         for where, block in parts.values():
             out[:, where] = block
         return out
