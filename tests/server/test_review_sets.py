@@ -209,6 +209,8 @@ def test_the_dashboard_page_shows_the_multi_label_figures(multi):
     assert "Subset accuracy" in html and "Hamming loss" in html
     assert "Krippendorff" in html and "Fleiss" not in html
     assert "CV subset accuracy" in html
+    assert "Subset accuracy on random items" in html  # the chart's legend
+    assert "Accuracy on random items" not in html
     review = s.client.get(f"/p/{s.pid}/review").text
     assert '"multi_label": true' in review and "<kbd>Enter</kbd> saves the set" in review
 

@@ -25,6 +25,11 @@ _SERIES: tuple[tuple[str, str | None, str, str, bool], ...] = (
     ("cv_accuracy", None, "s-acc", "Cross-validated accuracy", True),
     ("cv_macro_f1", None, "s-f1", "Cross-validated macro-F1", True),
 )
+#: A multi-label project's accuracy is the subset accuracy (the whole label set right).
+_SUBSET_LEGEND = {
+    "Accuracy on random items": "Subset accuracy on random items",
+    "Cross-validated accuracy": "Cross-validated subset accuracy",
+}
 _FALLBACK_COLOUR = {"s-acc": "#2f5bd3", "s-f1": "#c2410c"}
 _NUDGE = {"s-acc": -4.0, "s-f1": 4.0}
 
@@ -125,12 +130,13 @@ def _segments(values: Sequence[tuple[float, tuple[float, float, float] | None]])
     return [r for r in runs if r]
 
 
-def learning_curve_chart(curve: Sequence[dict[str, Any]]) -> Markup:
+def learning_curve_chart(curve: Sequence[dict[str, Any]], *, multi_label: bool = False) -> Markup:
     """Scores against the number of labels, one point per model version.
 
     Solid lines: accuracy and macro-F1 on the random exploration items each version served,
     with their 95 % interval as a band; dashed: the cross-validated scores on the labeled set.
-    Empty ``Markup`` when no version has any score.
+    Empty ``Markup`` when no version has any score. ``multi_label``: the accuracy is the subset
+    accuracy (the whole label set right), and the legend says so.
     """
     points = sorted(
         (p for p in curve if isinstance(p.get("labels"), int | float)),
@@ -138,6 +144,8 @@ def learning_curve_chart(curve: Sequence[dict[str, Any]]) -> Markup:
     )
     series = []
     for key, interval, cls, legend, dashed in _SERIES:
+        if multi_label:
+            legend = _SUBSET_LEGEND.get(legend, legend)
         values = [(float(p["labels"]), _value(p, key, interval)) for p in points]
         if any(v is not None for _, v in values):
             series.append((key, cls, legend, dashed, values))
@@ -309,6 +317,8 @@ def distribution_chart(distribution: dict[str, int], *, max_label: int = 18) -> 
 def dashboard_charts(figures: dict[str, Any]) -> dict[str, Markup]:
     """Every chart of the dashboard page, by name: ``curve`` and ``distribution``."""
     return {
-        "curve": learning_curve_chart(figures.get("curve") or []),
+        "curve": learning_curve_chart(
+            figures.get("curve") or [], multi_label=bool(figures.get("multi_label"))
+        ),
         "distribution": distribution_chart(figures.get("distribution") or {}),
     }

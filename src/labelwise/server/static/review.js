@@ -28,7 +28,8 @@
 
   function chips(labels) {
     if (!labels.length) return [el("span", { class: "chip", text: NONE })];
-    return labels.map((label) => el("span", { class: "chip chip-label", text: label }));
+    // Spaces between the chips: they read apart on screen and aloud.
+    return labels.flatMap((label, j) => (j ? [" "] : []).concat([el("span", { class: "chip chip-label", text: label })]));
   }
 
   function setWords(labels) {
