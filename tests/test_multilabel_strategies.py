@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from labelwise import InvalidParameterError, ModelCapabilityError, Pool, label_sets
 from labelwise.models.multilabel import LabelSetClassifier
@@ -458,3 +459,18 @@ def test_multi_label_contract(case, name):
     for reason in a.reasons:
         assert [label for label, _ in reason.class_split] == LABELS
         assert set(reason.details["thresholds"]) == set(LABELS)
+
+
+def test_diversity_is_measured_where_the_per_label_models_learn(case):
+    from sklearn.preprocessing import StandardScaler
+
+    from labelwise.strategies.base import QueryContext, represent
+
+    X, y, pool = case["X"], case["y"], case["pool"]
+    scaled = LabelSetClassifier(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), LABELS
+    ).fit(X[pool.labeled] * 10.0, y[pool.labeled])
+    rows = _unlabeled(case)[:20]
+    ctx = QueryContext(X, rows, pool.labeled, pool.labels_of(pool.labeled), scaled)
+    head = next(e for e in scaled.model_.estimators_ if e is not None)[:-1]
+    np.testing.assert_allclose(represent(ctx, rows), head.transform(X[rows]))

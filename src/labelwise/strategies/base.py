@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 
 from labelwise.exceptions import InvalidParameterError
 from labelwise.models.auto import AutoRepresentation
+from labelwise.models.multilabel import LabelSetClassifier
 from labelwise.models.registry import DEFAULT_CHUNK_SIZE
 from labelwise.pool import Matrix
 from labelwise.strategies.backends import (
@@ -173,9 +174,16 @@ def represent(ctx: QueryContext, rows: NDArray[np.intp]) -> Matrix:
     columns an ``auto`` model chose).
 
     Distances for diversity are then taken in the space the model learns in: scaled columns for
-    a scaled pipeline, TF-IDF or embeddings for text, raw features for a bare estimator.
+    a scaled pipeline, TF-IDF or embeddings for text, raw features for a bare estimator. A
+    multi-label model (:class:`~labelwise.models.multilabel.LabelSetClassifier`) learns one
+    classifier per label on the same rows: the space is that of its first fitted one.
     """
     model = ctx.model
+    if isinstance(model, LabelSetClassifier):
+        fitted = [e for e in model.model_.estimators_ if e is not None]
+        if not fitted:  # every label constant so far: nothing learned, raw features
+            return ctx.backend.rows(rows)
+        model = fitted[0]
     views: list[Callable[[Matrix], Matrix]] = []
     if isinstance(model, AutoRepresentation):
         views.append(model.select)
