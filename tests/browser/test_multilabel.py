@@ -4,7 +4,8 @@ An annotator labels 10 items with several labels each (label keys turn labels on
 pressed ones show it, Enter submits the set), turns a label off again, undoes an answer and
 gives that item another set, answers one item "none of these" (Enter with nothing on); the
 stored answers, the CSV and JSONL exports hold the sets; a colleague answers five of the items
-too and the dashboard gives the agreement of the two on them.
+too and the dashboard gives the agreement of the two on them. After a fit, the why-panel shows
+every label's probability with its threshold, and the guessed set.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from sqlalchemy import select
 
 from labelwise.server import ServerConfig, create_app
 from labelwise.services.setup import init_project
+from labelwise.services.worker import train_once
 from labelwise.store.annotators import create_annotator
+from labelwise.store.answers import submit_label
 from labelwise.store.models import Annotator, Item, Label
 from labelwise.store.projects import ProjectSettings, get_project
 from threaded_server import ThreadedServer
@@ -204,5 +207,59 @@ def test_label_sets_by_keyboard_undo_export_and_agreement(chromium: Any, tmp_pat
         page.goto(f"{base}/p/{opened.project_id}/dashboard")
         shown = page.inner_text("section[aria-labelledby=agree-title]")
         assert "5 items with two or more answers" in shown and "80" in shown
+    assert not problems, problems
+    opened.db.dispose()
+
+
+def test_the_why_panel_shows_each_label_with_its_threshold(chromium: Any, tmp_path: Path) -> None:
+    """After a fit, with the guess shown first: the guessed set on the chip and the buttons, one
+    bar per label in label order with its threshold marked, the labels at or above it ticked;
+    clicks toggle too, Backspace turns every label off."""
+    opened, _, alice, _ = _project(tmp_path)
+    with opened.db.write() as s:
+        project = get_project(s, project_id=opened.project_id)
+        project.settings = {**(project.settings or {}), "show_guess": "before", "overlap": 0.0}
+        admin = s.get_one(Annotator, 1)
+        for item in s.scalars(select(Item).order_by(Item.id)).all()[:16]:
+            value = ";".join(_set_of(int(item.external_id[1:])))
+            submit_label(s, project, admin, item_id=item.id, value=value)
+    assert train_once(opened.folder, opened.db, force=True).status == "trained"
+    problems: list[str] = []
+    with ThreadedServer(create_app(ServerConfig(opened))) as base:
+        page = chromium.new_page(viewport={"width": 1360, "height": 900})
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"{base}/login")
+        page.fill("input[name=token]", alice)
+        page.keyboard.press("Enter")
+        _shown(page)
+        if page.locator("#why-panel").is_hidden():
+            page.keyboard.press("w")
+        rows = page.eval_on_selector_all(
+            "#why-split .set-row",
+            "rs => rs.map(r => [r.dataset.label, r.classList.contains('top'),"
+            " r.querySelectorAll('.minibar-threshold').length])",
+        )
+        assert [label for label, _, _ in rows] == LABELS
+        assert all(marks == 1 for _, _, marks in rows)
+        over = [label for label, top, _ in rows if top]
+        guessed = page.eval_on_selector_all(
+            ".btn-label.is-guess", "bs => bs.map(b => b.dataset.value)"
+        )
+        assert guessed == over
+        chip = page.inner_text("#guess-chip")
+        assert chip == "Model guess: " + (", ".join(over) if over else "none of these")
+        page.click('.btn-label[data-value="politics"]')
+        page.click('.btn-label[data-value="sports"]')
+        assert _pressed(page) == ["sports", "politics"]
+        page.keyboard.press("Backspace")
+        assert _pressed(page) == []
+        for label in over:
+            page.keyboard.press(KEY[label])
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => document.getElementById('last-answer').textContent.includes('model agreed')"
+        )
+        assert not page.locator("#why-last-box").is_hidden()
+        assert page.locator("#why-last-split .set-row").count() == 3
     assert not problems, problems
     opened.db.dispose()

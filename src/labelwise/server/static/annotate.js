@@ -259,12 +259,15 @@
     const terms = drivers && Array.isArray(drivers.terms) ? drivers.terms : [];
     if (!terms.length) return false;
     const toward = String(drivers.toward);
-    const against = drivers.against === null || drivers.against === undefined ? "the other classes" : String(drivers.against);
-    const groups = [[toward, terms.filter(([, w]) => w > 0), "pos"], [against, terms.filter(([, w]) => w < 0), "neg"]];
-    groups.forEach(([label, list, tone]) => {
+    // A multi-label model's words are one label's: they lean toward it or away from it.
+    const against = drivers.against !== null && drivers.against !== undefined
+      ? "toward " + String(drivers.against)
+      : multi ? "away from " + toward : "toward the other classes";
+    const groups = [["toward " + toward, terms.filter(([, w]) => w > 0), "pos"], [against, terms.filter(([, w]) => w < 0), "neg"]];
+    groups.forEach(([leaning, list, tone]) => {
       if (!list.length) return;
       container.appendChild(el("p", { class: "drivers-line" }, [
-        el("span", { class: "muted small", text: "toward " + label + ": " }),
+        el("span", { class: "muted small", text: leaning + ": " }),
         ...list.map(([term, w]) => el("span", { class: "chip chip-driver " + tone, title: driverTitle(drivers, term, w), text: term })),
       ]));
     });
