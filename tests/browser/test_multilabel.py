@@ -207,18 +207,23 @@ def test_label_sets_by_keyboard_undo_export_and_agreement(chromium: Any, tmp_pat
         page.goto(f"{base}/p/{opened.project_id}/dashboard")
         shown = page.inner_text("section[aria-labelledby=agree-title]")
         assert "5 items with two or more answers" in shown and "80" in shown
+        assert "Krippendorff's α (MASI)" in shown and f"{agreement['alpha_masi']:.2f}" in shown
     assert not problems, problems
     opened.db.dispose()
 
 
-def test_the_why_panel_shows_each_label_with_its_threshold(chromium: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["default", "qbc"])
+def test_the_why_panel_shows_each_label_with_its_threshold(
+    chromium: Any, tmp_path: Path, strategy: str
+) -> None:
     """After a fit, with the guess shown first: the guessed set on the chip and the buttons, one
-    bar per label in label order with its threshold marked, the labels at or above it ticked;
-    clicks toggle too, Backspace turns every label off."""
+    bar per label in label order with its threshold marked, the labels at or above it ticked (a
+    committee's votes per label too); clicks toggle, Backspace turns every label off."""
     opened, _, alice, _ = _project(tmp_path)
     with opened.db.write() as s:
         project = get_project(s, project_id=opened.project_id)
-        project.settings = {**(project.settings or {}), "show_guess": "before", "overlap": 0.0}
+        shown_first = {"show_guess": "before", "overlap": 0.0, "strategy": strategy}
+        project.settings = {**(project.settings or {}), **shown_first}
         admin = s.get_one(Annotator, 1)
         for item in s.scalars(select(Item).order_by(Item.id)).all()[:16]:
             value = ";".join(_set_of(int(item.external_id[1:])))
@@ -241,6 +246,11 @@ def test_the_why_panel_shows_each_label_with_its_threshold(chromium: Any, tmp_pa
         )
         assert [label for label, _, _ in rows] == LABELS
         assert all(marks == 1 for _, _, marks in rows)
+        voted = page.eval_on_selector_all(
+            "#why-votes .split-label", "ls => ls.map(l => l.textContent)"
+        )
+        assert voted == (LABELS if strategy == "qbc" else [])
+        assert page.locator("#why-votes-box").is_hidden() == (strategy != "qbc")
         over = [label for label, top, _ in rows if top]
         guessed = page.eval_on_selector_all(
             ".btn-label.is-guess", "bs => bs.map(b => b.dataset.value)"

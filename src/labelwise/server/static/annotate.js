@@ -651,9 +651,22 @@
     }
 
     const votes = why.details && why.details.votes;
+    const labelVotes = why.details && why.details.label_votes;
+    const members = why.details && Number(why.details.members);
     const votesBox = $("why-votes");
     L.clear(votesBox);
-    if (votes && typeof votes === "object" && Object.keys(votes).length) {
+    if (labelVotes && typeof labelVotes === "object" && members > 0) {
+      // A committee of multi-label models: per label, how many members predict it.
+      labelOrder.filter((label) => label in labelVotes).forEach((label) => {
+        const n = Number(labelVotes[label]) || 0;
+        votesBox.appendChild(el("div", { class: "split-row" }, [
+          el("span", { class: "split-label", text: label, title: label }),
+          L.bar(n / members),
+          el("span", { class: "split-value", title: n + " of " + members + " members predict " + label, text: n + " of " + members }),
+        ]));
+      });
+      $("why-votes-box").hidden = false;
+    } else if (votes && typeof votes === "object" && Object.keys(votes).length) {
       const total = Object.values(votes).reduce((s, n) => s + (Number(n) || 0), 0) || 1;
       Object.entries(votes).sort((x, y) => y[1] - x[1]).forEach(([label, n]) => {
         votesBox.appendChild(el("div", { class: "split-row" }, [
