@@ -23,20 +23,23 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import normalize
 from sklearn.utils.metaestimators import available_if
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidParameterError
 from labelwise.features.combined import Blocks
 from labelwise.features.spec import FeatureSpec
 
-__all__ = ["ALL_BLOCKS", "AutoRepresentation", "model_for_features"]
+__all__ = ["ALL_BLOCKS", "AutoRepresentation", "macro_f1", "model_for_features"]
 
 #: The name of the candidate that uses every block.
 ALL_BLOCKS = "all"
 # Most labeled rows cross-validated per fit (a stratified sample beyond that).
 _MAX_CV_ROWS = 3000
+# Fewest rows per fold when label sets are compared (unstratified folds).
+_MIN_SET_FOLD_ROWS = 10
 
 
 class AutoRepresentation(ClassifierMixin, BaseEstimator):
@@ -107,6 +110,17 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
         return self._view(X, self.choice_)
 
     @property
+    def multi_label(self) -> bool:
+        """Whether the wrapped model predicts label sets (a
+        :class:`~labelwise.models.multilabel.LabelSetClassifier`)."""
+        return bool(getattr(self.estimator, "multi_label", False))
+
+    @property
+    def thresholds_(self) -> NDArray[np.float64]:
+        """The fitted multi-label model's per-label thresholds."""
+        return np.asarray(self.estimator_.thresholds_)
+
+    @property
     def uses_unlabeled(self) -> bool:
         """Whether the wrapped model also learns from unlabeled rows (semi-supervised)."""
         return bool(getattr(self.estimator, "uses_unlabeled", False))
@@ -128,13 +142,20 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
         candidates = self._candidates()
         self.scores_: dict[str, float] = {}
         self.cv_predictions_: dict[str, NDArray[Any]] = {}
+        labels = list(self.estimator.labels) if self.multi_label else None
         rows = _cv_rows(y, _MAX_CV_ROWS, self.random_state)
         self.cv_rows_ = rows
-        folds = min(self.folds, min(Counter(y[rows].tolist()).values())) if len(rows) else 0
+        if labels is not None:
+            # Label sets are too many to stratify on: plain shuffled folds of enough rows each.
+            folds = min(self.folds, len(rows) // _MIN_SET_FOLD_ROWS)
+        else:
+            folds = min(self.folds, min(Counter(y[rows].tolist()).values())) if len(rows) else 0
         self.choice_ = candidates[0]
         if len(candidates) > 1 and folds >= 2:
-            cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
             X_cv, y_cv = X[rows], y[rows]
+            cv = (KFold if labels is not None else StratifiedKFold)(
+                n_splits=folds, shuffle=True, random_state=self.random_state
+            )
             splits = [test for _, test in cv.split(np.zeros(len(y_cv)), y_cv)]
             per_fold: dict[str, NDArray[np.float64]] = {}
             for name in candidates:
@@ -142,8 +163,8 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
                     clone(self.estimator), self._view(X_cv, name), y_cv, cv=_fold_pairs(splits)
                 )
                 self.cv_predictions_[name] = predicted
-                self.scores_[name] = _macro_f1(y_cv, predicted)
-                per_fold[name] = np.array([_macro_f1(y_cv[t], predicted[t]) for t in splits])
+                self.scores_[name] = macro_f1(y_cv, predicted, labels)
+                per_fold[name] = np.array([macro_f1(y_cv[t], predicted[t], labels) for t in splits])
             self.choice_ = _one_standard_error(candidates, per_fold)
         final = clone(self.estimator)
         if unlabeled is not None and self.uses_unlabeled:
@@ -196,8 +217,14 @@ def _fold_pairs(tests: list[NDArray[np.intp]]) -> list[tuple[NDArray[np.intp], N
     return [(np.setdiff1d(everything, t, assume_unique=True), t) for t in tests]
 
 
-def _macro_f1(y: NDArray[Any], predicted: NDArray[Any]) -> float:
-    return float(f1_score(y, predicted, average="macro", zero_division=0))
+def macro_f1(y: NDArray[Any], predicted: NDArray[Any], labels: list[str] | None = None) -> float:
+    """Macro-F1 of predictions: over the classes, or with ``labels`` (label sets in their
+    stored form, :mod:`labelwise.label_sets`) over each label's yes/no decisions."""
+    if labels is None:
+        return float(f1_score(y, predicted, average="macro", zero_division=0))
+    truth = label_sets.to_indicator([str(v) for v in y], labels)
+    guess = label_sets.to_indicator([str(v) for v in predicted], labels)
+    return float(f1_score(truth, guess, average="macro", zero_division=0))
 
 
 def _one_standard_error(candidates: list[str], per_fold: dict[str, NDArray[np.float64]]) -> str:

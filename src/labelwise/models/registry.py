@@ -217,6 +217,19 @@ class ModelOutputs:
         """Whether ``values`` are per-label probabilities of a multi-label model."""
         return self.thresholds is not None
 
+    def confidence(self) -> NDArray[np.float64] | None:
+        """How sure the model is of each row's prediction: the probability of the predicted
+        class; for a multi-label model the probability of its least sure label decision (of
+        the label being there when predicted, of it being absent when not). None from
+        decision values."""
+        if self.kind != "proba":
+            return None
+        v = np.asarray(self.values, dtype=np.float64)
+        if self.thresholds is None:
+            return v.max(axis=1) if v.shape[1] else np.zeros(len(v))
+        decided = np.where(v >= self.thresholds[None, :], v, 1.0 - v)
+        return decided.min(axis=1) if v.shape[1] else np.ones(len(v))
+
     def predicted(self) -> NDArray[Any]:
         """The predicted class of each row; for a multi-label model its predicted label set,
         in its stored form (:mod:`labelwise.label_sets`)."""

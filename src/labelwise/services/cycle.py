@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
+from labelwise import label_sets
 from labelwise.features.scaling import PoolStatistics, pool_statistics
 from labelwise.learning.evaluate import score_predictions
+from labelwise.learning.multilabel_metrics import multilabel_scores
 from labelwise.learning.stopping import prediction_agreement
-from labelwise.models.auto import AutoRepresentation
+from labelwise.models.auto import AutoRepresentation, macro_f1
 from labelwise.models.semi import fit_model, unlabeled_sample
 from labelwise.pool import Pool
 from labelwise.services.drivers import explanations
@@ -115,7 +116,8 @@ def fit_cycle(
     y = np.asarray([labels_by_row[r] for r in labeled_rows], dtype=object).astype(str)
 
     statistics = _statistics(features)
-    template = model_template(settings, features, statistics)
+    labels = list(snapshot.label_set) if settings.multi_label else None
+    template = model_template(settings, features, statistics, labels=snapshot.label_set)
     start = time.perf_counter()
     X_lab = X[labeled_rows]
     # A semi-supervised model also sees a sample of the unlabeled items (never stored as labels).
@@ -126,7 +128,7 @@ def fit_cycle(
         model = fit_model(template, X_lab, y, X[extra] if len(extra) else None)
         # An auto model cross-validated its choice already: its scores serve (a little
         # optimistic, being the best of three); five more fits of it would cost fifteen.
-        cv = _chosen_cv(model, y) or _cv_metrics(template, X_lab, y)
+        cv = _chosen_cv(model, y, labels) or _cv_metrics(template, X_lab, y, labels)
     fit_seconds = time.perf_counter() - start
     pseudo = pseudo_labels(model, extra, items)
     random_rows = np.asarray(
@@ -144,7 +146,7 @@ def fit_cycle(
     second = snapshot.second_opinions
     rng = np.random.default_rng([settings.seed, snapshot.next_version])
     queue: list[QueuedItem] = []
-    strategy = make_strategy(settings.strategy)
+    strategy = make_strategy(settings.strategy, multi_label=settings.multi_label)
     bandit = find_bandit(strategy)
     if bandit is not None:
         bandit.load_state(snapshot.bandit_state)
@@ -196,7 +198,7 @@ def fit_cycle(
         "agreement_with_previous": _agreement(previous(), stop_rows, stop_predictions),
         "pseudo_labels": pseudo,
         "representation": representation_record(
-            model, features.spec.name, y, np.isin(labeled_rows, random_rows)
+            model, features.spec.name, y, np.isin(labeled_rows, random_rows), labels
         ),
     }
     if bandit is not None:
@@ -256,28 +258,54 @@ class _RowsOf:
         return self.space[self.rows[np.asarray(picked)]]
 
 
-def _cv_metrics(template: Any, X: Any, y: np.ndarray) -> dict[str, Any] | None:
+def _cv_metrics(
+    template: Any, X: Any, y: np.ndarray, labels: list[str] | None = None
+) -> dict[str, Any] | None:
+    if len(y) > _CV_LIMIT:
+        return None
+    if labels is not None:
+        # Label sets: shuffled folds of at least ten items (too many sets to stratify on).
+        folds = min(5, len(y) // 10)
+        if folds < 2:
+            return None
+        cv: Any = KFold(n_splits=folds, shuffle=True, random_state=0)
+        return _set_scores(y, cross_val_predict(clone(template), X, y, cv=cv), labels)
     counts = Counter(y.tolist())
     folds = min(5, min(counts.values()))
-    if folds < 2 or len(y) > _CV_LIMIT:
+    if folds < 2:
         return None
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     pred = cross_val_predict(clone(template), X, y, cv=cv)
     return score_predictions(y, pred, labels=sorted(counts)).to_dict()
 
 
-def _chosen_cv(model: Any, y: np.ndarray) -> dict[str, Any] | None:
+def _set_scores(y: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Multi-label scores of predicted label sets (stored form), marked as such."""
+    scores = multilabel_scores(
+        label_sets.to_indicator([str(v) for v in y], labels),
+        label_sets.to_indicator([str(v) for v in predicted], labels),
+        labels,
+    ).to_dict()
+    return {**scores, "multi_label": True}
+
+
+def _chosen_cv(model: Any, y: np.ndarray, labels: list[str] | None = None) -> dict[str, Any] | None:
     """The cross-validated metrics of an ``auto`` model's choice, from its own comparison."""
     if not isinstance(model, AutoRepresentation) or not model.scores_:
         return None
     truth = y[model.cv_rows_]
-    return score_predictions(
-        truth, model.cv_predictions_[model.choice_], labels=sorted(set(y.tolist()))
-    ).to_dict()
+    predicted = model.cv_predictions_[model.choice_]
+    if labels is not None:
+        return _set_scores(truth, predicted, labels)
+    return score_predictions(truth, predicted, labels=sorted(set(y.tolist()))).to_dict()
 
 
 def representation_record(
-    model: Any, features: str, y: np.ndarray, random: np.ndarray
+    model: Any,
+    features: str,
+    y: np.ndarray,
+    random: np.ndarray,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
     """What the model learned from, for the version's metrics: the ``features`` word and, for
     ``auto``, the block chosen and every candidate's cross-validated macro-F1 -- on all the
@@ -294,7 +322,7 @@ def representation_record(
     if model.scores_ and unbiased.sum() >= 20 and len(set(truth.tolist())) > 1:
         record["random_items"] = int(unbiased.sum())
         record["random_macro_f1"] = {
-            name: round(float(f1_score(truth, predicted[unbiased], average="macro")), 4)
+            name: round(macro_f1(truth, predicted[unbiased], labels), 4)
             for name, predicted in model.cv_predictions_.items()
         }
     return record

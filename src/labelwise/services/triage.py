@@ -110,6 +110,11 @@ def triage_items(
     with db.read() as session:
         project = get_project(session, project_id=project_id)
         settings = settings_of(project)
+        if settings.multi_label:
+            raise InvalidParameterError(
+                f"project {project.name!r} is multi-label: triage decides one calibrated label "
+                "per item and does not decide label sets; its items are labeled by people"
+            )
         final, _ = resolved_labels(session, project)
         _check_ready(project, final, target)
         items = _open_undecided(session, project, item_ids)

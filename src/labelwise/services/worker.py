@@ -40,6 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
+from labelwise import label_sets
 from labelwise.exceptions import NotFoundError
 from labelwise.services.cycle import CycleResult, cold_start_queue, fit_cycle
 from labelwise.services.training import FIRST_FIT, TrainingSnapshot, read_snapshot
@@ -175,10 +176,21 @@ def _record_version(session: Session, snapshot: TrainingSnapshot, **fields: Any)
         session,
         get_project(session, project_id=snapshot.project_id),
         n_labels=len(snapshot.labels),
-        label_counts=dict(Counter(snapshot.labels.values())),
+        label_counts=label_counts(snapshot),
         model_name=snapshot.settings.model,
         **fields,
     )
+
+
+def label_counts(snapshot: TrainingSnapshot) -> dict[str, int]:
+    """How many labeled items carry each label (in a multi-label project an item counts for
+    every label of its set, so the counts may add up to more or fewer than the items)."""
+    if not snapshot.settings.multi_label:
+        return dict(Counter(snapshot.labels.values()))
+    counts = Counter(
+        name for value in snapshot.labels.values() for name in label_sets.decode(value)
+    )
+    return {label: counts[label] for label in snapshot.label_set}
 
 
 def _served_artefact(folder: ProjectFolder, snapshot: TrainingSnapshot) -> dict[str, Any] | None:

@@ -36,8 +36,11 @@ from sqlalchemy import and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidParameterError
 from labelwise.store.models import Annotator, Item, Label, Project, QueueEntry
+from labelwise.store.prediction_cache import mask_labels, set_mask
+from labelwise.store.projects import settings_of
 
 __all__ = ["STATUSES", "BrowsedItem", "ItemFilter", "Page", "browse_items", "item_history"]
 
@@ -162,13 +165,15 @@ def _conditions(
         where.append(~adjudicated)
         where.append(~voted)
     elif f.label is not None:
+        # In a multi-label project an answer matches when its set holds the label.
+        matches = _holds(f.label) if settings_of(project).multi_label else Label.value == f.label
         where.append(
             or_(
-                _current(Label.action == "adjudicate", Label.value == f.label),
+                _current(Label.action == "adjudicate", matches),
                 and_(
                     ~adjudicated,
-                    _current(Label.action == "label", Label.value == f.label),
-                    ~_current(Label.action == "label", Label.value != f.label),
+                    _current(Label.action == "label", matches),
+                    ~_current(Label.action == "label", ~matches),
                 ),
             )
         )
@@ -195,6 +200,18 @@ def _conditions(
     return where
 
 
+def _holds(label: str) -> ColumnElement[bool]:
+    """An answer's set (its stored form, :mod:`labelwise.label_sets`) holds ``label``."""
+    sep = label_sets.SEPARATOR
+    text = label.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(
+        Label.value == label,
+        Label.value.like(f"{text}{sep}%", escape="\\"),
+        Label.value.like(f"%{sep}{text}", escape="\\"),
+        Label.value.like(f"%{sep}{text}{sep}%", escape="\\"),
+    )
+
+
 def _answered_rows(session: Session, project: Project) -> NDArray[np.int64]:
     """The rows of items with a standing answer, in order."""
     rows = session.scalars(
@@ -212,7 +229,10 @@ def _answered_rows(session: Session, project: Project) -> NDArray[np.int64]:
 
 def _predicted_rows(f: ItemFilter, predictions: NDArray[Any], labels: list[str]) -> NDArray[Any]:
     keep = np.ones(len(predictions), dtype=bool)
-    if f.predicted is not None:
+    if f.predicted is not None and "labels" in (predictions.dtype.names or ()):
+        # A multi-label prediction: the sets that hold the label.
+        keep &= (predictions["labels"] & np.uint64(set_mask(labels, [f.predicted]))) != 0
+    elif f.predicted is not None:
         keep &= predictions["label"] == labels.index(f.predicted)
     confidence = predictions["confidence"]
     if f.min_confidence is not None:
@@ -322,8 +342,12 @@ def _describe(
         )
         if predictions is not None and 0 <= item.row < len(predictions):
             record = predictions[item.row]
-            if record["label"] >= 0:
+            if "labels" in (predictions.dtype.names or ()):
+                chosen = mask_labels(list(project.label_set), int(record["labels"]))
+                browsed.predicted = label_sets.SEPARATOR.join(chosen)
+            elif record["label"] >= 0:
                 browsed.predicted = project.label_set[int(record["label"])]
+            if browsed.predicted is not None:
                 conf = float(record["confidence"])
                 browsed.confidence = None if np.isnan(conf) else round(conf, 4)
         out.append(browsed)

@@ -37,11 +37,12 @@ import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labelwise.exceptions import InvalidDataError, NotFoundError
+from labelwise.exceptions import InvalidDataError, InvalidParameterError, NotFoundError
 from labelwise.features import Blocks, FeatureSpec, combine, featurize
 from labelwise.features.scaling import PoolStatistics, fit_to_pool
 from labelwise.io.load import Dataset
 from labelwise.models.auto import model_for_features
+from labelwise.models.multilabel import LabelSetClassifier
 from labelwise.models.registry import make_model
 from labelwise.pool import Matrix, open_features
 from labelwise.store.embeddings import embedding_rows, load_image
@@ -246,12 +247,21 @@ def model_template(
     settings: ProjectSettings,
     features: ProjectFeatures,
     statistics: PoolStatistics | None = None,
+    *,
+    labels: Sequence[str] = (),
 ) -> Any:
-    """The project's unfitted model for its features: ``settings.model``, for ``auto``
-    features wrapped to choose its representation at every fit, with its column scaling bound
-    to the pool's statistics (``statistics``, else computed from ``features.X``)."""
+    """The project's unfitted model for its features: ``settings.model`` (in a multi-label
+    project one per label of ``labels``, a
+    :class:`~labelwise.models.multilabel.LabelSetClassifier`), for ``auto`` features wrapped to
+    choose its representation at every fit, with its column scaling bound to the pool's
+    statistics (``statistics``, else computed from ``features.X``)."""
+    model = make_model(settings.model, random_state=settings.seed)
+    if settings.multi_label:
+        if not labels:
+            raise InvalidParameterError("a multi-label model needs the project's labels")
+        model = LabelSetClassifier(model, list(labels), random_state=settings.seed)
     template = model_for_features(
-        make_model(settings.model, random_state=settings.seed),
+        model,
         features.spec,
         features.blocks,
         random_state=settings.seed,

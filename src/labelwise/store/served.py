@@ -57,13 +57,16 @@ class Predictions:
     ----------
     labels : ndarray of str, shape (n,)
         The predicted label of each row (the class with the highest probability or score, as
-        the queue's predictions are).
+        the queue's predictions are); in a multi-label project the predicted label set in its
+        stored form (:mod:`labelwise.label_sets`).
     confidence : ndarray of float, shape (n,), or None
-        The probability of the predicted label; None for a model without probabilities
-        (``svm``, ``linear-svm``: decision values only).
+        The probability of the predicted label (multi-label: of the least sure label
+        decision, :meth:`~labelwise.models.registry.ModelOutputs.confidence`); None for a model
+        without probabilities (``svm``, ``linear-svm``: decision values only).
     probabilities : ndarray of float, shape (n, n_labels), or None
         One column per label of the project, in the label set's order; 0 for a label the model
-        was not trained on (no labeled example yet). None without probabilities.
+        was not trained on (no labeled example yet). In a multi-label project each label's own
+        probability (the rows do not sum to one). None without probabilities.
     """
 
     labels: NDArray[Any]
@@ -108,7 +111,8 @@ class ServedModel:
             j = column.get(str(cls))
             if j is not None:
                 probabilities[:, j] = values[:, k]
-        confidence = values.max(axis=1) if values.shape[1] else np.zeros(len(rows))
+        confidence = out.confidence()
+        assert confidence is not None  # probabilities give a confidence
         return Predictions(labels, confidence, probabilities)
 
 
