@@ -362,6 +362,7 @@ def test_predictions_export_per_label_probabilities(db, tmp_path):
     _served(project, model)
     proba = model.predict_proba(X)
     predicted = model.predict(X)
+    predicted_on = model.predict_indicator(X).astype(bool)
 
     records = [json.loads(line) for line in project.export("jsonl", predictions=True).splitlines()]
     assert len(records) == 40
@@ -369,7 +370,9 @@ def test_predictions_export_per_label_probabilities(db, tmp_path):
         assert list(r["probabilities"]) == list(LABELS)
         assert [r["probabilities"][name] for name in LABELS] == pytest.approx(proba[k], abs=1e-6)
         assert r["prediction"] == (predicted[k].split(";") if predicted[k] else [])
-        assert r["confidence"] is None  # the labels of a set are decided one by one
+        # The probability of the set's least sure label decision (present or absent).
+        decided = np.where(predicted_on[k], proba[k], 1 - proba[k])
+        assert r["confidence"] == pytest.approx(decided.min(), abs=1e-4)
         assert r["model_version"] == 1
     assert any(len(r["prediction"]) > 1 for r in records)
 
@@ -384,7 +387,7 @@ def test_predictions_export_per_label_probabilities(db, tmp_path):
     ]
     for k, row in enumerate(rows):
         assert row["prediction"] == (predicted[k] or "[]")
-        assert row["confidence"] == ""
+        assert float(row["confidence"]) == pytest.approx(records[k]["confidence"], abs=1e-4)
         probabilities = [float(row[f"p_{name}"]) for name in LABELS]
         assert probabilities == pytest.approx(proba[k], abs=1e-6)
 

@@ -78,9 +78,9 @@ the canonical string of the set, its labels in the project's order joined by ``;
 (``"insult;threat"``; ``""`` for the empty set). With predictions, ``prediction`` is the set the
 model predicts (each label whose probability reaches that label's threshold), written as
 ``label`` is; ``p_<label>`` (``probabilities``) are the per-label probabilities, each in
-[0, 1] on its own (they do not sum to 1); ``confidence`` is empty (null), since the labels of a
-set are decided one by one. Every format imports back into a multi-label project with its
-sets.
+[0, 1] on its own (they do not sum to 1); ``confidence`` is the probability of the set's least
+sure label decision (of a label being there when predicted, absent when not). Every format
+imports back into a multi-label project with its sets.
 
 Items are read in chunks of rows and each record is written as it is made, so the file is
 never built in memory; only the resolved labels (one entry per labeled item) are held, and
@@ -112,7 +112,6 @@ from labelwise.services.export_formats import (
 from labelwise.store.features import field_names, item_fields, tabular_fields
 from labelwise.store.folder import ProjectFolder
 from labelwise.store.models import Annotator, Item, Label, Project, TriageDecision
-from labelwise.store.projects import settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.served import ServedModel, served_model
 
@@ -255,7 +254,7 @@ def _records(
             rows = [r for r in rows if r.id in resolved or r.id in conflicted or r.id in automatic]
         answers = _answers(session, [r.id for r in rows]) if rows else {}
         content = _contents(project, folder, rows)
-        predicted = _predicted(served, rows, settings_of(project).multi_label)
+        predicted = _predicted(served, rows)
         for k, r in enumerate(rows):
             label, given = resolved.get(r.id), answers.get(r.id, [])
             if r.id in resolved:
@@ -286,12 +285,10 @@ def _records(
             )
 
 
-def _predicted(
-    served: ServedModel | None, rows: Sequence[Any], multi_label: bool = False
-) -> list[Predicted] | None:
+def _predicted(served: ServedModel | None, rows: Sequence[Any]) -> list[Predicted] | None:
     """The served model's prediction for each of ``rows`` (one chunk), or None without one.
-    A multi-label model's prediction is a set, with its per-label probabilities and no one
-    confidence."""
+    A multi-label model's prediction is a set, with its per-label probabilities and the
+    probability of its least sure label decision as its confidence."""
     if served is None or not rows:
         return None
     out = served.predict(np.asarray([r.row for r in rows], dtype=np.intp))
@@ -299,8 +296,7 @@ def _predicted(
     for k, label in enumerate(out.labels):
         confidence = probabilities = None
         if out.confidence is not None and out.probabilities is not None:
-            if not multi_label:
-                confidence = round(float(out.confidence[k]), _DECIMALS)
+            confidence = round(float(out.confidence[k]), _DECIMALS)
             probabilities = {
                 name: round(float(p), _DECIMALS)
                 for name, p in zip(served.labels, out.probabilities[k], strict=True)
