@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the names below load on first use, so `import labelwise` st
         StabilizingPredictions,
         StoppingCriterion,
     )
+    from labelwise.models.multilabel import LabelSetClassifier
     from labelwise.models.registry import available_models, make_model, model_outputs
     from labelwise.pool import Pool, open_features
     from labelwise.strategies.bandit import StrategyBandit
@@ -40,7 +41,11 @@ if TYPE_CHECKING:  # the names below load on first use, so `import labelwise` st
     from labelwise.strategies.factory import make_strategy
     from labelwise.strategies.query import Batch, BatchMix, query
     from labelwise.strategies.reasons import Reason
-    from labelwise.strategies.registry import DEFAULT_STRATEGY, available_strategies
+    from labelwise.strategies.registry import (
+        DEFAULT_MULTI_LABEL_STRATEGY,
+        DEFAULT_STRATEGY,
+        available_strategies,
+    )
 
 
 #: The public names, by the module that defines them: the one list. ``__all__`` and the lazy
@@ -73,7 +78,12 @@ _PUBLIC = {
     "labelwise.strategies.query": ("Batch", "BatchMix", "query"),
     "labelwise.strategies.reasons": ("Reason",),
     "labelwise.strategies.factory": ("make_strategy",),
-    "labelwise.strategies.registry": ("DEFAULT_STRATEGY", "available_strategies"),
+    "labelwise.strategies.registry": (
+        "DEFAULT_MULTI_LABEL_STRATEGY",
+        "DEFAULT_STRATEGY",
+        "available_strategies",
+    ),
+    "labelwise.models.multilabel": ("LabelSetClassifier",),
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
 
