@@ -127,3 +127,17 @@ def test_a_model_without_a_score_is_not_called_no_model(served, db_url):
     card = page.split("Estimated accuracy", 1)[1].split('class="card kpi"', 1)[0]
     assert f"model v{served_version.version} has no score yet" in card
     assert "no model yet" not in card
+
+
+def test_before_the_first_model_the_dashboard_says_cold_start_not_a_failed_fit(served):
+    from labelwise.services import worker
+
+    s = served
+    outcome = worker.train_once(s.project.folder, s.project.db)
+    assert outcome.status == "cold-start"
+    s.client.cookies.set(s.cookie, session_secret(s.project.db, s.pid, s.alice))
+    page = s.client.get(f"/p/{s.pid}/dashboard").text
+    s.client.cookies.clear()
+    assert "every fit so far failed" not in page
+    assert "trained on 0 labels" not in page
+    assert "typical items queued (cold start)" in page
