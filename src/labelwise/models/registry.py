@@ -32,7 +32,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from labelwise.exceptions import InvalidParameterError, ModelCapabilityError
 from labelwise.features.scaling import PoolScaler
-from labelwise.label_sets import SEPARATOR
+from labelwise.label_sets import from_indicator
 from labelwise.models.auto import AutoRepresentation
 from labelwise.pool import Matrix, take_rows
 
@@ -236,13 +236,7 @@ class ModelOutputs:
         v = self.values
         if self.thresholds is not None:
             on = v >= self.thresholds[None, :]
-            return np.asarray(
-                [
-                    SEPARATOR.join(str(c) for c, o in zip(self.classes, row, strict=True) if o)
-                    for row in on
-                ],
-                dtype=object,
-            )
+            return np.asarray(from_indicator(on, [str(c) for c in self.classes]), dtype=object)
         if v.ndim == 1:
             return self.classes[(v > 0).astype(np.intp)]
         return self.classes[np.argmax(v, axis=1)]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from labelwise.models.registry import ModelOutputs
-from labelwise.strategies.reasons import percent
+from labelwise.strategies.reasons import labels_on, percent
 
 __all__ = [
     "COLD_START_SUMMARY",
@@ -82,7 +82,7 @@ def describe_multi_label(
     instead of naming labels the model is unsure about."""
     thresholds: dict[str, float] = details.get("thresholds", {})
     if kind == "routine":
-        on = [label for label, p in split if p >= thresholds.get(label, 0.5)]
+        on = labels_on(split, thresholds)
         if not on:
             return "routine check: the model is confident that no label applies"
         return f"routine check: the model is confident it is {_listed(on)}"

@@ -79,6 +79,16 @@ TYPICAL_SUMMARY = (
 )
 
 
+def labels_on(split: tuple[tuple[str, float], ...], thresholds: Mapping[str, float]) -> list[str]:
+    """A multi-label model's predicted labels from its class split (every label with its
+    probability) and ``thresholds``: those at or above their own threshold, in split order."""
+    return [
+        str(label)
+        for label, value in split
+        if label in thresholds and float(value) >= float(thresholds[label])
+    ]
+
+
 @dataclass(frozen=True)
 class Wording:
     """What a kind says to the annotator.
@@ -243,11 +253,7 @@ class Reason:
             return None
         thresholds = self.details.get("thresholds")
         if isinstance(thresholds, Mapping):
-            return SEPARATOR.join(
-                str(label)
-                for label, value in self.class_split
-                if label in thresholds and float(value) >= float(thresholds[label])
-            )
+            return SEPARATOR.join(labels_on(self.class_split, thresholds))
         return str(self.class_split[0][0])
 
     @property
