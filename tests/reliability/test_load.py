@@ -54,7 +54,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -405,11 +405,18 @@ class Annotator:
                 self.held.append((grant, item["external_id"]))
             await asyncio.sleep(self.rng.uniform(*self.behaviour.think))
             await self.answer()
+        # An undo sent just before the run stopped can hand back an item the watcher had
+        # already seen answered: label what is still on the page, so "nothing left open"
+        # speaks of the server, not of a run cut off between an undo and its answer.
+        while self.held:
+            await self.answer(finish=True)
 
-    async def answer(self) -> None:
+    async def answer(self, *, finish: bool = False) -> None:
         grant, external_id = self.held.pop()
-        roll = self.rng.random()
         b = self.behaviour
+        if finish:
+            b = replace(b, release=0.0, skip=0.0, undo=0.0, double=0.0)
+        roll = self.rng.random()
         if roll < b.release:
             grant.released = time.monotonic()
             response = await self.send("release", "/release", {"leases": [grant.lease]})
