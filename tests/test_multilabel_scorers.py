@@ -76,6 +76,44 @@ def test_a_certain_row_scores_zero_on_both_margins(bits):
     assert ml.min_margin_uncertainty(P)[0] == 0.0
 
 
+def test_label_margins_by_hand_at_per_label_thresholds():
+    # Label 0 decided at 0.2, label 1 at 0.5 (|2p - 1|), label 2 at 0.8.
+    P = [[0.2, 0.5, 0.8], [0.6, 0.75, 0.4], [0.1, 0.0, 1.0]]
+    t = [0.2, 0.5, 0.8]
+    # above: (p - t) / (1 - t); below: (t - p) / t
+    np.testing.assert_allclose(
+        ml.label_margins(P, t), [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 1.0, 1.0]]
+    )
+    np.testing.assert_allclose(ml.mean_margin_uncertainty(P, t), [1.0, 0.5, 1.0 - 2.5 / 3])
+    np.testing.assert_allclose(ml.min_margin_uncertainty(P, t), [1.0, 0.5, 0.5])
+
+
+def test_a_rare_label_is_uncertain_near_its_threshold_not_near_one_half():
+    # A label the model predicts from 0.1 on: 0.12 is a coin toss for it, 0.5 a clear yes.
+    P = [[0.12], [0.5]]
+    assert np.argmax(ml.mean_margin_uncertainty(P)) == 1  # measured from 0.5
+    assert np.argmax(ml.mean_margin_uncertainty(P, [0.1])) == 0
+
+
+def test_label_margins_at_the_ends_of_the_threshold_range():
+    # t = 1 with p = 1, and t = 0: a probability on its threshold has margin 0, never NaN.
+    np.testing.assert_allclose(ml.label_margins([[1.0, 0.0]], [1.0, 0.0]), [[0.0, 0.0]])
+    np.testing.assert_allclose(ml.label_margins([[0.5, 0.5]], [1.0, 0.0]), [[0.5, 0.5]])
+
+
+@pytest.mark.parametrize("bad", [[0.5], [[0.5, 0.5]], [0.5, 1.5], [np.nan, 0.5]])
+def test_label_margins_refuse_bad_thresholds(bad):
+    with pytest.raises(InvalidParameterError, match="thresholds must"):
+        ml.label_margins([[0.1, 0.2]], bad)
+
+
+@given(label_probas(), st.floats(0.0, 1.0))
+def test_thresholded_margins_lie_in_the_unit_interval(P, t):
+    for scorer in (ml.mean_margin_uncertainty, ml.min_margin_uncertainty):
+        u = scorer(P, t)
+        assert ((u >= -1e-12) & (u <= 1.0 + 1e-12)).all()
+
+
 # --- MMC ----------------------------------------------------------------------------------------
 
 

@@ -134,7 +134,11 @@ def test_margin_utilities_score_per_label_probabilities(case, scorer, expected):
     rows = _unlabeled(case)
     got, votes = Utility(case["model"], scorer=scorer).score(case["X"], rows, 64)
     assert votes is None
-    np.testing.assert_allclose(got, expected(case["model"].predict_proba(case["X"][rows])))
+    model = case["model"]
+    assert (model.thresholds_ != 0.5).any()  # the margins are measured from the thresholds
+    P = model.predict_proba(case["X"][rows])
+    np.testing.assert_allclose(got, expected(P, model.thresholds_))
+    assert not np.allclose(got, expected(P))
 
 
 def test_mmc_utility_uses_the_cardinality_it_carries(case):
@@ -175,7 +179,7 @@ def test_a_single_label_utility_refuses_a_multi_label_model(case):
 )
 def test_margin_strategies_pick_the_most_uncertain(case, name, scorer):
     rows = _unlabeled(case)
-    u = scorer(case["model"].predict_proba(case["X"][rows]))
+    u = scorer(case["model"].predict_proba(case["X"][rows]), case["model"].thresholds_)
     batch = query(case["pool"], case["model"], strategy=name, batch_size=5, random_state=0)
     np.testing.assert_array_equal(batch.indices, _top(u, rows, 5))
     np.testing.assert_allclose([r.utility for r in batch.reasons], np.sort(u)[::-1][:5])
@@ -389,9 +393,18 @@ def test_unsure_sentence_is_hand_checkable():
     assert describe_multi_label("strategy", far, details) == (
         "the model is unsure about threat (25%)"
     )
-    # Each label against its own threshold.
+    # Each label against its own threshold, as a share of the way to 0 or 1: insult
+    # (0.99 - 0.95) / 0.05 = 0.8, spam (0.5 - 0.02) / 0.5 = 0.96, threat (0.9 - 0.25) / 0.9 = 0.72.
     shifted = {"thresholds": {"insult": 0.95, "spam": 0.5, "threat": 0.9}}
-    assert unsure_labels(far, shifted["thresholds"]) == [("insult", 0.99)]
+    assert unsure_labels(far, shifted["thresholds"]) == [("threat", 0.25)]
+    # insult (0.99 - 0.98) / 0.02 = 0.5 is out of the band (0.4), spam (0.5 - 0.48) / 0.5 = 0.04
+    # and threat (0.99 - 0.95) / 0.05 = 0.8: spam alone.
+    near = (("insult", 0.99), ("spam", 0.48), ("threat", 0.99))
+    rare = {"insult": 0.98, "spam": 0.5, "threat": 0.95}
+    assert unsure_labels(near, rare) == [("spam", 0.48)]
+    # Decided from 0.1: 0.08 is close to the threshold ((0.1 - 0.08) / 0.1 = 0.2), 0.7 is not
+    # ((0.7 - 0.1) / 0.9 = 0.67), though 0.7 is nearer 0.5.
+    assert unsure_labels((("a", 0.08), ("b", 0.7)), {"a": 0.1, "b": 0.1}) == [("a", 0.08)]
     assert (
         describe_multi_label("strategy", split, details, scored=False)
         == "the model gives 90% to insult, 48% to spam and 55% to threat"

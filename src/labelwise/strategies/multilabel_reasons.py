@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from labelwise.models.registry import ModelOutputs
+from labelwise.strategies.multilabel_scorers import label_margins
 from labelwise.strategies.reasons import labels_on, percent
 
 __all__ = [
@@ -30,9 +31,10 @@ COLD_START_SUMMARY = (
     "random pick: fewer than two different label sets are labeled so far (cold start)"
 )
 
-#: A label counts as one the model is unsure about when its probability lies within this
-#: distance of the label's threshold.
-UNSURE_BAND = 0.2
+#: A label counts as one the model is unsure about when its margin
+#: (:func:`~labelwise.strategies.multilabel_scorers.label_margins`: the distance from its
+#: threshold, as a share of the way to 0 or 1) is at most this: within 0.2 of a 0.5 threshold.
+UNSURE_BAND = 0.4
 
 # The sentence names at most this many labels (the nearest their thresholds).
 _MAX_NAMED = 3
@@ -52,12 +54,13 @@ def label_thresholds(out: ModelOutputs) -> dict[str, float]:
 def unsure_labels(
     split: tuple[tuple[str, float], ...], thresholds: dict[str, float]
 ) -> list[tuple[str, float]]:
-    """The labels the model is unsure about, in label order: those whose probability lies within
-    :data:`UNSURE_BAND` of their threshold (at most three, the nearest), or else the one
-    nearest its threshold."""
-    gaps = [abs(p - thresholds.get(label, 0.5)) for label, p in split]
-    if not gaps:
+    """The labels the model is unsure about, in label order: those whose margin from their
+    threshold is at most :data:`UNSURE_BAND` (at most three, the nearest), or else the one
+    nearest its threshold. The margins are those the margin strategies rank by."""
+    if not split:
         return []
+    P = [[p for _, p in split]]
+    gaps = label_margins(P, [thresholds.get(label, 0.5) for label, _ in split])[0].tolist()
     near = [i for i, g in enumerate(gaps) if g <= UNSURE_BAND]
     if not near:
         near = [int(np.argmin(gaps))]

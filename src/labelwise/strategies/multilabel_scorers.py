@@ -6,9 +6,10 @@ present on item ``i`` (one binary classifier per label: rows do *not* sum to one
 float64 array of shape ``(n_samples,)``. As in :mod:`labelwise.strategies.scorers`, higher
 utility means "query first".
 
-- :func:`mean_margin_uncertainty` ``1 - mean_j |2 p_j - 1|``: the per-label margin
-  ``|p_j - (1 - p_j)|`` averaged over the labels;
-- :func:`min_margin_uncertainty` ``1 - min_j |2 p_j - 1|``: the most uncertain label decides;
+- :func:`label_margins` each label decision's margin: the distance of ``p_j`` from the label's
+  threshold, scaled to ``[0, 1]`` on each side (``|2 p_j - 1|`` at the threshold 0.5);
+- :func:`mean_margin_uncertainty` ``1 - mean_j m_j``: the per-label margins averaged;
+- :func:`min_margin_uncertainty` ``1 - min_j m_j``: the most uncertain label decides;
 - :func:`mmc` maximum loss reduction with maximal confidence (Yang et al. 2009), with the number
   of labels of each row given, or predicted by :func:`predict_cardinality`;
 - :func:`label_cardinality_inconsistency` ``|#{j : p_j > 0.5} - c|`` with ``c`` the mean label
@@ -37,6 +38,7 @@ __all__ = [
     "MultiLabelScorer",
     "fit_cardinality",
     "label_cardinality_inconsistency",
+    "label_margins",
     "label_set_vote_entropy",
     "mean_margin_uncertainty",
     "min_margin_uncertainty",
@@ -83,38 +85,82 @@ def _as_binary(Y: ArrayLike, name: str, ndim: int) -> NDArray[np.int64]:
     return y.astype(np.int64)
 
 
-def mean_margin_uncertainty(P: ArrayLike) -> FloatArray:
-    """``1 - mean_j |2 p_j - 1|`` per row: the per-label margins, averaged.
+def _as_thresholds(threshold: float | ArrayLike, n_labels: int, name: str) -> FloatArray:
+    """One threshold, or one per label, each in [0, 1]."""
+    t = np.asarray(threshold, dtype=np.float64)
+    if t.ndim > 1 or (t.ndim == 1 and t.shape != (n_labels,)):
+        raise InvalidParameterError(
+            f"{name} must be a number or one per label (shape ({n_labels},)), got shape {t.shape}"
+        )
+    if np.isnan(t).any() or t.min() < 0.0 or t.max() > 1.0:
+        raise InvalidParameterError(f"{name} must lie in [0, 1], got {t.tolist()}")
+    return t
+
+
+def label_margins(P: ArrayLike, thresholds: float | ArrayLike = 0.5) -> FloatArray:
+    """How sure each label decision is: the distance of ``p_j`` from the label's threshold ``t_j``,
+    scaled to ``[0, 1]`` on each side of it.
+
+    ``(p - t) / (1 - t)`` where ``p >= t`` (the label is predicted), ``(t - p) / t`` below it:
+    zero at the threshold, one at 0 or 1. At ``t = 0.5`` this is ``|2 p - 1|``. A model whose
+    thresholds were chosen for F1 decides a rare label far below 0.5: its uncertain items lie near
+    that threshold, not near 0.5.
 
     Parameters
     ----------
     P : array-like of shape (n_samples, n_labels)
         Probability that each label is present.
+    thresholds : float or array-like of shape (n_labels,), default 0.5
+        The probability from which each label is predicted present.
 
     Returns
     -------
-    ndarray of shape (n_samples,)
-        In ``[0, 1]``: zero for a row whose every probability is 0 or 1, one for a row of 0.5s.
+    ndarray of shape (n_samples, n_labels)
     """
     p = _as_label_proba(P)
-    return 1.0 - np.abs(2.0 * p - 1.0).mean(axis=1)
+    t = _as_thresholds(thresholds, p.shape[1], "thresholds")
+    t = np.broadcast_to(t, p.shape)
+    span = np.where(p >= t, 1.0 - t, t)
+    # A zero span (t = 1 with p = 1, say) means p sits on the threshold: margin zero.
+    return np.divide(np.abs(p - t), span, out=np.zeros_like(p), where=span > 0)
 
 
-def min_margin_uncertainty(P: ArrayLike) -> FloatArray:
-    """``1 - min_j |2 p_j - 1|`` per row: the label closest to 0.5 decides.
+def mean_margin_uncertainty(P: ArrayLike, thresholds: float | ArrayLike = 0.5) -> FloatArray:
+    """``1 - mean_j m_j`` per row: the per-label margins (:func:`label_margins`), averaged.
 
     Parameters
     ----------
     P : array-like of shape (n_samples, n_labels)
         Probability that each label is present.
+    thresholds : float or array-like of shape (n_labels,), default 0.5
+        Each label's decision threshold; at 0.5 the margin is ``|2 p_j - 1|``.
 
     Returns
     -------
     ndarray of shape (n_samples,)
-        In ``[0, 1]``: zero only when every label is certain, one as soon as one label is at 0.5.
+        In ``[0, 1]``: zero for a row whose every probability is 0 or 1, one for a row whose
+        every probability sits on its threshold.
     """
-    p = _as_label_proba(P)
-    return 1.0 - np.abs(2.0 * p - 1.0).min(axis=1)
+    return 1.0 - label_margins(P, thresholds).mean(axis=1)
+
+
+def min_margin_uncertainty(P: ArrayLike, thresholds: float | ArrayLike = 0.5) -> FloatArray:
+    """``1 - min_j m_j`` per row: the label closest to its threshold decides.
+
+    Parameters
+    ----------
+    P : array-like of shape (n_samples, n_labels)
+        Probability that each label is present.
+    thresholds : float or array-like of shape (n_labels,), default 0.5
+        Each label's decision threshold; at 0.5 the margin is ``|2 p_j - 1|``.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        In ``[0, 1]``: zero only when every label is certain, one as soon as one label sits on
+        its threshold.
+    """
+    return 1.0 - label_margins(P, thresholds).min(axis=1)
 
 
 def _sorted_normalised(p: FloatArray) -> FloatArray:
@@ -324,14 +370,7 @@ def label_cardinality_inconsistency(
         raise InvalidParameterError(
             f"mean_cardinality must lie in [0, {p.shape[1]}] (the number of labels), got {c}"
         )
-    t = np.asarray(threshold, dtype=np.float64)
-    if t.ndim > 1 or (t.ndim == 1 and t.shape != (p.shape[1],)):
-        raise InvalidParameterError(
-            f"threshold must be a number or one per label (shape ({p.shape[1]},)), "
-            f"got shape {t.shape}"
-        )
-    if np.isnan(t).any() or t.min() < 0.0 or t.max() > 1.0:
-        raise InvalidParameterError(f"threshold must lie in [0, 1], got {t.tolist()}")
+    t = _as_thresholds(threshold, p.shape[1], "threshold")
     predicted = np.count_nonzero(p > t, axis=1)
     return np.abs(predicted - c).astype(np.float64)
 
@@ -388,27 +427,26 @@ def multilabel_utility(
     P : array-like of shape (n_samples, n_labels)
         Per-label probabilities.
     thresholds : array-like of shape (n_labels,), optional
-        The model's per-label thresholds: LCI counts a label as predicted above its own
-        (0.5 without them).
+        The model's per-label thresholds: the margins are measured from them, and LCI counts a
+        label as predicted above its own (0.5 without them).
     cardinality : CardinalityPredictor, optional
         For ``mmc``: each row's number of labels, predicted as Yang et al. do; without it,
         :func:`mmc`'s default (the rounded sum of the probabilities).
     mean_cardinality : float
         For ``lci`` (required): the labeled set's mean number of labels.
     """
+    t = 0.5 if thresholds is None else thresholds
     if scorer == "mean_margin":
-        return mean_margin_uncertainty(P)
+        return mean_margin_uncertainty(P, t)
     if scorer == "min_margin":
-        return min_margin_uncertainty(P)
+        return min_margin_uncertainty(P, t)
     if scorer == "mmc":
         k = None if cardinality is None else cardinality.predict(P)
         return mmc(P, k)
     if scorer == "lci":
         if mean_cardinality is None:
             raise InvalidParameterError("the lci utility needs the labeled set's mean cardinality")
-        return label_cardinality_inconsistency(
-            P, mean_cardinality, 0.5 if thresholds is None else thresholds
-        )
+        return label_cardinality_inconsistency(P, mean_cardinality, t)
     raise InvalidParameterError(
         f"unknown multi-label scorer {scorer!r}; expected one of {', '.join(MULTI_LABEL_SCORERS)}"
     )

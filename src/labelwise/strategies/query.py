@@ -193,8 +193,8 @@ def confident_picks(
 ) -> NDArray[np.intp]:
     """Routine items: ``n`` rows drawn at random among the most confident tenth of ``sample``
     (rows in ascending order; ``out`` the model's outputs on them)."""
-    if out.multi_label:  # every label far from 0.5: the least sure label decides
-        uncertainty = min_margin_uncertainty(out.values)
+    if out.thresholds is not None:  # multi-label: the least sure label decision decides
+        uncertainty = min_margin_uncertainty(out.values, out.thresholds)
     elif out.kind == "proba":
         uncertainty = least_confident(out.values)
     else:

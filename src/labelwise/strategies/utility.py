@@ -57,7 +57,8 @@ class UncertaintySampling:
 class MultiLabelUncertainty:
     """Score every candidate by a multi-label model's uncertainty over its labels, then select.
 
-    ``mean_margin`` and ``min_margin`` read the per-label probabilities alone; ``mmc`` predicts
+    ``mean_margin`` and ``min_margin`` measure each label's probability from the model's threshold
+    for that label (its F1 threshold, 0.5 before it has one); ``mmc`` predicts
     each candidate's number of labels with a logistic regression fitted on the labeled set's
     sorted probabilities (Yang et al. 2009); ``lci`` compares each candidate's number of
     predicted labels with the labeled set's mean (Li & Guo 2013). A single-label model is refused
