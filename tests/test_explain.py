@@ -17,8 +17,9 @@ from labelwise.models.explain import (
     term_weights,
     text_highlights,
     vectorizer_highlights,
+    word_influence,
 )
-from labelwise.models.registry import make_model
+from labelwise.models.registry import ModelOutputs, make_model
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,47 @@ def test_tree_contributions_refuse_other_models():
     X = np.random.default_rng(0).normal(size=(50, 3))
     y = np.where(X[:, 0] > 0, "a", "b")
     assert tree_contributions(make_model("logreg").fit(X, y), X[:2]) is None
+
+
+def _multi_label_scorer(weights: dict[str, dict[str, float]], thresholds: list[float]):
+    """Texts to per-label probabilities: each label's probability is the sum of its words'
+    weights (clipped to [0, 1]), as a multi-label model's outputs."""
+    labels = list(weights)
+
+    def score(texts):
+        rows = [
+            [
+                min(1.0, sum(weights[label].get(w, 0.0) for w in t.lower().split()))
+                for label in labels
+            ]
+            for t in texts
+        ]
+        return ModelOutputs(
+            "proba", np.asarray(rows), np.asarray(labels, dtype=object), np.asarray(thresholds)
+        )
+
+    return score
+
+
+def test_words_of_a_multi_label_model_explain_the_label_it_is_least_sure_of():
+    # insult is at 0.9 (threshold 0.5: margin 0.8), threat at 0.25 with threshold 0.2 (margin
+    # 0.0625): the words are threat's, though insult is the more probable label.
+    score = _multi_label_scorer(
+        {"insult": {"idiot": 0.9}, "threat": {"hurt": 0.2, "you": 0.05}}, [0.5, 0.2]
+    )
+    found = word_influence(score, "idiot I will hurt you")
+    assert found.toward == "threat"
+    assert found.against is None  # two labels, but not two classes of one decision
+    assert dict(found.terms) == pytest.approx({"hurt": 0.2, "you": 0.05})
+
+
+def test_explained_column_is_the_predicted_class_or_the_least_sure_label():
+    classes = np.asarray(["a", "b", "c"], dtype=object)
+    single = ModelOutputs("proba", np.asarray([[0.2, 0.5, 0.3]]), classes)
+    assert single.explained_column(0) == 1
+    # Margins from the thresholds (0.5, 0.1, 0.9): a (0.6 - 0.5) / 0.5 = 0.2,
+    # b (0.3 - 0.1) / 0.9 = 0.22, c (0.9 - 0.8) / 0.9 = 0.11: c, though a and b are predicted.
+    multi = ModelOutputs(
+        "proba", np.asarray([[0.6, 0.3, 0.8]]), classes, np.asarray([0.5, 0.1, 0.9])
+    )
+    assert multi.explained_column(0) == 2

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from labelwise import label_sets
+from labelwise.models.registry import decision_margins
 from labelwise.services import worker
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
@@ -104,6 +105,7 @@ def test_a_multi_label_cycle_fits_sets_and_queues_per_label_probabilities(multi)
         assert set(cv["per_label"]) == set(LABELS)
         assert 0.5 < cv["macro_f1"] <= 1.0 and 0.0 <= cv["hamming_loss"] < 0.3
         assert len(queue) == 20
+        with_drivers = 0
         for entry in queue:
             assert entry.predicted is not None
             assert set(label_sets.decode(entry.predicted)) <= set(LABELS)
@@ -111,7 +113,18 @@ def test_a_multi_label_cycle_fits_sets_and_queues_per_label_probabilities(multi)
                 split = entry.reason["class_split"]
                 assert [name for name, _ in split] == LABELS
                 assert all(0.0 <= p <= 1.0 for _, p in split)
-                assert set(entry.reason["details"]["thresholds"]) == set(LABELS)
+                thresholds = entry.reason["details"]["thresholds"]
+                assert set(thresholds) == set(LABELS)
+                # The words explain the label the model is least sure of, toward or away.
+                drivers = entry.reason.get("drivers")
+                if drivers is not None:
+                    margins = decision_margins(
+                        np.asarray([[p for _, p in split]]), [thresholds[n] for n, _ in split]
+                    )[0]
+                    assert margins[LABELS.index(drivers["toward"])] <= margins.min() + 1e-6
+                    assert drivers["against"] is None
+                    with_drivers += 1
+        assert with_drivers >= 10
         stored = joblib.load(op.folder.root / version.artefact)
         assert list(stored["classes"]) == LABELS
 

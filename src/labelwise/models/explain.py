@@ -14,13 +14,17 @@
   weight is how much the probability of the predicted class drops without it.
 - :func:`occlusion_map` covers an image patch by patch and records how much the model's score
   for its predicted class drops: a coarse heat map of where the model looks, for any model.
+
+For a multi-label model the last two explain the label whose decision is least sure
+(:meth:`~labelwise.models.registry.ModelOutputs.explained_column`): the one that made the item
+worth asking about.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -319,7 +323,8 @@ class WordInfluence:
     """What leaving each word out of a text does to the model's score for ``toward``.
 
     ``terms`` are ``(word, weight)``, largest ``abs(weight)`` first: a positive weight is how
-    much the score of ``toward`` (the predicted class) drops when every occurrence of the word
+    much the score of ``toward`` (the predicted class; for a multi-label model the label it is
+    least sure of, ``against`` then None) drops when every occurrence of the word
     is left out, a negative one how much it rises. ``spans`` mark every occurrence,
     ``(start, end, weight)`` in text order. ``kind`` says what the score is: a probability
     ("proba") or a decision value ("decision").
@@ -377,14 +382,15 @@ def word_influence(
     classes = [str(c) for c in out.classes]
     if values.ndim == 1:  # binary decision values: the score of classes[1]
         values = np.column_stack([-values, values])
-    predicted = int(np.argmax(values[0]))
+    predicted = replace(out, values=values).explained_column(0)
     drop = values[0, predicted] - values[1:, predicted]
     order = np.argsort(-np.abs(drop), kind="stable")[:top]
     order = order[drop[order] != 0]
     terms = [(words[i], float(drop[i])) for i in order]
     weight = dict(terms)
     spans = [(s, e, weight[w]) for s, e, w in found if w in weight]
-    against = classes[1 - predicted] if len(classes) == 2 else None
+    # A multi-label model's words lean toward one label or away from it, never toward another.
+    against = classes[1 - predicted] if len(classes) == 2 and not out.multi_label else None
     return WordInfluence(classes[predicted], against, out.kind, terms, spans)
 
 
@@ -440,7 +446,7 @@ def occlusion_map(
         predicted = int(values[0] > 0)
         score = values if predicted == 1 else -values
     else:
-        predicted = int(np.argmax(values[0]))
+        predicted = out.explained_column(0)
         score = values[:, predicted]
     drop = (score[0] - score[1:]).reshape(len(ys), len(xs))
     return OcclusionMap(str(out.classes[predicted]), out.kind, size, drop)

@@ -230,6 +230,15 @@ class ModelOutputs:
         decided = np.where(v >= self.thresholds[None, :], v, 1.0 - v)
         return decided.min(axis=1) if v.shape[1] else np.ones(len(v))
 
+    def explained_column(self, row: int = 0) -> int:
+        """The column an explanation of ``row`` speaks for: the predicted class; for a
+        multi-label model the label whose decision is least sure (the smallest
+        :func:`decision_margins`), the one the margin strategies weigh most. For 2-D values."""
+        v = np.asarray(self.values, dtype=np.float64)[row]
+        if self.thresholds is not None:
+            return int(np.argmin(decision_margins(v[None, :], self.thresholds)[0]))
+        return int(np.argmax(v))
+
     def predicted(self) -> NDArray[Any]:
         """The predicted class of each row; for a multi-label model its predicted label set,
         in its stored form (:mod:`labelwise.label_sets`)."""
@@ -240,6 +249,19 @@ class ModelOutputs:
         if v.ndim == 1:
             return self.classes[(v > 0).astype(np.intp)]
         return self.classes[np.argmax(v, axis=1)]
+
+
+def decision_margins(P: NDArray[np.floating], thresholds: Any) -> NDArray[np.float64]:
+    """How sure each label decision is: ``|p - t|`` scaled to ``[0, 1]`` on each side of the
+    threshold ``t`` (``(p - t) / (1 - t)`` where ``p >= t`` predicts the label, ``(t - p) / t``
+    below): zero on the threshold, one at 0 or 1; ``|2 p - 1|`` at ``t = 0.5``. ``P`` holds
+    per-label probabilities, ``thresholds`` one per label (or one for all); unchecked here
+    (:func:`labelwise.strategies.multilabel_scorers.label_margins` checks them)."""
+    p = np.asarray(P, dtype=np.float64)
+    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), p.shape)
+    span = np.where(p >= t, 1.0 - t, t)
+    # A zero span (t = 1 with p = 1, say) means p sits on the threshold: margin zero.
+    return np.divide(np.abs(p - t), span, out=np.zeros_like(p), where=span > 0)
 
 
 def iter_chunks(indices: NDArray[np.intp], chunk_size: int) -> Iterator[NDArray[np.intp]]:

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
+from labelwise.models.registry import decision_margins
 
 __all__ = [
     "MULTI_LABEL_SCORERS",
@@ -118,11 +119,7 @@ def label_margins(P: ArrayLike, thresholds: float | ArrayLike = 0.5) -> FloatArr
     ndarray of shape (n_samples, n_labels)
     """
     p = _as_label_proba(P)
-    t = _as_thresholds(thresholds, p.shape[1], "thresholds")
-    t = np.broadcast_to(t, p.shape)
-    span = np.where(p >= t, 1.0 - t, t)
-    # A zero span (t = 1 with p = 1, say) means p sits on the threshold: margin zero.
-    return np.divide(np.abs(p - t), span, out=np.zeros_like(p), where=span > 0)
+    return decision_margins(p, _as_thresholds(thresholds, p.shape[1], "thresholds"))
 
 
 def mean_margin_uncertainty(P: ArrayLike, thresholds: float | ArrayLike = 0.5) -> FloatArray:
