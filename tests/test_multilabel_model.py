@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.models import multilabel
 from labelwise.models.multilabel import MultiLabelModel, best_threshold, check_indicator
@@ -252,3 +253,32 @@ def test_label_set_classifier_fits_and_predicts_sets_in_their_stored_form():
     assert not clone(model).__dict__.get("model_")
     single = make_model("logreg").fit(X, Y[:, 0])
     assert not model_outputs(single, X, np.arange(3)).multi_label
+
+
+@pytest.mark.parametrize("method", ["self-training", "label-spreading"])
+def test_a_semi_supervised_per_label_model_learns_from_the_unlabeled_rows(method):
+    from labelwise.models.multilabel import LabelSetClassifier
+    from labelwise.models.semi import SemiSupervised, fit_model, unlabeled_sample
+
+    X, Y = _data(n=600)
+    names = ["common", "rare"]
+    y = np.asarray(label_sets.from_indicator(Y, names))
+    labeled, rest = np.arange(150), np.arange(150, 600)
+    base = SemiSupervised(LogisticRegression(), method=method, threshold=0.8, max_unlabeled=300)
+    template = LabelSetClassifier(base, names)
+    assert template.uses_unlabeled and template.max_unlabeled == 300
+    extra = unlabeled_sample(template, rest, np.random.default_rng(0))
+    assert len(extra) == 300  # the worker and the learner draw the sample from the template
+    model = fit_model(template, X[labeled], y[labeled], X[extra])
+    made = model.pseudo_labels_
+    # Every label's classifier saw the unlabeled rows and labeled some of them.
+    assert made and {name.removeprefix("not ") for _, name, _ in made} == set(names)
+    assert all(0 <= pos < len(extra) for pos, _, _ in made)
+    assert [c for *_, c in made] == sorted((c for *_, c in made), reverse=True)
+    for estimator in model.model_.estimators_:
+        assert estimator.pseudo_labels_
+    # A plain per-label model takes none and makes none.
+    plain = LabelSetClassifier(LogisticRegression(), names)
+    assert not plain.uses_unlabeled
+    assert len(unlabeled_sample(plain, rest, np.random.default_rng(0))) == 0
+    assert fit_model(plain, X[labeled], y[labeled]).pseudo_labels_ is None

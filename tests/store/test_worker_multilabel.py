@@ -154,3 +154,37 @@ def test_triage_refuses_a_multi_label_project(multi):
     op, truth = multi
     with pytest.raises(InvalidParameterError, match="multi-label"):
         triage_items(op.db, op.folder, op.project_id, [1], target=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", ["self-training", "label-spreading"])
+def test_a_semi_supervised_multi_label_model_learns_from_the_unlabeled_items(
+    tmp_path: Path, db_url: str, model: str
+):
+    posts = _posts(120, seed=1)
+    data = tmp_path / "posts.csv"
+    with data.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["id", "text"])
+        out.writerows((i, t) for i, t, _ in posts)
+    settings = ProjectSettings(
+        multi_label=True, retrain_every=5, queue_size=20, overlap=0.0, features="tfidf", model=model
+    )
+    op, _ = init_project(tmp_path / "semi", data, labels=LABELS, db_url=db_url, settings=settings)
+    try:
+        _label(op, {i: truth for i, _, truth in posts}, 60)
+        assert worker.train_once(op.folder, op.db).status == "trained"
+        with op.db.read() as s:
+            version = s.scalars(select(ModelVersion)).one()
+            open_ids = {i.id for i in s.scalars(select(Item).where(Item.n_labels == 0))}
+        pseudo = version.metrics["pseudo_labels"]
+        assert pseudo["from"] == 60  # every unlabeled item of this small project
+        assert pseudo["count"] <= pseudo["from"]
+        # Each label decided apart: present ("threat") or absent ("not threat"). Label
+        # spreading reaches every item; self-training may be sure of nothing this early.
+        named = {name.removeprefix("not ") for name in pseudo["by_class"]}
+        assert named <= set(LABELS)
+        if model == "label-spreading":
+            assert pseudo["count"] == 60 and named == set(LABELS)
+        assert all(e["item_id"] in open_ids for e in pseudo["examples"])
+    finally:
+        op.db.dispose()

@@ -30,6 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.models.registry import has_predict_proba
+from labelwise.models.semi import fit_model
 from labelwise.pool import Matrix, check_matrix, take_rows
 
 __all__ = ["LabelSetClassifier", "MultiLabelModel", "best_threshold", "check_indicator"]
@@ -188,7 +189,7 @@ class MultiLabelModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.labels = labels
 
-    def fit(self, X: Any, Y: Any) -> MultiLabelModel:
+    def fit(self, X: Any, Y: Any, unlabeled: Any = None) -> MultiLabelModel:
         """Fit one classifier per label and choose each label's threshold.
 
         Parameters
@@ -196,6 +197,10 @@ class MultiLabelModel(ClassifierMixin, BaseEstimator):
         X : array-like or sparse matrix of shape (n_samples, n_features)
         Y : array-like of shape (n_samples, n_labels)
             Indicator matrix of 0s and 1s (see :func:`check_indicator`).
+        unlabeled : array-like or sparse matrix of shape (n_unlabeled, n_features), optional
+            Unlabeled rows, for a semi-supervised ``estimator`` (``uses_unlabeled``): each
+            label's classifier sees them beside the labeled rows. The folds that choose the
+            thresholds fit without them (scored on held-out labeled rows only).
 
         Returns
         -------
@@ -230,11 +235,36 @@ class MultiLabelModel(ClassifierMixin, BaseEstimator):
                 self.constant_labels_[names[j]] = int(positives > 0)
                 self.estimators_.append(None)
                 continue
-            self.estimators_.append(clone(self.estimator).fit(Xc, y))
+            self.estimators_.append(fit_model(self.estimator, Xc, y, unlabeled))
             if rarer >= self.cv:
                 self.thresholds_[j] = best_threshold(self._cross_validated(Xc, y), y)
                 self.cv_thresholds_[j] = True
         return self
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether the per-label classifier also learns from unlabeled rows (semi-supervised)."""
+        return bool(getattr(self.estimator, "uses_unlabeled", False))
+
+    @property
+    def max_unlabeled(self) -> int | None:
+        """The per-label classifier's bound on the unlabeled rows it takes."""
+        return getattr(self.estimator, "max_unlabeled", None)
+
+    @property
+    def pseudo_labels_(self) -> list[tuple[int, str, float]] | None:
+        """What a semi-supervised per-label classifier made up, over all labels: ``(position in
+        unlabeled, "insult" or "not insult", confidence)``, most confident first; None for a
+        classifier that makes none."""
+        if not self.uses_unlabeled or not hasattr(self, "estimators_"):
+            return None
+        made = [
+            (int(pos), name if int(value) == 1 else f"not {name}", float(conf))
+            for name, model in zip(self.labels_, self.estimators_, strict=True)
+            if model is not None
+            for pos, value, conf in getattr(model, "pseudo_labels_", None) or []
+        ]
+        return sorted(made, key=lambda m: -m[2])
 
     def _cross_validated(self, X: Matrix, y: NDArray[np.int8]) -> NDArray[np.float64]:
         """Out-of-fold positive scores of one label: each row scored by a clone not fitted on it."""
@@ -344,14 +374,33 @@ class LabelSetClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> LabelSetClassifier:
-        """Fit on ``y``: a canonical label-set string per row of ``X``."""
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether the per-label classifier also learns from unlabeled rows (semi-supervised):
+        then :func:`~labelwise.models.semi.fit_model` hands them to :meth:`fit`."""
+        return bool(getattr(self.estimator, "uses_unlabeled", False))
+
+    @property
+    def max_unlabeled(self) -> int | None:
+        """The per-label classifier's bound on the unlabeled rows it takes."""
+        return getattr(self.estimator, "max_unlabeled", None)
+
+    @property
+    def pseudo_labels_(self) -> list[tuple[int, str, float]] | None:
+        """The pseudo-labels of a semi-supervised per-label classifier (see
+        :attr:`MultiLabelModel.pseudo_labels_`), for the dashboard; None before the fit."""
+        model = getattr(self, "model_", None)
+        return None if model is None else model.pseudo_labels_
+
+    def fit(self, X: Any, y: Any, unlabeled: Any = None) -> LabelSetClassifier:
+        """Fit on ``y``: a canonical label-set string per row of ``X``; ``unlabeled`` rows go
+        to a semi-supervised per-label classifier."""
         names = [str(label) for label in self.labels]
         values = np.asarray(y, dtype=object).ravel()
         Y = label_sets.to_indicator([str(v) for v in values], names)
         self.model_ = MultiLabelModel(
             self.estimator, cv=self.cv, random_state=self.random_state, labels=names
-        ).fit(X, Y)
+        ).fit(X, Y, unlabeled)
         self.classes_ = np.asarray(names, dtype=object)
         self.thresholds_ = self.model_.thresholds_
         self.n_features_in_ = self.model_.n_features_in_

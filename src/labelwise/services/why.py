@@ -222,15 +222,17 @@ def _typical_closeness(X: Any, labeled_rows: np.ndarray, sample: int = 500) -> f
 
 
 def pseudo_labels(model: Any, rows: np.ndarray, rows_to_items: ItemSource) -> dict[str, Any] | None:
-    """What a semi-supervised model made up: counts per class, mean confidence, and the most
-    confident examples for the dashboard. None for other models."""
+    """What a semi-supervised model made up: how many items got a pseudo-label, counts per
+    class, mean confidence, and the most confident examples for the dashboard. A multi-label
+    model decides each label of an item apart ("insult", "not insult"): ``by_class`` counts
+    those decisions, ``count`` the items they are on. None for other models."""
     made = getattr(model, "pseudo_labels_", None)
     if made is None:
         return None
     by_class = Counter(str(label) for _, label, _ in made)
     rows_to_items.prefetch(int(rows[pos]) for pos, _, _ in made[:PSEUDO_EXAMPLES])
     return {
-        "count": len(made),
+        "count": len({pos for pos, _, _ in made}),
         "from": len(rows),
         "by_class": dict(by_class),
         "mean_confidence": float(np.mean([c for *_, c in made])) if made else None,
