@@ -141,3 +141,39 @@ def test_before_the_first_model_the_dashboard_says_cold_start_not_a_failed_fit(s
     assert "every fit so far failed" not in page
     assert "trained on 0 labels" not in page
     assert "typical items queued (cold start)" in page
+
+
+def test_before_the_first_model_the_dashboard_says_what_the_first_fit_waits_for(served_with):
+    """Two classes labeled but fewer labels than the first fit needs: the dashboard counts down
+    to it, instead of saying the model waits for two classes."""
+    from labelwise.services import worker
+    from labelwise.services.training import labels_for_next_fit
+
+    settings = ProjectSettings(overlap=0.0, routine=0.0, retrain_every=20)
+    s = served_with(settings)
+    needed = labels_for_next_fit(settings, fitted=False)
+    assert worker.train_once(s.project.folder, s.project.db).status == "cold-start"
+
+    def label(values: list[str]) -> str:
+        for value in values:
+            item = s.client.post(s.api("/next"), json={"exclude": []}, headers=s.h(s.alice))
+            body = {"value": value, "request_id": uuid.uuid4().hex}
+            r = s.client.post(
+                s.api(f"/items/{item.json()['item']['id']}/label"), json=body, headers=s.h(s.alice)
+            )
+            assert r.status_code == 200, r.text
+        s.client.cookies.set(s.cookie, session_secret(s.project.db, s.pid, s.alice))
+        page = s.client.get(f"/p/{s.pid}/dashboard").text
+        s.client.cookies.clear()
+        return page
+
+    page = label(["ham", "ham"])
+    assert f"two classes have labels and {needed} items are labeled (2 so far)" in page
+    page = label(["spam", "ham"])
+    assert (
+        f"The first model trains once {needed} items are labeled: {needed - 4} more to go" in page
+    )
+    assert "two classes have labels" not in page
+    assert "cross-validated</span>" not in page  # the cold-start queue is no model
+    page = label(["ham"] * (needed - 4))
+    assert "The worker is training the first model now" in page

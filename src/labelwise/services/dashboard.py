@@ -41,6 +41,7 @@ from labelwise.learning.stopping import (
 )
 from labelwise.services import dashboard_sets
 from labelwise.services.triage import triage_report
+from labelwise.services.training import labels_for_next_fit
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Label, ModelVersion, Project, utcnow
 from labelwise.store.projects import feature_spec, settings_of
@@ -420,5 +421,20 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
             for v in versions
         ],
         "stopping": _verdict(curve),
+        "first_model": _first_model(project, final, versions),
         **extra,
+    }
+
+
+def _first_model(
+    project: Project, final: dict[int, str], versions: list[ModelVersion]
+) -> dict[str, Any] | None:
+    """Before any model: what the first fit waits for (labels, and two different answers),
+    as the worker decides it. None once a version is ready."""
+    if any(v.status == "ready" for v in versions):
+        return None
+    return {
+        "needed": labels_for_next_fit(settings_of(project), fitted=False),
+        "labels": len(final),
+        "answers_differ": len(set(final.values())) >= 2,
     }

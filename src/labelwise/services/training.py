@@ -32,13 +32,26 @@ from labelwise.store.review import resolved_labels
 from labelwise.store.versions import COLD_START, served_version
 from labelwise.strategies.reasons import Kind
 
-__all__ = ["FIRST_FIT", "PoolItem", "ServedModel", "TrainingSnapshot", "read_snapshot"]
+__all__ = [
+    "FIRST_FIT",
+    "PoolItem",
+    "ServedModel",
+    "TrainingSnapshot",
+    "labels_for_next_fit",
+    "read_snapshot",
+]
 
 #: Labels the first fit waits for (fewer if ``retrain_every`` is smaller): a model of three
 #: labels ranks the pool no better than chance and its "reasons" would mislead annotators.
 FIRST_FIT = 10
 
 _IN = 900  # ids per IN list, under SQLite's bound-parameter limit
+
+
+def labels_for_next_fit(settings: ProjectSettings, *, fitted: bool) -> int:
+    """New labels the next fit waits for: ``retrain_every``; for the first fit
+    :data:`FIRST_FIT`, or fewer if ``retrain_every`` is smaller."""
+    return settings.retrain_every if fitted else min(FIRST_FIT, settings.retrain_every)
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,7 @@ def _read(session: Session, project: Project, *, force: bool) -> TrainingSnapsho
     fitted = served if served is not None and served.fitted else None
     random_ids = _random_sample_ids(session, project)
     new = len(final) - (fitted.n_labels if fitted else 0)
-    needed = settings.retrain_every if fitted else min(FIRST_FIT, settings.retrain_every)
+    needed = labels_for_next_fit(settings, fitted=fitted is not None)
     n_items = count_items(session, project)
     base: dict[str, Any] = {
         "project_id": project.id,
