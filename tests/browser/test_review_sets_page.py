@@ -86,3 +86,47 @@ def test_the_admin_takes_a_set_the_union_or_an_edited_set(chromium: Any, tmp_pat
         assert page.locator("#review-count").inner_text() == "All conflicts resolved. Thank you."
         assert errors == []
     assert _decided(opened) == {"m0": "insult;spam", "m1": "threat;spam", "m2": "threat"}
+
+
+def test_the_data_browser_shows_sets_and_relabels_an_item_with_a_set(
+    chromium: Any, tmp_path: Path
+) -> None:
+    opened, admin = _project(tmp_path)
+    with ThreadedServer(create_app(ServerConfig(opened))) as base:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/login")
+        page.fill("input[name=token]", admin)
+        page.click("button[type=submit]")
+        page.goto(f"{base}/p/{opened.project_id}/items")
+        row = page.locator("#browse-rows tr", has_text="m0")
+        row.wait_for()
+        # Answers read as sets, not in their stored "a;b" form.
+        assert "bob: insult, spam" in row.inner_text()
+        assert ";" not in page.locator("#browse-rows").inner_text()
+        assert (
+            "alice: none of the labels"
+            in page.locator("#browse-rows tr", has_text="m2").inner_text()
+        )
+        # Relabel m0 as {threat, spam}: toggles, then save.
+        row.click()
+        relabel = page.locator("#detail-labels")
+        relabel.get_by_role("button", name="threat").click()
+        relabel.get_by_role("button", name="spam").click()
+        assert relabel.locator('[aria-pressed="true"]').count() == 2
+        page.get_by_role("button", name="Save this set").click()
+        page.locator("#browse-status", has_text="is now threat, spam").wait_for()
+        page.locator("#detail-history", has_text="decided threat, spam").wait_for()
+        # Reopened, the toggles show the item's set.
+        page.locator("#browse-rows tr", has_text="m0").click()
+        pressed = relabel.locator('[aria-pressed="true"]')
+        assert sorted(pressed.all_inner_texts()) == ["spam", "threat"]
+        # None toggled: none of the labels.
+        page.locator("#browse-rows tr", has_text="m1").click()
+        for b in relabel.locator('[aria-pressed="true"]').all():
+            b.click()
+        page.get_by_role("button", name="Save this set").click()
+        page.locator("#browse-status", has_text="is now none of the labels").wait_for()
+        assert errors == []
+    assert _decided(opened) == {"m0": "threat;spam", "m1": ""}

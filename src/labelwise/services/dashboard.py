@@ -40,8 +40,8 @@ from labelwise.learning.stopping import (
     prediction_agreement,
 )
 from labelwise.services import dashboard_sets
-from labelwise.services.triage import triage_report
 from labelwise.services.training import labels_for_next_fit
+from labelwise.services.triage import triage_report
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Label, ModelVersion, Project, utcnow
 from labelwise.store.projects import feature_spec, settings_of

@@ -268,9 +268,13 @@ def items_page(request: Request, project_id: int, state: State) -> Response:
     from labelwise.store.annotators import list_annotators
     from labelwise.store.browse import STATUSES
 
-    def shown(session: Session, project: Project, _: ProjectSettings) -> dict[str, Any]:
+    def shown(session: Session, project: Project, settings: ProjectSettings) -> dict[str, Any]:
         names = [a.name for a in list_annotators(session, project)]
-        return {"annotators": names, "statuses": STATUSES}
+        return {
+            "annotators": names,
+            "statuses": STATUSES,
+            "multi_label": settings.multi_label,
+        }
 
     return _project_page(
         request, state, project_id, "items.html", shown, admin_only="the data browser"

@@ -21,6 +21,18 @@
     var nextAfter = null;
     var openId = null;
     var shown = {};
+    // A multi-label project stores a set as its labels joined by ";" ("" for none of them).
+    var multi = !!data.multi_label;
+    var NONE = "none of the labels";
+
+    function labelsOf(value) {
+      return value ? String(value).split(";") : [];
+    }
+
+    function words(value) {
+      if (!multi || value === null || value === undefined) return value;
+      return value === "" ? NONE : labelsOf(value).join(", ");
+    }
 
     function say(text, ok) {
       if (!text) { status.hidden = true; return; }
@@ -57,20 +69,27 @@
 
     function answers(item) {
       return item.answers.map(function (a) {
-        return a.annotator + ": " + a.value + (a.action === "adjudicate" ? " (decided)" : "");
+        return a.annotator + ": " + words(a.value) + (a.action === "adjudicate" ? " (decided)" : "");
       }).join(", ");
     }
 
     function model(item) {
       if (!item.predicted) return "";
-      return item.predicted + (item.confidence === null ? "" : " " + L.pct(item.confidence));
+      return words(item.predicted) + (item.confidence === null ? "" : " " + L.pct(item.confidence));
+    }
+
+    function labelChips(value) {
+      if (value === null || value === undefined || (!multi && !value)) return [el("span", { class: "muted", text: "–" })];
+      if (!multi) return [el("span", { class: "chip", text: value })];
+      if (value === "") return [el("span", { class: "chip", text: NONE })];
+      return labelsOf(value).map(function (label) { return el("span", { class: "chip", text: label }); });
     }
 
     function row(item) {
       var tr = el("tr", { "data-id": item.id, tabindex: "0", class: item.id === openId ? "is-open" : "" }, [
         el("td", { class: "browse-id", text: item.external_id }),
         el("td", null, [content(item)]),
-        el("td", null, [item.label ? el("span", { class: "chip", text: item.label }) : el("span", { class: "muted", text: "–" })]),
+        el("td", null, labelChips(item.label)),
         el("td", { class: "browse-status-" + item.status, text: { review: "in review" }[item.status] || item.status }),
         el("td", { class: "small", text: answers(item) }),
         el("td", { class: "small", text: model(item) }),
@@ -116,6 +135,7 @@
       var item = shown[id];
       detail.hidden = false;
       document.getElementById("detail-title").textContent = "Item " + (item ? item.external_id : id);
+      if (multi) showSet(item ? item.label : null);
       var box = document.getElementById("detail-content");
       L.clear(box);
       L.getJSON(api + "/items/" + id).then(function (r) { return r.json(); }).then(function (view) {
@@ -139,7 +159,7 @@
       L.getJSON(api + "/items/" + id + "/history").then(function (r) { return r.json(); }).then(function (body) {
         if (!body.history.length) list.appendChild(el("li", { class: "muted", text: "No answer yet." }));
         body.history.forEach(function (h) {
-          var what = h.action === "adjudicate" ? "decided " + h.value : h.action === "label" ? "answered " + h.value : h.action;
+          var what = h.action === "adjudicate" ? "decided " + words(h.value) : h.action === "label" ? "answered " + words(h.value) : h.action;
           list.appendChild(el("li", { class: h.current ? "" : "is-past" }, [
             el("strong", { text: h.annotator }), " " + what + " ",
             el("time", { class: "muted small", datetime: h.at, text: h.at.replace("T", " ").replace("Z", " UTC") }),
@@ -149,12 +169,26 @@
       });
     }
 
-    document.getElementById("detail-labels").addEventListener("click", function (e) {
-      var button = e.target.closest("button[data-value]");
+    function toggles() {
+      return Array.prototype.slice.call(document.querySelectorAll("#detail-labels button[data-label]"));
+    }
+
+    function showSet(value) {
+      var on = labelsOf(value);
+      toggles().forEach(function (b) { b.setAttribute("aria-pressed", on.indexOf(b.getAttribute("data-label")) >= 0 ? "true" : "false"); });
+    }
+
+    // One listener for the relabel: a label (single-label), or toggles and "Save this set".
+    detail.addEventListener("click", function (e) {
+      var toggle = e.target.closest("button[data-label]");
+      if (toggle) { toggle.setAttribute("aria-pressed", toggle.getAttribute("aria-pressed") === "true" ? "false" : "true"); return; }
+      var button = e.target.closest(multi ? "#detail-save" : "button[data-value]");
       if (!button || openId === null) return;
-      var value = button.getAttribute("data-value");
+      var picked = toggles().filter(function (b) { return b.getAttribute("aria-pressed") === "true"; })
+        .map(function (b) { return b.getAttribute("data-label"); });
+      var value = multi ? words(picked.join(";")) : button.getAttribute("data-value");
       button.disabled = true;
-      L.post(api + "/review/" + openId, { value: value })
+      L.post(api + "/review/" + openId, multi ? { labels: picked } : { value: value })
         .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
         .then(function (answer) {
           if (!answer.ok) { say(answer.body.error || "Not saved.", false); return; }
