@@ -51,15 +51,21 @@ def _decided(opened: Any) -> dict[str, str]:
     return dict(rows)
 
 
+def _signed_in(chromium: Any, base: str, token: str) -> tuple[Any, list[str]]:
+    """A page signed in with ``token``, and the list its script errors go to."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/login")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    return page, errors
+
+
 def test_the_admin_takes_a_set_the_union_or_an_edited_set(chromium: Any, tmp_path: Path) -> None:
     opened, admin = _project(tmp_path)
     with ThreadedServer(create_app(ServerConfig(opened))) as base:
-        page = chromium.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{base}/login")
-        page.fill("input[name=token]", admin)
-        page.click("button[type=submit]")
+        page, errors = _signed_in(chromium, base, admin)
         page.goto(f"{base}/p/{opened.project_id}/review")
         cards = page.locator("article.conflict")
         cards.first.wait_for()
@@ -93,12 +99,7 @@ def test_the_data_browser_shows_sets_and_relabels_an_item_with_a_set(
 ) -> None:
     opened, admin = _project(tmp_path)
     with ThreadedServer(create_app(ServerConfig(opened))) as base:
-        page = chromium.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{base}/login")
-        page.fill("input[name=token]", admin)
-        page.click("button[type=submit]")
+        page, errors = _signed_in(chromium, base, admin)
         page.goto(f"{base}/p/{opened.project_id}/items")
         row = page.locator("#browse-rows tr", has_text="m0")
         row.wait_for()

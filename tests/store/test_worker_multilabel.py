@@ -50,14 +50,19 @@ def _posts(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return out
 
 
-@pytest.fixture
-def multi(tmp_path: Path, db_url: str):
-    posts = _posts(160)
-    data = tmp_path / "posts.csv"
-    with data.open("w", newline="") as fh:
+def _write(path: Path, posts: list[tuple[str, str, str]]) -> Path:
+    """The posts' ids and texts as a CSV to import (their sets are the truth, kept apart)."""
+    with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["id", "text"])
         out.writerows((i, t) for i, t, _ in posts)
+    return path
+
+
+@pytest.fixture
+def multi(tmp_path: Path, db_url: str):
+    posts = _posts(160)
+    data = _write(tmp_path / "posts.csv", posts)
     settings = ProjectSettings(
         multi_label=True, retrain_every=5, queue_size=20, overlap=0.0, features="tfidf"
     )
@@ -161,11 +166,7 @@ def test_a_semi_supervised_multi_label_model_learns_from_the_unlabeled_items(
     tmp_path: Path, db_url: str, model: str
 ):
     posts = _posts(120, seed=1)
-    data = tmp_path / "posts.csv"
-    with data.open("w", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(["id", "text"])
-        out.writerows((i, t) for i, t, _ in posts)
+    data = _write(tmp_path / "posts.csv", posts)
     settings = ProjectSettings(
         multi_label=True, retrain_every=5, queue_size=20, overlap=0.0, features="tfidf", model=model
     )

@@ -31,6 +31,7 @@ from labelwise import label_sets
 from labelwise.exceptions import InvalidParameterError
 from labelwise.features.combined import Blocks
 from labelwise.features.spec import FeatureSpec
+from labelwise.models.semi import WrapsUnlabeled
 
 __all__ = ["ALL_BLOCKS", "AutoRepresentation", "macro_f1", "model_for_features"]
 
@@ -42,7 +43,7 @@ _MAX_CV_ROWS = 3000
 _MIN_SET_FOLD_ROWS = 10
 
 
-class AutoRepresentation(ClassifierMixin, BaseEstimator):
+class AutoRepresentation(WrapsUnlabeled, ClassifierMixin, BaseEstimator):
     """Fit ``estimator`` on whichever column blocks of ``X`` cross-validate best.
 
     Parameters
@@ -119,15 +120,6 @@ class AutoRepresentation(ClassifierMixin, BaseEstimator):
     def thresholds_(self) -> NDArray[np.float64]:
         """The fitted multi-label model's per-label thresholds."""
         return np.asarray(self.estimator_.thresholds_)
-
-    @property
-    def uses_unlabeled(self) -> bool:
-        """Whether the wrapped model also learns from unlabeled rows (semi-supervised)."""
-        return bool(getattr(self.estimator, "uses_unlabeled", False))
-
-    @property
-    def max_unlabeled(self) -> int | None:
-        return getattr(self.estimator, "max_unlabeled", None)
 
     @property
     def pseudo_labels_(self) -> Any:

@@ -30,7 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.models.registry import has_predict_proba
-from labelwise.models.semi import fit_model
+from labelwise.models.semi import WrapsUnlabeled, fit_model
 from labelwise.pool import Matrix, check_matrix, take_rows
 
 __all__ = ["LabelSetClassifier", "MultiLabelModel", "best_threshold", "check_indicator"]
@@ -142,7 +142,7 @@ def _positive_scores(model: Any, X: Matrix) -> NDArray[np.float64]:
     return np.asarray(expit(np.asarray(model.decision_function(X), dtype=np.float64)))
 
 
-class MultiLabelModel(ClassifierMixin, BaseEstimator):
+class MultiLabelModel(WrapsUnlabeled, ClassifierMixin, BaseEstimator):
     """One clone of ``estimator`` per label, with per-label thresholds chosen by cross-validation.
 
     Parameters
@@ -242,16 +242,6 @@ class MultiLabelModel(ClassifierMixin, BaseEstimator):
         return self
 
     @property
-    def uses_unlabeled(self) -> bool:
-        """Whether the per-label classifier also learns from unlabeled rows (semi-supervised)."""
-        return bool(getattr(self.estimator, "uses_unlabeled", False))
-
-    @property
-    def max_unlabeled(self) -> int | None:
-        """The per-label classifier's bound on the unlabeled rows it takes."""
-        return getattr(self.estimator, "max_unlabeled", None)
-
-    @property
     def pseudo_labels_(self) -> list[tuple[int, str, float]] | None:
         """What a semi-supervised per-label classifier made up, over all labels: ``(position in
         unlabeled, "insult" or "not insult", confidence)``, most confident first; None for a
@@ -329,7 +319,7 @@ class MultiLabelModel(ClassifierMixin, BaseEstimator):
         return float(np.mean(np.all(self.predict(X) == Y, axis=1)))
 
 
-class LabelSetClassifier(ClassifierMixin, BaseEstimator):
+class LabelSetClassifier(WrapsUnlabeled, ClassifierMixin, BaseEstimator):
     """A multi-label model that reads and predicts label sets in their stored form.
 
     Fitted on ``y``, one canonical string per item (a set of ``labels`` joined by ``;``, see
@@ -373,17 +363,6 @@ class LabelSetClassifier(ClassifierMixin, BaseEstimator):
         self.labels = labels
         self.cv = cv
         self.random_state = random_state
-
-    @property
-    def uses_unlabeled(self) -> bool:
-        """Whether the per-label classifier also learns from unlabeled rows (semi-supervised):
-        then :func:`~labelwise.models.semi.fit_model` hands them to :meth:`fit`."""
-        return bool(getattr(self.estimator, "uses_unlabeled", False))
-
-    @property
-    def max_unlabeled(self) -> int | None:
-        """The per-label classifier's bound on the unlabeled rows it takes."""
-        return getattr(self.estimator, "max_unlabeled", None)
 
     @property
     def pseudo_labels_(self) -> list[tuple[int, str, float]] | None:

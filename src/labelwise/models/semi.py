@@ -23,7 +23,7 @@ from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from labelwise.exceptions import InvalidParameterError
 from labelwise.pool import Matrix, take_rows
 
-__all__ = ["SemiSupervised", "fit_model", "unlabeled_sample"]
+__all__ = ["SemiSupervised", "WrapsUnlabeled", "fit_model", "unlabeled_sample"]
 
 METHODS = ("self-training", "label-spreading")
 
@@ -149,6 +149,24 @@ class SemiSupervised(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Matrix) -> NDArray[Any]:
         return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+
+
+class WrapsUnlabeled:
+    """For a model that wraps an ``estimator`` which may be semi-supervised: it takes unlabeled
+    rows when its estimator does (``uses_unlabeled``), and as many (``max_unlabeled``), so that
+    :func:`unlabeled_sample` and :func:`fit_model` treat the wrapper as they treat the model."""
+
+    estimator: Any
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether the wrapped model also learns from unlabeled rows (semi-supervised)."""
+        return bool(getattr(self.estimator, "uses_unlabeled", False))
+
+    @property
+    def max_unlabeled(self) -> int | None:
+        """The wrapped model's bound on the unlabeled rows it takes."""
+        return getattr(self.estimator, "max_unlabeled", None)
 
 
 def unlabeled_sample(
