@@ -255,3 +255,38 @@ def test_status_on_the_cold_start_queue_says_there_is_no_model_yet(tmp_path):
     assert cold in lines
     assert not any(line.startswith("model: v") for line in lines)
     assert lines[-1] == "verdict: no model yet"
+
+
+def test_the_multi_label_demo_is_a_multi_label_project_of_the_bundled_comments(
+    tmp_path, monkeypatch
+):
+    from labelwise.server import runtime
+    from labelwise.store.projects import get_project, settings_of
+
+    served = []
+    monkeypatch.setattr(
+        runtime, "serve_project", lambda *a, **k: served.append(a) or k["listening"].close()
+    )
+    monkeypatch.chdir(tmp_path)
+    result = _run("demo", "--port", 0, "--multi-label")
+    assert result.exit_code == 0, result.output
+    # Its own default folder: the single-label demo's is left alone.
+    assert served == [("labelwise-demo-multi-label",)]
+    assert not (tmp_path / "labelwise-demo").exists()
+    assert "warning" not in result.output  # the bundled comments repeat no text
+    opened = open_project(tmp_path / "labelwise-demo-multi-label")
+    try:
+        with opened.db.read() as s:
+            project = get_project(s, project_id=opened.project_id)
+            assert settings_of(project).multi_label
+            assert project.label_set == [
+                "anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"
+            ]  # fmt: skip
+        assert _run("status", tmp_path / "labelwise-demo-multi-label").exit_code == 0
+    finally:
+        opened.db.dispose()
+    # Run again: the same project; the other kind in that folder is refused in one line.
+    assert _run("demo", "--port", 0, "--multi-label").exit_code == 0
+    again = _run("demo", "--port", 0, "--dir", "labelwise-demo-multi-label")
+    assert again.exit_code != 0
+    assert "holds a multi-label project: run the demo with --multi-label there" in again.stderr

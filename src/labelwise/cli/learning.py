@@ -31,7 +31,7 @@ def simulate(
         Path,
         typer.Argument(
             help="A labeled dataset (CSV, TSV, JSONL, Parquet, LIBSVM, .npz or an image "
-            "folder), or the name of a bundled one: sms-spam."
+            "folder), or the name of a bundled one: sms-spam, goemotions (multi-label)."
         ),
     ],
     out: Annotated[

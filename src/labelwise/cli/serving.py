@@ -92,12 +92,27 @@ def serve(
 @errors_to_exit
 def demo(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    directory: Annotated[Path, typer.Option("--dir", help="Where the demo project lives.")] = Path(
-        "labelwise-demo"
-    ),
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Where the demo project lives [default: labelwise-demo, or "
+            "labelwise-demo-multi-label].",
+            show_default=False,
+        ),
+    ] = None,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label",
+            help="The multi-label demo: 3,000 Reddit comments (GoEmotions), each with the set "
+            "of emotions it carries.",
+        ),
+    ] = False,
 ) -> None:
-    """A ready project from the bundled SMS spam collection: server, worker, and a one-time
-    link that signs you in as admin. Run it again to continue where you stopped."""
+    """A ready project from the bundled SMS spam collection (or, with --multi-label, the
+    bundled GoEmotions comments): server, worker, and a one-time link that signs you in as
+    admin. Run it again to continue where you stopped."""
     from labelwise.server.runtime import (
         DEMO_LINK_MINUTES,
         admin_link,
@@ -110,17 +125,28 @@ def demo(
     listening = listen("127.0.0.1", port)  # a port in use is said before anything is made
     try:
         with _data_warnings(demo):  # the bundled data's repeated texts: one line, as init says
-            folder, token = demo_project(directory)
+            folder, token = demo_project(
+                directory
+                or Path("labelwise-demo-multi-label" if multi_label else "labelwise-demo"),
+                multi_label=multi_label,
+            )
     except BaseException:
         listening.close()
         raise
 
     def announce(opened: Any, base: str) -> None:
         link = admin_link(opened, base, token=token, minutes=DEMO_LINK_MINUTES)
+        if multi_label:
+            what = "3,000 Reddit comments to label with the emotions they carry (several at once)"
+            keys = "1-7 turn labels on and off, Enter submits, s skip, u undo, ? help"
+        else:
+            what, keys = (
+                "5,574 SMS messages to label as ham or spam",
+                "1 ham, 2 spam, s skip, u undo, ? help",
+            )
         typer.echo(
-            "\nLabelwise demo: 5,574 SMS messages to label as ham or spam.\n"
-            f"Open  {link}\n"
-            "Keys: 1 ham, 2 spam, s skip, u undo, ? help. Ctrl+C stops; run again to resume.\n",
+            f"\nLabelwise demo: {what}.\nOpen  {link}\n"
+            f"Keys: {keys}. Ctrl+C stops; run again to resume.\n",
         )
 
     serve_project(

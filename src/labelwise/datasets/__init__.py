@@ -16,6 +16,11 @@ BUNDLED: dict[str, tuple[str, str]] = {
         "sms_spam.tsv",
         "SMS Spam Collection: 5,574 messages, ham/spam (Almeida et al. 2011, CC BY 4.0)",
     ),
+    "goemotions": (
+        "goemotions_ekman.csv",
+        "GoEmotions, Ekman labels: 3,000 Reddit comments, each with a set of 7 emotions "
+        "(multi-label; Demszky et al. 2020, Apache 2.0)",
+    ),
 }
 
 

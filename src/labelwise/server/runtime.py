@@ -293,24 +293,40 @@ def admin_link(opened: Any, base: str, *, token: str | None = None, minutes: int
         return link_url(base, new_link(session, admin, minutes=minutes))
 
 
-def demo_project(directory: Path) -> tuple[Path, str]:
-    """The demo folder (made from the bundled SMS collection on first use) and its admin's
-    token, kept in a file inside the folder (owner-only) so that each run signs the same admin
-    in (with a new one-time link) and scripts may call the API; a real project never stores a
-    token."""
+def demo_project(directory: Path, *, multi_label: bool = False) -> tuple[Path, str]:
+    """The demo folder (made on first use from the bundled SMS collection, or for
+    ``multi_label`` from the bundled GoEmotions comments) and its admin's token, kept in a file
+    inside the folder (owner-only) so that each run signs the same admin in (with a new
+    one-time link) and scripts may call the API; a real project never stores a token."""
     import secrets
 
     from labelwise.datasets import bundled_path
-    from labelwise.exceptions import AuthenticationError
+    from labelwise.exceptions import AuthenticationError, InvalidParameterError
     from labelwise.services.setup import init_project, open_project
     from labelwise.store.annotators import authenticate, create_annotator
-    from labelwise.store.projects import get_project
+    from labelwise.store.projects import ProjectSettings, get_project, settings_of
 
     token_file = directory / DEMO_TOKEN_FILE
     if (directory / CONFIG_NAME).exists():
         ProjectFolder.open(directory)
         opened = open_project(directory)
+        with opened.db.read() as session:
+            found = settings_of(get_project(session, project_id=opened.project_id)).multi_label
+        if found != multi_label:
+            opened.db.dispose()
+            kind = "multi-label" if found else "single-label"
+            raise InvalidParameterError(
+                f"{directory} holds a {kind} project: run the demo "
+                f"{'with' if found else 'without'} --multi-label there, or choose another --dir"
+            )
         token = token_file.read_text().strip() if token_file.exists() else ""
+    elif multi_label:
+        opened, token = init_project(
+            directory,
+            bundled_path("goemotions"),
+            name="Emotions (multi-label demo)",
+            settings=ProjectSettings(multi_label=True),
+        )
     else:
         opened, token = init_project(directory, bundled_path("sms-spam"), name="SMS spam (demo)")
     with opened.db.write() as session:
