@@ -225,3 +225,47 @@ def test_explained_column_is_the_predicted_class_or_the_least_sure_label():
         "proba", np.asarray([[0.6, 0.3, 0.8]]), classes, np.asarray([0.5, 0.1, 0.9])
     )
     assert multi.explained_column(0) == 2
+
+
+def test_a_multi_label_model_is_explained_by_the_classifier_of_its_least_sure_label():
+    from sklearn.linear_model import LogisticRegression
+
+    from labelwise.models.multilabel import LabelSetClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] + 0.5 * rng.normal(size=300) > 1.0])
+    names = ["wide", "narrow"]
+    y = [";".join(n for n, on in zip(names, row, strict=True) if on) for row in Y]
+    model = LabelSetClassifier(LogisticRegression(), names).fit(X, y)
+    rows = X[:20]
+    found = linear_contributions(model, rows, top=4)
+    out = ModelOutputs("proba", model.predict_proba(rows), model.classes_, model.thresholds_)
+    assert found is not None and len(found) == 20
+    for i, c in enumerate(found):
+        j = out.explained_column(i)
+        assert c.toward == names[j] and c.against is None
+        # Exact: the explained label's own weights times the row's values.
+        w = model.model_.estimators_[j].coef_[0]
+        np.testing.assert_allclose(c.weights, w[c.features] * rows[i, c.features])
+    assert {c.toward for c in found} == set(names)  # each label explains some rows
+
+
+def test_a_multi_label_tree_ensemble_gets_shap_values_of_its_least_sure_label():
+    pytest.importorskip("shap")
+    from labelwise.models.explain import tree_contributions
+    from labelwise.models.multilabel import LabelSetClassifier
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    names = ["a", "b"]
+    y = [";".join(n for n, on in zip(names, row, strict=True) if on) for row in (X[:, :2] > 0)]
+    model = LabelSetClassifier(RandomForestClassifier(n_estimators=20, random_state=0), names)
+    model.fit(X, y)
+    found = tree_contributions(model, X[:10], top=3)
+    out = ModelOutputs("proba", model.predict_proba(X[:10]), model.classes_, model.thresholds_)
+    assert found is not None
+    assert [c.toward for c in found] == [names[out.explained_column(i)] for i in range(10)]
+    # Label a is driven by column 0, label b by column 1.
+    for c in found:
+        assert c.features[0] == names.index(c.toward)

@@ -128,6 +128,8 @@ def test_a_multi_label_cycle_fits_sets_and_queues_per_label_probabilities(multi)
                     )[0]
                     assert margins[LABELS.index(drivers["toward"])] <= margins.min() + 1e-6
                     assert drivers["against"] is None
+                    # TF-IDF and one logistic regression per label: exact weights, marked words.
+                    assert drivers["method"] == "linear" and drivers["spans"]
                     with_drivers += 1
         assert with_drivers >= 10
         stored = joblib.load(op.folder.root / version.artefact)

@@ -15,15 +15,16 @@
 - :func:`occlusion_map` covers an image patch by patch and records how much the model's score
   for its predicted class drops: a coarse heat map of where the model looks, for any model.
 
-For a multi-label model the last two explain the label whose decision is least sure
+A multi-label model is explained, by each of these, for the label whose decision is least sure
 (:meth:`~labelwise.models.registry.ModelOutputs.explained_column`): the one that made the item
-worth asking about.
+worth asking about. The contributions and SHAP values are then those of that label's own
+classifier.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -169,6 +170,37 @@ def _linear_parts(model: Any, n_features: int) -> tuple[Any, Any] | None:
     return transform, final
 
 
+def _per_label(
+    model: Any, X: Matrix, explain: Callable[..., list[Contributions] | None], top: int
+) -> list[Contributions] | None:
+    """A multi-label model's rows, each explained for the label it is least sure of (see
+    :meth:`~labelwise.models.registry.ModelOutputs.explained_column`) by that label's own
+    classifier: weights toward the label (positive) or away from it. None when the model keeps
+    no per-label classifiers or ``explain`` cannot read one of them."""
+    from labelwise.models.registry import model_outputs
+
+    estimators = getattr(getattr(model, "model_", None), "estimators_", None)
+    if estimators is None:
+        return None
+    out = model_outputs(model, X)
+    labels = [str(c) for c in out.classes]
+    columns = np.array([out.explained_column(i) for i in range(X.shape[0])], dtype=np.intp)
+    empty = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
+    found: list[Contributions] = [Contributions("", None, *empty)] * X.shape[0]
+    for j in np.unique(columns):
+        rows = np.flatnonzero(columns == j)
+        if estimators[j] is None:  # a label never (or always) seen: nothing drives it
+            for i in rows:
+                found[i] = Contributions(labels[j], None, *empty)
+            continue
+        explained = explain(estimators[j], take_rows(X, rows), top=top)
+        if explained is None:
+            return None
+        for i, c in zip(rows, explained, strict=True):
+            found[i] = replace(c, toward=labels[j], against=None)
+    return found
+
+
 def linear_contributions(model: Any, X: Matrix, *, top: int = 8) -> list[Contributions] | None:
     """Exact per-feature contributions of a fitted linear model's decision, row by row.
 
@@ -178,9 +210,14 @@ def linear_contributions(model: Any, X: Matrix, *, top: int = 8) -> list[Contrib
     centred on the mean over classes (softmax and argmax do not change when every class gets
     the same term), so a weight says how much the feature favours that class over the others.
 
+    A multi-label model (one classifier per label) is explained for the label it is least
+    sure of, by that label's classifier.
+
     Returns None when the model is not linear in its input features: no ``coef_``, or a
     pipeline step that does not keep one column per input feature (PCA, say).
     """
+    if getattr(model, "multi_label", False):
+        return _per_label(model, X, linear_contributions, top)
     n_features = X.shape[1]
     parts = _linear_parts(model, n_features)
     if parts is None:
@@ -220,8 +257,11 @@ def tree_contributions(model: Any, X: Matrix, *, top: int = 8) -> list[Contribut
     TreeSHAP (Lundberg et al. 2020) is exact for trees: each row's values sum, with the
     expected value, to the model's output for the explained class (``classes_[1]`` of a binary
     model, the predicted class otherwise). Returns None when ``shap`` is not installed or the
-    model is not one TreeSHAP reads (or a pipeline step changes the number of features).
+    model is not one TreeSHAP reads (or a pipeline step changes the number of features). A
+    multi-label model is explained as :func:`linear_contributions` explains it.
     """
+    if getattr(model, "multi_label", False):
+        return _per_label(model, X, tree_contributions, top)
     try:
         import shap
     except ImportError:

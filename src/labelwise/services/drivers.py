@@ -9,6 +9,9 @@ of its reason (:func:`explanations`), computed with the queue by the worker besi
 * tables: field contributions (exact for linear models, SHAP for tree ensembles);
 * images: an occlusion map, on pixels or through the embedder (:func:`_occlusions`), the images
   read by :func:`item_pixels`.
+
+A multi-label prediction is explained for the label the model is least sure of, toward it or
+away from it (:mod:`labelwise.models.explain`).
 """
 
 from __future__ import annotations
