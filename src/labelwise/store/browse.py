@@ -39,7 +39,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from labelwise import label_sets
 from labelwise.exceptions import InvalidParameterError
 from labelwise.store.models import Annotator, Item, Label, Project, QueueEntry
-from labelwise.store.prediction_cache import mask_labels, set_mask
+from labelwise.store.prediction_cache import predicted_labels, rows_predicting
 from labelwise.store.projects import settings_of
 
 __all__ = ["STATUSES", "BrowsedItem", "ItemFilter", "Page", "browse_items", "item_history"]
@@ -231,7 +231,7 @@ def _predicted_rows(f: ItemFilter, predictions: NDArray[Any], labels: list[str])
     keep = np.ones(len(predictions), dtype=bool)
     if f.predicted is not None and "labels" in (predictions.dtype.names or ()):
         # A multi-label prediction: the sets that hold the label.
-        keep &= (predictions["labels"] & np.uint64(set_mask(labels, [f.predicted]))) != 0
+        keep &= rows_predicting(predictions, labels.index(f.predicted))
     elif f.predicted is not None:
         keep &= predictions["label"] == labels.index(f.predicted)
     confidence = predictions["confidence"]
@@ -343,7 +343,7 @@ def _describe(
         if predictions is not None and 0 <= item.row < len(predictions):
             record = predictions[item.row]
             if "labels" in (predictions.dtype.names or ()):
-                chosen = mask_labels(list(project.label_set), int(record["labels"]))
+                chosen = predicted_labels(record, list(project.label_set))
                 browsed.predicted = label_sets.SEPARATOR.join(chosen)
             elif record["label"] >= 0:
                 browsed.predicted = project.label_set[int(record["label"])]

@@ -5,7 +5,8 @@ After each fit the worker writes ``models/vNNNNN.predictions.npy``: one record p
 row order, with the predicted label's index in the project's label set (``label``, int16) and
 the model's probability for it (``confidence``, float32; NaN for a model that gives decision
 values only); a multi-label project's file holds each predicted set as a bit mask over the
-label set (``labels``, uint64) and the probability of its least sure label decision. It is
+label set (``labels``: one uint64 word per 64 labels, label ``j`` at bit ``j % 64`` of word
+``j // 64``) and the probability of its least sure label decision. It is
 written under a temporary name, flushed to disk and renamed, and the files
 of earlier versions are removed, so the folder holds the served version's file at most (a
 million items: 6 MB). Readers map it into memory; a missing or damaged file, or one made for a
@@ -31,25 +32,59 @@ from labelwise.store.models import Project
 from labelwise.store.versions import served_version
 
 __all__ = [
-    "MAX_SET_LABELS",
     "PREDICTION_DTYPE",
-    "SET_PREDICTION_DTYPE",
     "cached_predictions",
-    "mask_labels",
+    "predicted_labels",
     "predictions_path",
+    "rows_predicting",
     "served_predictions",
-    "set_mask",
+    "set_prediction_dtype",
     "write_predictions",
 ]
 
 log = logging.getLogger(__name__)
 
 PREDICTION_DTYPE = np.dtype([("label", "<i2"), ("confidence", "<f4")])
-#: A multi-label project's records: the predicted set as a bit mask over the label set (bit
-#: ``j`` for label ``j``), and the probability of the least sure label decision.
-SET_PREDICTION_DTYPE = np.dtype([("labels", "<u8"), ("confidence", "<f4")])
-#: Most labels a set's bit mask holds; a project with more keeps no predictions file.
-MAX_SET_LABELS = 64
+_WORD = 64  # labels per uint64 word of a set's bit mask
+
+
+def set_prediction_dtype(n_labels: int) -> np.dtype[Any]:
+    """A multi-label project's records: the predicted set as a bit mask over the label set
+    (label ``j`` at bit ``j % 64`` of word ``j // 64``), and the probability of the least sure
+    label decision."""
+    words = max(1, -(-n_labels // _WORD))
+    return np.dtype([("labels", "<u8", (words,)), ("confidence", "<f4")])
+
+
+def _is_set_dtype(dtype: np.dtype[Any]) -> bool:
+    """A set file's dtype: any number of words (a file of one word may hold it as a scalar)."""
+    if dtype.names != ("labels", "confidence") or dtype["confidence"] != np.dtype("<f4"):
+        return False
+    return dtype["labels"].base == np.dtype("<u8") and dtype["labels"].ndim <= 1
+
+
+def _words(field: NDArray[Any]) -> NDArray[np.uint64]:
+    """A ``labels`` field as (rows, words)."""
+    return np.asarray(field).reshape(len(field), -1)
+
+
+def rows_predicting(predictions: NDArray[Any], j: int) -> NDArray[np.bool_]:
+    """For a multi-label file: which rows' predicted set holds label ``j``."""
+    words = _words(predictions["labels"])
+    if j // _WORD >= words.shape[1]:
+        return np.zeros(len(predictions), dtype=bool)
+    bit = np.uint64(1) << np.uint64(j % _WORD)
+    return (words[:, j // _WORD] & bit) != 0
+
+
+def predicted_labels(record: Any, labels: list[str]) -> list[str]:
+    """The labels of one multi-label record's predicted set, in label order."""
+    words = np.atleast_1d(np.asarray(record["labels"]))
+    return [
+        label
+        for j, label in enumerate(labels)
+        if j // _WORD < len(words) and int(words[j // _WORD]) >> (j % _WORD) & 1
+    ]
 
 
 def predictions_path(folder: ProjectFolder, version: int) -> Path:
@@ -60,11 +95,13 @@ def predictions_path(folder: ProjectFolder, version: int) -> Path:
 def _records(outputs: ModelOutputs, index: dict[str, int]) -> NDArray[Any]:
     confidence = outputs.confidence()
     if outputs.multi_label:
-        out = np.zeros(len(outputs.values), dtype=SET_PREDICTION_DTYPE)
+        out = np.zeros(len(outputs.values), dtype=set_prediction_dtype(len(index)))
         assert outputs.thresholds is not None
         on = outputs.values >= outputs.thresholds[None, :]
         for k, cls in enumerate(outputs.classes):
-            out["labels"] |= on[:, k].astype(np.uint64) << np.uint64(index[str(cls)])
+            j = index[str(cls)]
+            bit = on[:, k].astype(np.uint64) << np.uint64(j % _WORD)
+            out["labels"][:, j // _WORD] |= bit
     else:
         out = np.empty(len(outputs.values), dtype=PREDICTION_DTYPE)
         out["label"] = [index.get(str(c), -1) for c in outputs.predicted()]
@@ -72,31 +109,15 @@ def _records(outputs: ModelOutputs, index: dict[str, int]) -> NDArray[Any]:
     return out
 
 
-def set_mask(labels: list[str], chosen: list[str]) -> int:
-    """The bit mask of the labels ``chosen`` among ``labels`` (a set's record)."""
-    return sum(1 << labels.index(label) for label in chosen)
-
-
-def mask_labels(labels: list[str], mask: int) -> list[str]:
-    """The labels of a set's bit mask, in label order."""
-    return [label for j, label in enumerate(labels) if mask >> j & 1]
-
-
 def write_predictions(
     folder: ProjectFolder, version: int, model: Any, X: Any, labels: list[str]
-) -> Path | None:
-    """Predict every row of ``X`` with ``model`` (chunk by chunk) and publish the file; None
-    for a multi-label model of more than :data:`MAX_SET_LABELS` labels (no file)."""
+) -> Path:
+    """Predict every row of ``X`` with ``model`` (chunk by chunk) and publish the file."""
     multi = bool(getattr(model, "multi_label", False))
-    if multi and len(labels) > MAX_SET_LABELS:
-        log.info(
-            "no predictions file: %d labels exceed a set's %d bits", len(labels), MAX_SET_LABELS
-        )
-        return None
     index = {label: i for i, label in enumerate(labels)}
     rows = np.arange(X.shape[0], dtype=np.intp)
     records = map_outputs(model, X, rows, lambda outputs: _records(outputs, index))
-    dtype = SET_PREDICTION_DTYPE if multi else PREDICTION_DTYPE
+    dtype = set_prediction_dtype(len(labels)) if multi else PREDICTION_DTYPE
     target = predictions_path(folder, version)
     pending = folder.models_dir / f"pending-{uuid.uuid4().hex}.predictions.npy"
     try:
@@ -122,7 +143,9 @@ def cached_predictions(folder: ProjectFolder, version: int, n_rows: int) -> NDAr
         if path.exists():
             log.warning("the predictions file %s cannot be read (%s)", path, exc)
         return None
-    if found.dtype not in (PREDICTION_DTYPE, SET_PREDICTION_DTYPE) or found.shape != (n_rows,):
+    if not (found.dtype == PREDICTION_DTYPE or _is_set_dtype(found.dtype)):
+        return None
+    if found.shape != (n_rows,):
         return None
     return found
 
