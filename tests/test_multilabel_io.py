@@ -128,3 +128,97 @@ def test_a_long_label_list_is_read_in_linear_time(tmp_path):
     # Each name once, in order: quadratic work would take minutes here, not milliseconds.
     assert time.perf_counter() - start < 10
     assert data.labels[0].count(";") == 99_999
+
+
+def _npz_with_sets(path, *, names=None, **extra):
+    """24 small images with an indicator matrix of three labels (one column per label)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(24, 8, 8), dtype=np.uint8)
+    Y = np.zeros((24, 3), dtype=np.uint8)
+    Y[::2, 0] = 1
+    Y[::3, 1] = 1
+    Y[5, :] = 1
+    arrays = {"images": images, "labels": Y, **extra}
+    if names is not None:
+        arrays["label_names"] = np.asarray(names)
+    np.savez(path, **arrays)
+    return Y
+
+
+def test_an_npz_indicator_matrix_is_read_as_label_sets(tmp_path):
+    path = tmp_path / "findings.npz"
+    Y = _npz_with_sets(path, names=["effusion", "nodule", "edema"])
+    data = load_dataset(path, multi_label=True)
+    assert data.kind == "image" and data.items.shape == (24, 8, 8)
+    names = ["effusion", "nodule", "edema"]
+    expected = [";".join(n for n, on in zip(names, row, strict=True) if on) for row in Y]
+    assert data.labels.tolist() == expected
+    assert data.labels[1] == "" and data.labels[5] == "effusion;nodule;edema"
+    # Read as one label per item, the matrix is refused, naming the way to read it.
+    with pytest.raises(InvalidDataError, match=r"one column per label.*--multi-label"):
+        load_dataset(path)
+
+
+def test_an_npz_indicator_matrix_without_names_is_named_by_column(tmp_path):
+    # MedMNIST's multi-label files keep their splits and no names.
+    rng = np.random.default_rng(1)
+    arrays = {
+        f"{split}_{what}": (
+            rng.integers(0, 255, size=(n, 8, 8), dtype=np.uint8)
+            if what == "images"
+            else (rng.random((n, 4)) < 0.3).astype(np.uint8)
+        )
+        for split, n in (("train", 10), ("test", 5))
+        for what in ("images", "labels")
+    }
+    np.savez(tmp_path / "chest.npz", **arrays)
+    data = load_dataset(tmp_path / "chest.npz", multi_label=True)
+    assert data.splits.tolist() == ["train"] * 10 + ["test"] * 5
+    Y = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
+    assert data.labels.tolist() == [";".join(str(j) for j in np.flatnonzero(row)) for row in Y]
+
+
+@pytest.mark.parametrize(
+    ("names", "labels", "message"),
+    [
+        (["a", "b"], None, "must name each of the 3 label columns"),
+        (["a", "a", "b"], None, "blank or repeated label name"),
+        (["a", "b;c", "d"], None, "label name with ';'"),
+        (None, np.full((24, 3), 2, dtype=np.uint8), "must hold only 0 and 1"),
+    ],
+)
+def test_a_bad_npz_indicator_matrix_is_refused(tmp_path, names, labels, message):
+    path = tmp_path / "bad.npz"
+    _npz_with_sets(path, names=names)
+    if labels is not None:
+        with np.load(path) as archive:
+            arrays = dict(archive)
+        arrays["labels"] = labels
+        np.savez(path, **arrays)
+    with pytest.raises(InvalidDataError, match=message):
+        load_dataset(path, multi_label=True)
+
+
+def test_simulate_replays_an_npz_of_images_with_label_sets(tmp_path):
+    from typer.testing import CliRunner
+
+    from labelwise.cli import app
+    from labelwise.cli.learning import _simulation_data
+
+    path = tmp_path / "findings.npz"
+    rng = np.random.default_rng(2)
+    Y = (rng.random((90, 3)) < 0.4).astype(np.uint8)
+    images = rng.integers(0, 60, size=(90, 8, 8)).astype(np.uint8)
+    images[:, :4, :4] += (Y[:, 0] * 150).astype(np.uint8)[:, None, None]  # each label its patch
+    images[:, 4:, 4:] += (Y[:, 1] * 150).astype(np.uint8)[:, None, None]
+    names = np.asarray(["effusion", "nodule", "edema"])
+    np.savez(path, images=images, labels=Y, label_names=names)
+    found = _simulation_data(path, None)  # detected: no flag needed
+    assert found.label_lists and found.data.kind == "image"
+    args = ["simulate", str(path), "--out", str(tmp_path / "out"), "--strategies"]
+    args += ["random,default", "--seeds", "0", "--initial", "20", "--batch-size", "10"]
+    args += ["--budget", "40", "--features", "pixels"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "macro-F1" in summary and "micro-F1" in summary

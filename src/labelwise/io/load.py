@@ -102,8 +102,10 @@ def load_dataset(
     (``["insult", "threat"]``), in Parquet a list column; a JSON list written in a text cell is
     read too. Each label becomes the row's names joined by ``;`` in the file's order, each once.
     An empty list (``[]``, in JSON or in a cell) is the empty set, ``""``; an empty cell, a null
-    or a missing key is no label (None), as for one label per row. Other formats (image
-    folders, LIBSVM, ``.npz``) give one label per item, a set of one.
+    or a missing key is no label (None), as for one label per row. In ``.npz``, labels of
+    shape (n, L) are one 0/1 column per label, named by the file's ``label_names``/``classes``
+    array (else ``0``, ``1``, ...); read without ``multi_label`` they are refused. Image folders,
+    LIBSVM and one label column per item give a set of one.
     """
     if multi_label and label_names is not None:
         raise InvalidParameterError(
@@ -160,7 +162,9 @@ def _load(
         return _read_libsvm(path)
     if suffix == ".npz":
         columns.refuse(path, "an .npz file")
-        return _read_npz(path, max_pixels=_MAX_IMAGE_PIXELS, label_names=label_names)
+        return _read_npz(
+            path, max_pixels=_MAX_IMAGE_PIXELS, label_names=label_names, multi_label=multi_label
+        )
     if suffix == ".npy":
         columns.refuse(path, "an .npy file")
         return _matrix_dataset(path, np.asarray(read_npy(path)), None)

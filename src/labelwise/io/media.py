@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from labelwise import label_sets
 from labelwise.exceptions import InvalidDataError, InvalidParameterError
 from labelwise.io.dataset import Dataset, _named_labels, _row_ids, _with_label_names
 
@@ -139,7 +140,13 @@ def _split_keys(arrays: dict[str, np.ndarray], split: str) -> tuple[str, str] | 
     return None
 
 
-def _read_npz(path: Path, *, max_pixels: int, label_names: Sequence[str] | None = None) -> Dataset:
+def _read_npz(
+    path: Path,
+    *,
+    max_pixels: int,
+    label_names: Sequence[str] | None = None,
+    multi_label: bool = False,
+) -> Dataset:
     _check_npz_sizes(path, max_pixels=max_pixels)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -188,6 +195,8 @@ def _read_npz(path: Path, *, max_pixels: int, label_names: Sequence[str] | None 
     if labels is not None:
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels.ravel()
+        elif labels.ndim == 2 and labels.shape[0] == items.shape[0]:
+            labels = _indicator_sets(labels, file_names, names_key, path, multi_label)
         if labels.shape != (items.shape[0],):
             raise InvalidDataError(
                 f"{path}: labels have shape {labels.shape}, expected ({items.shape[0]},)"
@@ -220,6 +229,51 @@ def _read_npz(path: Path, *, max_pixels: int, label_names: Sequence[str] | None 
     if label_names is not None:
         return _with_label_names(dataset, label_names)
     return _name_from_file(dataset, file_names, names_key, path)
+
+
+def _indicator_sets(
+    labels: np.ndarray, names: np.ndarray | None, key: str | None, path: Path, multi_label: bool
+) -> np.ndarray:
+    """Labels of shape (n, L), one 0/1 column per label, as label sets: each row's names (the
+    file's ``label_names``/``classes`` array, else ``0``, ``1``, ...) joined by ``;``."""
+    n_labels = labels.shape[1]
+    if not multi_label:
+        raise InvalidDataError(
+            f"{path}: labels have shape {labels.shape}, one column per label: a multi-label "
+            "file; read it as label sets (--multi-label)"
+        )
+    if labels.dtype == bool or np.issubdtype(labels.dtype, np.number):
+        values = np.asarray(labels, dtype=np.float64)
+    else:
+        values = np.full(labels.shape, np.nan)
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise InvalidDataError(
+            f"{path}: labels of shape {labels.shape} must hold only 0 and 1 (one column per label)"
+        )
+    if names is None:
+        label_set = tuple(str(j) for j in range(n_labels))
+    else:
+        label_set = tuple(str(name).strip() for name in np.ravel(names).tolist())
+        if names.dtype.kind not in "US" or len(label_set) != n_labels:
+            raise InvalidDataError(
+                f"{path}: array {key!r} must name each of the {n_labels} label columns, "
+                f"got {names.dtype} of shape {names.shape}"
+            )
+        if len(set(label_set)) != n_labels or not all(label_set):
+            raise InvalidDataError(f"{path}: array {key!r} holds a blank or repeated label name")
+        if any(label_sets.SEPARATOR in name for name in label_set):
+            raise InvalidDataError(
+                f"{path}: array {key!r} holds a label name with {label_sets.SEPARATOR!r}, which "
+                "separates the labels of a set"
+            )
+    on = values.astype(bool)
+    return np.array(
+        [
+            label_sets.SEPARATOR.join(n for n, x in zip(label_set, row, strict=True) if x)
+            for row in on
+        ],
+        dtype=object,
+    )
 
 
 def _name_from_file(
@@ -284,9 +338,12 @@ def _matrix_dataset(
 
 
 def _array_labels(y: np.ndarray | None, path: Path) -> np.ndarray | None:
-    """Labels of shape (n,) from an array: integers (integral floats too) as int64, else str."""
+    """Labels of shape (n,) from an array: integers (integral floats too) as int64, else str;
+    label sets (object, from :func:`_indicator_sets`) as they are."""
     if y is None:
         return None
+    if y.dtype == object:
+        return y
     if y.dtype == bool or np.issubdtype(y.dtype, np.integer):
         return y.astype(np.int64)
     if np.issubdtype(y.dtype, np.floating):
