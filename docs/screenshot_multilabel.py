@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from screenshots import annotating  # docs/, beside this script
 
 from labelwise.label_sets import parse_label_list
 from labelwise.server import ServerConfig, create_app
@@ -36,15 +37,6 @@ DOCS = Path(__file__).resolve().parent
 LABELS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 #: Comments with these words are left out of the sample: the picture is for a README.
 COARSE = ("fuck", "shit", "bitch", "cunt", "dick", "ass ", "damn", "hell", "kill", "die")
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _sample(data: Path, n: int) -> pd.DataFrame:
@@ -92,18 +84,7 @@ def main() -> None:
         assert train_once(opened.folder, opened.db, force=True).status == "trained"
         base, server = _serve(create_app(ServerConfig(opened)))
 
-        from playwright.sync_api import sync_playwright
-
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-            page = browser.new_page(viewport={"width": 1360, "height": 860})
-            page.goto(f"{base}/login")
-            page.fill("input[name=token]", token)
-            page.click("button[type=submit]")
-            page.wait_for_selector('#annotate[data-state="item"]')
-            if page.locator("#why-panel").is_hidden():
-                page.keyboard.press("w")
+        with annotating(base, token) as page:
             keys = dict(
                 page.eval_on_selector_all(
                     "#label-bar .btn-label", "bs => bs.map(b => [b.dataset.value, b.dataset.key])"
@@ -128,7 +109,6 @@ def main() -> None:
                 page.keyboard.press(keys[label])
             time.sleep(0.5)
             page.screenshot(path=str(args.out))
-            browser.close()
         server.should_exit = True  # type: ignore[attr-defined]
         opened.db.dispose()
     finally:

@@ -13,6 +13,7 @@ docs/items.png.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from labelwise.datasets import bundled_path
 from labelwise.io.load import load_dataset
@@ -51,6 +54,28 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.contextmanager
+def annotating(base: str, token: str) -> Iterator[Any]:
+    """A headless Chromium page signed in with ``token`` at ``base``, on the annotate page with
+    an item shown and the why-panel open; the browser is closed after the block."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 860})
+            page.goto(f"{base}/login")
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            page.wait_for_selector('#annotate[data-state="item"]')
+            if page.locator("#why-panel").is_hidden():
+                page.keyboard.press("w")
+            yield page
+        finally:
+            browser.close()
 
 
 def _port() -> int:
@@ -115,18 +140,7 @@ def main() -> None:
                 )
             time.sleep(5)  # let the worker fit on what arrived
 
-        from playwright.sync_api import sync_playwright
-
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
-            page = browser.new_page(viewport={"width": 1360, "height": 860})
-            page.goto(f"{base}/login")
-            page.fill("input[name=token]", admin)
-            page.click("button[type=submit]")
-            page.wait_for_selector('#annotate[data-state="item"]')
-            if page.locator("#why-panel").is_hidden():
-                page.keyboard.press("w")
+        with annotating(base, admin) as page:
             # Answer the item on screen correctly (the SMS collection knows), so the panel's
             # "your last answer, and the model" part shows; then show the next item.
             by_text = dict(zip(truth.items.tolist(), truth.labels.tolist(), strict=True))
@@ -163,7 +177,6 @@ def main() -> None:
             page.wait_for_selector("#detail-history li")
             time.sleep(0.5)
             page.screenshot(path=str(DOCS / "items.png"))
-            browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
