@@ -10,6 +10,7 @@ import re
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from explored import explored_version
 from labelwise.cli import app
 from labelwise.services.dashboard import dashboard
 from labelwise.services.setup import init_project
@@ -18,7 +19,6 @@ from labelwise.store.answers import submit_label
 from labelwise.store.leasing import next_item
 from labelwise.store.models import Annotator, Item
 from labelwise.store.projects import ProjectSettings, get_project
-from labelwise.store.versions import QueuedItem, record_version
 
 runner = CliRunner()
 
@@ -58,27 +58,7 @@ def test_status_prints_the_multi_label_figures(tmp_path):
         ids = list(
             s.scalars(select(Item.id).where(Item.project_id == project.id).order_by(Item.row))
         )
-        record_version(
-            s,
-            project,
-            n_labels=10,
-            label_counts={},
-            metrics={},
-            strategy="mean-margin",
-            model_name="logreg",
-            artefact="models/v.joblib",
-            fit_seconds=0.0,
-            queue=[
-                QueuedItem(
-                    item_id=ids[i],
-                    rank=i,
-                    kind="exploration",
-                    predicted=predicted,
-                    reason={"kind": "exploration", "summary": "drawn at random"},
-                )
-                for i, (_, predicted) in enumerate(EXPLORED)
-            ],
-        )
+        explored_version(s, project, [(ids[i], guess) for i, (_, guess) in enumerate(EXPLORED)])
         answer_of = {ids[i]: value for i, (value, _) in enumerate(EXPLORED)}
         for _ in EXPLORED:
             offered = next_item(s, project, alice, exclude=set(), answering=frozenset())

@@ -143,35 +143,16 @@ def test_the_dashboard_route_carries_the_multi_label_figures(multi):
 def _explored(s: Served, answers: dict[str, tuple[str, str]]) -> None:
     """A version whose queue serves these items (external id -> (answer, predicted)) as
     exploration items, and alice's answers to them."""
+    from explored import explored_version
     from labelwise.store.leasing import next_item
-    from labelwise.store.versions import QueuedItem, record_version
 
     with s.project.db.write() as session:
         project = get_project(session, project_id=s.pid)
         ids = {
             ext: session.scalar(select(Item.id).where(Item.external_id == ext)) for ext in answers
         }
-        queue = [
-            QueuedItem(
-                item_id=ids[ext],
-                rank=rank,
-                kind="exploration",
-                predicted=predicted,
-                reason={"kind": "exploration", "summary": "drawn at random"},
-            )
-            for rank, (ext, (_, predicted)) in enumerate(answers.items())
-        ]
-        record_version(
-            session,
-            project,
-            n_labels=10,
-            label_counts={},
-            metrics={},
-            strategy="mean-margin",
-            model_name="logreg",
-            artefact="models/v.joblib",
-            fit_seconds=0.0,
-            queue=queue,
+        explored_version(
+            session, project, [(ids[ext], predicted) for ext, (_, predicted) in answers.items()]
         )
     by_id = {ids[ext]: value for ext, (value, _) in answers.items()}
     with s.project.db.write() as session:

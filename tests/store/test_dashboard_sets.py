@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from explored import explored_version
 from labelwise.label_sets import to_indicator
 from labelwise.learning.multilabel_metrics import multilabel_scores
 from labelwise.services.dashboard import dashboard, hide_colleagues
 from labelwise.store.projects import get_project
-from labelwise.store.versions import QueuedItem, record_version
 
 LABELS = ("insult", "threat", "spam")
 
@@ -23,28 +23,13 @@ PREDICTED = ["insult", "insult", "", "spam", "insult;threat", "spam"]
 
 def _version(store: Any, pid: int, item_ids: list[int], predicted: list[str], **metrics: Any):
     """A ready version whose queue serves ``item_ids`` as exploration items."""
-    entries = [
-        QueuedItem(
-            item_id=item_id,
-            rank=rank,
-            kind="exploration",
-            predicted=guess,
-            reason={"kind": "exploration", "summary": "drawn at random"},
-        )
-        for rank, (item_id, guess) in enumerate(zip(item_ids, predicted, strict=True))
-    ]
     with store.db.write() as s:
-        record_version(
+        explored_version(
             s,
             get_project(s, project_id=pid),
+            list(zip(item_ids, predicted, strict=True)),
             n_labels=metrics.pop("n_labels", 10),
-            label_counts={},
             metrics=metrics,
-            strategy="mean-margin",
-            model_name="logreg",
-            artefact="models/v.joblib",
-            fit_seconds=0.0,
-            queue=entries,
         )
 
 

@@ -44,7 +44,7 @@ from labelwise.services.training import labels_for_next_fit
 from labelwise.services.triage import triage_report
 from labelwise.store.fatigue import assess, recent_answers
 from labelwise.store.models import Annotator, Label, ModelVersion, Project, utcnow
-from labelwise.store.projects import feature_spec, settings_of
+from labelwise.store.projects import ProjectSettings, feature_spec, settings_of
 from labelwise.store.review import resolved_labels
 from labelwise.store.stats import item_progress
 
@@ -367,7 +367,8 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
             .order_by(ModelVersion.version)
         )
     )
-    multi_label = settings_of(project).multi_label
+    settings = settings_of(project)
+    multi_label = settings.multi_label
     curve = _curve(session, project, versions, multi_label)
     current = next((v for v in versions if v.id == project.current_version_id), None)
     cv = ((current.metrics or {}).get("cv") or {}) if current else {}
@@ -421,20 +422,20 @@ def dashboard(session: Session, project: Project) -> dict[str, Any]:
             for v in versions
         ],
         "stopping": _verdict(curve),
-        "first_model": _first_model(project, final, versions),
+        "first_model": _first_model(settings, final, versions),
         **extra,
     }
 
 
 def _first_model(
-    project: Project, final: dict[int, str], versions: list[ModelVersion]
+    settings: ProjectSettings, final: dict[int, str], versions: list[ModelVersion]
 ) -> dict[str, Any] | None:
     """Before any model: what the first fit waits for (labels, and two different answers),
     as the worker decides it. None once a version is ready."""
     if any(v.status == "ready" for v in versions):
         return None
     return {
-        "needed": labels_for_next_fit(settings_of(project), fitted=False),
+        "needed": labels_for_next_fit(settings, fitted=False),
         "labels": len(final),
         "answers_differ": len(set(final.values())) >= 2,
     }
