@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from labelwise.exceptions import AuthenticationError, NotFoundError, PermissionDeniedError
@@ -27,11 +27,13 @@ __all__ = [
     "AppState",
     "BodyId",
     "ItemId",
+    "LabelName",
     "Principal",
     "ProjectId",
     "State",
     "User",
     "annotator_for",
+    "one_of_value_or_labels",
     "principal_for",
     "project_session",
 ]
@@ -46,6 +48,18 @@ ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="A project's id.")]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="An item's id (in this project).")]
 #: An item id in a request body.
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: One label's name in a request body (a multi-label answer's list holds these).
+LabelName = Annotated[str, StringConstraints(max_length=200)]
+
+
+def one_of_value_or_labels(value: str | None, labels: list[str] | None, what: str) -> None:
+    """A body gives ``what`` (an answer, a decision) as ``value`` or as ``labels``, exactly one:
+    else a ValueError that says so (answered as a 422)."""
+    if (value is None) == (labels is None):
+        raise ValueError(
+            f"give the {what} as value (a label) or as labels (a multi-label project's list of "
+            "labels), exactly one of them"
+        )
 
 
 @dataclass(frozen=True)

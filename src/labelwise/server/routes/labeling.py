@@ -22,10 +22,12 @@ from labelwise.server.deps import (
     AppState,
     BodyId,
     ItemId,
+    LabelName,
     Principal,
     ProjectId,
     State,
     User,
+    one_of_value_or_labels,
     project_session,
 )
 from labelwise.server.views import assignment_view, reveal_view
@@ -53,9 +55,6 @@ class NextRequest(BaseModel):
     )
 
 
-LabelName = Annotated[str, StringConstraints(max_length=200)]
-
-
 class LabelRequest(BaseModel):
     value: str | None = Field(
         default=None,
@@ -78,11 +77,7 @@ class LabelRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_answer(self) -> LabelRequest:
-        if (self.value is None) == (self.labels is None):
-            raise ValueError(
-                "give the answer as value (a label) or as labels (a multi-label project's "
-                "list of labels), exactly one of them"
-            )
+        one_of_value_or_labels(self.value, self.labels, "answer")
         return self
 
     def answer(self) -> Any:

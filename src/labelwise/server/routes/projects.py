@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from labelwise import label_sets
 from labelwise.exceptions import (
@@ -24,7 +24,16 @@ from labelwise.exceptions import (
     NotFoundError,
 )
 from labelwise.learning.triage import TriageTarget
-from labelwise.server.deps import Admin, ItemId, ProjectId, State, User, project_session
+from labelwise.server.deps import (
+    Admin,
+    ItemId,
+    LabelName,
+    ProjectId,
+    State,
+    User,
+    one_of_value_or_labels,
+    project_session,
+)
 from labelwise.server.schemas import (
     AddedAnnotator,
     AnnotatorRow,
@@ -197,9 +206,6 @@ def review_queue(project_id: ProjectId, state: State, admin: Admin) -> list[dict
         return out
 
 
-LabelName = Annotated[str, StringConstraints(max_length=200)]
-
-
 class Adjudication(BaseModel):
     value: str | None = Field(
         default=None,
@@ -216,11 +222,7 @@ class Adjudication(BaseModel):
 
     @model_validator(mode="after")
     def _one_decision(self) -> Adjudication:
-        if (self.value is None) == (self.labels is None):
-            raise ValueError(
-                "give the decision as value (a label) or as labels (a multi-label project's "
-                "list of labels), exactly one of them"
-            )
+        one_of_value_or_labels(self.value, self.labels, "decision")
         return self
 
 
