@@ -487,3 +487,13 @@ def test_diversity_is_measured_where_the_per_label_models_learn(case):
     ctx = QueryContext(X, rows, pool.labeled, pool.labels_of(pool.labeled), scaled)
     head = next(e for e in scaled.model_.estimators_ if e is not None)[:-1]
     np.testing.assert_allclose(represent(ctx, rows), head.transform(X[rows]))
+
+
+def test_routine_items_are_those_far_from_their_thresholds():
+    # One label decided from 0.1: 0.9 is (0.9 - 0.1) / 0.9 = 0.89 of the way to 1, 0.02 only
+    # (0.1 - 0.02) / 0.1 = 0.8 of the way to 0 (measured from 0.5, 0.02 would look surer).
+    out = ModelOutputs(
+        "proba", np.array([[0.02], [0.9], [0.12]]), np.array(["rare"]), np.array([0.1])
+    )
+    picked = confident_picks(np.arange(3), out, 1, np.random.default_rng(0))
+    assert picked.tolist() == [1]
