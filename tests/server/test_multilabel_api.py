@@ -16,7 +16,7 @@ from sqlalchemy import select
 from labelwise.server import ServerConfig, create_app
 from labelwise.services.setup import init_project
 from labelwise.store.annotators import create_annotator
-from labelwise.store.models import Label, Lease
+from labelwise.store.models import Item, Label, Lease
 from labelwise.store.projects import ProjectSettings, get_project
 from server.conftest import Served
 
@@ -173,8 +173,11 @@ def _ranked(duplicates: list[int]) -> dict[str, Any]:
 def test_a_group_gets_the_set_and_the_reveal_shows_the_guessed_set(multi):
     s = multi
     held = _next(s, s.alice)["item"]
-    others = [a["item"]["id"] for a in (_next(s, s.bob) for _ in range(1))]
-    group = [i for i in range(held["id"] + 1, held["id"] + 4) if i not in others]
+    bobs = _next(s, s.bob)["item"]["id"]
+    # Three items nobody holds (the queue's order is random: pick from the stored items).
+    with s.project.db.read() as session:
+        ids = session.scalars(select(Item.id).order_by(Item.id)).all()
+    group = [i for i in ids if i not in (held["id"], bobs)][:3]
     _lease_reason(s, held["id"], _ranked(group), "sports;politics")
     body = {"labels": ["tech", "politics"], "group": group}
     r = _label(s, s.alice, held["id"], body)
