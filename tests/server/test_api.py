@@ -89,6 +89,20 @@ def test_a_late_release_leaves_the_item_leased_again_since(served):
     assert bad.status_code == 422 and "leases" in bad.text
 
 
+def test_a_reloaded_page_keeps_its_item_when_the_unloaded_page_releases_it_late(served):
+    """A reload: the new page asks for its item before the old page's release (sent as it
+    unloads) arrives. The item stays the annotator's and its content is still served."""
+    s = served
+    old = _next(s, s.alice)
+    new = _next(s, s.alice)
+    assert new["item"]["id"] == old["item"]["id"] and new["lease"] != old["lease"]
+    late = s.client.post(s.api("/release"), json={"leases": [old["lease"]]}, headers=s.h(s.alice))
+    assert late.json() == {"released": 0}
+    shown = s.client.get(s.api(f"/items/{new['item']['id']}"), headers=s.h(s.alice))
+    assert shown.status_code == 200, shown.text
+    assert _next(s, s.bob)["item"]["id"] != new["item"]["id"]
+
+
 def test_items_being_answered_stay_leased_while_the_page_asks_for_more(served):
     s = served
     sending: list[int] = []

@@ -282,6 +282,28 @@ def grant(
     return _assignment(session, lease, previous)
 
 
+def _grant_again(
+    session: Session, project: Project, annotator: Annotator, lease: Lease, now: Any
+) -> Assignment:
+    """A lease the annotator holds, handed to them again (a reloaded page, a retried request)
+    under a fresh token, with its reason. The page that asked before may still send a release
+    naming the old token (a reload's unloading page, whose release can arrive after this):
+    it must end nothing, where with the same token it ended the lease of the item now on
+    screen, and the annotator's own item was gone from under them (its image refused)."""
+    item = session.get(Item, lease.item_id)
+    assert item is not None  # the lease's foreign key guarantees it
+    return grant(
+        session,
+        project,
+        annotator,
+        item,
+        now=now,
+        reason=stored_reason(lease),
+        model_version_id=lease.model_version_id,
+        predicted=lease.predicted,
+    )
+
+
 def _grant_first(
     session: Session, project: Project, annotator: Annotator, now: Any, offers: Iterable[_Offer]
 ) -> Assignment | None:
@@ -393,7 +415,8 @@ def next_item(
     """The item this annotator should see next, leased to them; None when nothing is open.
 
     An unexpired lease the annotator already holds (and is not in ``exclude``: the items the
-    page already shows or prefetched) comes back first, so a reload or a crash loses nothing.
+    page already shows or prefetched) comes back first, so a reload or a crash loses nothing:
+    granted again, under a fresh token.
     Otherwise the best-ranked available item of the current queue; when the queue is used up,
     a random open item, so the annotator never waits for the model.
 
@@ -409,7 +432,7 @@ def next_item(
     held = _held(session, annotator, now)
     for lease in held:
         if lease.item_id not in exclude:
-            return _assignment(session, lease)
+            return _grant_again(session, project, annotator, lease, now)
     open_ = [lease for lease in held if lease.item_id not in answering]
     if len(open_) >= MAX_HELD:
         # Too many prefetched items: give the oldest back before taking another.
