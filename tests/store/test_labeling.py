@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from labelwise.exceptions import ConflictError, InvalidParameterError, NotFoundError
 from labelwise.store import answers, leasing
@@ -678,6 +678,31 @@ def test_a_reload_gets_its_item_under_a_fresh_token_and_the_unloaded_page_ends_n
     back = store.undo(pid, a)  # a new grant of the same item
     assert back.item.id == shown.item.id and back.lease != shown.lease
     assert {lease.token for lease in store.leases() if lease.annotator_id == a} == {back.lease}
+
+
+def test_a_held_lease_ended_by_a_concurrent_request_is_passed_over(store, monkeypatch):
+    """Found under load on PostgreSQL (one annotator, six requests at once): a release or an
+    answer of the same annotator deleted the held lease between /next reading it and granting
+    it again, and /next failed (0 rows updated). It passes over it and grants another item."""
+    pid = store.project(3)
+    ids = store.item_ids(pid)
+    store.queue(pid, ids)
+    a = store.annotator(pid, "a")
+    first = store.next(pid, a)
+    read_held = leasing._held
+
+    def ended_meanwhile(session, annotator, now):
+        held = read_held(session, annotator, now)
+        session.execute(
+            delete(Lease).where(Lease.id.in_([lease.id for lease in held])),
+            execution_options={"synchronize_session": False},
+        )
+        return held
+
+    monkeypatch.setattr(leasing, "_held", ended_meanwhile)
+    got = store.next(pid, a)
+    assert got is not None and got.lease != first.lease
+    assert [lease.token for lease in store.leases()] == [got.lease]
 
 
 def test_annotators_only_ever_see_their_own_projects_items(store):

@@ -251,6 +251,10 @@ def _assignment(session: Session, lease: Lease, previous: str | None = None) -> 
     )
 
 
+def _new_token() -> str:
+    return secrets.token_hex(16)
+
+
 def grant(
     session: Session,
     project: Project,
@@ -274,7 +278,7 @@ def grant(
         session.add(lease)
     lease.expires_at = now + timedelta(seconds=settings_of(project).lease_seconds)
     lease.created_at = now
-    lease.token = secrets.token_hex(16)
+    lease.token = _new_token()
     lease.reason = reason.to_dict()
     lease.model_version_id = model_version_id
     lease.predicted = predicted
@@ -282,26 +286,31 @@ def grant(
     return _assignment(session, lease, previous)
 
 
-def _grant_again(
-    session: Session, project: Project, annotator: Annotator, lease: Lease, now: Any
-) -> Assignment:
+def _grant_again(session: Session, project: Project, lease: Lease, now: Any) -> Assignment | None:
     """A lease the annotator holds, handed to them again (a reloaded page, a retried request)
-    under a fresh token, with its reason. The page that asked before may still send a release
-    naming the old token (a reload's unloading page, whose release can arrive after this):
-    it must end nothing, where with the same token it ended the lease of the item now on
-    screen, and the annotator's own item was gone from under them (its image refused)."""
-    item = session.get(Item, lease.item_id)
-    assert item is not None  # the lease's foreign key guarantees it
-    return grant(
-        session,
-        project,
-        annotator,
-        item,
-        now=now,
-        reason=stored_reason(lease),
-        model_version_id=lease.model_version_id,
-        predicted=lease.predicted,
+    under a fresh token and a renewed lease time, with its reason; None when another request
+    of the annotator (an answer, a release) ended it meanwhile.
+
+    The page that asked before may still send a release naming the old token (a reload's
+    unloading page, whose release can arrive after this): it must end nothing, where with the
+    same token it ended the lease of the item now on screen, and the annotator's own item was
+    gone from under them (its image refused). One conditional update, not the ORM's flush: a
+    lease deleted by a concurrent answer is passed over, not an error."""
+    renewed = session.execute(
+        update(Lease)
+        .where(Lease.id == lease.id)
+        .values(
+            token=_new_token(),
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings_of(project).lease_seconds),
+        )
+        .execution_options(synchronize_session=False)
     )
+    if not getattr(renewed, "rowcount", 0):
+        session.expunge(lease)
+        return None
+    session.refresh(lease)
+    return _assignment(session, lease)
 
 
 def _grant_first(
@@ -430,9 +439,11 @@ def next_item(
     answering = set(answering)
     exclude = set(exclude) | answering
     held = _held(session, annotator, now)
-    for lease in held:
-        if lease.item_id not in exclude:
-            return _grant_again(session, project, annotator, lease, now)
+    for lease in [lease for lease in held if lease.item_id not in exclude]:
+        again = _grant_again(session, project, lease, now)
+        if again is not None:
+            return again
+        held.remove(lease)
     open_ = [lease for lease in held if lease.item_id not in answering]
     if len(open_) >= MAX_HELD:
         # Too many prefetched items: give the oldest back before taking another.
