@@ -268,8 +268,9 @@ def grant(
     previous: str | None = None,
 ) -> Assignment:
     """Lease ``item`` (locked by the caller, and available to ``annotator``) for the project's
-    lease time from ``now``, with a fresh token: the one place a lease is granted. An earlier
-    lease of the annotator on the item is renewed in place."""
+    lease time from ``now``, with a fresh token: the one place an item is leased (one the
+    annotator still holds is handed again by :func:`_grant_again`). An earlier lease of the
+    annotator on the item is renewed in place."""
     lease = session.scalar(
         select(Lease).where(Lease.item_id == item.id, Lease.annotator_id == annotator.id)
     )
@@ -304,12 +305,11 @@ def _grant_again(session: Session, project: Project, lease: Lease, now: Any) -> 
             created_at=now,
             expires_at=now + timedelta(seconds=settings_of(project).lease_seconds),
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="evaluate")  # the held object: no reload
     )
     if not getattr(renewed, "rowcount", 0):
         session.expunge(lease)
         return None
-    session.refresh(lease)
     return _assignment(session, lease)
 
 
